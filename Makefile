@@ -1,0 +1,26 @@
+# Two commands do all set-up: `make demo` and `make test`. Each creates .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+.PHONY: venv demo test bench clean
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m cachesim.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+bench: $(STAMP)
+	$(BIN)/python bench/replay_vs_libcachesim.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

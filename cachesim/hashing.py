@@ -1,0 +1,48 @@
+"""MurmurHash3's 64-bit finaliser, as FBGEMM uses it to pick a cache set.
+
+fmix64(k): k ^= k >> 33; k *= 0xff51afd7ed558ccd; k ^= k >> 33; k *= 0xc4ceb9fe1a85ec53;
+k ^= k >> 33, all in uint64. The set of a key is fmix64(key) mod n_sets, applied to the trace's
+own (linearised) key, never to a dense id.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_C1 = np.uint64(0xFF51AFD7ED558CCD)
+_C2 = np.uint64(0xC4CEB9FE1A85EC53)
+_S33 = np.uint64(33)
+
+
+@numba.njit(cache=True, inline="always")
+def fmix64(k):
+    """fmix64 of one uint64."""
+    k = np.uint64(k)
+    k ^= k >> _S33
+    k *= _C1
+    k ^= k >> _S33
+    k *= _C2
+    k ^= k >> _S33
+    return k
+
+
+@numba.njit(cache=True)
+def _set_index(keys, n_sets, out):
+    s = np.uint64(n_sets)
+    for i in range(keys.shape[0]):
+        out[i] = fmix64(np.uint64(keys[i])) % s
+
+
+def set_index(keys: np.ndarray, n_sets: int) -> np.ndarray:
+    """Set of each key (int64 or uint64 array) for a cache of `n_sets` sets, as int64."""
+    keys = np.ascontiguousarray(keys)
+    if keys.dtype != np.uint64:
+        keys = keys.astype(np.int64, copy=False).view(np.uint64)
+    out = np.empty(keys.shape[0], dtype=np.int64)
+    _set_index(keys, n_sets, out)
+    return out
+
+
+def n_sets_for(capacity_rows: int, ways: int) -> int:
+    """S = ceil(C / W) sets for a cache of C rows and W ways."""
+    return -(-int(capacity_rows) // int(ways))

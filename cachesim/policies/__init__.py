@@ -1,0 +1,14 @@
+"""Eviction policies: one module each, all behind one registry with aliases.
+
+`get_policy(name)` finds one; `register(Policy(...))` adds one (see `base.py` for the kernel
+signature and README.md for a worked example).
+"""
+from .base import (EVICTIONS, HITS, MISS_BYTES, MISSES, N_COUNTERS, Policy, PythonPolicy, Setup,
+                   all_policies, attach_ways, get_policy, policy_names, register)
+
+# Importing a policy module registers it.
+from . import lru  # noqa: F401,E402
+
+__all__ = ["Policy", "PythonPolicy", "Setup", "register", "attach_ways", "get_policy",
+           "policy_names", "all_policies", "HITS", "MISSES", "MISS_BYTES", "EVICTIONS",
+           "N_COUNTERS"]

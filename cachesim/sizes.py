@@ -1,0 +1,95 @@
+"""Cache sizes as users write them: a row count (`1000`), a share of the distinct keys (`5%`),
+or bytes (`128MiB`, `2GiB`, `500KB`).
+
+`parse_size` checks the text; `Capacity.resolve` turns it into a number of rows or bytes for one
+trace.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from .errors import CachesimError
+
+_UNITS = {
+    "": 1, "b": 1,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+    "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
+}
+_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z%]*)\s*$")
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """A cache size as given: `kind` is 'rows', 'fraction' or 'bytes'."""
+
+    kind: str
+    value: float
+    text: str
+
+    @property
+    def is_bytes(self) -> bool:
+        return self.kind == "bytes"
+
+    def resolve(self, n_distinct: int) -> int:
+        """Rows (or bytes) for a trace with `n_distinct` distinct keys; at least 1."""
+        if self.kind == "fraction":
+            return max(1, int(round(self.value * n_distinct)))
+        return int(self.value)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_size(text) -> Capacity:
+    """Parse one size; raise CachesimError naming the value and the accepted forms."""
+    if isinstance(text, Capacity):
+        return text
+    if isinstance(text, (int,)) and not isinstance(text, bool):
+        if text <= 0:
+            raise CachesimError(f"cache size {text} must be positive (a row count such as 1000, "
+                                "a share such as 5%, or bytes such as 128MiB)")
+        return Capacity("rows", int(text), str(text))
+    s = str(text).strip()
+    m = _SIZE_RE.match(s)
+    if not m:
+        raise CachesimError(
+            f"cannot read cache size {s!r}: give a row count (1000), a share of the distinct "
+            "keys (5%), or bytes (128MiB, 2GiB)")
+    number, unit = float(m.group(1)), m.group(2).lower()
+    if unit == "%":
+        if not 0 < number <= 100:
+            raise CachesimError(f"cache size {s!r}: a share must be above 0% and at most 100%")
+        return Capacity("fraction", number / 100.0, s)
+    if unit not in _UNITS:
+        raise CachesimError(
+            f"cache size {s!r}: unknown unit {m.group(2)!r}; use one of %, B, KB, MB, GB, "
+            "KiB, MiB, GiB, TiB")
+    value = number * _UNITS[unit]
+    if value <= 0 or math.isnan(value):
+        raise CachesimError(f"cache size {s!r} must be positive (a row count such as 1000, "
+                            "a share such as 5%, or bytes such as 128MiB)")
+    if unit == "":
+        if number != int(number):
+            raise CachesimError(f"cache size {s!r}: a row count must be a whole number")
+        return Capacity("rows", int(number), s)
+    return Capacity("bytes", int(value), s)
+
+
+def parse_sizes(text: str) -> list[Capacity]:
+    """A comma-separated list of sizes."""
+    parts = [p for p in str(text).split(",") if p.strip()]
+    if not parts:
+        raise CachesimError("no cache size given: pass --size 1000,5%,128MiB")
+    return [parse_size(p) for p in parts]
+
+
+def format_bytes(n: float) -> str:
+    """Human-readable binary bytes: 1.5 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n} B"

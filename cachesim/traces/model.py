@@ -1,0 +1,264 @@
+"""The in-memory trace: one row per access, columnar numpy arrays.
+
+Per access: `table` (int32) and `row` (int64, the trace's own row id; for a single-table cache
+trace, the object id) and, where the source has them, `batch`, `sample`, `ts` and `size` (bytes).
+Per sample (when the source has them): `labels` and `dense` features, for training.
+Per table: `table_names`, `table_rows` (from the source's metadata, else largest row id + 1) and
+`table_dims` (embedding dimension, default 16: DLRM's Criteo Kaggle preset).
+
+Derived once, on first use, and cached on the object:
+- `keys`: the key linearised over tables, (rows of all earlier tables) + row, int64; the set hash
+  and every user-visible key use it;
+- `dense_ids` (int32, 0..n_distinct-1 in order of first access), `distinct_keys` (the map back)
+  and `key_table` (the table of each dense id): kernels index arrays with dense ids, never hash;
+- `next_access`: index of the next access to the same key, -1 if none (OPT reads it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from ..errors import CachesimError
+from ..hashing import fmix64
+
+DEFAULT_DIM = 16
+
+
+@dataclass(eq=False)
+class Trace:
+    table: np.ndarray
+    row: np.ndarray
+    batch: np.ndarray | None = None
+    sample: np.ndarray | None = None
+    ts: np.ndarray | None = None
+    size: np.ndarray | None = None
+    table_names: list[str] = field(default_factory=list)
+    table_rows: np.ndarray | None = None
+    table_dims: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    dense: np.ndarray | None = None
+    source: str = ""
+    next_access_given: np.ndarray | None = None
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self.table = np.ascontiguousarray(self.table, dtype=np.int32)
+        self.row = np.ascontiguousarray(self.row, dtype=np.int64)
+        n = self.row.shape[0]
+        if self.table.shape[0] != n:
+            raise ValueError("table and row must have one entry per access")
+        for name in ("batch", "sample", "ts", "size"):
+            col = getattr(self, name)
+            if col is not None:
+                col = np.ascontiguousarray(col, dtype=np.int64)
+                if col.shape[0] != n:
+                    raise ValueError(f"{name} must have one entry per access")
+                setattr(self, name, col)
+        n_tables = int(self.table.max()) + 1 if n else max(1, len(self.table_names))
+        n_tables = max(n_tables, len(self.table_names), 0 if self.table_rows is None else len(self.table_rows))
+        if not self.table_names:
+            self.table_names = [f"t{i}" for i in range(n_tables)] if n_tables > 1 else ["t0"]
+        if self.table_rows is None:
+            self.table_rows = rows_per_table(self.table, self.row, n_tables)
+        self.table_rows = np.asarray(self.table_rows, dtype=np.int64)
+        if self.table_dims is None:
+            self.table_dims = np.full(n_tables, DEFAULT_DIM, dtype=np.int64)
+        self.table_dims = np.asarray(self.table_dims, dtype=np.int64)
+        if self.table_dims.shape[0] == 1 and n_tables > 1:
+            self.table_dims = np.full(n_tables, int(self.table_dims[0]), dtype=np.int64)
+
+    # -- shape -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.row.shape[0])
+
+    @property
+    def n_tables(self) -> int:
+        return len(self.table_names)
+
+    @property
+    def has_batches(self) -> bool:
+        return self.batch is not None
+
+    @property
+    def has_sizes(self) -> bool:
+        return self.size is not None
+
+    @classmethod
+    def from_keys(cls, keys, sizes=None, *, batch=None, source="array") -> "Trace":
+        """A single-table trace from a sequence of keys (and optional sizes in bytes)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        return cls(table=np.zeros(keys.shape[0], np.int32), row=keys,
+                   size=None if sizes is None else np.asarray(sizes, np.int64),
+                   batch=batch, source=source)
+
+    def require_nonempty(self) -> None:
+        if len(self) == 0:
+            raise CachesimError(f"{self.source or 'trace'}: the trace has no accesses "
+                                "(check the file and its --format)")
+
+    # -- derived columns ----------------------------------------------------------------------
+    @property
+    def table_offsets(self) -> np.ndarray:
+        """Linearisation offsets: rows of all earlier tables, int64, one per table."""
+        off = np.zeros(self.n_tables, dtype=np.int64)
+        if self.n_tables > 1:
+            np.cumsum(self.table_rows[:-1], out=off[1:])
+        return off
+
+    @property
+    def keys(self) -> np.ndarray:
+        """Key linearised over tables: (rows of all earlier tables) + row."""
+        if "keys" not in self._cache:
+            if self.n_tables == 1:
+                self._cache["keys"] = self.row
+            else:
+                self._cache["keys"] = self.table_offsets[self.table] + self.row
+        return self._cache["keys"]
+
+    def _remap(self):
+        if "dense_ids" not in self._cache:
+            dense, distinct = dense_remap(self.keys)
+            self._cache["dense_ids"] = dense
+            self._cache["distinct_keys"] = distinct
+        return self._cache["dense_ids"], self._cache["distinct_keys"]
+
+    @property
+    def dense_ids(self) -> np.ndarray:
+        """Dense id of each access, 0..n_distinct-1 in order of first access (int32)."""
+        return self._remap()[0]
+
+    @property
+    def distinct_keys(self) -> np.ndarray:
+        """The linearised key of each dense id (the map back)."""
+        return self._remap()[1]
+
+    @property
+    def n_distinct(self) -> int:
+        return int(self.distinct_keys.shape[0])
+
+    @property
+    def key_table(self) -> np.ndarray:
+        """Table of each dense id (int32)."""
+        if "key_table" not in self._cache:
+            kt = np.zeros(self.n_distinct, dtype=np.int32)
+            if self.n_tables > 1:
+                kt[self.dense_ids] = self.table
+            self._cache["key_table"] = kt
+        return self._cache["key_table"]
+
+    @property
+    def next_access(self) -> np.ndarray:
+        """Index of the next access to the same key, -1 if none (int64)."""
+        if "next_access" not in self._cache:
+            if self.next_access_given is not None:
+                self._cache["next_access"] = self.next_access_given
+            else:
+                self._cache["next_access"] = next_access(self.dense_ids, self.n_distinct)
+        return self._cache["next_access"]
+
+    def row_bytes_fp32(self) -> np.ndarray:
+        """Bytes of one fp32 row per table (4 x dim)."""
+        return 4 * self.table_dims
+
+    def access_sizes(self) -> np.ndarray | None:
+        return self.size
+
+    def slice(self, start: int, stop: int) -> "Trace":
+        """Accesses [start, stop) as a new trace with the same tables (no derived columns)."""
+        cut = lambda a: None if a is None else a[start:stop]
+        return Trace(table=self.table[start:stop], row=self.row[start:stop], batch=cut(self.batch),
+                     sample=cut(self.sample), ts=cut(self.ts), size=cut(self.size),
+                     table_names=list(self.table_names), table_rows=self.table_rows.copy(),
+                     table_dims=self.table_dims.copy(), labels=self.labels, dense=self.dense,
+                     source=self.source)
+
+    def __repr__(self) -> str:
+        extra = [c for c in ("batch", "sample", "ts", "size") if getattr(self, c) is not None]
+        return (f"Trace({len(self):,} accesses, {self.n_tables} table(s), columns table,row"
+                f"{''.join(',' + c for c in extra)}, source={self.source!r})")
+
+
+@numba.njit(cache=True)
+def _rows_per_table(table, row, out):
+    for i in range(table.shape[0]):
+        r = row[i] + 1
+        if r > out[table[i]]:
+            out[table[i]] = r
+
+
+def rows_per_table(table: np.ndarray, row: np.ndarray, n_tables: int) -> np.ndarray:
+    """Largest row id + 1 per table (0 for a table with no access or only negative ids)."""
+    out = np.zeros(n_tables, dtype=np.int64)
+    _rows_per_table(table, row, out)
+    return out
+
+
+@numba.njit(cache=True)
+def _dense_remap(keys, out):
+    n = keys.shape[0]
+    cap = 1 << 16
+    mask = np.uint64(cap - 1)
+    slot_key = np.empty(cap, dtype=np.int64)
+    slot_val = np.full(cap, -1, dtype=np.int64)
+    distinct = np.empty(1 << 12, dtype=np.int64)
+    n_distinct = 0
+    for i in range(n):
+        k = keys[i]
+        h = fmix64(np.uint64(k)) & mask
+        while True:
+            v = slot_val[h]
+            if v == -1:
+                # new key
+                if n_distinct == distinct.shape[0]:
+                    grown = np.empty(distinct.shape[0] * 2, dtype=np.int64)
+                    grown[:n_distinct] = distinct[:n_distinct]
+                    distinct = grown
+                distinct[n_distinct] = k
+                slot_key[h] = k
+                slot_val[h] = n_distinct
+                out[i] = n_distinct
+                n_distinct += 1
+                if 2 * n_distinct > cap:  # keep the load factor at most 1/2
+                    cap *= 2
+                    mask = np.uint64(cap - 1)
+                    slot_key = np.empty(cap, dtype=np.int64)
+                    slot_val = np.full(cap, -1, dtype=np.int64)
+                    for j in range(n_distinct):
+                        kk = distinct[j]
+                        hh = fmix64(np.uint64(kk)) & mask
+                        while slot_val[hh] != -1:
+                            hh = (hh + np.uint64(1)) & mask
+                        slot_key[hh] = kk
+                        slot_val[hh] = j
+                break
+            if slot_key[h] == k:
+                out[i] = v
+                break
+            h = (h + np.uint64(1)) & mask
+    return distinct[:n_distinct].copy()
+
+
+def dense_remap(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense ids (int32, order of first access) and the distinct keys, from int64 keys."""
+    keys = np.ascontiguousarray(keys, dtype=np.int64)
+    out = np.empty(keys.shape[0], dtype=np.int32)
+    distinct = _dense_remap(keys, out)
+    return out, distinct
+
+
+@numba.njit(cache=True)
+def _next_access(ids, n_ids, out):
+    last = np.full(n_ids, -1, dtype=np.int64)
+    for i in range(ids.shape[0] - 1, -1, -1):
+        k = ids[i]
+        out[i] = last[k]
+        last[k] = i
+
+
+def next_access(dense_ids: np.ndarray, n_distinct: int) -> np.ndarray:
+    """Index of the next access to the same id, -1 if none."""
+    out = np.empty(dense_ids.shape[0], dtype=np.int64)
+    _next_access(dense_ids, n_distinct, out)
+    return out

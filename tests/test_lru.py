@@ -1,0 +1,47 @@
+"""LRU: hand-traced order, the plain-Python oracle on random traces, and golden counts."""
+import json
+
+import numpy as np
+from hypothesis import given, strategies as st
+
+import cachesim
+from tests import naive
+
+
+def test_hand_traced_eviction_order():
+    # capacity 2: a b a c (evicts b) b (miss, evicts a) a (miss)
+    r = cachesim.replay(cachesim.Trace.from_keys([1, 2, 1, 3, 2, 1]), "lru", 2)
+    assert (r.hits, r.misses, r.evictions) == (1, 5, 3)
+
+
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=300), st.integers(1, 40))
+def test_matches_naive_unit(keys, capacity):
+    r = cachesim.replay(cachesim.Trace.from_keys(keys), "lru", capacity)
+    h, m, _, e = naive.lru(keys, capacity)
+    assert (r.hits, r.misses, r.evictions) == (h, m, e)
+
+
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(1, 50)), min_size=1, max_size=300),
+       st.integers(1, 300))
+def test_matches_naive_bytes(pairs, capacity):
+    keys = [k for k, _ in pairs]
+    # an object keeps one size, as in real traces
+    size_of = {k: s for k, s in pairs}
+    sizes = [size_of[k] for k in keys]
+    r = cachesim.replay(cachesim.Trace.from_keys(keys, sizes), "lru", f"{capacity}B")
+    assert (r.hits, r.misses, r.miss_bytes, r.evictions) == naive.lru(keys, capacity, sizes, unit=False)
+
+
+def test_golden_cloudphysics(shared_data):
+    exp = json.loads((shared_data / "cloudphysics/expected.json").read_text())
+    txt = cachesim.read_trace(shared_data / "cloudphysics/cloudPhysicsIO.txt")
+    got = [cachesim.replay(txt, "lru", s).misses for s in exp["unit_size_lru"]["sizes_objects"]]
+    assert got == exp["unit_size_lru"]["misses"]
+    binf = cachesim.read_trace(shared_data / "cloudphysics/cloudPhysicsIO.oracleGeneral.bin")
+    bc = exp["byte_capacity"]
+    res = [cachesim.replay(binf, "lru", f"{s}MiB") for s in bc["sizes_mib"]]
+    assert [r.misses for r in res] == bc["misses"]["LRU"]
+    assert [r.miss_bytes for r in res] == bc["miss_bytes"]["LRU"]
+    for n, ratio in exp["lru_miss_ratio_at_objects"].items():
+        if n.isdigit() and int(n) > 0:
+            assert abs(cachesim.replay(txt, "lru", int(n)).miss_ratio - ratio) < 1e-4

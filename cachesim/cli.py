@@ -50,7 +50,8 @@ def _trace_options(f):
     f = click.option("--format", "fmt", default=None, metavar="FORMAT",
                      help="Trace format (default: from the file's suffix or content).")(f)
     f = click.option("--batch-size", type=click.IntRange(min=1), default=None,
-                     help="Samples per batch for sample-based formats (criteo, avazu).")(f)
+                     help="Samples per batch for criteo and avazu (default 128, DLRM's Kaggle "
+                          "mini-batch); B of fbgemm-npz files that do not store it.")(f)
     return f
 
 
@@ -94,12 +95,21 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
 @click.option("--ways", "-w", type=int, default=None,
               help="Set-associative with W ways (lru, lfu, fifo); 1 is direct-mapped.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random policies.")
+@click.option("--mode", type=click.Choice(["access", "batch"]), default=None,
+              help="access: one access at a time; batch: embedding-cache semantics per training "
+                   "batch (lru, lfu). Default: batch when the trace has batches.")
+@click.option("--per-table", is_flag=True,
+              help="Batch mode: one cache per table (a share such as 5% is per table).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of records.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, as_json, quiet):
+def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_table, as_json,
+           quiet):
     """Replay a trace through policies and sizes; print hits and misses.
 
     Example: cachesim replay trace.parquet --policy lru,lfu,opt --size 1000,5%
+
+    Batch mode (FBGEMM's counters): cachesim replay kaggle.tsv --batch-size 2048 -p lru,lfu
+    -s 5% -w 32 --mode batch
     """
     from .engine import replay as run_replay
     from .policies import get_policy
@@ -110,29 +120,498 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, as_json, quie
     records = []
     for pol in policies:
         for cap in caps:
-            res = run_replay(trace, pol, cap, ways=ways, seed=seed, progress=not quiet)
-            records.append(res.to_record())
+            res = run_replay(trace, pol, cap, ways=ways, seed=seed, progress=not quiet,
+                             mode=mode, per_table=per_table)
+            batch = getattr(res, "mode", "access") == "batch"
+            records.append(res.to_record(per_table=batch and as_json))
     if as_json:
         click.echo(json.dumps(records, indent=1))
+    elif records and records[0].get("mode") == "batch":
+        _print_table(records, ["policy", "size", "capacity", "ways", "calls", "requested_indices",
+                               "unique_indices", "unique_misses", "conflict_unique_misses",
+                               "conflict_misses", "evictions", "hit_ratio"])
     else:
         _print_table(records, ["policy", "size", "capacity", "ways", "requests", "hits",
                                "misses", "hit_ratio", "miss_bytes"])
 
 
 # -- convert (traces) ----------------------------------------------------------------------------
-# (added by the formats work)
+@cli.command()
+@click.argument("src", metavar="IN", type=click.Path())
+@click.argument("dst", metavar="OUT", type=click.Path())
+@_trace_options
+@click.option("--tables", "num_tables", type=click.IntRange(min=1), default=None,
+              help="Tables T of fbgemm-npz files that store neither num_tables nor lengths.")
+def convert(src, dst, fmt, batch_size, num_tables):
+    """Convert a trace in any format to cachesim's Parquet (CSV if OUT ends in .csv).
+
+    \b
+    Formats: criteo, avazu, oracle-general, txt, csv, parquet, fbgemm-npz,
+    dlrm-pt; a folder of .npz or .pt files is read as successive batches.
+    The output is written atomically; a one-line summary is printed.
+
+    \b
+    Example: cachesim convert train.txt kaggle.parquet --format criteo --batch-size 128
+    """
+    import time
+    from .traces import read_trace, write_trace
+    t0 = time.perf_counter()
+    opts = {k: v for k, v in (("batch_size", batch_size), ("num_tables", num_tables)) if v}
+    trace = read_trace(src, format=fmt, **opts)
+    trace.require_nonempty()
+    n_distinct = trace.n_distinct
+    write_trace(trace, dst)
+    tables = f"{trace.n_tables} table{'s' * (trace.n_tables != 1)}"
+    click.echo(f"{dst}: {len(trace):,} accesses, {tables}, {n_distinct:,} distinct keys, "
+               f"{time.perf_counter() - t0:.2f} s")
+
 
 # -- sweep, memory (embedding-cache semantics) ---------------------------------------------------
 # (added by the batch-replay work)
+@cli.command()
+@click.argument("trace_path", metavar="[TRACE]", required=False, type=click.Path())
+@_trace_options
+@click.option("--rows", "rows_text", default=None, metavar="N1,N2,...|criteo-kaggle",
+              help="Rows per table (instead of a trace), or a preset: criteo-kaggle.")
+@click.option("--dim", default=None, metavar="D|D1,D2,...",
+              help="Embedding dim, one for all tables or one per table (default: the trace's, "
+                   "else 16).")
+@click.option("--precision", "precisions", default="fp32,int8,int4", show_default=True,
+              help="Storage precisions: fp32, fp16, bf16, int8, int8-fp16qp, int4, int2.")
+@click.option("--size", "-s", "sizes", default="5%", show_default=True,
+              help="Cache sizes: rows (100000), a share of the TOTAL rows of all tables (5%; "
+                   "not of a trace's distinct keys), or bytes of cache rows (1GiB).")
+@click.option("--cache-precision", default="fp32", show_default=True,
+              type=click.Choice(["fp32", "fp16"]), help="Precision of cached rows.")
+@click.option("--policy", "-p", default="lru", show_default=True,
+              help="Cache policy, for its metadata (lru: 8 B per line; lfu: 8 B per row).")
+@click.option("--ways", "-w", type=int, default=None,
+              help="Round the cache up to whole sets of W lines, as FBGEMM allocates it (32).")
+@click.option("--align", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Pad stored rows to a multiple of this many bytes (FBGEMM inference: 16).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one record each.")
+def memory(trace_path, fmt, batch_size, rows_text, dim, precisions, sizes, cache_precision,
+           policy, ways, align, as_json):
+    """Memory of tables at each precision with a cache: store, scale/bias, cache, metadata.
+
+    Example: cachesim memory --rows criteo-kaggle --dim 16 --precision int8,int4 --size 5%,1%
+    """
+    from .cost import format_memory, memory_records, parse_dims, parse_rows
+    if rows_text is not None:
+        rows = parse_rows(rows_text)
+        default_dims = 16
+    elif trace_path is not None:
+        trace = _read(trace_path, fmt, batch_size)
+        rows, default_dims = trace.table_rows, trace.table_dims
+    else:
+        raise CachesimError("memory needs table sizes: give a TRACE or --rows N1,N2,... "
+                            "(or --rows criteo-kaggle)")
+    dims = parse_dims(dim if dim is not None else default_dims, len(rows))
+    records = memory_records(rows, dims, _split(precisions), _split(sizes),
+                             cache_precision=cache_precision, policy=policy, align=align,
+                             ways=ways)
+    if as_json:
+        click.echo(json.dumps(records, indent=1))
+    else:
+        click.echo(format_memory(records, rows, dims))
+
+
+@cli.command()
+@click.argument("trace_path", metavar="TRACE", type=click.Path())
+@_trace_options
+@click.option("--policy", "-p", "policies", default="lru,lfu", show_default=True,
+              help="Comma-separated policies (batch mode: lru, lfu).")
+@click.option("--size", "-s", "sizes", required=True,
+              help="Comma-separated sizes: rows (1000) or a share of the distinct keys (5%).")
+@click.option("--ways", "-w", default="32", show_default=True,
+              help="Comma-separated ways; 'none' is fully associative, e.g. 32,none.")
+@click.option("--precision", "precisions", default="fp32,int8,int4", show_default=True,
+              help="Storage precisions to cost (no extra replay): fp32, fp16, bf16, int8, "
+                   "int8-fp16qp, int4, int2.")
+@click.option("--per-table", type=click.Choice(["no", "yes", "both"]), default="no",
+              show_default=True, help="One cache over all tables, one per table, or both.")
+@click.option("--mode", type=click.Choice(["batch", "access"]), default="batch",
+              show_default=True, help="Batch replay (FBGEMM's rules) or access by access.")
+@click.option("--inference", is_flag=True, help="Inference: nothing is written back.")
+@click.option("--output", "-o", "out", default=None, type=click.Path(),
+              help="Write the table (.parquet, .csv, .json); finished configurations are kept "
+                   "in OUT.parts/ so a rerun replays only the missing ones.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: every core).")
+@click.option("--dask", "dask_address", default=None, metavar="ADDRESS|local",
+              help="Run on a Dask cluster instead (needs the dist extra).")
+@click.option("--link-gbps", type=float, default=None,
+              help="Host-device link in GB/s for the time estimate (default 25: PCIe 4.0 x16 "
+                   "effective).")
+@click.option("--dim", default=None, metavar="D|D1,D2,...",
+              help="Embedding dim, one for all tables or one per table (default: the trace's).")
+@click.option("--cache-precision", default="fp32", show_default=True,
+              type=click.Choice(["fp32", "fp16"]), help="Precision of cached rows.")
+@click.option("--align", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Pad stored rows to a multiple of this many bytes (FBGEMM inference: 16).")
+@click.option("--fresh", is_flag=True, help="Discard OUT.parts/ and replay everything.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
+def sweep(trace_path, fmt, batch_size, policies, sizes, ways, precisions, per_table, mode,
+          inference, out, jobs, dask_address, link_gbps, dim, cache_precision, align, fresh,
+          quiet):
+    """Replay each policy x size x ways once on all cores; cost it at every precision.
+
+    One row per configuration x precision: the replay's counters, bytes moved (h2d, d2h, per
+    step, against no cache) and memory (store, scale/bias, cache, metadata, ratio vs fp32).
+
+    Example: cachesim sweep trace.parquet --policy lru,lfu --size 1%,5% --ways 32,none
+    --precision fp32,int8,int4 -o results.parquet
+    """
+    from .cost import DEFAULT_LINK_GBPS
+    from .sweep import run_sweep
+    trace = _read(trace_path, fmt, batch_size)
+    res = run_sweep(trace, policies, sizes, ways=ways, precisions=precisions,
+                    per_table=per_table, mode=mode, inference=inference, out=out, jobs=jobs,
+                    dask=dask_address, cache_precision=cache_precision, align=align,
+                    link_gbps=DEFAULT_LINK_GBPS if link_gbps is None else link_gbps, dims=dim,
+                    fresh=fresh, progress=not quiet)
+    cols = ["policy", "size", "ways", "per_table", "precision", "hit_ratio",
+            "h2d_bytes_per_step", "d2h_bytes_per_step", "transfer_vs_no_cache", "total_bytes",
+            "ratio_vs_fp32"]
+    shown = []
+    for r in res.table.to_dicts():
+        r["per_table"] = "yes" if r["per_table"] else "no"
+        r["ways"] = "none" if r["ways"] is None else r["ways"]
+        for c in ("h2d_bytes_per_step", "d2h_bytes_per_step"):
+            r[c] = None if r[c] is None else int(round(r[c]))
+        shown.append(r)
+    _print_table(shown, cols)
+    if not quiet:
+        where = f"; wrote {res.table.height} rows to {out}" if out else ""
+        click.echo(f"sweep: replayed {len(res.ran)} of {len(res.configs)} configurations "
+                   f"({len(res.reused)} reused) in {res.seconds:.1f} s{where}", err=True)
+
 
 # -- analyze, mrc, allocate, generate (trace analysis) -------------------------------------------
 # (added by the analysis work)
+@cli.command()
+@click.argument("trace_path", metavar="TRACE", type=click.Path())
+@_trace_options
+@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False), default=None,
+              metavar="DIR", help="Write rank_frequency, reuse_time, stack_distance, working_set "
+                                  "and drift PNGs into DIR.")
+@click.option("--window", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Accesses per window for working set and drift (default: the batch).")
+@click.option("--top-k", type=click.IntRange(min=1), default=None,
+              help="Hot-set size for drift (default: 1% of distinct rows, 10..1000).")
+def analyze(trace_path, fmt, batch_size, as_json, plots_dir, window, top_k):
+    """Analyse a trace: sizes, popularity (Zipf fit, hot-set coverage), reuse, working set, drift.
+
+    Example: cachesim analyze kaggle_train_head10k.tsv --plots plots/
+    """
+    from .traces.analysis import analyze as run_analysis, format_summary, write_plots
+    trace = _read(trace_path, fmt, batch_size)
+    res = run_analysis(trace, window=window, top_k=top_k)
+    if plots_dir:
+        res["plots"] = [str(p) for p in write_plots(res, plots_dir, trace_name=trace_path)]
+    if as_json:
+        click.echo(json.dumps(res, indent=1))
+    else:
+        click.echo(format_summary(res))
+        for p in res.get("plots", []):
+            click.echo(f"wrote {p}")
+
+
+@cli.command()
+@click.argument("out", metavar="OUT", type=click.Path(dir_okay=False))
+@click.option("--samples", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Samples to generate (each looks up a bag of rows in every table).")
+@click.option("--tables", type=click.IntRange(min=1), default=26, show_default=True)
+@click.option("--rows", default="1000000", show_default=True, metavar="N|N1,N2,...",
+              help="Rows per table, one for all or one per table.")
+@click.option("--alpha", default="1.05", show_default=True, metavar="A|A1,A2,...",
+              help="Zipf exponent per table, one for all or one per table.")
+@click.option("--bag-size", default="1", show_default=True, metavar="L|L1,...|poisson:MEAN",
+              help="Rows per sample and table: fixed, or Poisson with that mean.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Samples per batch.")
+@click.option("--drift", default=None, metavar="SHARE[:K]",
+              help="Every K batches (default 1) the popularity ranking rotates by SHARE of the "
+                   "rows, e.g. 0.01:10.")
+@click.option("--locality", default=None, metavar="P:W",
+              help="Temporal locality: a share P of accesses repeats one of the table's last W "
+                   "accesses, e.g. 0.3:1000.")
+@click.option("--teacher", is_flag=True,
+              help="Add 13 dense features and labels from a planted teacher (seeded by --seed).")
+@click.option("--criteo", is_flag=True,
+              help="Criteo-shaped: 26 tables with the Kaggle sample's popularity, teacher labels "
+                   "(ignores --tables, --rows, --alpha, --bag-size, --drift, --locality).")
+@click.option("--like", "like_path", type=click.Path(), default=None, metavar="TRACE",
+              help="Reproduce TRACE's per-table LRU stack-distance profile instead.")
+@click.option("--accesses", type=click.IntRange(min=1), default=None,
+              help="With --like: accesses to generate (default: as many as TRACE).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              metavar="PNG", help="With --like: plot both exact LRU miss-ratio curves.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def generate(out, samples, tables, rows, alpha, bag_size, batch_size, drift, locality, teacher,
+             criteo, like_path, accesses, plot_path, seed):
+    """Generate a synthetic embedding trace and write it (Parquet, or CSV for a .csv name).
+
+    Example: cachesim generate zipf.parquet --samples 100000 --tables 8 --rows 1000000
+    --alpha 1.1 --bag-size poisson:20 --drift 0.01:10
+
+    Like a real trace: cachesim generate like.parquet --like kaggle_train_head10k.tsv
+    --accesses 2600000 --plot mrc.png
+    """
+    from .traces import generate as gen
+    from .traces.tabular import write_trace
+    if plot_path and not like_path:
+        raise CachesimError("--plot compares the curves of --like TRACE and the generated "
+                            "trace: add --like TRACE")
+    if like_path:
+        real = _read(like_path, None)
+        trace = gen.generate_like(gen.fit_profile(real), accesses or len(real), seed=seed)
+    elif criteo:
+        trace = gen.criteo_like(samples, seed=seed, batch_size=batch_size)
+    else:
+        trace = gen.generate(samples, tables=tables, rows=_numbers(rows, "--rows", int),
+                             alpha=_numbers(alpha, "--alpha", float), bag_size=bag_size,
+                             batch_size=batch_size, drift=drift, locality=locality, seed=seed,
+                             teacher=teacher)
+    write_trace(trace, out)
+    click.echo(f"wrote {out}: {len(trace):,} accesses, {trace.n_tables} tables, "
+               f"{trace.n_distinct:,} distinct rows ({trace.source})")
+    if plot_path:
+        cmp = gen.compare_curves(real, trace)
+        gen.plot_curves(cmp, plot_path, like_path, out)
+        click.echo(f"wrote {plot_path}: exact LRU miss-ratio curves, mean absolute difference "
+                   f"{cmp['mae']:.4f} (max {cmp['max_abs']:.4f})")
+
+
+def _numbers(text: str, name: str, kind):
+    try:
+        vals = [kind(p) for p in _split(text)]
+    except ValueError:
+        raise CachesimError(f"{name} {text!r}: expected a number or comma-separated numbers, "
+                            "one per table") from None
+    if not vals:
+        raise CachesimError(f"{name} is empty: give a number or one per table")
+    return vals[0] if len(vals) == 1 else vals
+
+
+@cli.command()
+@click.argument("trace_path", metavar="TRACE", type=click.Path())
+@_trace_options
+@click.option("--policy", "-p", default="lru", show_default=True,
+              help="Policy (method mini replays any policy; exact and shards give LRU).")
+@click.option("--method", "-m", type=click.Choice(["exact", "shards", "mini"]), default="exact",
+              show_default=True, help="exact: one pass, every size; shards: hashed sample; "
+                                      "mini: miniature simulation.")
+@click.option("--rate", type=float, default=0.01, show_default=True,
+              help="Sampling rate for shards and mini.")
+@click.option("--s-max", type=click.IntRange(min=1), default=None, metavar="KEYS",
+              help="Fixed-size SHARDS: keep at most KEYS sampled keys (starts at --rate).")
+@click.option("--sizes", "-s", default=None,
+              help="Comma-separated sizes: rows (1000), share of distinct keys (5%), bytes "
+                   "(128MiB, with --bytes). Default: every size.")
+@click.option("--bytes", "in_bytes", is_flag=True,
+              help="Byte capacity from the trace's object sizes.")
+@click.option("--per-table", is_flag=True, help="One curve per table, each its own cache.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Write the CSV (or JSON) here instead of stdout.")
+@click.option("--json", "as_json", is_flag=True, help="JSON array of records instead of CSV.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              metavar="PNG", help="Plot the curve(s) into PNG.")
+@click.option("--torchrec", "torchrec_path", type=click.Path(dir_okay=False), default=None,
+              metavar="JSON", help="Write per-table EmbeddingOffloadStats inputs for TorchRec's "
+                                   "planner (LRU, exact).")
+@click.option("--bins", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Histogram bins over load factors 0..1 for --torchrec.")
+def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, in_bytes, per_table,
+        output, as_json, plot_path, torchrec_path, bins):
+    """Miss-ratio curve: miss ratio at every cache size, in one pass for LRU.
+
+    Example: cachesim mrc cloudPhysicsIO.txt --plot mrc.png -o mrc.csv
+
+    Sampled, any policy: cachesim mrc trace.parquet --method mini --policy fifo --rate 0.01
+    """
+    from pathlib import Path
+
+    from .traces import mrc as curves
+    trace = _read(trace_path, fmt, batch_size)
+    df = curves.mrc(trace, policy=policy, sizes=sizes, method=method, rate=rate,
+                    bytes=in_bytes, per_table=per_table, s_max=s_max)
+    text = (json.dumps(df.to_dicts(), indent=1) + "\n") if as_json else df.write_csv()
+    if output:
+        curves.write_atomic(output, text)
+        click.echo(f"wrote {output}: {df.height:,} sizes", err=True)
+    else:
+        click.echo(text, nl=False)
+    if plot_path:
+        what = "LRU" if method != "mini" else policy
+        curves.plot_mrc(df, plot_path, f"{what} miss-ratio curve ({method}"
+                        f"{'' if method == 'exact' else f', rate {rate:g}'}): "
+                        f"{Path(trace_path).name}", "bytes" if in_bytes else "rows")
+        click.echo(f"wrote {plot_path}", err=True)
+    if torchrec_path:
+        stats = curves.torchrec_stats(trace, bins=bins)
+        curves.write_atomic(torchrec_path, json.dumps(stats, indent=1) + "\n")
+        click.echo(f"wrote {torchrec_path}: {len(stats)} table(s)", err=True)
+
+
+@cli.command()
+@click.argument("trace_path", metavar="TRACE", type=click.Path())
+@_trace_options
+@click.option("--budget", "-b", required=True, help="Memory for all caches: bytes (2GiB, 500MB).")
+@click.option("--precision", "cache_precision", default="fp32", show_default=True,
+              help="Cache precision: fp32 or fp16.")
+@click.option("--dim", type=click.IntRange(min=1), default=None,
+              help="Embedding dim of every table (default: the trace's, 16 if unknown).")
+@click.option("--json", "as_json", is_flag=True, help="Print the allocation as JSON.")
+def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json):
+    """Split a memory budget across per-table LRU caches to maximise hits.
+
+    Greedy on each table's convex hull of the exact miss curve, against one unified cache and
+    TorchRec's rule (cacheability x expected lookups).
+
+    Example: cachesim allocate kaggle_train_head10k.tsv --budget 64KiB --precision fp16
+    """
+    from .allocate import allocate as run_allocate
+    trace = _read(trace_path, fmt, batch_size)
+    res = run_allocate(trace, budget, cache_precision=cache_precision, dim=dim)
+    if as_json:
+        click.echo(json.dumps(res.to_record(), indent=1))
+        return
+    _print_table(res.tables, ["table", "dim", "distinct_rows", "requests", "rows", "hits",
+                              "hit_ratio", "torchrec_rows", "torchrec_hits"])
+    t = res.totals
+    click.echo(f"budget {res.budget_bytes:,} B at {res.cache_precision}: greedy {t['greedy_rows']:,}"
+               f" rows, {t['greedy_hits']:,} hits ({t['greedy_hit_ratio']:.4f}); unified cache "
+               f"{t['unified_rows']:,} rows, {t['unified_hits']:,} hits "
+               f"({t['unified_hit_ratio']:.4f}); TorchRec rule {t['torchrec_rows']:,} rows, "
+               f"{t['torchrec_hits']:,} hits ({t['torchrec_hit_ratio']:.4f})")
+    click.echo(f"({res.note})")
+
 
 # -- train (executor) ----------------------------------------------------------------------------
-# (added by the executor work)
+@cli.command()
+@click.argument("trace_path", metavar="TRACE", type=click.Path())
+@_trace_options
+@click.option("--precision", default="int8", show_default=True,
+              help="Comma-separated storage precisions of the host store: fp32, int8, int4.")
+@click.option("--size", "-s", "sizes", default="5%", show_default=True,
+              help="Comma-separated FP32 device cache sizes: rows (1000), a share of the "
+                   "distinct keys (5%), bytes (64MiB); 0 = no cache, all = every row in FP32 "
+                   "on the device.")
+@click.option("--policy", "-p", default="lru", show_default=True,
+              help="Comma-separated cache policies: lru, lfu (FBGEMM's batch rules).")
+@click.option("--ways", "-w", default="32", show_default=True,
+              help="Ways of the set-associative cache; 'none' is fully associative.")
+@click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto",
+              show_default=True, help="gpu needs CuPy and a CUDA GPU; auto uses one if present.")
+@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--seeds", default="0", show_default=True,
+              help="Comma-separated seeds; every configuration runs once per seed.")
+@click.option("--lr", type=float, default=0.1, show_default=True, help="SGD learning rate.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adagrad"]), default="sgd",
+              show_default=True, help="Embedding optimizer (adagrad: row-wise).")
+@click.option("--rounding", type=click.Choice(["stochastic", "deterministic"]),
+              default="stochastic", show_default=True,
+              help="Rounding when rows are re-quantized into the store.")
+@click.option("--test-fraction", type=float, default=0.1, show_default=True,
+              help="Share of the batches (the last ones) kept for testing.")
+@click.option("--model", "model_name", type=click.Choice(["kaggle", "medium", "small"]),
+              default="kaggle", show_default=True,
+              help="MLP sizes: kaggle = DLRM's Criteo Kaggle (13-512-256-64-16, 512-256-1).")
+@click.option("--no-baselines", is_flag=True,
+              help="Do not add the fp32 all-on-device and no-cache baselines.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of records.")
+@click.option("--output", "-o", "out", default=None, type=click.Path(),
+              help="Write the records (.parquet, .csv, .json), atomically.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, device, epochs, seeds, lr,
+          optimizer, rounding, test_fraction, model_name, no_baselines, as_json, out, quiet):
+    """Train DLRM with INT8/INT4 embeddings behind an FP32 cache; report accuracy and bytes.
+
+    Trains on the first batches of the trace in order and tests on the rest; adds the fp32
+    (all rows on the device) and no-cache baselines. Labels and dense features come from the
+    trace (criteo, avazu) or from a planted teacher.
+
+    Example: cachesim train kaggle_train_head10k.tsv --precision int8,int4 --size 1%,5%
+    --policy lru,lfu --ways 32 --seeds 0,1,2
+    """
+    from .executor.train import train as run_train, write_results
+    ways_v = None if str(ways).strip().lower() in ("none", "full") else _int_option(ways, "--ways")
+    seed_list = [_int_option(s, "--seeds") for s in _split(seeds)]
+    trace = _read(trace_path, fmt, batch_size)
+    records = run_train(trace, precision=_split(precision), size=_split(sizes),
+                        policy=_split(policy), ways=ways_v, device=device, epochs=epochs,
+                        lr=lr, seed=seed_list, test_fraction=test_fraction, rounding=rounding,
+                        optimizer=optimizer, model=model_name, baselines=not no_baselines,
+                        progress=not quiet)
+    if out:
+        write_results(records, out)
+    if as_json:
+        click.echo(json.dumps(records, indent=1))
+    else:
+        _print_table(records, ["policy", "size", "ways", "precision", "seed", "auc", "logloss",
+                               "accuracy", "hit_ratio", "h2d_bytes", "d2h_bytes",
+                               "samples_per_s"])
+
+
+def _int_option(text, name: str) -> int:
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise CachesimError(f"{name} {text!r}: give a whole number") from None
+
 
 # -- report --------------------------------------------------------------------------------------
-# (added by the reports work)
+@cli.command()
+@click.argument("trace_path", metavar="TRACE", type=click.Path())
+@_trace_options
+@click.option("--output", "-o", "out_dir", required=True, type=click.Path(),
+              help="Folder for report.html, report.md, the plots, results.json/.parquet.")
+@click.option("--budget", default=None, help="Device memory budget for cache and metadata "
+              "(512MiB, 2GiB).")
+@click.option("--target-hit-ratio", type=float, default=0.9, show_default=True,
+              help="Hit ratio the recommended configuration must reach.")
+@click.option("--precision", default="fp32,fp16,int8,int4", show_default=True,
+              help="Storage precisions to compare.")
+@click.option("--policy", "-p", default="lru,lfu", show_default=True,
+              help="Policies for the batch sweep (the curves add every access-mode policy).")
+@click.option("--ways", "-w", default="32", show_default=True,
+              help="Ways of the set-associative cache ('none': fully associative).")
+@click.option("--sizes", default="0.5%,1%,2%,5%,10%,20%,50%", show_default=True,
+              help="Cache sizes to sweep, as shares of the distinct rows.")
+@click.option("--link-gbps", type=float, default=None,
+              help="Host-device bandwidth in GB/s for time per step (default: PCIe Gen4 x16).")
+@click.option("--train", is_flag=True, help="Also train DLRM behind the cache (accuracy section).")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Training seeds (with --train).")
+@click.option("--from", "from_results", default=None, type=click.Path(),
+              help="Saved results to use instead of recomputing: a report's results.json, or a "
+                   "table from `cachesim sweep -o` / `cachesim train -o`.")
+@click.option("--jobs", type=int, default=None, help="Worker processes for the sweep.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def report(trace_path, fmt, batch_size, out_dir, budget, target_hit_ratio, precision, policy,
+           ways, sizes, link_gbps, train, seeds, from_results, jobs, quiet):
+    """Write a sizing report (HTML, Markdown, plots, results) for a trace.
+
+    Example: cachesim report trace.parquet -o report/ --budget 2GiB --target-hit-ratio 0.9
+    """
+    from .reports.report import ReportOptions, build_report
+    from .sizes import parse_size
+    fractions = []
+    for text in _split(sizes):
+        cap = parse_size(text)
+        if cap.kind != "fraction":
+            raise CachesimError(f"--sizes {text}: give shares of the distinct rows, such as 5%")
+        fractions.append(cap.value)
+    w = None if ways.strip().lower() in ("none", "full", "0") else int(ways)
+    opt = ReportOptions(policies=tuple(_split(policy)), precisions=tuple(_split(precision)),
+                        ways=w, target_hit_ratio=target_hit_ratio, budget=budget,
+                        link_gbps=link_gbps, train=train, fractions=tuple(fractions),
+                        train_seeds=tuple(int(s) for s in _split(seeds)), jobs=jobs,
+                        command="cachesim " + " ".join(sys.argv[1:]), progress=not quiet)
+    out = build_report(trace_path, out_dir, opt, from_results=from_results, fmt=fmt,
+                       batch_size=batch_size)
+    click.echo(f"wrote {out / 'report.html'} (and report.md, results.json, results.parquet)")
 
 
 def main(argv=None):

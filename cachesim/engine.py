@@ -115,13 +115,26 @@ def resolve_capacity(trace, size) -> tuple[Capacity, int, bool]:
 
 
 def replay(trace, policy, capacity, ways: int | None = None, *, seed: int = 0,
-           progress: bool = False) -> Result:
+           progress: bool = False, mode: str | None = None, per_table: bool = False):
     """Replay `trace` through `policy` (a name or a Policy) with a cache of `capacity`.
 
     `capacity` is a row count, a share of the distinct keys ('5%'), or bytes ('128MiB': needs
     object sizes). `ways` makes lru, lfu and fifo set-associative (1 = direct-mapped).
+    `mode`: "access" (one access at a time, a `Result`), "batch" (embedding-cache semantics per
+    training batch, a `cachesim.batch.BatchResult`; `per_table` gives each table its own cache),
+    or None: batch when the trace has batches, else access.
     """
     trace.require_nonempty()
+    if mode is None:
+        mode = "batch" if trace.has_batches else "access"
+    if mode == "batch":
+        from .batch import replay_batch
+        return replay_batch(trace, policy, capacity, ways=ways, per_table=per_table,
+                            progress=progress)
+    if mode != "access":
+        raise CachesimError(f"--mode {mode!r}: use access or batch")
+    if per_table:
+        raise CachesimError("per-table caches (--per-table) need batch mode (--mode batch)")
     pol = get_policy(policy) if isinstance(policy, str) else policy
     cap, capacity_value, unit = resolve_capacity(trace, capacity)
     if ways is not None:

@@ -8,6 +8,9 @@ from .base import (EVICTIONS, HITS, MISS_BYTES, MISSES, N_COUNTERS, Policy, Pyth
 
 # Importing a policy module registers it.
 from . import lru  # noqa: F401,E402
+from . import fifo, lfu, clock, random_policy, opt  # noqa: F401,E402
+from . import sieve, arc, s3fifo  # noqa: F401,E402
+from . import setassoc  # noqa: F401,E402  (last: attaches --ways to lru, lfu, fifo)
 
 __all__ = ["Policy", "PythonPolicy", "Setup", "register", "attach_ways", "get_policy",
            "policy_names", "all_policies", "HITS", "MISSES", "MISS_BYTES", "EVICTIONS",

@@ -1,7 +1,15 @@
 """LRU: evict the least recently used key.
 
-State: a doubly linked list over dense ids (`prev`, `next`; head = most recent, tail = least),
-`resident` flags, `stored` sizes (byte mode only) and `meta` = [head, tail, used].
+State: an append-only recency queue of dense ids (`queue`, oldest at `tail`, newest at
+`head - 1`) and `pos`, the queue slot of each resident key's latest entry (-1 when not resident).
+An access appends the key and stamps its new slot, so a hit costs one random read and one write
+instead of relinking a doubly linked list; the older entry of that key goes stale (its slot no
+longer equals `pos[key]`). Eviction pops the tail, skipping stale entries, so the first live
+entry is the least recently used key. When the queue is full, the live entries (at most the
+number of resident keys, which the queue holds twice over) are compacted to its front, so every
+access is O(1) amortised. `stored` holds each resident's size (byte mode only) and
+`meta` = [tail, head, used]. The common case (capacity in rows, one table) runs a loop
+specialised for it; both loops keep the same state.
 """
 from __future__ import annotations
 
@@ -11,69 +19,148 @@ import numpy as np
 from .base import EVICTIONS, HITS, MISS_BYTES, MISSES, Policy, Setup, register
 
 
+def max_residents(setup: Setup) -> int:
+    """Most keys a cache can hold at once: rows in unit mode; in bytes, sizes may be 0."""
+    return max(1, min(setup.n_keys, setup.capacity) if setup.unit else setup.n_keys)
+
+
 def init(setup: Setup) -> tuple:
-    n = setup.n_keys
-    prev = np.full(n, -1, dtype=np.int32)
-    nxt = np.full(n, -1, dtype=np.int32)
-    resident = np.zeros(n, dtype=np.uint8)
-    stored = np.zeros(0 if setup.unit else n, dtype=np.int64)
-    meta = np.array([-1, -1, 0], dtype=np.int64)
-    return (prev, nxt, resident, stored, meta)
+    pos = np.full(setup.n_keys, -1, dtype=np.int32)
+    queue = np.zeros(4 * max_residents(setup) + 1024, dtype=np.int32)
+    stored = np.zeros(0 if setup.unit else setup.n_keys, dtype=np.int64)
+    meta = np.zeros(3, dtype=np.int64)  # tail, head, used
+    return (pos, queue, stored, meta)
+
+
+@numba.njit(cache=True)
+def _compact(pos, queue, tail, head):
+    """Move the live entries of queue[tail:head] to the front, in order; return the new head."""
+    w = 0
+    for j in range(tail, head):
+        v = queue[j]
+        if pos[v] == j:
+            queue[w] = v
+            pos[v] = w
+            w += 1
+    return w
 
 
 @numba.njit(cache=True)
 def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counters):
-    prev, nxt, resident, stored, meta = state
-    head, tail, used = meta[0], meta[1], meta[2]
+    pos, queue, stored, meta = state
+    if unit and counters.shape[0] == 1 and capacity > 0:
+        _replay_rows_one_table(keys, sizes, capacity, pos, queue, meta, counters)
+    else:
+        _replay(keys, sizes, key_table, unit, capacity, pos, queue, stored, meta, counters)
+
+
+@numba.njit(cache=True)
+def _replay_rows_one_table(keys, sizes, capacity, pos, queue, meta, counters):
+    """The common case, specialised: capacity in rows (>= 1), one table (counts in registers)."""
+    tail, head, used = meta[0], meta[1], meta[2]
+    qsize = queue.shape[0]
     has_sizes = sizes.shape[0] > 0
+    hits = evictions = miss_bytes = 0
     for i in range(keys.shape[0]):
         k = keys[i]
-        if resident[k]:
-            counters[key_table[k], HITS] += 1
-            if head != k:  # unlink k, then push it at the head
-                p = prev[k]
-                n = nxt[k]
-                nxt[p] = n
-                if n != -1:
-                    prev[n] = p
-                else:
-                    tail = p
-                prev[k] = -1
-                nxt[k] = head
-                prev[head] = k
-                head = k
+        p = pos[k]
+        if p >= 0:
+            hits += 1
+            if p == head - 1:  # already the most recent
+                continue
+        else:
+            if has_sizes:
+                miss_bytes += sizes[i]
+            if used >= capacity:  # evict the least recent live entry
+                v = queue[tail]
+                while pos[v] != tail:
+                    tail += 1
+                    v = queue[tail]
+                tail += 1
+                pos[v] = -1
+                evictions += 1
+            else:
+                used += 1
+        if head == qsize:
+            head = _compact(pos, queue, tail, head)
+            tail = 0
+        queue[head] = k
+        pos[k] = head
+        head += 1
+    counters[0, HITS] += hits
+    counters[0, MISSES] += keys.shape[0] - hits
+    counters[0, MISS_BYTES] += miss_bytes
+    counters[0, EVICTIONS] += evictions
+    meta[0] = tail
+    meta[1] = head
+    meta[2] = used
+
+
+@numba.njit(cache=True)
+def _replay(keys, sizes, key_table, unit, capacity, pos, queue, stored, meta, counters):
+    """Any capacity (rows or bytes) and any number of tables."""
+    tail, head, used = meta[0], meta[1], meta[2]
+    qsize = queue.shape[0]
+    has_sizes = sizes.shape[0] > 0
+    single = counters.shape[0] == 1
+    hits = misses = miss_bytes = evictions = 0
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        p = pos[k]
+        if p >= 0:
+            if single:
+                hits += 1
+            else:
+                counters[key_table[k], HITS] += 1
+            if p != head - 1:  # not already the most recent: append a fresh entry
+                if head == qsize:
+                    head = _compact(pos, queue, tail, head)
+                    tail = 0
+                queue[head] = k
+                pos[k] = head
+                head += 1
             continue
-        t = key_table[k]
-        counters[t, MISSES] += 1
         s = sizes[i] if has_sizes else 1
-        if has_sizes:
-            counters[t, MISS_BYTES] += s
+        if single:
+            misses += 1
+            miss_bytes += s
+        else:
+            t = key_table[k]
+            counters[t, MISSES] += 1
+            if has_sizes:
+                counters[t, MISS_BYTES] += s
         need = 1 if unit else s
         if need > capacity:
             continue
-        while used + need > capacity:  # evict from the tail
-            v = tail
-            tail = prev[v]
-            if tail != -1:
-                nxt[tail] = -1
-            else:
-                head = -1
-            resident[v] = 0
+        while used + need > capacity:  # evict the least recent live entry
+            v = queue[tail]
+            while pos[v] != tail:
+                tail += 1
+                v = queue[tail]
+            tail += 1
+            pos[v] = -1
             used -= 1 if unit else stored[v]
-            counters[key_table[v], EVICTIONS] += 1
-        resident[k] = 1
+            if single:
+                evictions += 1
+            else:
+                counters[key_table[v], EVICTIONS] += 1
+        if head == qsize:
+            head = _compact(pos, queue, tail, head)
+            tail = 0
+        queue[head] = k
+        pos[k] = head
+        head += 1
         if not unit:
             stored[k] = s
         used += need
-        prev[k] = -1
-        nxt[k] = head
-        if head != -1:
-            prev[head] = k
-        else:
-            tail = k
-        head = k
-    meta[0] = head
-    meta[1] = tail
+    if single:
+        counters[0, HITS] += hits
+        counters[0, MISSES] += misses
+        counters[0, EVICTIONS] += evictions
+        if has_sizes:  # without sizes MISS_BYTES stays 0: the engine prices misses by row
+            counters[0, MISS_BYTES] += miss_bytes
+    meta[0] = tail
+    meta[1] = head
     meta[2] = used
 
 

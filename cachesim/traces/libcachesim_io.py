@@ -5,6 +5,7 @@ uint32 obj_size (bytes), int64 next_access_vtime (-1 if none).
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from ..errors import TraceFormatError
@@ -12,6 +13,16 @@ from .formats import Format, register_format
 from .model import Trace
 
 ORACLE_DTYPE = np.dtype([("t", "<u4"), ("id", "<u8"), ("size", "<u4"), ("next", "<i8")])
+
+
+@numba.njit(cache=True)
+def _split_records(rec, obj_id, ts, size):
+    """Copy the id, timestamp and size of each oracleGeneral record into its column."""
+    for i in range(rec.shape[0]):
+        r = rec[i]
+        obj_id[i] = r.id
+        ts[i] = r.t
+        size[i] = r.size
 
 
 def read_oracle_general(path, **_):
@@ -22,10 +33,14 @@ def read_oracle_general(path, **_):
             path, f"file is {nbytes} bytes, not a whole number of 24-byte oracleGeneral records;"
             f" the last record is cut short", offset=whole * ORACLE_DTYPE.itemsize,
             fix="the file is truncated: copy it again, or cut it to a multiple of 24 bytes")
-    rec = np.fromfile(path, dtype=ORACLE_DTYPE)
+    # a read-only map, not a copy, split into columns in one pass (faster than fromfile)
+    rec = (np.memmap(path, dtype=ORACLE_DTYPE, mode="r") if nbytes
+           else np.zeros(0, dtype=ORACLE_DTYPE))
     n = rec.shape[0]
-    return Trace(table=np.zeros(n, np.int32), row=rec["id"].view(np.int64),
-                 ts=rec["t"].astype(np.int64), size=rec["size"].astype(np.int64),
+    row, ts, size = (np.empty(n, np.int64) for _ in range(3))
+    _split_records(rec, row.view(np.uint64), ts, size)
+    del rec
+    return Trace(table=np.zeros(n, np.int32), row=row, ts=ts, size=size,
                  next_access_given=None, source=str(path), table_names=["objects"])
 
 
@@ -40,17 +55,24 @@ def read_txt(path, **_):
     except (ValueError, OverflowError):
         for i, ln in enumerate(lines, 1):
             try:
-                int(ln)
+                ok = -2**63 <= int(ln) < 2**63
             except ValueError:
-                raise TraceFormatError(path, f"expected one integer key a line, found {ln[:40]!r}",
-                                       line=i, fix="pass --format to read another format") from None
+                ok = False
+            if not ok:
+                text = ln[:40].decode("utf-8", "replace").strip()
+                found = f"{text!r}" if text else "an empty line"
+                raise TraceFormatError(path, f"expected one integer key a line (a signed 64-bit "
+                                       f"integer), found {found}", line=i,
+                                       fix="fix or drop that line, or pass --format if the file "
+                                           "is another format") from None
         raise
     return Trace.from_keys(keys, source=str(path))
 
 
 def _sniff_txt(head: bytes) -> bool:
-    body = head.rsplit(b"\n", 1)[0] if len(head) == 65536 else head
-    return bool(body.strip()) and all(ln.strip().lstrip(b"-").isdigit() for ln in body.splitlines())
+    """The first line is one integer (a bad line further down is the reader's to report)."""
+    first = head.split(b"\n", 1)[0].strip()
+    return first.lstrip(b"-").isdigit()
 
 
 register_format(Format("oracle-general", read_oracle_general,

@@ -195,57 +195,103 @@ def rows_per_table(table: np.ndarray, row: np.ndarray, n_tables: int) -> np.ndar
     return out
 
 
+if numba.config.DISABLE_JIT:
+    def _prefetch(array, index):
+        """No-op without the JIT."""
+else:
+    from llvmlite import ir as _ir
+    from numba.core import cgutils as _cgutils
+    from numba.extending import intrinsic as _intrinsic
+
+    @_intrinsic
+    def _prefetch(typingctx, array, index):
+        """Hint the CPU to load array[index] into cache (LLVM's prefetch: read, high locality)."""
+        def codegen(context, builder, signature, args):
+            aryty = signature.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
+            ptr = _cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])
+            i8p, i32 = _ir.IntType(8).as_pointer(), _ir.IntType(32)
+            fn = _cgutils.get_or_insert_function(
+                builder.module, _ir.FunctionType(_ir.VoidType(), [i8p, i32, i32, i32]),
+                "llvm.prefetch.p0i8")
+            builder.call(fn, [builder.bitcast(ptr, i8p), _ir.Constant(i32, 0),
+                              _ir.Constant(i32, 3), _ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+        return numba.types.void(array, index), codegen
+
+
+_AHEAD = 32  # accesses to look ahead: prefetch the slot of key i + _AHEAD while numbering key i
+
+
 @numba.njit(cache=True)
-def _dense_remap(keys, out):
+def _dense_remap(keys, out, start, slots, distinct, n_distinct):
+    """Number keys[start:] into `out` in order of first appearance, continuing from
+    `n_distinct` ids. `slots` is an open-addressing table of [key, id] pairs (id -1: empty;
+    power-of-two slots), `distinct` the keys by id. Stops before the table passes half full or
+    `distinct` fills, and returns (next index, ids so far): the caller grows both and resumes.
+    Tables are allocated by numpy (the caller), so that large ones get transparent huge pages."""
+    mask = np.uint64(slots.shape[0] // 2 - 1)
+    limit = min(slots.shape[0] // 4, distinct.shape[0])
+    nd = n_distinct
     n = keys.shape[0]
-    cap = 1 << 16
-    mask = np.uint64(cap - 1)
-    slot_key = np.empty(cap, dtype=np.int64)
-    slot_val = np.full(cap, -1, dtype=np.int64)
-    distinct = np.empty(1 << 12, dtype=np.int64)
-    n_distinct = 0
-    for i in range(n):
+    for i in range(start, n):
+        if nd >= limit:
+            return i, nd
+        if i + _AHEAD < n:
+            _prefetch(slots, 2 * (fmix64(np.uint64(keys[i + _AHEAD])) & mask))
         k = keys[i]
         h = fmix64(np.uint64(k)) & mask
         while True:
-            v = slot_val[h]
+            v = slots[2 * h + 1]
             if v == -1:
-                # new key
-                if n_distinct == distinct.shape[0]:
-                    grown = np.empty(distinct.shape[0] * 2, dtype=np.int64)
-                    grown[:n_distinct] = distinct[:n_distinct]
-                    distinct = grown
-                distinct[n_distinct] = k
-                slot_key[h] = k
-                slot_val[h] = n_distinct
-                out[i] = n_distinct
-                n_distinct += 1
-                if 2 * n_distinct > cap:  # keep the load factor at most 1/2
-                    cap *= 2
-                    mask = np.uint64(cap - 1)
-                    slot_key = np.empty(cap, dtype=np.int64)
-                    slot_val = np.full(cap, -1, dtype=np.int64)
-                    for j in range(n_distinct):
-                        kk = distinct[j]
-                        hh = fmix64(np.uint64(kk)) & mask
-                        while slot_val[hh] != -1:
-                            hh = (hh + np.uint64(1)) & mask
-                        slot_key[hh] = kk
-                        slot_val[hh] = j
+                slots[2 * h] = k
+                slots[2 * h + 1] = nd
+                distinct[nd] = k
+                out[i] = nd
+                nd += 1
                 break
-            if slot_key[h] == k:
+            if slots[2 * h] == k:
                 out[i] = v
                 break
             h = (h + np.uint64(1)) & mask
-    return distinct[:n_distinct].copy()
+    return n, nd
+
+
+@numba.njit(cache=True)
+def _dense_rehash(distinct, slots):
+    """Insert distinct[j] -> j into the empty table `slots` (keys are unique)."""
+    mask = np.uint64(slots.shape[0] // 2 - 1)
+    m = distinct.shape[0]
+    for j in range(m):
+        if j + _AHEAD < m:
+            _prefetch(slots, 2 * (fmix64(np.uint64(distinct[j + _AHEAD])) & mask))
+        k = distinct[j]
+        h = fmix64(np.uint64(k)) & mask
+        while slots[2 * h + 1] != -1:
+            h = (h + np.uint64(1)) & mask
+        slots[2 * h] = k
+        slots[2 * h + 1] = j
 
 
 def dense_remap(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dense ids (int32, order of first access) and the distinct keys, from int64 keys."""
     keys = np.ascontiguousarray(keys, dtype=np.int64)
-    out = np.empty(keys.shape[0], dtype=np.int32)
-    distinct = _dense_remap(keys, out)
-    return out, distinct
+    n = keys.shape[0]
+    out = np.empty(n, dtype=np.int32)
+    cap = 1 << 12  # slots; grows 4x whenever half full
+    slots = np.full(2 * cap, -1, dtype=np.int64)
+    distinct = np.empty(min(n, cap // 2), dtype=np.int64)
+    i = n_distinct = 0
+    while True:
+        i, n_distinct = _dense_remap(keys, out, i, slots, distinct, n_distinct)
+        if i == n:
+            return out, distinct[:n_distinct].copy()
+        cap *= 4
+        slots = np.full(2 * cap, -1, dtype=np.int64)
+        _dense_rehash(distinct[:n_distinct], slots)
+        grown = np.empty(min(n, cap // 2), dtype=np.int64)
+        grown[:n_distinct] = distinct[:n_distinct]
+        distinct = grown
 
 
 @numba.njit(cache=True)

@@ -1,0 +1,599 @@
+"""Batch replay: FBGEMM's embedding-cache semantics, one training batch at a time.
+
+An embedding cache does not see single accesses: each training step looks up a whole batch of
+rows, deduplicates it, and fills the cache for the batch's misses set by set. The rules
+(`/work/notes/BATCH_API.md`, README "Embedding-cache semantics"), for batch b:
+
+1. keys are linearised over tables (`trace.keys`); kernels index per-row arrays by dense id;
+2. a cache of C rows and W ways has S = ceil(C / W) sets (W above C is lowered to C; W = C is
+   fully associative); the set of a key is fmix64(key) mod S; line = set * W + way;
+3. LFU first adds the batch's accesses to each row's count (every row, cached or not); then each
+   unique key is looked up and an LRU hit stamps its line with b;
+4. per set, the missing keys in ascending key order (LFU: descending count, ties ascending key)
+   take the set's empty lines (lowest way first), then the lines whose key the batch does not use,
+   oldest stamp first (LFU: lowest count first, ties oldest stamp, then lowest way; LRU ties:
+   lowest way); under LFU a key takes a valid line only if its count is at least the count of
+   the line's key. A key that gets no line is a conflict unique miss; a taken line gets stamp b;
+   a valid key pushed out is an eviction;
+5. `conflict_misses` counts the batch's accesses whose key is still not cached after step 4.
+
+Per-table caches (`per_table=True`) give each table its own cache of C_t rows, S_t sets and
+W_t = min(W, C_t) ways; lines are numbered table after table.
+
+`BatchCache` holds all the state in arrays, so `step(ids)` can be called once per training step
+(the executor does) and `replay_batch(trace)` is exactly `step` on every batch in order.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numba
+import numpy as np
+
+from .errors import CachesimError
+from .hashing import fmix64
+from .sizes import parse_size
+
+# counters per table: columns of `BatchCache.counters`
+REQUESTED, UNIQUE, UNIQUE_MISSES, CONFLICT_UNIQUE_MISSES, CONFLICT_MISSES, EVICTIONS = range(6)
+COUNTER_NAMES = ("requested_indices", "unique_indices", "unique_misses", "conflict_unique_misses",
+                 "conflict_misses", "evictions")
+BATCH_POLICIES = ("lru", "lfu")
+_SMALL = 32          # up to this many items, order by selection / insertion instead of argsort
+
+
+# -- kernels -------------------------------------------------------------------------------------
+# Per-key state is one int64 row per dense id, so that a batch's lookups touch one cache line per
+# key (the batch's keys are mostly cold rows of a large table):
+KR_MARK = 0   # (last batch that used the key << 32) | its position among that batch's unique keys
+KR_SLOT = 1   # line holding the key, -1 when not cached
+KR_SET = 2    # (set << TABLE_BITS) | table
+KR_KEY = 3    # linearised key (misses are served in key order)
+# Per-line state, one int64 row per line:
+LN_KEY = 0    # dense id in the line, -1 when empty
+LN_STAMP = 1  # batch that last stamped the line (LRU hit or fill)
+LN_USED = 2   # last batch that used the line's key (hit or fill)
+LN_COUNT = 3  # LFU: count of the line's key
+TABLE_BITS = 20
+_TABLE_MASK = np.int64((1 << TABLE_BITS) - 1)
+_POS_MASK = np.int64(0xFFFFFFFF)
+
+
+@numba.njit(cache=True)
+def _order_misses(mid, mkey, mcnt, n, lfu):
+    """Sort the set's misses (dense ids `mid`, keys `mkey`, LFU counts `mcnt`, first n) into the
+    order they are served: ascending key (LFU: descending count, ties ascending key)."""
+    if n <= _SMALL:
+        for i in range(1, n):
+            xi, xk, xc = mid[i], mkey[i], mcnt[i]
+            j = i - 1
+            while j >= 0:
+                if lfu and xc != mcnt[j]:
+                    before = xc > mcnt[j]
+                else:
+                    before = xk < mkey[j]
+                if not before:
+                    break
+                mid[j + 1], mkey[j + 1], mcnt[j + 1] = mid[j], mkey[j], mcnt[j]
+                j -= 1
+            mid[j + 1], mkey[j + 1], mcnt[j + 1] = xi, xk, xc
+        return
+    order = np.argsort(mkey[:n])  # keys are distinct: any sort is exact
+    if lfu:
+        neg = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            neg[i] = -mcnt[order[i]]
+        order = order[np.argsort(neg, kind="mergesort")]
+    ids = mid[:n].copy()
+    for i in range(n):
+        mid[i] = ids[order[i]]
+
+
+@numba.njit(cache=True)
+def _order_lines(buf, lo, hi, need, lfu, lines):
+    """Put the `need` first lines of buf[lo:hi] (ascending line numbers) in the order they are
+    taken: oldest stamp first (LFU: lowest count, then oldest stamp), ties to the lowest line.
+    The rest of the slice is left in any order."""
+    n = hi - lo
+    if n <= _SMALL:
+        for a in range(lo, lo + need):
+            best = a
+            bl = buf[a]
+            bc, bs = lines[bl, LN_COUNT], lines[bl, LN_STAMP]
+            for c in range(a + 1, hi):
+                cl = buf[c]
+                cc, cs = lines[cl, LN_COUNT], lines[cl, LN_STAMP]
+                if lfu and cc != bc:
+                    better = cc < bc
+                elif cs != bs:
+                    better = cs < bs
+                else:
+                    better = cl < bl
+                if better:
+                    best, bl, bc, bs = c, cl, cc, cs
+            if best != a:
+                buf[best] = buf[a]
+                buf[a] = bl
+        return
+    cand = buf[lo:hi].copy()
+    stamps = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        stamps[i] = lines[cand[i], LN_STAMP]
+    order = np.argsort(stamps, kind="mergesort")  # stable: ties keep the lowest line first
+    if lfu:
+        cnt = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            cnt[i] = lines[cand[order[i]], LN_COUNT]
+        order = order[np.argsort(cnt, kind="mergesort")]
+    for i in range(n):
+        buf[lo + i] = cand[order[i]]
+
+
+@numba.njit(cache=True)
+def _batch_step(ids, lo, hi, b, lfu, state, scratch, counters):
+    """Apply the batch ids[lo:hi] (dense ids) as batch number `b` (>= 1, increasing).
+
+    Writes into `scratch` (each array at least hi - lo long, `line_buf` at least the largest set):
+    uniq[:nu] (first-occurrence order), ucnt, inverse[:hi-lo], was_hit[:nu], ev_slot/ev_id[:ne],
+    fill_slot/fill_id[:nf]. Returns (nu, ne, nf).
+    """
+    keyrec, count, set_start, lines, set_mark, set_head = state
+    (uniq, ucnt, inverse, was_hit, miss_next, touched, mid, mkey, mcnt, line_buf,
+     ev_slot, ev_id, fill_slot, fill_id) = scratch
+    bb = np.int64(b) << 32
+    # 1. deduplicate
+    nu = 0
+    for i in range(lo, hi):
+        k = ids[i]
+        m = keyrec[k, KR_MARK]
+        if (m >> 32) != b:
+            keyrec[k, KR_MARK] = bb | nu
+            uniq[nu] = k
+            ucnt[nu] = 1
+            inverse[i - lo] = nu
+            nu += 1
+        else:
+            p = m & _POS_MASK
+            ucnt[p] += 1
+            inverse[i - lo] = p
+    # 2. counts and lookups; misses are chained per set (set_head, miss_next), sets in `touched`
+    nt = 0
+    for u in range(nu):
+        k = uniq[u]
+        st = keyrec[k, KR_SET]
+        t = st & _TABLE_MASK
+        c = ucnt[u]
+        counters[t, REQUESTED] += c
+        counters[t, UNIQUE] += 1
+        if lfu:
+            count[k] += c
+        s = keyrec[k, KR_SLOT]
+        if s >= 0:
+            was_hit[u] = 1
+            lines[s, LN_USED] = b
+            if lfu:
+                lines[s, LN_COUNT] = count[k]
+            else:
+                lines[s, LN_STAMP] = b
+        else:
+            was_hit[u] = 0
+            counters[t, UNIQUE_MISSES] += 1
+            g = st >> TABLE_BITS
+            if set_mark[g] != b:
+                set_mark[g] = b
+                set_head[g] = -1
+                touched[nt] = g
+                nt += 1
+            miss_next[u] = set_head[g]
+            set_head[g] = u
+    # 3. per set with misses: order the misses and the lines they may take, assign
+    ne = 0
+    nf = 0
+    for ti in range(nt):
+        g = touched[ti]
+        nm = 0
+        u = set_head[g]
+        while u != -1:
+            k = uniq[u]
+            mid[nm] = k
+            mkey[nm] = keyrec[k, KR_KEY]
+            mcnt[nm] = count[k] if lfu else 0
+            nm += 1
+            u = miss_next[u]
+        _order_misses(mid, mkey, mcnt, nm, lfu)
+        l0 = set_start[g]
+        l1 = set_start[g + 1]
+        nc = 0
+        for ln in range(l0, l1):
+            if lines[ln, LN_KEY] < 0:
+                line_buf[nc] = ln
+                nc += 1
+        n_empty = nc
+        if nm > n_empty:
+            for ln in range(l0, l1):
+                if lines[ln, LN_KEY] >= 0 and lines[ln, LN_USED] != b:
+                    line_buf[nc] = ln
+                    nc += 1
+            need = min(nm - n_empty, nc - n_empty)
+            if need > 0:
+                _order_lines(line_buf, n_empty, nc, need, lfu, lines)
+        j = 0
+        for mi in range(nm):
+            k = mid[mi]
+            if j < nc:
+                ln = line_buf[j]
+                old = lines[ln, LN_KEY]
+                if not (lfu and old >= 0 and count[k] < lines[ln, LN_COUNT]):
+                    j += 1
+                    if old >= 0:
+                        keyrec[old, KR_SLOT] = -1
+                        counters[keyrec[old, KR_SET] & _TABLE_MASK, EVICTIONS] += 1
+                        ev_slot[ne] = ln
+                        ev_id[ne] = old
+                        ne += 1
+                    lines[ln, LN_KEY] = k
+                    lines[ln, LN_STAMP] = b
+                    lines[ln, LN_USED] = b
+                    if lfu:
+                        lines[ln, LN_COUNT] = count[k]
+                    keyrec[k, KR_SLOT] = ln
+                    fill_slot[nf] = ln
+                    fill_id[nf] = k
+                    nf += 1
+                    continue
+            # no line (under LFU, a refusal also refuses every later key of this set)
+            t = keyrec[k, KR_SET] & _TABLE_MASK
+            counters[t, CONFLICT_UNIQUE_MISSES] += 1
+            counters[t, CONFLICT_MISSES] += ucnt[keyrec[k, KR_MARK] & _POS_MASK]
+    return nu, ne, nf
+
+
+@numba.njit(cache=True)
+def _replay_batches(ids, starts, b0, lfu, state, scratch, counters):
+    """Batches ids[starts[i]:starts[i+1]] in order, numbered b0, b0 + 1, ..."""
+    for i in range(starts.shape[0] - 1):
+        _batch_step(ids, starts[i], starts[i + 1], b0 + i, lfu, state, scratch, counters)
+
+
+@numba.njit(cache=True)
+def _key_records(keys, key_table, group, group_sets, group_set_offset, keyrec):
+    """Fill the static columns of the per-key records: set and table, key."""
+    for i in range(keys.shape[0]):
+        g = group[i]
+        st = group_set_offset[g] + np.int64(fmix64(np.uint64(keys[i])) % np.uint64(group_sets[g]))
+        keyrec[i, KR_SET] = (st << TABLE_BITS) | key_table[i]
+        keyrec[i, KR_KEY] = keys[i]
+
+
+# -- the cache -----------------------------------------------------------------------------------
+def _policy_name(policy) -> str:
+    """'lru' or 'lfu' from a name, an alias or a Policy; CachesimError for any other policy."""
+    from .policies import get_policy
+    name = getattr(policy, "name", None) or str(policy).strip().lower()
+    if name not in BATCH_POLICIES:
+        try:
+            name = get_policy(name).name
+        except CachesimError:
+            pass
+    if name not in BATCH_POLICIES:
+        raise CachesimError(f"batch mode supports lru and lfu, FBGEMM's two; use --mode access "
+                            f"for {getattr(policy, 'name', policy)}")
+    return name
+
+
+@dataclass
+class BatchStep:
+    """What one `BatchCache.step` did. Ids are dense ids; slots are cache lines."""
+
+    unique_ids: np.ndarray      # the batch's unique keys, ascending linearised key
+    inverse: np.ndarray         # per access: index into unique_ids
+    slot: np.ndarray            # per unique id: its line after the step, -1 for a conflict miss
+    was_hit: np.ndarray         # per unique id: cached before the step (bool)
+    evicted_slots: np.ndarray
+    evicted_ids: np.ndarray
+    filled_slots: np.ndarray
+    filled_ids: np.ndarray
+    counters: dict
+
+
+class BatchCache:
+    """One embedding cache (or one per table) whose state lives in arrays; `step` applies a batch.
+
+    `capacity_rows` is one int (one cache over all tables, keys linearised) or one int per table
+    (a cache per table). `ways=None` is fully associative; ways above a cache's rows are lowered
+    to its rows. `distinct_keys` maps dense ids to linearised keys, `key_table` to tables.
+    """
+
+    def __init__(self, n_keys, distinct_keys, key_table, n_tables, capacity_rows, ways=None,
+                 policy="lru"):
+        self.policy = _policy_name(policy)
+        self.lfu = self.policy == "lfu"
+        self.n_keys = int(n_keys)
+        self.n_tables = int(n_tables)
+        self.distinct_keys = np.ascontiguousarray(distinct_keys, dtype=np.int64)
+        self.key_table = np.ascontiguousarray(key_table, dtype=np.int32)
+        if self.distinct_keys.shape[0] != self.n_keys or self.key_table.shape[0] != self.n_keys:
+            raise ValueError("distinct_keys and key_table need one entry per dense id (n_keys)")
+        if self.n_keys and (self.key_table.min() < 0 or self.key_table.max() >= self.n_tables):
+            raise ValueError(f"key_table holds a table outside 0..{self.n_tables - 1}")
+        if self.n_tables > 1 << TABLE_BITS:
+            raise CachesimError(f"{self.n_tables:,} tables: batch replay handles at most "
+                                f"{1 << TABLE_BITS:,}")
+        if ways is not None:
+            ways = int(ways)
+            if ways < 1:
+                raise CachesimError(f"--ways {ways}: the number of ways must be at least 1")
+        self.per_table_caches = np.ndim(capacity_rows) > 0
+        caps = np.atleast_1d(np.asarray(capacity_rows, dtype=np.int64))
+        if self.per_table_caches and caps.shape[0] != self.n_tables:
+            raise CachesimError(f"per-table capacities: got {caps.shape[0]} row counts for "
+                                f"{self.n_tables} tables; give one per table")
+        if (caps < 1).any():
+            raise CachesimError(f"cache capacity {caps.tolist()} rows: every cache needs at least "
+                                "1 row")
+        group_ways = caps.copy() if ways is None else np.minimum(caps, ways)
+        group_sets = -(-caps // group_ways)
+        group_lines = group_sets * group_ways
+        self.capacity_rows = int(caps.sum())
+        self.group_capacity = caps
+        self.group_ways = group_ways
+        self.group_sets = group_sets
+        self.ways = int(group_ways.max())  # W used (per-table caches: the largest table's)
+        self.n_sets = int(group_sets.sum())
+        self.n_lines = int(group_lines.sum())
+        set_offset = np.zeros(len(caps), dtype=np.int64)
+        np.cumsum(group_sets[:-1], out=set_offset[1:])
+        group = self.key_table if self.per_table_caches else np.zeros(self.n_keys, np.int32)
+        n, L, S = self.n_keys, self.n_lines, self.n_sets
+        keyrec = np.zeros((n, 4), dtype=np.int64)      # columns KR_*
+        keyrec[:, KR_SLOT] = -1
+        _key_records(self.distinct_keys, self.key_table, group, group_sets, set_offset, keyrec)
+        lines = np.zeros((L, 4), dtype=np.int64)       # columns LN_*
+        lines[:, LN_KEY] = -1
+        set_start = np.zeros(S + 1, dtype=np.int64)    # first line of each set
+        np.cumsum(np.repeat(group_ways, group_sets), out=set_start[1:])
+        self.max_set_lines = int(group_ways.max())
+        self._state = (
+            keyrec,
+            np.zeros(n if self.lfu else 0, np.int64),  # LFU count of every key
+            set_start,
+            lines,
+            np.zeros(S, np.int64),                     # set_mark: last batch with misses here
+            np.full(S, -1, np.int64),                  # set_head: first miss of the set
+        )
+        self.counters = np.zeros((self.n_tables, len(COUNTER_NAMES)), dtype=np.int64)
+        self.calls = 0
+        self._scratch = None
+        self._scratch_len = -1
+
+    @classmethod
+    def for_trace(cls, trace, capacity_rows, ways=None, policy="lru") -> "BatchCache":
+        return cls(n_keys=trace.n_distinct, distinct_keys=trace.distinct_keys,
+                   key_table=trace.key_table, n_tables=trace.n_tables,
+                   capacity_rows=capacity_rows, ways=ways, policy=policy)
+
+    # -- state views ---------------------------------------------------------------------------
+    @property
+    def line_ids(self) -> np.ndarray:
+        """Dense id held by each line, -1 when empty (a read-only view)."""
+        v = self._state[3][:, LN_KEY]
+        v.flags.writeable = False
+        return v
+
+    @property
+    def slot_of(self) -> np.ndarray:
+        """Line of each dense id, -1 when not cached (a read-only view)."""
+        v = self._state[0][:, KR_SLOT]
+        v.flags.writeable = False
+        return v
+
+    def totals(self) -> dict:
+        """Running counters summed over tables, with `calls`."""
+        out = {"calls": self.calls}
+        out.update(zip(COUNTER_NAMES, (int(x) for x in self.counters.sum(axis=0))))
+        return out
+
+    # -- stepping -------------------------------------------------------------------------------
+    def _scratch_for(self, n: int):
+        if n > self._scratch_len:
+            n = max(n, 1)
+            self._scratch = (
+                np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),  # uniq ucnt inverse
+                np.empty(n, np.uint8), np.empty(n, np.int64), np.empty(n, np.int64),  # was_hit next touched
+                np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),  # mid mkey mcnt
+                np.empty(self.max_set_lines, np.int64),                               # line_buf
+                np.empty(n, np.int64), np.empty(n, np.int64),                         # ev_slot ev_id
+                np.empty(n, np.int64), np.empty(n, np.int64),                         # fill_slot fill_id
+            )
+            self._scratch_len = n
+        return self._scratch
+
+    def _check_ids(self, ids) -> np.ndarray:
+        ids = np.ascontiguousarray(ids)
+        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError("step takes a 1-d integer array of dense ids")
+        if ids.shape[0] >= 1 << 32:
+            raise CachesimError(f"a batch of {ids.shape[0]:,} accesses is too large (at most 2^32)")
+        if ids.shape[0] and (ids.min() < 0 or ids.max() >= self.n_keys):
+            raise ValueError(f"dense ids must lie in 0..{self.n_keys - 1}")
+        return ids
+
+    def step(self, ids) -> BatchStep:
+        """Apply one batch (dense ids, repeats allowed) and say what happened to it."""
+        ids = self._check_ids(ids)
+        n = ids.shape[0]
+        sc = self._scratch_for(n)
+        before = self.counters.copy()
+        self.calls += 1
+        nu, ne, nf = _batch_step(ids, 0, n, self.calls, self.lfu, self._state, sc, self.counters)
+        uniq_first = sc[0][:nu]
+        order = np.argsort(self.distinct_keys[uniq_first], kind="stable")
+        unique_ids = uniq_first[order]
+        rank = np.empty(nu, dtype=np.int64)
+        rank[order] = np.arange(nu, dtype=np.int64)
+        step_counts = (self.counters - before).sum(axis=0)
+        counters = {"calls": 1}
+        counters.update(zip(COUNTER_NAMES, (int(x) for x in step_counts)))
+        return BatchStep(unique_ids=unique_ids, inverse=rank[sc[2][:n]],
+                         slot=self._state[0][unique_ids, KR_SLOT],
+                         was_hit=sc[3][:nu][order].astype(bool),
+                         evicted_slots=sc[10][:ne].copy(), evicted_ids=sc[11][:ne].copy(),
+                         filled_slots=sc[12][:nf].copy(), filled_ids=sc[13][:nf].copy(),
+                         counters=counters)
+
+    def run(self, ids, starts) -> None:
+        """Apply the batches ids[starts[i]:starts[i+1]] in order (counters only, no step output)."""
+        ids = self._check_ids(ids)
+        starts = np.ascontiguousarray(starts, dtype=np.int64)
+        if starts.shape[0] < 2:
+            return
+        if starts[0] != 0 or starts[-1] != ids.shape[0] or (np.diff(starts) < 0).any():
+            raise ValueError("starts must rise from 0 to len(ids)")
+        sc = self._scratch_for(int(np.diff(starts).max()))
+        _replay_batches(ids, starts, self.calls + 1, self.lfu, self._state, sc, self.counters)
+        self.calls += starts.shape[0] - 1
+
+
+# -- replay --------------------------------------------------------------------------------------
+@dataclass
+class BatchResult:
+    """Counters of one batch replay (FBGEMM's uvm_cache_stats names), summed and per table."""
+
+    policy: str
+    size: str
+    capacity: int
+    ways: int
+    n_sets: int
+    n_lines: int
+    mode: str
+    per_table_caches: bool
+    inference: bool
+    calls: int
+    requested_indices: int
+    unique_indices: int
+    unique_misses: int
+    conflict_unique_misses: int
+    conflict_misses: int
+    evictions: int
+    hit_ratio: float
+    seconds: float
+    per_table: dict = field(default_factory=dict, repr=False)
+
+    def to_record(self, per_table: bool = False) -> dict:
+        rec = asdict(self)
+        if not per_table:
+            rec.pop("per_table")
+        return rec
+
+
+def batch_starts(trace) -> np.ndarray:
+    """Start of each batch (consecutive equal `trace.batch` values), then len(trace)."""
+    if trace.batch is None:
+        raise CachesimError(f"{trace.source or 'the trace'} has no batches, so it cannot be "
+                            "replayed in batch mode; pass --batch-size (sample-based formats) "
+                            "or use --mode access")
+    batch = trace.batch
+    step = np.diff(batch)
+    if (step < 0).any():
+        i = int(np.flatnonzero(step < 0)[0]) + 1
+        raise CachesimError(f"{trace.source or 'the trace'}: batch ids must not decrease, but "
+                            f"access {i} has batch {int(batch[i])} after batch {int(batch[i - 1])};"
+                            " sort the trace by batch (or renumber its batches)")
+    cuts = np.flatnonzero(step != 0) + 1
+    return np.concatenate([[0], cuts, [len(trace)]]).astype(np.int64)
+
+
+def table_capacities(trace, capacity) -> tuple[np.ndarray, str]:
+    """Rows per table for per-table caches, and the size as text.
+
+    A share ('5%') is that share of each table's distinct keys (at least 1 row); a row count is
+    split over the tables in proportion to their distinct keys (at least 1 row each); a list
+    gives each table's rows.
+    """
+    distinct = np.bincount(trace.key_table, minlength=trace.n_tables).astype(np.int64)
+    if isinstance(capacity, (list, tuple, np.ndarray)):
+        caps = np.asarray(capacity, dtype=np.int64)
+        if caps.shape != (trace.n_tables,):
+            raise CachesimError(f"per-table capacities: got {caps.size} row counts for "
+                                f"{trace.n_tables} tables; give one per table")
+        return caps, ",".join(str(int(c)) for c in caps)
+    cap = parse_size(capacity)
+    if cap.is_bytes:
+        raise CachesimError(f"cache size {cap.text!r}: batch mode counts rows; give rows (1000) "
+                            "or a share of the distinct keys (5%)")
+    if cap.kind == "fraction":
+        return np.array([cap.resolve(int(d)) for d in distinct], dtype=np.int64), cap.text
+    total = int(cap.value)
+    if total < trace.n_tables:
+        raise CachesimError(f"cache size {total} rows cannot give each of the {trace.n_tables} "
+                            "tables a row; give at least one row per table, or a share (5%)")
+    spare = total - trace.n_tables
+    share = spare * distinct / max(1, distinct.sum())
+    caps = 1 + np.floor(share).astype(np.int64)
+    left = total - int(caps.sum())
+    if left:  # largest remainders first, ties to the lower table
+        caps[np.argsort(-(share - np.floor(share)), kind="stable")[:left]] += 1
+    return caps, cap.text
+
+
+def replay_batch(trace, policy="lru", capacity="5%", ways=32, *, per_table=False,
+                 inference=False, progress=False) -> BatchResult:
+    """Replay `trace` batch by batch through an FBGEMM-style cache (lru or lfu).
+
+    `capacity`: rows (1000) or a share of the distinct keys ('5%'); with `per_table` also a list of
+    rows, one per table. `ways=None` is fully associative. `inference` is recorded for the cost
+    model (the cache rules are the same). The trace needs batches (`trace.batch`).
+    """
+    trace.require_nonempty()
+    name = _policy_name(policy)
+    starts = batch_starts(trace)
+    if per_table:
+        caps, size_text = table_capacities(trace, capacity)
+        cap_arg = caps
+    else:
+        if isinstance(capacity, (list, tuple, np.ndarray)):
+            raise CachesimError("one row count per table needs per-table caches (--per-table)")
+        cap = parse_size(capacity)
+        if cap.is_bytes:
+            raise CachesimError(f"cache size {cap.text!r}: batch mode counts rows; give rows "
+                                "(1000) or a share of the distinct keys (5%)")
+        cap_arg, size_text = cap.resolve(trace.n_distinct), cap.text
+    t0 = time.perf_counter()
+    cache = BatchCache.for_trace(trace, cap_arg, ways=ways, policy=name)
+    ids = trace.dense_ids
+    bar = None
+    if progress:
+        from .engine import _progress_bar
+        bar = _progress_bar(len(trace), f"{name} {size_text} batch", True)
+    n_b = starts.shape[0] - 1
+    per_chunk = max(1, (1 << 22) // max(1, len(trace) // n_b))  # ~4M accesses a call
+    for i in range(0, n_b, per_chunk):
+        j = min(n_b, i + per_chunk)
+        cache.run(ids[starts[i]:starts[j]], starts[i:j + 1] - starts[i])
+        if bar is not None:
+            bar.update(int(starts[j] - starts[i]))
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    return batch_result(trace, cache, size_text, seconds, inference=inference)
+
+
+def batch_result(trace, cache: BatchCache, size_text: str, seconds: float = 0.0,
+                 inference: bool = False) -> BatchResult:
+    """A BatchResult from a cache's running counters."""
+    c = cache.counters
+    tot = cache.totals()
+    per_table = {"table": list(trace.table_names)}
+    for i, nm in enumerate(COUNTER_NAMES):
+        per_table[nm] = c[:, i].tolist()
+    uniq = tot["unique_indices"]
+    return BatchResult(policy=cache.policy, size=size_text, capacity=cache.capacity_rows,
+                       ways=cache.ways, n_sets=cache.n_sets, n_lines=cache.n_lines, mode="batch",
+                       per_table_caches=cache.per_table_caches, inference=bool(inference),
+                       calls=tot["calls"], requested_indices=tot["requested_indices"],
+                       unique_indices=uniq, unique_misses=tot["unique_misses"],
+                       conflict_unique_misses=tot["conflict_unique_misses"],
+                       conflict_misses=tot["conflict_misses"], evictions=tot["evictions"],
+                       hit_ratio=1.0 - tot["unique_misses"] / uniq if uniq else 0.0,
+                       seconds=seconds, per_table=per_table)

@@ -1,0 +1,400 @@
+"""The training loop: DLRM on a trace's samples, its embedding rows behind a cache, metrics.
+
+`train(trace, precision, size, policy, ...)` trains one model per configuration on the first
+part of the trace (in order, one step per batch), tests it on the rest, and returns one record
+per configuration: test AUC, log loss and accuracy, the loss curve, the cache's batch counters
+(the names of `cachesim.batch.BatchResult`), the bytes copied host->device and device->host,
+memory and speed. Every configuration of a run starts from the same weights and sees the same
+batches.
+
+Configurations: `size` "all" with precision fp32 is the baseline with every row in FP32 on the
+device (no cache); size "0" is the low-precision baseline with no cache (every update
+re-quantized at once); any other size (rows, a share such as 5%, or bytes of FP32 lines) is an
+FP32 device cache over the host store. With `baselines=True` both baselines are added.
+
+Labels and dense features come from the trace when it has them (trace.labels, trace.dense, one
+per sample); otherwise labels come from a planted teacher (seed `TEACHER_SEED`) and the dense
+input is a single zero feature; the record says which (`labels`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+
+import numpy as np
+
+from ..errors import CachesimError
+from ..sizes import parse_size
+from .cache import COUNTER_NAMES, CachedTable, DeviceTable, check_optimizer, init_rows
+from .model import DLRM, model_shape, sigmoid
+from .quant import check_precision, check_rounding
+from .xp import get_xp
+
+TEACHER_SEED = 20201022
+DEFAULT_BATCH_SIZE = 128
+DEFAULT_LR = 0.1
+CURVE_POINTS = 50
+
+
+# -- data ----------------------------------------------------------------------------------------
+def with_batches(trace, batch_size: int):
+    """The trace with its accesses batched by sample: batch = sample // batch_size (a trace
+    without a sample column counts each access as one sample)."""
+    if int(batch_size) < 1:
+        raise CachesimError(f"batch size {batch_size}: must be at least 1 sample")
+    sample = trace.sample if trace.sample is not None else np.arange(len(trace), dtype=np.int64)
+    return dataclasses.replace(trace, batch=sample // int(batch_size), sample=sample,
+                               _cache=dict(trace._cache))
+
+
+def teacher_labels(trace, n_samples: int, sample: np.ndarray, seed: int = TEACHER_SEED):
+    """Labels from a planted teacher: a N(0, 1) weight per row, the sample's logit the
+    standardised sum of its rows' weights (x 2, shifted by -1), label ~ Bernoulli(sigmoid)."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=trace.n_distinct)
+    logit = np.bincount(sample, weights=w[trace.dense_ids], minlength=n_samples)
+    logit = 2.0 * (logit - logit.mean()) / (logit.std() or 1.0) - 1.0
+    return (rng.random(n_samples) < 1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+
+
+@dataclasses.dataclass
+class _Batch:
+    ids: np.ndarray          # dense ids of the accesses
+    bag: np.ndarray | None   # local sample x T + table per access; None: one per (sample, table)
+    samples: np.ndarray | slice
+
+
+@dataclasses.dataclass
+class _Data:
+    batches: list
+    n_train: int             # batches used for training
+    labels: np.ndarray       # per sample, float32
+    dense: np.ndarray        # per sample, float32 [n_samples, n_dense]
+    label_source: str
+    batch_samples: int
+
+
+def prepare_data(trace, batch_size: int | None, test_fraction: float) -> _Data:
+    """Cut the trace into batches (host arrays), pick labels and dense features, split."""
+    if not 0 <= test_fraction < 1:
+        raise CachesimError(f"--test-fraction {test_fraction}: must be at least 0 and below 1")
+    if batch_size is not None:
+        trace = with_batches(trace, batch_size)
+    elif trace.batch is None:
+        trace = with_batches(trace, DEFAULT_BATCH_SIZE)
+    sample = trace.sample if trace.sample is not None else np.arange(len(trace), dtype=np.int64)
+    if len(sample) and sample.min() < 0:
+        raise CachesimError("the trace has negative sample ids; samples must be numbered from 0")
+    n_samples = int(sample.max()) + 1 if len(sample) else 0
+    if trace.labels is not None:
+        labels = np.asarray(trace.labels, dtype=np.float32).reshape(-1)
+        if labels.shape[0] < n_samples:
+            raise CachesimError(f"the trace has {labels.shape[0]} labels for {n_samples} samples")
+        source = "trace"
+    else:
+        labels = teacher_labels(trace, n_samples, sample)
+        source = f"planted teacher (seed {TEACHER_SEED})"
+    if trace.dense is not None:
+        dense = np.asarray(trace.dense, dtype=np.float32)
+        dense = dense.reshape(dense.shape[0], -1)
+        dense = np.nan_to_num(dense, nan=0.0)
+    else:
+        dense = np.zeros((n_samples, 1), dtype=np.float32)
+    b = trace.batch
+    if len(b) > 1 and np.any(np.diff(b) < 0):
+        raise CachesimError("the trace's batch column is not in order; the executor trains "
+                            "batches in trace order (sort the trace by batch)")
+    cuts = np.flatnonzero(np.diff(b)) + 1
+    starts = np.concatenate([[0], cuts]).astype(np.int64)
+    stops = np.concatenate([cuts, [len(b)]]).astype(np.int64)
+    T = trace.n_tables
+    ids_all = trace.dense_ids
+    batches = []
+    for a, z in zip(starts, stops):
+        s = sample[a:z]
+        samples, local = np.unique(s, return_inverse=True)
+        bag = local.reshape(-1) * T + trace.table[a:z]
+        if len(bag) == len(samples) * T and np.array_equal(bag, np.arange(len(bag))):
+            bag = None
+        if samples[-1] - samples[0] + 1 == len(samples):
+            samples = slice(int(samples[0]), int(samples[-1]) + 1)
+        batches.append(_Batch(ids_all[a:z], bag, samples))
+    n_train = len(batches) - int(round(test_fraction * len(batches)))
+    if n_train < 1:
+        raise CachesimError(f"--test-fraction {test_fraction} leaves no batch to train on "
+                            f"({len(batches)} batches)")
+    batch_samples = int(np.median([_n(bt.samples) for bt in batches]))
+    return _Data(batches, n_train, labels, dense, source, batch_samples)
+
+
+def _n(samples) -> int:
+    return samples.stop - samples.start if isinstance(samples, slice) else len(samples)
+
+
+# -- metrics -------------------------------------------------------------------------------------
+def auc_score(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the ROC curve by ranks (Mann-Whitney U), ties given their average rank;
+    None when only one class is present."""
+    y = np.asarray(labels) > 0.5
+    s = np.asarray(scores, dtype=np.float64)
+    n_pos = int(y.sum())
+    n_neg = y.shape[0] - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(s, kind="mergesort")
+    sorted_s = s[order]
+    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
+    avg_rank = first + (counts + 1) / 2.0            # 1-based average rank of each tie group
+    ranks = np.empty_like(s)
+    ranks[order] = np.repeat(avg_rank, counts)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
+    p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
+    y = np.asarray(labels, dtype=np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def accuracy(labels: np.ndarray, probs: np.ndarray) -> float:
+    return float(np.mean((np.asarray(probs) >= 0.5) == (np.asarray(labels) > 0.5)))
+
+
+# -- configurations ------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Config:
+    precision: str
+    size: str           # "all", "0", or a size as given
+    policy: str         # "none" when there is no cache
+    ways: int | None
+
+    @property
+    def cached(self) -> bool:
+        return self.size not in ("all", "0")
+
+
+def _norm_size(s) -> str:
+    t = str(s).strip().lower()
+    if t in ("all", "0", "0%", "none"):
+        return "all" if t == "all" else "0"
+    parse_size(s)  # checks it
+    return str(s).strip()
+
+
+def configurations(precision, size, policy, ways, baselines: bool) -> list[Config]:
+    """Baselines first (fp32 'all', then each low precision with no cache), then every
+    (precision, size, policy) with a cache."""
+    precisions = [check_precision(p) for p in _as_list(precision)]
+    sizes = [_norm_size(s) for s in _as_list(size)]
+    policies = [str(p).lower() for p in _as_list(policy)]
+    for p in policies:
+        if p not in ("lru", "lfu"):
+            raise CachesimError(f"policy {p!r}: the executor's cache follows the batch rules of "
+                                "lru or lfu (FBGEMM's); pass --policy lru,lfu")
+    out: list[Config] = []
+
+    def add(c):
+        if c not in out:
+            out.append(c)
+    if baselines or "all" in sizes:
+        add(Config("fp32", "all", "none", None))
+    for p in precisions:
+        if baselines and p != "fp32" or "0" in sizes:
+            add(Config(p, "0", "none", None))
+    for p in precisions:
+        for s in sizes:
+            if s == "all":
+                if p != "fp32":
+                    raise CachesimError(f"size 'all' with precision {p}: 'all' means every row "
+                                        "in FP32 on the device; use it with precision fp32")
+                continue
+            if s == "0":
+                continue
+            for pol in policies:
+                add(Config(p, s, pol, ways))
+    return out
+
+
+def _as_list(v) -> list:
+    if isinstance(v, str):
+        return [x.strip() for x in v.split(",") if x.strip()]
+    if isinstance(v, (int, float)):
+        return [v]
+    return list(v)
+
+
+def capacity_rows(size: str, n_distinct: int, dim: int) -> int:
+    """Cache lines asked for: rows as given, a share of the trace's distinct keys (as batch
+    replay resolves it), or bytes of FP32 lines of `dim`."""
+    cap = parse_size(size)
+    if cap.is_bytes:
+        rows = cap.value // (4 * dim)
+        if rows < 1:
+            raise CachesimError(f"cache size {size!r} holds no FP32 row of dim {dim} "
+                                f"({4 * dim} bytes)")
+        return int(rows)
+    return cap.resolve(n_distinct)
+
+
+# -- the loop ------------------------------------------------------------------------------------
+def train(trace, precision=("int8",), size=("5%",), policy=("lru",), ways: int | None = 32,
+          device: str = "auto", epochs: int = 1, batch_size: int | None = None,
+          lr: float = DEFAULT_LR, seed=0, test_fraction: float = 0.1,
+          rounding: str = "stochastic", optimizer: str = "sgd", model="kaggle",
+          baselines: bool = True, progress: bool = True, curve_points: int = CURVE_POINTS,
+          return_state: bool = False) -> list[dict]:
+    """Train DLRM behind an embedding cache for every configuration; one record each.
+
+    `seed` may be a list (every configuration once per seed). `model` is a preset name
+    ("kaggle", "medium", "small") or {'bottom': hidden sizes, 'top': hidden sizes}. With
+    `test_fraction=0` and one epoch the counters equal `cachesim.batch.replay_batch` on the
+    same (batched) trace. `return_state=True` adds the final weights to each record (under
+    '_state': MLP params and embedding rows, NumPy), for checks.
+    """
+    trace.require_nonempty()
+    backend = get_xp(device)
+    check_rounding(rounding)
+    check_optimizer(optimizer)
+    if int(epochs) < 1:
+        raise CachesimError(f"--epochs {epochs}: must be at least 1")
+    dims = np.unique(trace.table_dims)
+    if dims.shape[0] != 1:
+        raise CachesimError(f"the trace's tables have dims {', '.join(map(str, dims))}: the "
+                            "executor's unified cache holds one embedding dim for all tables; "
+                            "give every table the same dim")
+    dim = int(dims[0])
+    if ways is not None and int(ways) < 1:
+        raise CachesimError(f"--ways {ways}: the number of ways must be at least 1")
+    configs = configurations(precision, size, policy, ways, baselines)
+    seeds = [int(s) for s in _as_list(seed)]
+    data = prepare_data(trace, batch_size, float(test_fraction))
+    shape = model_shape(model, data.dense.shape[1], trace.n_tables, dim)
+    xp = backend.xp
+    dense_dev = xp.asarray(data.dense)
+    labels_dev = xp.asarray(data.labels)
+    records = []
+    for sd in seeds:
+        rows0 = init_rows(trace.n_distinct, dim, trace.key_table, trace.table_rows, sd)
+        for cfg in configs:
+            rec = _run_one(trace, data, cfg, shape, backend, rows0, dense_dev, labels_dev,
+                           seed=sd, epochs=int(epochs), lr=float(lr), rounding=rounding,
+                           optimizer=optimizer, progress=progress, curve_points=curve_points,
+                           dim=dim, return_state=return_state)
+            records.append(rec)
+    return records
+
+
+def _make_embeddings(trace, cfg: Config, backend, rows0, dim, rounding, optimizer, seed):
+    if cfg.size == "all":
+        return DeviceTable(backend, rows0, optimizer), None
+    cap = 0 if cfg.size == "0" else capacity_rows(cfg.size, trace.n_distinct, dim)
+    emb = CachedTable(backend, rows0, cfg.precision, capacity_rows=cap, ways=cfg.ways,
+                      policy=cfg.policy, distinct_keys=trace.distinct_keys,
+                      key_table=trace.key_table, n_tables=trace.n_tables, rounding=rounding,
+                      optimizer=optimizer, seed=seed)
+    return emb, cap
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+    on = enabled and sys.stderr.isatty()
+    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=not on, leave=False)
+
+
+def _run_one(trace, data: _Data, cfg: Config, shape, backend, rows0, dense_dev, labels_dev, *,
+             seed, epochs, lr, rounding, optimizer, progress, curve_points, dim, return_state):
+    xp = backend.xp
+    model = DLRM(shape, xp=xp, seed=seed)
+    emb, cap = _make_embeddings(trace, cfg, backend, rows0, dim, rounding, optimizer, seed)
+    train_batches = data.batches[:data.n_train]
+    losses = []
+    n_train_samples = sum(_n(b.samples) for b in train_batches)
+    bar = _progress_bar(epochs * len(train_batches),
+                        f"{cfg.precision} {cfg.size} {cfg.policy}".replace(" none", ""), progress)
+    backend.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        for b in train_batches:
+            sl = b.samples if isinstance(b.samples, slice) else xp.asarray(b.samples)
+            inverse, rows = emb.gather(b.ids)
+            loss, grads, d_rows = model.forward_backward(dense_dev[sl], rows, inverse,
+                                                         labels_dev[sl], bag=_dev(xp, b.bag))
+            model.sgd(grads, lr)
+            emb.apply(d_rows, lr)
+            losses.append(loss)
+            bar.update(1)
+    backend.synchronize()
+    seconds = time.perf_counter() - t0
+    bar.close()
+    losses = np.array([float(v) for v in losses]) if losses else np.zeros(0)
+    curve = [float(c.mean()) for c in np.array_split(losses, min(curve_points, len(losses)))
+             if len(c)]
+    # evaluation: rows read without touching the cache or the counters
+    test_batches = data.batches[data.n_train:]
+    probs, ys = [], []
+    for b in test_batches:
+        sl = b.samples if isinstance(b.samples, slice) else xp.asarray(b.samples)
+        inverse, rows = emb.lookup(b.ids)
+        logit = model.forward(dense_dev[sl], rows, inverse, bag=_dev(xp, b.bag))
+        probs.append(backend.to_host(sigmoid(xp, logit)))
+        ys.append(data.labels[b.samples])
+    rec = {"policy": cfg.policy, "size": cfg.size, "ways": cfg.ways, "precision": cfg.precision,
+           "capacity": cap if cap is not None else trace.n_distinct,
+           "cache_lines": getattr(emb, "n_lines", 0) if cfg.size != "all" else None,
+           "seed": seed, "device": backend.name, "epochs": epochs,
+           "batch_samples": data.batch_samples, "optimizer": optimizer, "rounding": rounding,
+           "lr": lr, "model": shape.describe(), "labels": data.label_source,
+           "train_samples": n_train_samples * epochs,
+           "test_samples": int(sum(len(y) for y in ys))}
+    if ys:
+        y = np.concatenate(ys)
+        p = np.concatenate(probs)
+        rec.update(auc=auc_score(y, p), logloss=log_loss(y, p), accuracy=accuracy(y, p))
+    else:
+        rec.update(auc=None, logloss=None, accuracy=None)
+    rec["train_loss"] = float(losses[-max(1, len(losses) // 10):].mean()) if len(losses) else None
+    c = emb.counters
+    rec.update({k: int(c[k]) for k in COUNTER_NAMES})
+    rec["hit_ratio"] = (1.0 - c["unique_misses"] / c["unique_indices"]
+                        if c["unique_indices"] else None)
+    steps = max(c["calls"], 1)
+    rec.update(h2d_bytes=int(emb.h2d_bytes), d2h_bytes=int(emb.d2h_bytes),
+               h2d_bytes_per_step=emb.h2d_bytes / steps, d2h_bytes_per_step=emb.d2h_bytes / steps,
+               device_bytes=int(emb.device_bytes + model.nbytes), host_bytes=int(emb.host_bytes),
+               samples_per_s=(n_train_samples * epochs / seconds) if seconds > 0 else math.inf,
+               seconds=seconds, loss_curve=curve)
+    if return_state:
+        rec["_state"] = {"params": {k: backend.to_host(v).copy() for k, v in model.params.items()},
+                         "rows": emb.weights()}
+    return rec
+
+
+def _dev(xp, a):
+    return None if a is None else xp.asarray(a)
+
+
+def results_table(records: list[dict]):
+    """The records as a polars DataFrame, one row per configuration (and seed), in the column
+    order of `cachesim sweep` (policy, size, ways, precision first); `_state` is left out."""
+    import polars as pl
+    rows = [{k: v for k, v in r.items() if k != "_state"} for r in records]
+    table = pl.DataFrame(rows, infer_schema_length=None)
+    casts = {c: pl.Int64 for c in ("ways", "cache_lines") if c in table.columns}
+    casts.update({c: pl.Float64 for c in ("auc", "logloss", "accuracy", "hit_ratio", "train_loss")
+                  if c in table.columns})
+    return table.with_columns([pl.col(c).cast(t) for c, t in casts.items()])
+
+
+def write_results(records: list[dict], path) -> None:
+    """Write the records to .parquet, .json or .csv (the loss curve as JSON text), atomically."""
+    import json as _json
+    from pathlib import Path
+    import polars as pl
+    from ..sweep import write_table
+    table = results_table(records)
+    if Path(path).suffix.lower() == ".csv" and "loss_curve" in table.columns:
+        table = table.with_columns(pl.Series("loss_curve",
+                                             [_json.dumps(r["loss_curve"]) for r in records]))
+    write_table(table, path)

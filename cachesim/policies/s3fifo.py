@@ -1,0 +1,183 @@
+"""S3-FIFO: a small probation FIFO, a main FIFO with a 2-bit clock, and a ghost FIFO.
+
+Follows libCacheSim's `S3FIFO.c` (Yang et al., SOSP'23) rule for rule, sizes in bytes:
+
+- small = int(0.1 x capacity), main = capacity - small, ghost = int(0.9 x capacity); a cache whose
+  small queue would be 0 is refused (libCacheSim refuses it too);
+- a hit adds 1 to the object's count (only min(count, 3) ever matters, so it is kept capped at 3);
+- a miss on a key in the ghost removes it from the ghost and inserts the object into main; any
+  other miss inserts into small, or into main while small is full and nothing has been evicted
+  yet. An object larger than small is not cached; one exactly as large as small is not cached
+  either unless it came from the ghost (the space is still made for it first);
+- to make room: evict from main if main is over its share or small is empty, else from small.
+  Small's oldest moves to main (count reset to 0) when its count >= 2, and the next one is
+  looked at; otherwise it is evicted and its key enters the ghost (dropping the ghost's oldest
+  keys to fit). Main's oldest with count >= 1 is reinserted at the head with count - 1; the first
+  with count 0 is evicted.
+
+State: `link[k] = (toward head, toward tail)`, shared by the three queues (a key is in at most
+one); `code[k]` = queue (0 none, 1 small, 2 main, 3 ghost) + 4 x count; `stored` sizes (byte
+mode); `ends[queue] = (head, tail)`; `total[queue]` (sizes per queue);
+`meta` = [evicted yet (0/1), small size, main size, ghost size].
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ..errors import CachesimError
+from .base import EVICTIONS, HITS, MISS_BYTES, MISSES, Policy, Setup, register
+
+SMALL, MAIN, GHOST = 1, 2, 3
+UP, DOWN = 0, 1
+SMALL_RATIO, GHOST_RATIO, MOVE_TO_MAIN = 0.1, 0.9, 2
+
+
+def queue_sizes(capacity: int) -> tuple[int, int, int]:
+    """(small, main, ghost) sizes for a cache of `capacity` rows or bytes, as libCacheSim's."""
+    small = int(capacity * SMALL_RATIO)
+    return small, capacity - small, int(capacity * GHOST_RATIO)
+
+
+def init(setup: Setup) -> tuple:
+    small, main, ghost = queue_sizes(setup.capacity)
+    if small <= 0:
+        unit = "rows" if setup.unit else "bytes"
+        raise CachesimError(
+            f"s3fifo: a cache of {setup.capacity} {unit} leaves its small FIFO (10% of the cache)"
+            f" empty; S3-FIFO needs a capacity of at least 10 {unit}")
+    n = setup.n_keys
+    link = np.full((n, 2), -1, dtype=np.int32)
+    code = np.zeros(n, dtype=np.uint8)
+    stored = np.zeros(0 if setup.unit else n, dtype=np.int64)
+    ends = np.full((4, 2), -1, dtype=np.int64)
+    total = np.zeros(4, dtype=np.int64)
+    meta = np.array([0, small, main, ghost], dtype=np.int64)
+    return (link, code, stored, ends, total, meta)
+
+
+@numba.njit(cache=True)
+def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counters):
+    # The queue operations are written out in place: a call that passes arrays costs more than
+    # the operation itself in numba.
+    link, code, stored, ends, total, meta = state
+    evicted_yet = meta[0]
+    small_cap, main_cap, ghost_cap = meta[1], meta[2], meta[3]
+    has_sizes = sizes.shape[0] > 0
+    one_table = counters.shape[0] == 1
+    hits = 0
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        c = code[k]
+        q = c & 3
+        if q == SMALL or q == MAIN:
+            if c < 12:  # count below 3: add one
+                code[k] = c + 4
+            if one_table:
+                hits += 1
+            else:
+                counters[key_table[k], HITS] += 1
+            continue
+        t = key_table[k]
+        counters[t, MISSES] += 1
+        s = sizes[i] if has_sizes else 1
+        if has_sizes:
+            counters[t, MISS_BYTES] += s
+        from_ghost = q == GHOST
+        if from_ghost:  # unlink k from the ghost
+            up = link[k, UP]
+            down = link[k, DOWN]
+            if up != -1:
+                link[up, DOWN] = down
+            else:
+                ends[GHOST, 0] = down
+            if down != -1:
+                link[down, UP] = up
+            else:
+                ends[GHOST, 1] = up
+            total[GHOST] -= 1 if unit else stored[k]
+            code[k] = 0
+        need = 1 if unit else s
+        if need > small_cap or need > capacity:
+            continue
+        while total[SMALL] + total[MAIN] + need > capacity:
+            evicted_yet = 1
+            from_main = total[MAIN] > main_cap or total[SMALL] == 0
+            q = MAIN if from_main else SMALL
+            while total[q] > 0:
+                v = ends[q, 1]  # pop q's oldest
+                up = link[v, UP]
+                ends[q, 1] = up
+                if up != -1:
+                    link[up, DOWN] = -1
+                else:
+                    ends[q, 0] = -1
+                count = code[v] >> 2
+                sz = 1 if unit else stored[v]
+                dst = 0
+                if from_main:
+                    if count >= 1:  # reinsert at main's head, one count less
+                        dst = MAIN
+                        code[v] = MAIN + ((count - 1) << 2)
+                elif count >= MOVE_TO_MAIN:  # small -> main, count reset
+                    dst = MAIN
+                    code[v] = MAIN
+                    total[SMALL] -= sz
+                    total[MAIN] += sz
+                if dst == 0:  # evicted
+                    total[q] -= sz
+                    counters[key_table[v], EVICTIONS] += 1
+                    code[v] = 0
+                    if from_main or sz > ghost_cap:
+                        break
+                    dst = GHOST  # small's victim: its key enters the ghost
+                    code[v] = GHOST
+                    while total[GHOST] + sz > ghost_cap:
+                        g = ends[GHOST, 1]
+                        up = link[g, UP]
+                        ends[GHOST, 1] = up
+                        if up != -1:
+                            link[up, DOWN] = -1
+                        else:
+                            ends[GHOST, 0] = -1
+                        code[g] = 0
+                        total[GHOST] -= 1 if unit else stored[g]
+                    total[GHOST] += sz
+                h = ends[dst, 0]  # push v at dst's head
+                link[v, UP] = -1
+                link[v, DOWN] = h
+                if h != -1:
+                    link[h, UP] = v
+                else:
+                    ends[dst, 1] = v
+                ends[dst, 0] = v
+                if dst == GHOST:
+                    break
+        if from_ghost:
+            dst = MAIN
+        elif need >= small_cap:
+            continue
+        elif evicted_yet == 0 and total[SMALL] >= small_cap:
+            dst = MAIN
+        else:
+            dst = SMALL
+        code[k] = dst
+        if not unit:
+            stored[k] = s
+        total[dst] += need
+        h = ends[dst, 0]
+        link[k, UP] = -1
+        link[k, DOWN] = h
+        if h != -1:
+            link[h, UP] = k
+        else:
+            ends[dst, 1] = k
+        ends[dst, 0] = k
+    if hits:
+        counters[0, HITS] += hits
+    meta[0] = evicted_yet
+
+
+POLICY = register(Policy(
+    name="s3fifo", kernel=kernel, init=init, aliases=("s3-fifo",),
+    description="small probation FIFO, main FIFO with a 2-bit clock, ghost of small's evictions"))

@@ -1,0 +1,635 @@
+"""`cachesim report`: one command from a trace (or saved results) to a sizing report.
+
+`build_report(trace_path, out_dir, ...)` runs what is missing (trace analysis, the exact LRU
+curve, hit ratio per policy and size, a batch-mode sweep with transfer and memory costs per
+precision, a per-table allocation under the budget, and training with `train=True`), then writes,
+into a temporary folder renamed into place at the end (an interrupted run leaves nothing
+half-written):
+
+- `report.html`: one self-contained page (plots embedded) with the recommendation on top;
+- `report.md` with the plots as PNG files beside it;
+- `results.json` and `results.parquet`: every number behind the report.
+
+Each section appears when its data exists. `from_results` reads a `results.json` written by an
+earlier report, a `cachesim sweep` table or a `cachesim train` table instead of recomputing.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CachesimError
+from ..sizes import format_bytes, parse_size
+from .render import Figure, Section, Table, to_html, to_markdown
+
+DEFAULT_FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+DEFAULT_PRECISIONS = ("fp32", "fp16", "int8", "int4")
+AUC_TOLERANCE = 0.002  # the paper's "accuracy held": within 0.002 test AUC of FP32
+SECTION_KEYS = ("summary", "trace", "curves", "transfers", "memory", "accuracy", "allocation",
+                "provenance")
+
+
+@dataclass
+class ReportOptions:
+    policies: tuple = ("lru", "lfu")
+    curve_policies: tuple = ("lru", "lfu", "fifo", "clock", "sieve", "s3fifo", "arc")
+    fractions: tuple = DEFAULT_FRACTIONS
+    precisions: tuple = DEFAULT_PRECISIONS
+    ways: int | None = 32
+    target_hit_ratio: float = 0.9
+    budget: str | None = None
+    link_gbps: float | None = None
+    train: bool = False
+    train_sizes: tuple = ("1%", "5%")
+    train_precisions: tuple = ("int8", "int4")
+    train_seeds: tuple = (0, 1, 2)
+    train_model: str = "small"
+    jobs: int | None = None
+    command: str = ""
+    progress: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+# -- entry point ---------------------------------------------------------------------------------
+def build_report(trace_or_path, out_dir, options: ReportOptions | None = None, *,
+                 from_results=None, fmt: str | None = None, batch_size: int | None = None) -> Path:
+    """Compute what is missing, render, and move the finished report folder to `out_dir`."""
+    opt = options or ReportOptions()
+    t0 = time.perf_counter()
+    if not 0 < float(opt.target_hit_ratio) < 1:
+        raise CachesimError(f"--target-hit-ratio {opt.target_hit_ratio}: give a ratio between 0 "
+                            "and 1, such as 0.9")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CachesimError(f"-o {out_dir}: a file is in the way; give a folder for the report")
+    trace = _load_trace(trace_or_path, fmt, batch_size)
+    saved = _load_saved(from_results, trace) if from_results else {}
+    results = dict(saved)
+    results["meta"] = _meta(trace, opt, t0, saved.get("meta"))
+
+    budget = None if opt.budget is None else parse_size(opt.budget)
+    if budget is not None and not budget.is_bytes:
+        raise CachesimError(f"--budget {opt.budget}: give the device memory budget in bytes "
+                            "(512MiB, 2GiB)")
+    if "trace" not in results:
+        results["trace"] = _trace_summary(trace)
+    if "lru_exact" not in results:
+        results["lru_exact"] = _lru_exact(trace)
+    if "sweep" not in results:
+        results["sweep"] = _sweep(trace, opt)
+    if budget is not None:
+        smallest = min(r["cache_bytes"] + r["metadata_bytes"] for r in results["sweep"])
+        if budget.value < smallest:
+            raise CachesimError(
+                f"--budget {opt.budget} ({format_bytes(budget.value)}) is below the smallest "
+                f"cache in the sweep ({format_bytes(smallest)} of cache and metadata); raise the "
+                "budget or add smaller sizes")
+    results["memory"] = results.get("memory") or _memory(trace, opt, results["sweep"])
+    if "curves" not in results:
+        results["curves"] = _policy_curves(trace, opt)
+    if opt.train and "training" not in results:
+        results["training"] = _training(trace, opt)
+    if "allocation" not in results:
+        results["allocation"] = _allocation(trace, opt, budget, results["sweep"])
+    results["recommendation"] = recommend(results, opt.target_hit_ratio,
+                                          None if budget is None else budget.value)
+    results["meta"]["seconds"] = round(time.perf_counter() - t0, 3)
+
+    parent = out_dir.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
+    try:
+        sections = _sections(trace, results, opt, tmp)
+        title = f"Embedding cache sizing report: {Path(results['meta']['trace']).name}"
+        subtitle = (f"cachesim {results['meta']['cachesim_version']}, "
+                    f"{results['meta']['created']}, {results['meta']['seconds']:.1f} s")
+        (tmp / "report.html").write_text(to_html(title, subtitle, sections), encoding="utf-8")
+        (tmp / "report.md").write_text(to_markdown(title, subtitle, sections), encoding="utf-8")
+        (tmp / "results.json").write_text(json.dumps(_jsonable(results), indent=1),
+                                          encoding="utf-8")
+        _results_table(results).write_parquet(tmp / "results.parquet")
+        _swap_into_place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    """Rename the finished folder to `out_dir`, replacing an earlier report there."""
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old.{os.getpid()}")
+        os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out_dir)
+
+
+# -- inputs --------------------------------------------------------------------------------------
+def _load_trace(trace_or_path, fmt, batch_size):
+    from ..traces import Trace, read_trace
+    if isinstance(trace_or_path, Trace):
+        trace = trace_or_path
+    else:
+        opts = {} if batch_size is None else {"batch_size": batch_size}
+        trace = read_trace(trace_or_path, format=fmt, **opts)
+    trace.require_nonempty()
+    return trace
+
+
+def fingerprint(trace) -> dict:
+    """What identifies a trace for saved results: its length, tables and distinct keys."""
+    return {"accesses": len(trace), "tables": trace.n_tables, "distinct": trace.n_distinct,
+            "batches": int(np.unique(trace.batch).shape[0]) if trace.has_batches else 0}
+
+
+def _load_saved(path, trace) -> dict:
+    """Saved results: a report's results.json, or a sweep/train table (.parquet/.csv/.json)."""
+    import polars as pl
+    p = Path(path)
+    if not p.exists():
+        raise CachesimError(f"--from {path}: no such file; give a results.json from an earlier "
+                            "report, or a table written by `cachesim sweep -o` or `cachesim "
+                            "train -o`")
+    fp = fingerprint(trace)
+    if p.suffix == ".json":
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CachesimError(f"--from {path}: not valid JSON ({err}); give a results.json "
+                                "written by `cachesim report`") from None
+        if isinstance(data, dict) and "meta" in data:
+            saved_fp = data["meta"].get("fingerprint")
+            if saved_fp != fp:
+                raise CachesimError(
+                    f"--from {path}: these results are from another trace ({saved_fp}), not "
+                    f"this one ({fp}); rerun without --from or pass the matching trace")
+            return {k: v for k, v in data.items() if k in
+                    ("trace", "lru_exact", "curves", "sweep", "memory", "training",
+                     "allocation", "meta")}
+        try:
+            table = pl.read_json(p)
+        except Exception as err:  # noqa: BLE001 - any parse failure is the user's file
+            raise CachesimError(f"--from {path}: cannot read it as a results table ({err})") from None
+    else:
+        try:
+            table = pl.read_parquet(p) if p.suffix == ".parquet" else pl.read_csv(p)
+        except Exception as err:  # noqa: BLE001
+            raise CachesimError(f"--from {path}: cannot read it as a results table ({err}); "
+                                "give a .parquet, .csv or .json table") from None
+    rows = table.to_dicts()
+    if not rows:
+        raise CachesimError(f"--from {path}: the table has no rows")
+    if "auc" in table.columns:
+        return {"training": rows}
+    if "hit_ratio" not in table.columns:
+        raise CachesimError(f"--from {path}: not a sweep or train table (no hit_ratio column)")
+    n = rows[0].get("requested_indices", rows[0].get("requests"))
+    if n is not None and int(n) != fp["accesses"]:
+        raise CachesimError(f"--from {path}: these results replayed {int(n):,} accesses but the "
+                            f"trace has {fp['accesses']:,}: they are from another trace")
+    return {"sweep": rows}
+
+
+def _meta(trace, opt: ReportOptions, t0: float, saved_meta: dict | None) -> dict:
+    import matplotlib
+    import numba
+    import polars
+    from .. import __version__
+    return {
+        "trace": str(trace.source),
+        "fingerprint": fingerprint(trace),
+        "command": opt.command or " ".join(sys.argv),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "cachesim_version": __version__,
+        "versions": {"python": platform.python_version(), "numpy": np.__version__,
+                     "numba": numba.__version__, "polars": polars.__version__,
+                     "matplotlib": matplotlib.__version__},
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "target_hit_ratio": float(opt.target_hit_ratio),
+        "budget": opt.budget,
+        "precisions": list(opt.precisions),
+        "ways": opt.ways,
+        "from_results": bool(saved_meta),
+    }
+
+
+# -- computations --------------------------------------------------------------------------------
+def _trace_summary(trace) -> dict:
+    from ..traces.analysis import analyze
+    a = analyze(trace)
+    counts = np.bincount(trace.dense_ids, minlength=trace.n_distinct)
+    freq = np.sort(counts)[::-1]
+    ranks = np.unique(np.geomspace(1, freq.shape[0], num=min(400, freq.shape[0])).astype(np.int64))
+    return {"analysis": a, "rank_frequency": {"rank": ranks.tolist(),
+                                              "accesses": freq[ranks - 1].tolist()},
+            "table_names": list(trace.table_names), "table_rows": trace.table_rows.tolist(),
+            "table_dims": trace.table_dims.tolist()}
+
+
+def _lru_exact(trace) -> dict:
+    """The exact LRU curve, thinned to about 400 log-spaced sizes for plotting."""
+    from ..traces.mrc import mrc
+    curve = mrc(trace, policy="lru", method="exact")
+    size = curve["size"].to_numpy()
+    miss = curve["miss_ratio"].to_numpy()
+    keep = np.unique(np.concatenate([[0], np.geomspace(1, max(1, size[-1]), 400).astype(np.int64)]))
+    keep = keep[keep < size.shape[0]]
+    return {"size": size[keep].tolist(), "miss_ratio": miss[keep].tolist(),
+            "distinct": trace.n_distinct}
+
+
+def _size_texts(fractions) -> list[str]:
+    return [f"{100 * f:g}%" for f in fractions]
+
+
+def _policy_curves(trace, opt: ReportOptions) -> list[dict]:
+    """Access-mode hit ratio per policy (and OPT, the ceiling) at each size."""
+    from ..engine import replay
+    from ..policies import policy_names
+    known = set(policy_names())
+    out = []
+    for pol in [p for p in (*opt.curve_policies, "opt") if p in known]:
+        for text in _size_texts(opt.fractions):
+            try:
+                r = replay(trace, pol, text, mode="access")
+            except CachesimError:  # a policy that cannot run at this size (S3-FIFO below 10 rows)
+                continue
+            out.append({"policy": pol, "size": text, "capacity": r.capacity,
+                        "share": r.capacity / trace.n_distinct, "hit_ratio": r.hit_ratio,
+                        "misses": r.misses, "requests": r.requests})
+    return out
+
+
+def _sweep(trace, opt: ReportOptions) -> list[dict]:
+    from ..sweep import run_sweep
+    mode = "batch" if trace.has_batches else "access"
+    policies = list(opt.policies) if mode == "batch" else list(opt.policies)
+    kwargs = {} if opt.link_gbps is None else {"link_gbps": opt.link_gbps}
+    res = run_sweep(trace, policies, _size_texts(opt.fractions),
+                    ways=[opt.ways], precisions=list(opt.precisions), mode=mode,
+                    jobs=opt.jobs, progress=opt.progress, **kwargs)
+    return res.table.to_dicts()
+
+
+def _memory(trace, opt: ReportOptions, sweep_rows: list[dict]) -> list[dict]:
+    """Memory per precision at the sweep's cache sizes (lru), plus the paper's two headline
+    configurations (INT8 + 5% and INT4 + 1% of the rows)."""
+    from ..cost import memory_records
+    lines = sorted({int(r["cache_lines"]) for r in sweep_rows if r.get("policy") == "lru"})
+    recs = memory_records(trace.table_rows, trace.table_dims, list(opt.precisions),
+                          [str(n) for n in lines], policy="lru")
+    for rec in recs:
+        rec["headline"] = None
+    for prec, share in (("int8", "5%"), ("int4", "1%")):
+        for rec in memory_records(trace.table_rows, trace.table_dims, [prec], [share],
+                                  policy="lru"):
+            rec["headline"] = f"paper: {prec.upper()} + {share} FP32 cache"
+            recs.append(rec)
+    return recs
+
+
+def _training(trace, opt: ReportOptions) -> list[dict]:
+    from ..executor import train
+    recs = train(trace, precision=list(opt.train_precisions), size=list(opt.train_sizes),
+                 policy=[opt.policies[0]], ways=opt.ways, seed=list(opt.train_seeds),
+                 model=opt.train_model, progress=opt.progress)
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in recs]
+
+
+def _allocation(trace, opt, budget, sweep_rows) -> dict | None:
+    """Split the budget (or, without one, the device bytes of the 5% FP32 cache) per table."""
+    if trace.n_tables < 2:
+        return None
+    from ..allocate import allocate
+    if budget is not None:
+        budget_bytes, why = int(budget.value), "the --budget"
+    else:
+        rows = int(round(0.05 * trace.n_distinct))
+        budget_bytes = rows * 4 * int(trace.table_dims.max())
+        why = "no --budget given: the cache bytes of an FP32 cache of 5% of the distinct rows"
+    rec = allocate(trace, budget_bytes).to_record()
+    tot = rec["totals"]
+    out = {"budget_bytes": budget_bytes, "budget_source": why, "note": rec["note"],
+           "tables": rec["tables"]}
+    for rule in ("greedy", "torchrec", "unified"):
+        out[rule] = {"rows": tot[f"{rule}_rows"], "hits": tot[f"{rule}_hits"],
+                     "hit_ratio": tot[f"{rule}_hit_ratio"]}
+    out["greedy"]["rows_per_table"] = [t["rows"] for t in rec["tables"]]
+    out["torchrec"]["rows_per_table"] = [t["torchrec_rows"] for t in rec["tables"]]
+    out["table_names"] = [t["table"] for t in rec["tables"]]
+    return _jsonable(out)
+
+
+# -- recommendation ------------------------------------------------------------------------------
+def _accuracy_ok(training: list[dict] | None, precision: str, size: str, policy: str):
+    """(ok?, AUC drop vs fp32) for a configuration, or (None, None) when training did not cover
+    it. Means over seeds."""
+    if not training:
+        return None, None
+    base = [r["auc"] for r in training if r["precision"] == "fp32" and r.get("auc") is not None]
+    if precision == "fp32":
+        return True, 0.0
+    mine = [r["auc"] for r in training if r["precision"] == precision and
+            str(r["size"]) == str(size) and r.get("policy") == policy and r.get("auc") is not None]
+    if not base or not mine:
+        return None, None
+    drop = float(np.mean(base) - np.mean(mine))
+    return drop <= AUC_TOLERANCE, drop
+
+
+def recommend(results: dict, target: float, budget_bytes: int | None) -> dict:
+    """The cheapest configuration (total memory: store + cache + metadata) whose hit ratio meets
+    `target`, whose device bytes (cache + metadata) fit the budget, and whose accuracy held where
+    training measured it; then the runner-up. Every figure comes from `results['sweep']`."""
+    rows = results.get("sweep") or []
+    training = results.get("training")
+    cands = []
+    for i, r in enumerate(rows):
+        device = int(r["cache_bytes"]) + int(r["metadata_bytes"])
+        ok_acc, drop = _accuracy_ok(training, r["precision"], r["size"], r["policy"])
+        cands.append({"index": i, "policy": r["policy"], "size": r["size"], "ways": r.get("ways"),
+                      "precision": r["precision"], "hit_ratio": float(r["hit_ratio"]),
+                      "total_bytes": int(r["total_bytes"]), "device_bytes": device,
+                      "store_bytes": int(r["store_bytes"]),
+                      "ratio_vs_fp32": float(r["ratio_vs_fp32"]),
+                      "h2d_bytes_per_step": r.get("h2d_bytes_per_step"),
+                      "d2h_bytes_per_step": r.get("d2h_bytes_per_step"),
+                      "transfer_ms_per_step": r.get("transfer_ms_per_step"),
+                      "accuracy_ok": ok_acc, "auc_drop": drop,
+                      "meets_target": float(r["hit_ratio"]) >= target,
+                      "fits_budget": budget_bytes is None or device <= budget_bytes})
+    good = [c for c in cands if c["meets_target"] and c["fits_budget"] and c["accuracy_ok"] is not False]
+    key = lambda c: (c["total_bytes"], c["transfer_ms_per_step"] or 0.0, -c["hit_ratio"])
+    good.sort(key=key)
+    reasons = []
+    if good:
+        best = good[0]
+        runner = good[1] if len(good) > 1 else None
+        status = "met"
+    else:
+        fitting = [c for c in cands if c["fits_budget"] and c["accuracy_ok"] is not False]
+        fitting.sort(key=lambda c: (-c["hit_ratio"], c["total_bytes"]))
+        best = fitting[0] if fitting else None
+        runner = fitting[1] if len(fitting) > 1 else None
+        status = "not met"
+        reasons.append(f"no configuration in the sweep reaches the target hit ratio {target:g}"
+                       + ("" if budget_bytes is None else " within the budget")
+                       + "; the highest hit ratio is recommended instead")
+    if best is not None and best["accuracy_ok"] is None and best["precision"] != "fp32":
+        reasons.append("accuracy was not measured for this configuration (run with --train)")
+    return {"status": status, "target_hit_ratio": target, "budget_bytes": budget_bytes,
+            "best": best, "runner_up": runner, "candidates": len(cands),
+            "meeting_target": len(good), "notes": reasons}
+
+
+# -- sections ------------------------------------------------------------------------------------
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * float(x):.1f}%"
+
+
+def _describe(c: dict) -> str:
+    ways = "fully associative" if c.get("ways") in (None, "none") else f"{c['ways']}-way"
+    return (f"{c['policy'].upper()} {ways} cache of {c['size']} of the rows, rows stored in "
+            f"{c['precision'].upper()}")
+
+
+def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Section]:
+    from . import figures
+    rec = results["recommendation"]
+    meta = results["meta"]
+    out = []
+    s = Section("summary", "Recommendation")
+    best, runner = rec.get("best"), rec.get("runner_up")
+    if best:
+        s.paragraphs.append(
+            f"Use a {_describe(best)}: hit ratio {_pct(best['hit_ratio'])} (target "
+            f"{_pct(rec['target_hit_ratio'])}, {rec['status']}), {format_bytes(best['total_bytes'])} "
+            f"of embedding memory in all ({best['ratio_vs_fp32']:.2f}x less than every row in "
+            f"FP32), {format_bytes(best['device_bytes'])} of it on the device.")
+        rows = []
+        for label, c in (("recommended", best), ("runner-up", runner)):
+            if c is None:
+                continue
+            acc = ("held" if c["accuracy_ok"] else "not measured" if c["accuracy_ok"] is None
+                   else "lost") + ("" if c["auc_drop"] is None else f" (AUC -{c['auc_drop']:.4f})")
+            rows.append([label, c["policy"], c["size"], c["ways"], c["precision"],
+                         _pct(c["hit_ratio"]), format_bytes(c["total_bytes"]),
+                         format_bytes(c["device_bytes"]), f"{c['ratio_vs_fp32']:.2f}x",
+                         "-" if c["h2d_bytes_per_step"] is None else format_bytes(c["h2d_bytes_per_step"]),
+                         "-" if c["transfer_ms_per_step"] is None else f"{c['transfer_ms_per_step']:.3f}",
+                         acc, f"sweep[{c['index']}]"])
+        s.tables.append(Table(["", "policy", "size", "ways", "precision", "hit ratio",
+                               "memory", "device", "vs FP32", "H2D/step", "ms/step", "accuracy",
+                               "results.json"], rows))
+        s.bullets.append(f"Why: of {rec['candidates']} configurations swept, {rec['meeting_target']} "
+                         f"reach the target hit ratio; the recommended one needs the least memory "
+                         f"among them" + ("" if rec["budget_bytes"] is None else
+                                          f" within the device budget of {format_bytes(rec['budget_bytes'])}")
+                         + ".")
+        if runner:
+            s.bullets.append(f"Runner-up: {_describe(runner)}, {format_bytes(runner['total_bytes'])} "
+                             f"at hit ratio {_pct(runner['hit_ratio'])}.")
+    for note in rec.get("notes", []):
+        s.bullets.append(note[0].upper() + note[1:] + ".")
+    out.append(s)
+
+    tr = results["trace"]
+    a = tr["analysis"]
+    s = Section("trace", "1. Trace")
+    ov = a.get("overall", a)
+    s.paragraphs.append(
+        f"{Path(meta['trace']).name}: {meta['fingerprint']['accesses']:,} accesses over "
+        f"{meta['fingerprint']['tables']} table(s), {meta['fingerprint']['distinct']:,} distinct rows"
+        + (f", {meta['fingerprint']['batches']:,} batches" if meta["fingerprint"]["batches"] else "")
+        + f"; {sum(tr['table_rows']):,} rows in the tables' metadata.")
+    zipf = ov.get("zipf") or {}
+    cov = ov.get("coverage") or ov.get("hot_set_coverage") or {}
+    if zipf:
+        s.bullets.append(f"Popularity: Zipf exponent {zipf.get('alpha', float('nan')):.2f} "
+                         f"(R² {zipf.get('r2', float('nan')):.2f}, ranks {zipf.get('rank_min')}.."
+                         f"{zipf.get('rank_max')}).")
+    if cov:
+        s.bullets.append("Hot-set coverage: " + ", ".join(
+            f"the {k} of rows take {_pct(v)} of accesses" for k, v in cov.items()) + ".")
+    s.figures.append(Figure(figures.rank_frequency(tr, meta, folder),
+                            "Accesses per row against the row's popularity rank (log-log)."))
+    out.append(s)
+
+    s = Section("curves", "2. Hit ratio vs cache size")
+    s.paragraphs.append("Per-access replay of each policy at each size (OPT, Belady's, is the "
+                        "ceiling no policy can pass), with the exact LRU curve for every size. "
+                        "Sizes are shares of the distinct rows in the trace.")
+    s.figures.append(Figure(figures.hit_ratio_curves(results, meta, folder, opt),
+                            "Hit ratio against cache size in rows (bottom), as a share of the "
+                            "distinct rows (top) and in bytes of FP32 cache lines (below); "
+                            "the dashed line is the target."))
+    pols = sorted({r["policy"] for r in results["curves"]})
+    sizes = list(dict.fromkeys(r["size"] for r in results["curves"]))
+    by = {(r["policy"], r["size"]): r["hit_ratio"] for r in results["curves"]}
+    s.tables.append(Table(["size", *pols], [[z, *[_pct(by.get((p, z))) for p in pols]] for z in sizes],
+                          "Hit ratio per access"))
+    out.append(s)
+
+    s = Section("transfers", "3. Transfers")
+    sw = results["sweep"]
+    mode = sw[0].get("mode", "batch") if sw else "batch"
+    s.paragraphs.append(
+        ("Batch replay with FBGEMM's rules (" if mode == "batch" else "Per-access replay (")
+        + f"{opt.ways}-way set-associative): host-to-device bytes fetch missing rows at the "
+        "storage precision; device-to-host bytes write back every evicted line (no dirty bit) "
+        f"and every conflict-miss update. Time per step at {sw[0].get('link_gbps', 25):g} GB/s.")
+    s.figures.append(Figure(figures.transfers(results, meta, folder),
+                            "Bytes per training step against cache size, with the time each "
+                            "step spends on the host-device link (right axis)."))
+    prec0 = _chosen_precision(results)
+    rows = [[r["policy"], r["size"], r["precision"], _pct(r["hit_ratio"]),
+             format_bytes(r["h2d_bytes_per_step"] or 0), format_bytes(r["d2h_bytes_per_step"] or 0),
+             f"{r['transfer_ms_per_step'] or 0:.3f}", f"{r['transfer_vs_no_cache'] or 0:.3f}"]
+            for r in sw if r["precision"] == prec0]
+    s.tables.append(Table(["policy", "size", "precision", "hit ratio", "H2D/step", "D2H/step",
+                           "ms/step", "vs no cache"], rows, f"At {prec0.upper()} storage"))
+    out.append(s)
+
+    s = Section("memory", "4. Memory")
+    s.paragraphs.append("Host store (all rows at the storage precision, scale and bias broken "
+                        "out), device cache (FP32 lines) and cache metadata (tags and policy "
+                        "state, FBGEMM's layout), against every row in FP32.")
+    s.figures.append(Figure(figures.memory(results, meta, folder),
+                            "Memory per precision at each cache size; the paper's headline "
+                            "configurations are marked."))
+    rows = [[r.get("headline") or "", r["precision"], f"{r['cache_rows']:,}",
+             format_bytes(r["store_data_bytes"]), format_bytes(r["scale_bias_bytes"]),
+             format_bytes(r["cache_bytes"]), format_bytes(r["metadata_bytes"]),
+             format_bytes(r["total_bytes"]), f"{r['ratio_vs_fp32']:.2f}x",
+             f"{r['ratio_vs_fp32_excl_metadata']:.2f}x"] for r in results["memory"]
+            if r.get("headline") or r["precision"] == prec0]
+    s.tables.append(Table(["", "precision", "cache rows", "store data", "scale+bias", "cache",
+                           "metadata", "total", "vs FP32", "vs FP32 (no metadata)"], rows))
+    out.append(s)
+
+    if results.get("training"):
+        s = Section("accuracy", "5. Accuracy")
+        s.paragraphs.append("DLRM trained on the trace behind each cache (first part in order, "
+                            "tested on the rest); means over seeds with their spread.")
+        s.figures.append(Figure(figures.accuracy(results, meta, folder),
+                                "Test AUC per configuration; the band is FP32's mean ± 0.002."))
+        s.tables.append(Table(["precision", "size", "policy", "seeds", "AUC mean", "AUC spread",
+                               "log loss", "hit ratio"], _accuracy_rows(results["training"])))
+        out.append(s)
+
+    if results.get("allocation"):
+        s = Section("allocation", "6. Per-table allocation")
+        al = results["allocation"]
+        s.paragraphs.append(f"Budget {format_bytes(al['budget_bytes'])} ({al['budget_source']}), "
+                            "split across one cache per table from each table's exact LRU curve "
+                            "(greedy on the curves' convex hulls), against one unified cache of the "
+                            "same rows and TorchRec's planner rule.")
+        s.figures.append(Figure(figures.allocation(results, meta, folder),
+                                "Rows given to each table by each rule."))
+        s.tables.append(Table(["rule", "rows", "hits", "hit ratio"], _allocation_rows(al)))
+        out.append(s)
+
+    s = Section("provenance", "How this report was made")
+    s.bullets += [f"Command: {meta['command']}", f"cachesim {meta['cachesim_version']}; "
+                  + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+                  f"Machine: {meta['machine']}; took {meta['seconds']:.1f} s; "
+                  f"created {meta['created']}.",
+                  "Every number above is in results.json (and results.parquet, one row per "
+                  "number); the recommendation cites its row of results.json's sweep."]
+    out.append(s)
+    return out
+
+
+def _chosen_precision(results) -> str:
+    best = (results.get("recommendation") or {}).get("best")
+    if best:
+        return best["precision"]
+    precs = [r["precision"] for r in results.get("sweep", [])]
+    return "int8" if "int8" in precs else (precs[0] if precs else "fp32")
+
+
+def _accuracy_rows(training: list[dict]) -> list[list]:
+    groups: dict = {}
+    for r in training:
+        groups.setdefault((r["precision"], str(r["size"]), r.get("policy") or "-"), []).append(r)
+    rows = []
+    for (prec, size, pol), rs in groups.items():
+        auc = np.array([r["auc"] for r in rs if r.get("auc") is not None], dtype=float)
+        ll = np.array([r["logloss"] for r in rs], dtype=float)
+        hr = [r.get("hit_ratio") for r in rs if r.get("hit_ratio") is not None]
+        rows.append([prec, size, pol, len(rs), f"{auc.mean():.4f}" if auc.size else "-",
+                     f"{auc.std():.4f}" if auc.size else "-", f"{ll.mean():.4f}",
+                     _pct(np.mean(hr)) if hr else "-"])
+    return rows
+
+
+def _allocation_rows(al: dict) -> list[list]:
+    rows = []
+    for name, label in (("greedy", "per-table caches, greedy on convex hulls"),
+                        ("unified", "one unified cache"), ("torchrec", "TorchRec's rule")):
+        part = al.get(name)
+        if not part:
+            continue
+        rows.append([label, part.get("rows"), part.get("hits"), _pct(part.get("hit_ratio"))])
+    return rows
+
+
+# -- results files -------------------------------------------------------------------------------
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return None if math.isnan(v) or math.isinf(v) else v
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if hasattr(obj, "to_dicts"):
+        return obj.to_dicts()
+    return obj
+
+
+def _results_table(results: dict):
+    """Every number in results.json as one long table: section, path, value (float) or text."""
+    import polars as pl
+    sec, path, num, text = [], [], [], []
+
+    def walk(section, prefix, v):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(section, f"{prefix}.{k}" if prefix else str(k), x)
+        elif isinstance(v, (list, tuple)):
+            for i, x in enumerate(v):
+                walk(section, f"{prefix}[{i}]", x)
+        else:
+            sec.append(section)
+            path.append(prefix)
+            if isinstance(v, bool) or v is None or isinstance(v, str):
+                num.append(None)
+                text.append(None if v is None else str(v))
+            else:
+                num.append(float(v))
+                text.append(None)
+
+    for section, v in _jsonable(results).items():
+        walk(section, "", v)
+    return pl.DataFrame({"section": sec, "path": path, "value": num, "text": text},
+                        schema={"section": pl.String, "path": pl.String, "value": pl.Float64,
+                                "text": pl.String})

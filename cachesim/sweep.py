@@ -1,0 +1,471 @@
+"""Sweeps: replay every (policy, size, ways, per-table) configuration once, on all cores, and
+cost each result at every storage precision.
+
+`run_sweep(trace, policies, sizes, ...)` returns a `SweepResult` whose `table` (a polars
+DataFrame) has one row per configuration x precision: the replay's counters, the bytes moved and
+the memory figures of `cachesim.cost`. Precision changes only the cost arithmetic, so it never
+causes a replay.
+
+Parallelism: a `concurrent.futures.ProcessPoolExecutor` (fork where available, so the workers
+inherit the trace and the compiled kernels; spawn otherwise or when numba's own thread pool has
+started), or a Dask cluster (`dask="local"` or a scheduler address; the `dist` extra).
+
+Resuming: each finished configuration is written at once, atomically, to the sidecar folder
+`OUT.parts/` next to the output (one JSON file per configuration, plus `manifest.json`, which
+fingerprints the trace). A rerun reuses every part whose configuration it asks for and replays
+only the rest, so an interrupted sweep picks up where it stopped, and a finished one can be
+re-costed (another precision, link speed or dim) without replaying. `fresh=True` clears it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cost import (DEFAULT_LINK_GBPS, cache_row_bytes, costs_for, parse_dims, precision_names,
+                   row_layout)
+from .errors import CachesimError
+from .policies import get_policy
+from .sizes import parse_size
+
+MODES = ("batch", "access")
+BATCH_POLICIES = ("lru", "lfu")
+OUTPUT_SUFFIXES = (".parquet", ".csv", ".json")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """One replay of a sweep. `ways=None` is fully associative."""
+
+    policy: str
+    size: str
+    ways: int | None
+    per_table: bool
+    mode: str
+    inference: bool = False
+
+    @property
+    def key(self) -> str:
+        """A file-name-safe id, stable across runs."""
+        size = self.size.replace("%", "pct")
+        parts = [self.mode, self.policy, size, f"w{self.ways}" if self.ways else "wfull",
+                 "pertable" if self.per_table else "shared"]
+        if self.mode == "batch" and self.inference:
+            parts.append("inference")
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", "-".join(parts))
+
+
+@dataclass
+class SweepResult:
+    """The table, and which configurations ran now (`ran`) or came from the parts (`reused`)."""
+
+    table: "object"
+    configs: list[SweepConfig]
+    ran: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# -- options -------------------------------------------------------------------------------------
+def _split(values) -> list[str]:
+    if isinstance(values, str):
+        return [p.strip() for p in values.split(",") if p.strip()]
+    return [str(v).strip() for v in values]
+
+
+def parse_ways(values) -> list[int | None]:
+    """`32,none`: a list of way counts; none/full = fully associative."""
+    out = []
+    for v in ([values] if isinstance(values, int) or values is None else _split(values)):
+        if v is None or str(v).lower() in ("none", "full", "fa"):
+            out.append(None)
+            continue
+        try:
+            w = int(v)
+        except ValueError:
+            raise CachesimError(f"--ways {v!r}: give whole numbers or 'none' (fully "
+                                "associative), e.g. --ways 32,none") from None
+        if w < 1:
+            raise CachesimError(f"--ways {w}: the number of ways must be at least 1")
+        out.append(w)
+    return out or [None]
+
+
+def parse_per_table(value) -> list[bool]:
+    """`both`, `yes` or `no` (or a bool): the per-table settings to sweep."""
+    if isinstance(value, bool):
+        return [value]
+    v = str(value).lower()
+    table = {"no": [False], "yes": [True], "both": [False, True]}
+    if v not in table:
+        raise CachesimError(f"--per-table {value!r}: use yes, no or both")
+    return table[v]
+
+
+def make_configs(policies, sizes, ways=(None,), per_table=(False,), mode="batch",
+                 inference=False) -> list[SweepConfig]:
+    """The cross product, checked: unknown policies, bad sizes and unsupported combinations raise
+    CachesimError before anything runs."""
+    if mode not in MODES:
+        raise CachesimError(f"--mode {mode!r}: use batch or access")
+    names = []
+    for p in _split(policies):
+        name = get_policy(p).name
+        if mode == "batch" and name not in BATCH_POLICIES:
+            raise CachesimError(f"policy {p!r} has no batch replay (batch mode runs "
+                                f"{', '.join(BATCH_POLICIES)}); use --mode access for it")
+        names.append(name)
+    size_texts = []
+    for s in _split(sizes):
+        cap = parse_size(s)
+        if cap.is_bytes:
+            raise CachesimError(f"sweep size {s!r} is in bytes: a sweep costs rows, so give rows "
+                                "(1000) or a share of the distinct keys (5%)")
+        size_texts.append(cap.text)
+    ways = parse_ways(ways) if not isinstance(ways, list) else ways
+    per_table = parse_per_table(per_table) if not isinstance(per_table, list) else per_table
+    if mode == "access" and any(w is not None for w in ways):
+        for p in names:
+            if get_policy(p).set_associative is None:
+                raise CachesimError(f"policy {p!r} has no set-associative form in access mode; "
+                                    "drop it or use --ways none")
+    if mode == "access" and any(per_table):
+        raise CachesimError("--per-table yes needs --mode batch (access replay runs one cache "
+                            "over all tables)")
+    if not names or not size_texts:
+        raise CachesimError("a sweep needs at least one policy and one size")
+    return [SweepConfig(p, s, w, pt, mode, bool(inference) if mode == "batch" else False)
+            for p in names for s in size_texts for w in ways for pt in per_table]
+
+
+# -- running one configuration -------------------------------------------------------------------
+_TRACE = None
+
+
+def _init_worker(trace) -> None:
+    global _TRACE
+    _TRACE = trace
+
+
+def replay_config(trace, cfg: SweepConfig) -> dict:
+    """Replay one configuration; its result as a JSON-safe record with per-table counters."""
+    if cfg.mode == "batch":
+        from .batch import replay_batch
+        res = replay_batch(trace, cfg.policy, cfg.size, ways=cfg.ways, per_table=cfg.per_table,
+                           inference=cfg.inference)
+    else:
+        from .engine import replay
+        res = replay(trace, cfg.policy, cfg.size, ways=cfg.ways, mode="access")
+    return _jsonable(res.to_record(per_table=True))
+
+
+def _run_in_worker(cfg: SweepConfig):
+    return cfg, replay_config(_TRACE, cfg)
+
+
+def _run_with_trace(trace, cfg: SweepConfig):
+    return cfg, replay_config(trace, cfg)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+# -- the sidecar ---------------------------------------------------------------------------------
+def parts_dir(out) -> Path:
+    """The sidecar folder of output `out`: OUT.parts/."""
+    out = Path(out)
+    return out.with_name(out.name + ".parts")
+
+
+def trace_fingerprint(trace) -> str:
+    """A digest of what a replay reads: keys, batches, tables (and the cachesim version)."""
+    from . import __version__
+    h = hashlib.blake2b(digest_size=16)
+    h.update(__version__.encode())
+    h.update(np.ascontiguousarray(trace.keys).tobytes())
+    if trace.batch is not None:
+        h.update(np.ascontiguousarray(trace.batch).tobytes())
+    h.update(np.asarray(trace.table_rows, dtype=np.int64).tobytes())
+    h.update(json.dumps(list(trace.table_names)).encode())
+    return h.hexdigest()
+
+
+def _write_atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _open_parts(folder: Path, fingerprint: str, fresh: bool) -> None:
+    from . import __version__
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = folder / "manifest.json"
+    if manifest.exists():
+        old = json.loads(manifest.read_text()).get("trace_fingerprint")
+        if old != fingerprint:
+            raise CachesimError(f"{folder} holds sweep results of another trace (or another "
+                                "cachesim version); pass --fresh to discard them, or write to "
+                                "another -o path")
+    else:
+        _write_atomic_text(manifest, json.dumps({"trace_fingerprint": fingerprint,
+                                                 "cachesim": __version__}))
+
+
+def _load_part(folder: Path, cfg: SweepConfig) -> dict | None:
+    path = folder / f"{cfg.key}.json"
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # a torn or unreadable part: replay it again
+    if data.get("config") != asdict(cfg):
+        return None
+    return data["record"]
+
+
+def _save_part(folder: Path, cfg: SweepConfig, record: dict) -> None:
+    _write_atomic_text(folder / f"{cfg.key}.json",
+                       json.dumps({"config": asdict(cfg), "record": record}))
+
+
+# -- the sweep -----------------------------------------------------------------------------------
+def _mp_context():
+    """fork where the platform has it and numba's thread pool has not started (forking a
+    started pool is unsafe); spawn otherwise."""
+    methods = multiprocessing.get_all_start_methods()
+    try:
+        from numba.np.ufunc import parallel as _par
+        pool_started = bool(getattr(_par, "_is_initialized", False))
+    except ImportError:  # pragma: no cover - numba layout change
+        pool_started = False
+    if "fork" in methods and not pool_started:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled or total == 0 or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, desc="sweep", unit="config", file=sys.stderr, dynamic_ncols=True)
+
+
+def _execute(trace, pending: list[SweepConfig], jobs: int, dask, on_done, progress: bool):
+    """Replay `pending`, calling on_done(cfg, record) as each finishes (in the parent)."""
+    bar = _progress(len(pending), progress)
+    try:
+        if dask is not None:
+            _execute_dask(trace, pending, jobs, dask, on_done, bar)
+        elif jobs <= 1 or len(pending) <= 1:
+            for cfg in pending:
+                on_done(cfg, replay_config(trace, cfg))
+                if bar is not None:
+                    bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=min(jobs, len(pending)),
+                                     mp_context=_mp_context(), initializer=_init_worker,
+                                     initargs=(trace,)) as pool:
+                futures = [pool.submit(_run_in_worker, cfg) for cfg in pending]
+                try:
+                    for fut in as_completed(futures):
+                        cfg, rec = fut.result()
+                        on_done(cfg, rec)
+                        if bar is not None:
+                            bar.update(1)
+                except BaseException:
+                    for fut in futures:
+                        fut.cancel()
+                    raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _execute_dask(trace, pending, jobs, address, on_done, bar):
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed as dask_completed
+    except ImportError:
+        raise CachesimError("--dask needs dask.distributed: pip install 'cachesim[dist]'") from None
+    cluster = None
+    if isinstance(address, Client):  # the caller's own client: use it, leave it open
+        _submit_all(address, trace, pending, on_done, bar, dask_completed)
+        return
+    if address == "local":
+        cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(address, timeout=30)
+        except OSError as err:
+            raise CachesimError(f"--dask {address}: cannot reach the scheduler ({err}); check "
+                                "the address, or use --dask local") from None
+    try:
+        _submit_all(client, trace, pending, on_done, bar, dask_completed)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _submit_all(client, trace, pending, on_done, bar, dask_completed):
+    shared = client.scatter(trace, broadcast=True)
+    futures = [client.submit(_run_with_trace, shared, cfg, pure=False) for cfg in pending]
+    for fut in dask_completed(futures):
+        cfg, rec = fut.result()
+        on_done(cfg, rec)
+        if bar is not None:
+            bar.update(1)
+
+
+def run_sweep(trace, policies, sizes, *, ways=(None,), precisions=("fp32",), per_table="no",
+              mode: str = "batch", inference: bool = False, out=None, jobs: int | None = None,
+              dask: str | None = None, cache_precision: str = "fp32", align: int = 1,
+              link_gbps: float = DEFAULT_LINK_GBPS, dims=None, fresh: bool = False,
+              progress: bool = False) -> SweepResult:
+    """Replay each (policy, size, ways, per-table) once and cost it at every precision.
+
+    `policies`, `sizes`, `ways`, `precisions`: lists or comma-separated text (ways: ints or
+    'none'); `per_table`: 'no', 'yes' or 'both'. `out`: write the table there (.parquet, .csv,
+    .json) atomically, and keep finished configurations in the sidecar OUT.parts/ so a rerun
+    replays only the missing ones. `jobs`: worker processes (default: every core).
+    `dask`: 'local' (a local cluster of `jobs` worker processes), a scheduler address, or a
+    `dask.distributed.Client`, instead of the process pool.
+    """
+    t0 = time.perf_counter()
+    trace.require_nonempty()
+    configs = make_configs(policies, sizes, ways, per_table, mode, inference)
+    precs = _split(precisions)
+    for p in precs:
+        if p.lower() not in precision_names():
+            raise CachesimError(f"unknown precision {p!r}; use one of "
+                                f"{', '.join(precision_names())}")
+    dims_arr = parse_dims(dims if dims is not None else trace.table_dims, trace.n_tables)
+    # check the cost options now, not after the replays
+    cache_row_bytes(cache_precision, 1)
+    row_layout(precs[0] if precs else "fp32", 1, align)
+    if not float(link_gbps) > 0:
+        raise CachesimError(f"--link-gbps {link_gbps}: the link bandwidth must be positive GB/s")
+    if mode == "batch" and not trace.has_batches:
+        raise CachesimError(f"{trace.source or 'the trace'} has no batches, so it cannot be "
+                            "batch-replayed: pass --batch-size N (sample-based formats) or use "
+                            "--mode access")
+    jobs = (os.cpu_count() or 1) if jobs is None else int(jobs)
+    if jobs < 1:
+        raise CachesimError(f"--jobs {jobs}: give at least 1 worker")
+    out_path = None
+    if out is not None:
+        out_path = Path(out)
+        if out_path.suffix.lower() not in OUTPUT_SUFFIXES:
+            raise CachesimError(f"-o {out}: write .parquet, .csv or .json")
+    # derived columns once, in the parent: forked workers inherit them, spawned ones unpickle them
+    trace.dense_ids, trace.key_table  # noqa: B018
+
+    records: dict[str, dict] = {}
+    reused: list[str] = []
+    folder = None
+    if out_path is not None:
+        folder = parts_dir(out_path)
+        _open_parts(folder, trace_fingerprint(trace), fresh)
+        for cfg in configs:
+            rec = _load_part(folder, cfg)
+            if rec is not None:
+                records[cfg.key] = rec
+                reused.append(cfg.key)
+    pending = [cfg for cfg in configs if cfg.key not in records]
+    # longest first (larger caches, then fully associative ones, replay slower): the last
+    # worker to finish then waits least
+    pending.sort(key=lambda c: (-parse_size(c.size).resolve(trace.n_distinct),
+                                c.ways is not None))
+    ran: list[str] = []
+
+    def on_done(cfg, rec):
+        records[cfg.key] = rec
+        ran.append(cfg.key)
+        if folder is not None:
+            _save_part(folder, cfg, rec)
+
+    _execute(trace, pending, jobs, dask, on_done, progress)
+    table = build_table(trace, configs, records, precs, cache_precision=cache_precision,
+                        align=align, link_gbps=link_gbps, dims=dims_arr)
+    if out_path is not None:
+        write_table(table, out_path)
+    return SweepResult(table=table, configs=configs, ran=ran, reused=reused,
+                       seconds=time.perf_counter() - t0)
+
+
+def build_table(trace, configs, records: dict, precisions, *, cache_precision="fp32", align=1,
+                link_gbps=DEFAULT_LINK_GBPS, dims=None):
+    """One row per configuration x precision, in configuration order."""
+    import polars as pl
+    rows = []
+    for cfg in configs:
+        rec = records[cfg.key]
+        base = {"policy": cfg.policy, "size": cfg.size, "ways": cfg.ways,
+                "per_table": cfg.per_table, "mode": cfg.mode}
+        counters = {}
+        for k, v in rec.items():
+            if k in ("per_table", "policy", "size", "mode") or isinstance(v, (dict, list)):
+                continue
+            counters["replay_seconds" if k == "seconds" else
+                     "ways_used" if k == "ways" else k] = v
+        for prec in precisions:
+            costs = costs_for(rec, trace, prec, cache_precision=cache_precision,
+                              inference=cfg.inference, align=align, link_gbps=link_gbps,
+                              dims=dims)
+            row = dict(base)
+            row["precision"] = costs.pop("precision")
+            row.update(counters)
+            row.update(costs)
+            rows.append(row)
+    table = pl.DataFrame(rows, infer_schema_length=None)
+    casts = {c: pl.Int64 for c in ("ways", "ways_used", "steps") if c in table.columns}
+    casts.update({c: pl.Float64 for c in table.columns
+                  if c.endswith(("_per_step", "_ms_per_step")) or c == "transfer_vs_no_cache"})
+    return table.with_columns([pl.col(c).cast(t) for c, t in casts.items()])
+
+
+def write_table(table, path) -> None:
+    """Write `table` to .parquet, .csv or .json atomically (temp file in the same folder)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if suffix == ".parquet":
+            table.write_parquet(tmp)
+        elif suffix == ".csv":
+            table.write_csv(tmp)
+        elif suffix == ".json":
+            table.write_json(tmp)
+        else:
+            raise CachesimError(f"-o {path}: write .parquet, .csv or .json")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,114 @@
+"""Criteo Kaggle / Terabyte TSV: one sample a line, one lookup in each of 26 tables.
+
+A line: label (0/1), I1..I13 (integer counts, may be empty), C1..C26 (8-hex-digit hashes, may be
+empty), 40 tab-separated fields. Table t is column C(t+1). Row ids follow DLRM's dictionary: per
+table, row 0 is the "missing" row (empty value), other values are numbered 1, 2, ... in order of
+first appearance; table_rows = distinct values + 1. Sample = line number (0-based); batch =
+sample // batch_size (default 128, DLRM's Criteo Kaggle mini-batch). Accesses in line order,
+tables 0..25 within a line. `labels` (float32 per sample) and `dense` (float32 [samples, 13], raw
+counts, empty -> 0; DLRM applies log(1 + x) itself) ride on the Trace.
+
+Regenerate the shipped demo trace with
+`python -c "from cachesim.traces.criteo import ship; ship()"` (or `cachesim convert`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ..errors import CachesimError, TraceFormatError
+from .formats import Format, register_format
+from .model import DEFAULT_DIM, Trace
+from .tabular import check_field_counts, first_appearance_ids, first_bad_row
+
+N_DENSE = 13
+N_SPARSE = 26
+N_FIELDS = 1 + N_DENSE + N_SPARSE
+DEFAULT_BATCH_SIZE = 128
+DENSE_NAMES = [f"I{i}" for i in range(1, N_DENSE + 1)]
+TABLE_NAMES = [f"C{i}" for i in range(1, N_SPARSE + 1)]
+_FIX = "Criteo lines are label, I1..I13, C1..C26, tab-separated; fix or drop that line"
+
+
+def _raise_bad(path, col: pl.Series, row: int, expected: str):
+    value = col[row]
+    raise TraceFormatError(path, f"column {col.name}: expected {expected}, found {value!r}",
+                           line=row + 1, fix=_FIX)
+
+
+def read_criteo(path, batch_size: int | None = None, **_) -> Trace:
+    """Read a Criteo TSV file; see the module docstring for the numbering."""
+    path = Path(path)
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
+    if batch_size < 1:
+        raise CachesimError(f"batch size {batch_size} must be at least 1")
+    buf = np.fromfile(path, dtype=np.uint8)
+    if buf.size == 0:
+        return _empty(path)
+    check_field_counts(path, buf, "\t", N_FIELDS, what=" (label, I1..I13, C1..C26)", fix=_FIX)
+    names = ["label"] + DENSE_NAMES + TABLE_NAMES
+    df = pl.read_csv(path, separator="\t", has_header=False, new_columns=names,
+                     schema_overrides={c: pl.String for c in names}, quote_char=None,
+                     infer_schema=False)
+    n = df.height
+    label = df["label"].str.to_integer(strict=False)
+    if label.null_count() or (n and (label.min() < 0 or label.max() > 1)):
+        bad = int((label.is_null() | ~label.is_in([0, 1])).arg_true()[0])
+        _raise_bad(path, df["label"], bad, "a label 0 or 1")
+    dense = np.zeros((n, N_DENSE), dtype=np.float32)
+    for j, c in enumerate(DENSE_NAMES):
+        parsed = df[c].str.to_integer(strict=False)
+        bad = first_bad_row(df[c], parsed)
+        if bad >= 0:
+            _raise_bad(path, df[c], bad, "an integer count or an empty field")
+        dense[:, j] = parsed.fill_null(0).to_numpy()
+    rows = np.empty((n, N_SPARSE), dtype=np.int64)
+    table_rows = np.empty(N_SPARSE, dtype=np.int64)
+    for t, c in enumerate(TABLE_NAMES):
+        parsed = df[c].str.to_integer(base=16, strict=False)
+        bad = first_bad_row(df[c], parsed)
+        if bad >= 0:
+            _raise_bad(path, df[c], bad, "a hexadecimal hash (8 hex digits) or an empty field")
+        values = parsed.fill_null(-1).to_numpy()
+        ids, n_distinct = first_appearance_ids(values, values >= 0)
+        rows[:, t] = ids
+        table_rows[t] = n_distinct + 1
+    sample = np.repeat(np.arange(n, dtype=np.int64), N_SPARSE)
+    return Trace(table=np.tile(np.arange(N_SPARSE, dtype=np.int32), n), row=rows.ravel(),
+                 batch=sample // batch_size, sample=sample, table_names=list(TABLE_NAMES),
+                 table_rows=table_rows, table_dims=np.full(N_SPARSE, DEFAULT_DIM),
+                 labels=label.cast(pl.Float32).to_numpy(), dense=dense, source=str(path))
+
+
+def _empty(path) -> Trace:
+    return Trace(table=np.zeros(0, np.int32), row=np.zeros(0, np.int64),
+                 batch=np.zeros(0, np.int64), sample=np.zeros(0, np.int64),
+                 table_names=list(TABLE_NAMES), table_rows=np.ones(N_SPARSE, np.int64),
+                 labels=np.zeros(0, np.float32), dense=np.zeros((0, N_DENSE), np.float32),
+                 source=str(path))
+
+
+def _sniff(head: bytes) -> bool:
+    """The first line has 40 tab-separated fields."""
+    return head.split(b"\n", 1)[0].count(b"\t") == N_FIELDS - 1
+
+
+register_format(Format("criteo", read_criteo, suffixes=(".tsv", ".txt"), sniff=_sniff,
+                       description="Criteo Kaggle/Terabyte TSV: label, I1..I13, C1..C26"))
+
+
+# -- the shipped demo trace -----------------------------------------------------------------------
+SHIP_SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "criteo" / "kaggle_train_head10k.tsv"
+SHIP_TARGET = Path(__file__).resolve().parents[1] / "data" / "criteo_kaggle_head10k.parquet"
+
+
+def ship(source=SHIP_SOURCE, target=SHIP_TARGET) -> Trace:
+    """Convert the first 10,000 Criteo Kaggle lines to the Parquet trace that `make demo` replays."""
+    from .tabular import write_trace
+    trace = read_criteo(source)
+    trace.source = f"criteo:{Path(source).name}"
+    write_trace(trace, target)
+    return trace
+

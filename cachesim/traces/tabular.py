@@ -1,0 +1,368 @@
+"""Generic tabular traces: CSV and Parquet (cachesim's native on-disk format), read and write.
+
+Columns: `table`, `row` and, optionally, `batch`, `sample`, `ts`, `size` (one line per access).
+`table` may be an integer or a name (names are numbered in order of first appearance); a file
+without `table` is one table. Per-sample training data rides along as per-access columns `label`
+and `dense_0..dense_{k-1}` (repeated within a sample; Parquet's run-length encoding stores each
+run once), rebuilt into `Trace.labels` / `Trace.dense` through the `sample` column.
+
+`write_trace(trace, "x.parquet")` adds key-value metadata `cachesim` (JSON): format version,
+table names, rows and dims per table, number of samples and the trace's origin, so that
+`read_trace` returns an equal trace. Files are written atomically (temp file + os.replace).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numba
+import numpy as np
+import polars as pl
+
+from ..errors import CachesimError, TraceFormatError
+from .formats import Format, register_format
+from .model import Trace, dense_remap
+
+FORMAT_VERSION = 1
+METADATA_KEY = "cachesim"
+ACCESS_COLUMNS = ("batch", "sample", "ts", "size")
+
+
+# -- shared helpers (also used by the criteo and avazu readers) --------------------------------
+@contextmanager
+def atomic_path(path):
+    """Yield a temp path in the folder of `path`; on success move it over `path` (os.replace)."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise CachesimError(f"{path}: folder {folder} does not exist (create it first)")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a user's file gets the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@numba.njit(cache=True)
+def _first_bad_line(buf, start, sep, expected):
+    """(line index from `start`, fields) of the first line whose field count is not `expected`;
+    (-1, 0) when all agree. A final line without its newline counts; nothing after it does."""
+    n = buf.shape[0]
+    line = 0
+    fields = 1
+    empty = True
+    for i in range(start, n):
+        c = buf[i]
+        if c == 10:  # newline
+            if fields != expected:
+                return line, 0 if empty else fields
+            line += 1
+            fields = 1
+            empty = True
+        else:
+            if c != 13:
+                empty = False
+            if c == sep:
+                fields += 1
+    if n > start and buf[n - 1] != 10 and fields != expected:
+        return line, 0 if empty else fields
+    return -1, 0
+
+
+def check_field_counts(path, buf: np.ndarray, sep: str, expected: int, *, first_line: int = 1,
+                       start: int = 0, what: str = "", fix: str = "") -> None:
+    """Raise TraceFormatError naming the first line of `buf[start:]` without `expected` fields."""
+    line, got = _first_bad_line(buf, start, ord(sep), expected)
+    if line >= 0:
+        sep_name = "tab" if sep == "\t" else repr(sep)
+        found = "an empty line" if got == 0 else f"{got} field(s)"
+        raise TraceFormatError(path, f"expected {expected} {sep_name}-separated fields{what}, "
+                               f"found {found}", line=first_line + line, fix=fix)
+
+
+def first_bad_row(original: pl.Series, parsed: pl.Series) -> int:
+    """Index of the first value present in `original` but null after parsing; -1 if none."""
+    if parsed.null_count() == original.null_count():
+        return -1
+    bad = (original.is_not_null() & parsed.is_null()).arg_true()
+    return int(bad[0]) if len(bad) else -1
+
+
+def first_appearance_ids(values: np.ndarray, present: np.ndarray | None = None):
+    """DLRM-style dictionary: row 0 for a missing value, then 1, 2, ... in order of first
+    appearance. Returns (ids int64, number of distinct present values)."""
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    if present is None or present.all():
+        ids, distinct = dense_remap(values)
+        return ids.astype(np.int64) + 1, int(distinct.shape[0])
+    out = np.zeros(values.shape[0], dtype=np.int64)
+    ids, distinct = dense_remap(values[present])
+    out[present] = ids.astype(np.int64) + 1
+    return out, int(distinct.shape[0])
+
+
+def string_ids(col: pl.Series) -> tuple[np.ndarray, int]:
+    """First-appearance ids (row 0 = null) of a string column, exact (no hashing)."""
+    distinct = col.drop_nulls().unique(maintain_order=True)
+    ids = (col.rename("v").to_frame()
+           .join(distinct.rename("v").to_frame().with_row_index("id", offset=1), on="v",
+                 how="left", maintain_order="left")["id"].fill_null(0))
+    return ids.to_numpy().astype(np.int64), len(distinct)
+
+
+# -- per-sample data as per-access columns -------------------------------------------------------
+def _per_sample_layout(trace: Trace) -> str | None:
+    """'columns' when labels/dense can ride on the access rows losslessly, else 'metadata'."""
+    if trace.labels is None and trace.dense is None:
+        return None
+    n_samples = _n_samples(trace)
+    s = trace.sample
+    if s is None or len(s) == 0 or s.min() < 0 or s.max() >= n_samples:
+        return "metadata"
+    return "columns" if np.bincount(s, minlength=n_samples).all() else "metadata"
+
+
+def _n_samples(trace: Trace) -> int:
+    return int(trace.labels.shape[0] if trace.labels is not None else trace.dense.shape[0])
+
+
+def _npz_b64(**arrays) -> str:
+    bio = io.BytesIO()
+    np.savez_compressed(bio, **{k: v for k, v in arrays.items() if v is not None})
+    return base64.b64encode(bio.getvalue()).decode("ascii")
+
+
+def _npz_from_b64(text: str) -> dict:
+    with np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+# -- write ---------------------------------------------------------------------------------------
+def trace_frame(trace: Trace, *, table_as_names: bool = False) -> tuple[pl.DataFrame, dict]:
+    """The access table of `trace` as a polars DataFrame, and the metadata that completes it.
+    `table_as_names` (for CSV) writes table names and keeps per-sample data as columns even when
+    some samples have no access (those are dropped: CSV has no metadata to hold them)."""
+    cols: dict[str, pl.Series] = {}
+    if table_as_names:
+        names = np.asarray(trace.table_names, dtype=object)
+        cols["table"] = pl.Series("table", names[trace.table], dtype=pl.String)
+    else:
+        cols["table"] = pl.Series("table", trace.table, dtype=pl.Int32)
+    cols["row"] = pl.Series("row", trace.row, dtype=pl.Int64)
+    for name in ACCESS_COLUMNS:
+        v = getattr(trace, name)
+        if v is not None:
+            cols[name] = pl.Series(name, v, dtype=pl.Int64)
+    if trace.next_access_given is not None:
+        cols["next_access"] = pl.Series("next_access", trace.next_access_given, dtype=pl.Int64)
+    layout = _per_sample_layout(trace)
+    if table_as_names and layout == "metadata" and trace.sample is not None and len(trace) \
+            and 0 <= trace.sample.min() and trace.sample.max() < _n_samples(trace):
+        layout = "columns"  # CSV has no metadata: keep the samples that have accesses
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "table_names": list(trace.table_names),
+        "table_rows": [int(x) for x in trace.table_rows],
+        "table_dims": [int(x) for x in trace.table_dims],
+        "source": trace.source,
+        "n_samples": None if layout is None else _n_samples(trace),
+        "per_sample": layout,
+        "n_dense": None if trace.dense is None else int(trace.dense.shape[1]),
+    }
+    if layout == "columns":
+        s = trace.sample
+        if trace.labels is not None:
+            cols["label"] = pl.Series("label", np.asarray(trace.labels, np.float32)[s])
+        if trace.dense is not None:
+            dense = np.asarray(trace.dense, np.float32)
+            for j in range(dense.shape[1]):
+                cols[f"dense_{j}"] = pl.Series(f"dense_{j}", dense[s, j])
+    elif layout == "metadata":
+        meta["per_sample_npz"] = _npz_b64(
+            labels=None if trace.labels is None else np.asarray(trace.labels, np.float32),
+            dense=None if trace.dense is None else np.asarray(trace.dense, np.float32))
+    return pl.DataFrame(list(cols.values())), meta
+
+
+def write_trace(trace: Trace, path, format: str | None = None) -> Path:
+    """Write `trace` atomically: Parquet with cachesim metadata (default), or CSV when `format`
+    is 'csv' or the name ends in .csv (CSV keeps the columns, not the per-table metadata)."""
+    path = Path(path)
+    fmt = format or ("csv" if path.name.lower().endswith(".csv") else "parquet")
+    if fmt not in ("parquet", "csv"):
+        raise CachesimError(f"cannot write format {fmt!r}: cachesim writes parquet or csv")
+    df, meta = trace_frame(trace, table_as_names=fmt == "csv")
+    with atomic_path(path) as tmp:
+        if fmt == "csv":
+            df.write_csv(tmp)
+        else:
+            df.write_parquet(tmp, compression="zstd", metadata={METADATA_KEY: json.dumps(meta)})
+    return path
+
+
+# -- read ----------------------------------------------------------------------------------------
+_INT_COLUMNS = ("row",) + ACCESS_COLUMNS + ("next_access",)
+
+
+def _frame_to_trace(df: pl.DataFrame, path, meta: dict | None, *, header_lines: int) -> Trace:
+    """Build a Trace from a frame of table,row[,...] columns (strings or numbers)."""
+    cols = set(df.columns)
+    if "row" not in cols:
+        shown = ", ".join(repr(c[:20]) for c in df.columns[:8]) + (", ..." if df.width > 8 else "")
+        raise TraceFormatError(path, f"no `row` column (columns: {shown})",
+                               line=1 if header_lines else None,
+                               fix="a generic trace needs columns table,row[,batch][,ts][,size]")
+    n = df.height
+    arrays = {}
+    for name in _INT_COLUMNS:
+        if name in cols:
+            arrays[name] = _int_column(df[name], path, header_lines)
+    table_names = list(meta["table_names"]) if meta else []
+    if "table" not in cols:
+        table = np.zeros(n, np.int32)
+    else:
+        col = df["table"]
+        as_int = col if col.dtype.is_integer() else (
+            col.cast(pl.String).str.strip_chars().str.to_integer(strict=False)
+            if col.dtype == pl.String else None)
+        if as_int is not None and as_int.null_count() == col.null_count() and col.null_count() == 0:
+            table = as_int.to_numpy().astype(np.int64)
+            if n and table.min() < 0:
+                i = int(np.flatnonzero(table < 0)[0])
+                raise TraceFormatError(path, f"table {table[i]} is negative",
+                                       line=_line(i, header_lines),
+                                       fix="number tables from 0, or give them names")
+        else:
+            if col.null_count():
+                i = int(col.is_null().arg_true()[0])
+                raise TraceFormatError(path, "empty `table` value", line=_line(i, header_lines),
+                                       fix="give every access a table (number or name)")
+            col = col.cast(pl.String)
+            table_names = col.unique(maintain_order=True).to_list()
+            table, _ = string_ids(col)
+            table -= 1
+    labels = dense = None
+    if meta and meta.get("per_sample") == "metadata":
+        extra = _npz_from_b64(meta["per_sample_npz"])
+        labels, dense = extra.get("labels"), extra.get("dense")
+    elif "label" in cols or "dense_0" in cols:
+        labels, dense = _per_sample_from_columns(df, arrays.get("sample"), meta, path)
+    kw = {}
+    if meta:
+        kw = dict(table_rows=np.asarray(meta["table_rows"], np.int64),
+                  table_dims=np.asarray(meta["table_dims"], np.int64))
+    return Trace(table=table, row=arrays["row"], batch=arrays.get("batch"),
+                 sample=arrays.get("sample"), ts=arrays.get("ts"), size=arrays.get("size"),
+                 next_access_given=arrays.get("next_access"), table_names=table_names,
+                 labels=labels, dense=dense, source=str(path), **kw)
+
+
+def _line(index: int, header_lines: int) -> int | None:
+    return index + 1 + header_lines if header_lines else None
+
+
+def _int_column(col: pl.Series, path, header_lines: int) -> np.ndarray:
+    if col.dtype.is_integer() and col.null_count() == 0:
+        return col.to_numpy().astype(np.int64, copy=False)
+    parsed = (col.cast(pl.String).str.strip_chars().str.to_integer(strict=False)
+              if col.dtype == pl.String else col.cast(pl.Int64, strict=False))
+    bad = first_bad_row(col, parsed)
+    if bad < 0 and parsed.null_count():
+        bad = int(parsed.is_null().arg_true()[0])
+    if bad >= 0:
+        value = col[bad]
+        where = {"line": _line(bad, header_lines)} if header_lines else {}
+        what = f"expected an integer in column `{col.name}`, found {value!r}"
+        if not header_lines:
+            what += f" (access {bad})"
+        raise TraceFormatError(path, what, fix="fix or drop that access", **where)
+    return parsed.to_numpy().astype(np.int64, copy=False)
+
+
+def _per_sample_from_columns(df: pl.DataFrame, sample, meta, path):
+    if sample is None:
+        raise TraceFormatError(path, "has `label`/`dense_*` columns but no `sample` column",
+                               fix="add the sample of each access, or drop those columns")
+    n_samples = (meta or {}).get("n_samples") or (int(sample.max()) + 1 if len(sample) else 0)
+    labels = dense = None
+    if "label" in df.columns:
+        labels = np.zeros(n_samples, np.float32)
+        labels[sample] = df["label"].cast(pl.Float32).to_numpy()
+    k = (meta or {}).get("n_dense")
+    if k is None:
+        k = sum(1 for c in df.columns if c.startswith("dense_")) or None
+    if k is not None:
+        dense = np.zeros((n_samples, k), np.float32)
+        for j in range(k):
+            dense[sample, j] = df[f"dense_{j}"].cast(pl.Float32).to_numpy()
+    return labels, dense
+
+
+def read_parquet_metadata(path) -> dict | None:
+    """The `cachesim` metadata of a Parquet trace (None for a Parquet file written elsewhere)."""
+    raw = pl.read_parquet_metadata(path).get(METADATA_KEY)
+    return json.loads(raw) if raw else None
+
+
+def read_parquet(path, **_) -> Trace:
+    path = Path(path)
+    try:
+        meta = read_parquet_metadata(path)
+        df = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as err:
+        raise TraceFormatError(path, f"not a readable Parquet file ({_first_line(err)})",
+                               fix="check the file was written completely, or pass --format "
+                                   "for another format") from None
+    if meta and meta.get("format_version", 0) > FORMAT_VERSION:
+        raise TraceFormatError(path, f"written by a newer cachesim (trace format version "
+                               f"{meta['format_version']}, this one reads {FORMAT_VERSION})",
+                               fix="upgrade cachesim")
+    return _frame_to_trace(df, path, meta, header_lines=0)
+
+
+def read_csv(path, **_) -> Trace:
+    path = Path(path)
+    try:
+        df = pl.read_csv(path, infer_schema=False, has_header=True)
+    except pl.exceptions.NoDataError:
+        return Trace(table=np.zeros(0, np.int32), row=np.zeros(0, np.int64), source=str(path))
+    except pl.exceptions.PolarsError as err:
+        buf = np.fromfile(path, dtype=np.uint8)
+        header = bytes(buf[: (np.flatnonzero(buf == 10)[:1].tolist() or [len(buf)])[0]])
+        expected = header.count(b",") + 1
+        check_field_counts(path, buf, ",", expected, first_line=2, start=len(header) + 1,
+                           what=" (as many as the header)", fix="fix or drop that line")
+        raise TraceFormatError(path, f"cannot parse it as CSV ({_first_line(err)})",
+                               fix="pass --format for another format") from None
+    return _frame_to_trace(df, path, None, header_lines=1)
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _sniff_csv(head: bytes) -> bool:
+    first = head.split(b"\n", 1)[0].strip().lower()
+    return b"row" in [c.strip().strip(b'"') for c in first.split(b",")]
+
+
+def _sniff_parquet(head: bytes) -> bool:
+    return head[:4] == b"PAR1"
+
+
+register_format(Format("csv", read_csv, suffixes=(".csv",), sniff=_sniff_csv,
+                       description="CSV with a header: table,row[,batch][,sample][,ts][,size]"))
+register_format(Format("parquet", read_parquet, suffixes=(".parquet", ".pq"), sniff=_sniff_parquet,
+                       description="Parquet, same columns; cachesim's native format (with metadata)"))

@@ -1,0 +1,136 @@
+"""Bad input: one line on stderr, "cachesim: error: ...", naming the file and where, exit 2."""
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from cachesim.cli import cli
+
+CRITEO_LINE = "0\t1\t\t3" + "\t5" * 10 + "".join(f"\t{i:08x}" for i in range(26)) + "\n"
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 2, (result.output, result.exception)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("cachesim: error: ")
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture
+def keys_txt(tmp_path):
+    p = tmp_path / "keys.txt"
+    p.write_text("1\n2\n1\n")
+    return p
+
+
+def test_truncated_binary_names_the_byte_offset(tmp_path):
+    p = tmp_path / "t.oracleGeneral.bin"
+    p.write_bytes(b"\0" * (24 * 3 + 5))
+    msg = run("replay", p, "--size", "10")
+    assert str(p) in msg and "byte offset 72" in msg and "truncated" in msg
+
+
+def test_criteo_wrong_field_count(tmp_path):
+    p = tmp_path / "day.tsv"
+    p.write_text(CRITEO_LINE * 2 + "0\t1\t2\n" + CRITEO_LINE)
+    msg = run("convert", p, tmp_path / "o.parquet")
+    assert f"{p}, line 3: expected 40 tab-separated fields" in msg and "found 3 field(s)" in msg
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_criteo_non_hex_categorical(tmp_path):
+    p = tmp_path / "day.tsv"
+    p.write_text(CRITEO_LINE + CRITEO_LINE.replace("00000005", "zz00qq05"))
+    msg = run("convert", p, tmp_path / "o.parquet")
+    assert f"{p}, line 2: column C6: expected a hexadecimal hash" in msg and "'zz00qq05'" in msg
+
+
+def test_criteo_non_integer_count(tmp_path):
+    p = tmp_path / "day.txt"
+    p.write_text(CRITEO_LINE * 3 + CRITEO_LINE.replace("\t3\t", "\t3.5\t", 1))
+    msg = run("convert", p, tmp_path / "o.parquet")
+    assert f"{p}, line 4: column I3: expected an integer count" in msg and "fix" in msg
+
+
+def test_txt_malformed_line(tmp_path):
+    p = tmp_path / "keys.txt"
+    p.write_text("1\n2\n3\nabc\n5\n")
+    msg = run("replay", p, "--size", "2")
+    assert f"{p}, line 4: expected one integer key a line" in msg and "'abc'" in msg
+
+
+def test_csv_malformed_line(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("table,row\n0,1\n0,x7\n")
+    msg = run("convert", p, tmp_path / "o.parquet")
+    assert f"{p}, line 3: expected an integer in column `row`, found 'x7'" in msg
+
+
+def test_csv_extra_field(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("table,row\n0,1\n0,2\n0,3,4\n")
+    msg = run("convert", p, tmp_path / "o.parquet")
+    assert f"{p}, line 4: expected 2 ','-separated fields" in msg
+
+
+def test_unknown_format(keys_txt):
+    msg = run("replay", keys_txt, "--format", "nope", "--size", "2")
+    assert "unknown trace format 'nope'" in msg and "criteo" in msg and "dlrm-pt" in msg
+
+
+@pytest.mark.parametrize("size", ["0", "-5%"])
+def test_bad_size(keys_txt, size):
+    msg = run("replay", keys_txt, "--size", size)
+    assert repr(size) in msg or size in msg
+    assert "positive" in msg or "share" in msg or "cannot read" in msg
+
+
+def test_unknown_policy(keys_txt):
+    msg = run("replay", keys_txt, "--policy", "lru,nope", "--size", "2")
+    assert "unknown policy 'nope'" in msg and "lru" in msg
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "empty.txt"
+    p.write_bytes(b"")
+    msg = run("replay", p, "--size", "2")
+    assert str(p) in msg and "empty" in msg
+    msg = run("replay", p, "--format", "txt", "--size", "2")
+    assert str(p) in msg and "no accesses" in msg
+
+
+def test_missing_file(tmp_path):
+    msg = run("convert", tmp_path / "nope.tsv", tmp_path / "o.parquet")
+    assert f"{tmp_path / 'nope.tsv'}: no such file or folder" in msg
+
+
+def test_folder_without_trace_files(tmp_path):
+    (tmp_path / "notes.md").write_text("hi")
+    msg = run("convert", tmp_path, tmp_path / "o.parquet")
+    assert f"{tmp_path}: the folder holds no trace files" in msg and ".npz" in msg
+
+
+def test_fbgemm_npz_without_table_count(tmp_path):
+    import numpy as np
+    np.savez(tmp_path / "b.npz", indices=np.arange(6), offsets=np.array([0, 2, 4, 6]))
+    msg = run("convert", tmp_path / "b.npz", tmp_path / "o.parquet")
+    assert "cannot tell the number of tables" in msg and "--tables" in msg
+    msg = run("convert", tmp_path / "b.npz", tmp_path / "o.parquet", "--tables", "2")
+    assert "not T*B+1" in msg
+
+
+def test_console_entry_point_prints_no_traceback(tmp_path):
+    p = tmp_path / "t.oracleGeneral.bin"
+    p.write_bytes(b"\0" * 50)
+    proc = subprocess.run([sys.executable, "-c", "from cachesim.cli import main; main()",
+                           "replay", str(p), "--size", "5"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"cachesim: error: {p}, byte offset 48: file is 50 bytes, not a whole number of 24-byte "
+        "oracleGeneral records; the last record is cut short (the file is truncated: copy it "
+        "again, or cut it to a multiple of 24 bytes)"]
+    assert proc.stdout == ""

@@ -1,0 +1,164 @@
+"""Sweeps: one replay per configuration, costs per precision, processes, resume, Dask, CLI."""
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+import cachesim
+from cachesim.batch import replay_batch
+from cachesim.cli import cli
+from cachesim.cost import costs_for
+from cachesim.sweep import make_configs, parts_dir, run_sweep
+
+
+def _trace(n=4000, seed=1):
+    rng = np.random.default_rng(seed)
+    return cachesim.Trace(table=rng.integers(0, 3, n), row=rng.zipf(1.2, n) % 2000,
+                          batch=np.arange(n) // 100, table_dims=[16, 16, 32])
+
+
+def _same(a: pl.DataFrame, b: pl.DataFrame) -> bool:
+    """Equal tables, ignoring the replay's own run time."""
+    return a.drop("replay_seconds").equals(b.drop("replay_seconds"))
+
+
+SWEEP = dict(policies="lru,lfu", sizes="2%,10%", ways="8,none", precisions="fp32,int8,int4")
+
+
+def test_cross_product_checked_before_running():
+    cfgs = make_configs("lru,lfu", "1%,5%,100", "32,none", "both", "batch")
+    assert len(cfgs) == 2 * 3 * 2 * 2
+    assert len({c.key for c in cfgs}) == len(cfgs)
+    with pytest.raises(cachesim.CachesimError, match="in bytes"):
+        make_configs("lru", "1GiB", "none", "no", "batch")
+    with pytest.raises(cachesim.CachesimError, match="unknown policy"):
+        make_configs("nosuch", "1%", "none", "no", "batch")
+    with pytest.raises(cachesim.CachesimError, match="--mode batch"):
+        make_configs("lru", "1%", "none", "yes", "access")
+    with pytest.raises(cachesim.CachesimError, match="'none'"):
+        make_configs("lru", "1%", "x", "no", "batch")
+
+
+def test_one_replay_per_config_and_costs_per_precision(monkeypatch):
+    calls = []
+    import cachesim.batch as batch_mod
+    real = batch_mod.replay_batch
+    monkeypatch.setattr(batch_mod, "replay_batch",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    tr = _trace()
+    res = run_sweep(tr, per_table="both", jobs=1, **SWEEP)
+    assert len(calls) == 2 * 2 * 2 * 2 == len(res.ran)          # no replay per precision
+    t = res.table
+    assert t.height == 16 * 3
+    row = t.filter((pl.col("policy") == "lfu") & (pl.col("size") == "10%")
+                   & (pl.col("ways") == 8) & (~pl.col("per_table"))
+                   & (pl.col("precision") == "int4")).to_dicts()
+    assert len(row) == 1
+    direct = replay_batch(tr, "lfu", "10%", ways=8)
+    want = costs_for(direct, tr, "int4")
+    for k in ("unique_misses", "conflict_unique_misses", "evictions", "calls", "n_lines"):
+        assert row[0][k] == getattr(direct, k)
+    for k in ("h2d_bytes", "d2h_bytes", "store_bytes", "cache_bytes", "metadata_bytes",
+              "ratio_vs_fp32"):
+        assert row[0][k] == want[k]
+    # the precisions of one configuration share counters and differ in bytes
+    same_cfg = t.filter((pl.col("policy") == "lru") & (pl.col("size") == "2%")
+                        & (pl.col("ways") == 8) & (~pl.col("per_table")))
+    assert same_cfg["unique_misses"].n_unique() == 1
+    assert same_cfg["h2d_bytes"].n_unique() == 3
+
+
+def test_processes_give_the_same_table():
+    tr = _trace()
+    one = run_sweep(tr, jobs=1, **SWEEP).table
+    two = run_sweep(tr, jobs=2, **SWEEP).table
+    assert _same(one, two)
+
+
+def test_resume_runs_only_missing_configs(tmp_path):
+    tr = _trace()
+    out = tmp_path / "r.parquet"
+    first = run_sweep(tr, out=out, jobs=2, **SWEEP)
+    assert len(first.ran) == 8 and not first.reused
+    assert _same(pl.read_parquet(out), first.table)
+    parts = parts_dir(out)
+    gone = sorted(p.stem for p in parts.glob("*.json") if p.name != "manifest.json")[:3]
+    for key in gone:
+        (parts / f"{key}.json").unlink()
+    torn = next(c.key for c in first.configs if c.key not in gone)
+    (parts / f"{torn}.json").write_text("{torn")                  # an interrupted write
+    out.unlink()
+    again = run_sweep(tr, out=out, jobs=2, **SWEEP)
+    assert sorted(again.ran) == sorted(gone + [torn])
+    assert len(again.reused) == 8 - len(again.ran)
+    assert _same(again.table, first.table)
+    assert _same(pl.read_parquet(out), first.table)
+    assert not list(tmp_path.glob(".*tmp"))                       # atomic writes left nothing
+
+
+def test_recost_without_replay_and_fresh(tmp_path):
+    tr = _trace()
+    out = tmp_path / "r.csv"
+    run_sweep(tr, out=out, jobs=1, **SWEEP)
+    more = run_sweep(tr, out=out, jobs=1, **{**SWEEP, "precisions": "int2,fp16"},
+                     link_gbps=12.5)
+    assert more.ran == [] and more.table.height == 8 * 2
+    assert set(pl.read_csv(out)["precision"]) == {"int2", "fp16"}
+    assert (more.table["link_gbps"] == 12.5).all()
+    fresh = run_sweep(tr, out=out, jobs=1, fresh=True, **SWEEP)
+    assert len(fresh.ran) == 8
+
+
+def test_parts_of_another_trace_are_refused(tmp_path):
+    out = tmp_path / "r.json"
+    run_sweep(_trace(seed=1), out=out, jobs=1, policies="lru", sizes="5%", ways="none")
+    with pytest.raises(cachesim.CachesimError, match="--fresh"):
+        run_sweep(_trace(seed=2), out=out, jobs=1, policies="lru", sizes="5%", ways="none")
+    assert json.loads(out.read_text())[0]["policy"] == "lru"
+
+
+def test_access_mode_and_trace_without_batches():
+    keys = np.random.default_rng(4).integers(0, 200, 3000)
+    tr = cachesim.Trace.from_keys(keys)
+    res = run_sweep(tr, "lru", "5%,20%", mode="access", precisions="int8", jobs=1)
+    direct = cachesim.replay(tr, "lru", "20%", mode="access")
+    row = res.table.filter(pl.col("size") == "20%").to_dicts()[0]
+    assert row["misses"] == direct.misses
+    assert row["h2d_bytes"] == direct.misses * (16 + 8)
+    assert row["steps"] is None and row["h2d_bytes_per_step"] is None
+    with pytest.raises(cachesim.CachesimError, match="--mode access"):
+        run_sweep(tr, "lru", "5%", jobs=1)
+
+
+def test_dask_gives_the_same_table():
+    distributed = pytest.importorskip("dask.distributed",
+                                      reason="dask is the optional 'dist' extra")
+    tr = _trace(n=2000)
+    args = dict(policies="lru", sizes="5%,10%", ways="none", precisions="int8")
+    # an in-process cluster keeps the test fast; `dask="local"` starts worker processes
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            by_address = run_sweep(tr, dask=cluster.scheduler_address, jobs=2, **args).table
+            by_client = run_sweep(tr, dask=client, **args).table
+    alone = run_sweep(tr, jobs=1, **args).table
+    assert _same(by_address, alone) and _same(by_client, alone)
+
+
+def test_cli_sweep_writes_table_and_reports(tmp_path):
+    trace_file = tmp_path / "keys.txt"
+    keys = np.random.default_rng(5).integers(0, 300, 2000)
+    trace_file.write_text("\n".join(map(str, keys)) + "\n")
+    out = tmp_path / "res.parquet"
+    res = CliRunner().invoke(cli, ["sweep", str(trace_file), "--mode", "access", "-p", "lru",
+                                   "-s", "5%,10%", "--ways", "none", "--precision", "fp32,int8",
+                                   "-o", str(out), "-j", "2"])
+    assert res.exit_code == 0, res.output
+    assert "replayed 2 of 2 configurations (0 reused)" in res.output
+    table = pl.read_parquet(out)
+    assert table.height == 4 and {"h2d_bytes", "ratio_vs_fp32", "hit_ratio"} <= set(table.columns)
+    res = CliRunner().invoke(cli, ["sweep", str(trace_file), "-s", "5%"])
+    assert res.exit_code == 2
+    assert res.output.count("\n") == 1 and "--mode access" in res.output

@@ -6,6 +6,7 @@ temp folder, then times, in the same run:
   full `cachesim convert` path (read, number, write Parquet);
 - libCacheSim (wheel 0.3.5): TraceReader(...).get_working_set_size(), its C reader walking every
   record into a hash table of objects (it counts distinct objects; it does not number them).
+Also times the Criteo TSV reader on the shared 10,000-line head repeated 20 times.
 Prints keys/s (wall and CPU: the shared 2-core machine is often loaded, and CPU seconds say
 more there) and the ratio ours / libCacheSim's. Target: at least 30 M keys/s for read + number.
 
@@ -17,6 +18,7 @@ import argparse
 import os
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -81,6 +83,7 @@ def main():
         wc, cc, _ = best_of(convert, 1)
         print(f"cachesim convert to Parquet (read, number, write): {n / wc / 1e6:6.1f} M keys/s "
               f"wall ({wc:.3f} s wall, {cc:.3f} s CPU)")
+        criteo_speed(tmp)
         try:
             import libcachesim as lcs
         except ImportError:
@@ -97,6 +100,22 @@ def main():
         print(f"libCacheSim reader + working set: {n / wp / 1e6:6.1f} M keys/s wall, "
               f"{n / cp / 1e6:6.1f} M keys/s CPU ({wp:.3f} s wall, {cp:.3f} s CPU)")
         print(f"ratio ours / libCacheSim: {wp / w:.2f}x wall, {cp / c:.2f}x CPU")
+
+
+def criteo_speed(tmp, copies: int = 20):
+    """Criteo TSV parsing: the shipped 10,000-line Kaggle head repeated `copies` times."""
+    head = Path(__file__).resolve().parents[2] / "shared/data/criteo/kaggle_train_head10k.tsv"
+    if not head.exists():
+        print(f"{head} not found: no Criteo timing")
+        return
+    path = os.path.join(tmp, "criteo.tsv")
+    with open(path, "wb") as fh:
+        fh.write(head.read_bytes() * copies)
+    read_trace(head)
+    w, c, trace = best_of(lambda: read_trace(path), 1)
+    print(f"cachesim criteo TSV ({copies * 10_000:,} lines, {len(trace):,} accesses): "
+          f"{len(trace) / w / 1e6:6.1f} M accesses/s wall, {len(trace) / c / 1e6:6.1f} M "
+          f"accesses/s CPU ({w:.3f} s wall, {c:.3f} s CPU; polars uses both cores)")
 
 
 class _quiet_stdout:

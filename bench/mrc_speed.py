@@ -4,13 +4,14 @@ On a Zipf trace (default 10M accesses over 1M keys, alpha 1.0, key ids shuffled)
 - the exact LRU curve at every size (one stack-distance pass) against one `lru` replay at one
   size (ours), and against libcachesim's LRU at one size (it replays once per size: the number of
   sizes it would need to match one exact pass is printed);
-- SHARDS at 1% (fixed rate) and fixed size (8,192 keys): time, mean/max absolute error against
-  the exact curve over every size, and the bytes of the kernel's own state (bounded by the
+- SHARDS at 1% (fixed rate) and fixed size (8,192 keys): time to the estimated step function,
+  mean/max absolute error against the exact curve over every size, and the bytes of the kernel's own state (bounded by the
   sampled keys: the same on a 5x shorter prefix of the trace);
 - miniature simulation at 1% for lru and fifo at 8 sizes, against full replays.
 
     .venv/bin/python bench/mrc_speed.py
     .venv/bin/python bench/mrc_speed.py --requests 1e6 --keys 1e5     # a quick look
+    .venv/bin/python bench/mrc_speed.py --accuracy     # SHARDS and mini errors, Zipf shapes x seeds
 """
 from __future__ import annotations
 
@@ -82,7 +83,11 @@ def main():
     ap.add_argument("--keys", type=float, default=1e6)
     ap.add_argument("--alpha", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--accuracy", action="store_true",
+                    help="Instead: SHARDS and mini errors over Zipf shapes and seeds (2M accesses).")
     args = ap.parse_args()
+    if args.accuracy:
+        return accuracy()
     n, n_keys = int(args.requests), int(args.keys)
 
     warm = cachesim.Trace.from_keys(np.arange(3000) % 97)  # compile every kernel first
@@ -121,8 +126,9 @@ def main():
     for label, kw in (("SHARDS 1% fixed rate", dict(rate=0.01)),
                       ("SHARDS fixed size 8192", dict(rate=0.1, s_max=8192))):
         rss0 = maxrss_mib()
-        with Clock() as c_sh:
-            _, est, info = M.shards_curve(trace.keys, all_sizes, **kw)
+        with Clock() as c_sh:  # the estimate as its step function (like the exact array)
+            steps, step_miss, info = M.shards_curve(trace.keys, None, **kw)
+        est = step_miss[np.searchsorted(steps, all_sizes, side="right") - 1]
         err = np.abs(est - exact)
         _, _, info_short = M.shards_curve(trace.keys[: n // 5], all_sizes[:2], **kw)
         print(f"{label:24s} {c_sh}  {c_ex.wall / c_sh.wall:6.1f}x faster than exact (wall), "
@@ -139,13 +145,39 @@ def main():
     for policy in ("lru", "fifo"):
         with Clock() as c_mini:
             est = M.mini_curve(trace, policy, sizes, rate=0.01)
+        plain = M.mini_curve(trace, policy, sizes, rate=0.01, adj=False)
         with Clock() as c_full:
             ref = np.array([cachesim.replay(trace, policy, int(s)).miss_ratio for s in sizes])
         print(f"mini {policy:4s} 1%, 8 sizes  {c_mini}  vs 8 full replays {c_full}: "
               f"{c_full.wall / c_mini.wall:5.1f}x faster, MAE {np.abs(est - ref).mean():.4f}, "
-              f"max {np.abs(est - ref).max():.4f}")
+              f"max {np.abs(est - ref).max():.4f} (without adj: MAE "
+              f"{np.abs(plain - ref).mean():.4f})")
     print(f"\nmaxrss {maxrss_mib():.0f} MiB; sample share of accesses at 1%: "
           f"{M.sample_mask(trace.keys, 0.01).mean():.4f}")
+
+
+def accuracy():
+    """Mean absolute error of SHARDS (1%, with and without adj; fixed size 4,096) over every size
+    and of mini (lru, 1% and 5%, with and without adj, 6 sizes from 1% to 40% of the keys) on
+    2M-access Zipf traces."""
+    print("     keys alpha seed  share@1%  shards1%   no-adj  fixed4096 mini1%  no-adj  "
+          "mini5%   no-adj")
+    for n_keys, alpha in ((100_000, 0.8), (1_000_000, 0.8), (100_000, 1.0), (1_000_000, 1.0)):
+        for seed in range(3):
+            tr = cachesim.Trace.from_keys(zipf_keys(seed, n_keys, alpha, 2_000_000))
+            exact = M.lru_curve(tr)
+            sizes = np.arange(exact.shape[0])
+            errs = []
+            for kw in (dict(rate=0.01), dict(rate=0.01, adj=False), dict(rate=0.1, s_max=4096)):
+                errs.append(np.abs(M.shards_curve(tr.keys, sizes, **kw)[1] - exact).mean())
+            few = (np.array([0.01, 0.02, 0.05, 0.1, 0.2, 0.4]) * tr.n_distinct).astype(np.int64)
+            for rate in (0.01, 0.05):
+                for adj in (True, False):
+                    est = M.mini_curve(tr, "lru", few, rate, adj=adj)
+                    errs.append(np.abs(est - exact[few]).mean())
+            share = M.sample_mask(tr.keys, 0.01).mean()
+            print(f"{n_keys:>9,}  {alpha:4.1f}  {seed:4d}  {share:8.4f}  "
+                  + "  ".join(f"{e:7.4f}" for e in errs))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -68,33 +67,24 @@ def write_oracle_general(path: Path, keys: np.ndarray, next_access: np.ndarray) 
 
 
 def write_parquet(path: Path, trace) -> str:
-    """Our Parquet trace file; returns how it was written."""
-    try:
-        from cachesim.traces import parquet as pq  # another helper's module, when present
-        writer = getattr(pq, "write_parquet", None) or getattr(pq, "write_trace", None)
-        if writer is not None:
-            writer(trace, path)
-            return "cachesim.traces.parquet"
-    except ImportError:
-        pass
+    """Our Parquet trace file (cachesim's writer when present); returns how it was written."""
+    writer = getattr(cachesim.traces, "write_trace", None)
+    if writer is not None:
+        writer(trace, path)
+        return "cachesim.traces.write_trace"
     import polars as pl
     pl.DataFrame({"table": trace.table, "row": trace.row}).write_parquet(path)
-    return "polars (cachesim.traces.parquet not present)"
+    return "polars (cachesim has no Parquet writer yet)"
 
 
 def read_parquet(path: Path):
+    """Our Parquet reader when registered, else polars + Trace."""
     if "parquet" in cachesim.traces.format_names():
-        return cachesim.read_trace(path, fmt="parquet") if _read_takes_fmt() else \
-            cachesim.read_trace(path)
+        return cachesim.read_trace(path)
     import polars as pl
     df = pl.read_parquet(path)
     return cachesim.Trace(table=df["table"].to_numpy(), row=df["row"].to_numpy(),
                           source=str(path))
-
-
-def _read_takes_fmt() -> bool:
-    import inspect
-    return "fmt" in inspect.signature(cachesim.read_trace).parameters
 
 
 class Clock:
@@ -154,10 +144,9 @@ def e2e_child(path: str, capacity: int) -> None:
     with Clock() as c:
         trace = read_parquet(Path(path))
         r = cachesim.replay(trace, "lru", capacity)
-    peak = max(_proc_status_kib("VmHWM") * 1024,
-               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 if not
-               Path("/proc/self/clear_refs").exists() else 0)
-    print(json.dumps({"wall": c.wall, "cpu": c.cpu, "misses": r.misses, "base_rss": base_rss, "peak_rss": peak}))
+    peak = _proc_status_kib("VmHWM") * 1024  # Linux: the peak since clear_refs
+    print(json.dumps({"wall": c.wall, "cpu": c.cpu, "misses": r.misses, "base_rss": base_rss,
+                      "peak_rss": peak}))
 
 
 def trace_bytes(trace) -> int:
@@ -232,10 +221,10 @@ def main() -> None:
     print("-" * len(hdr))
     for r in rows:
         tgt = f"{r['target']:.0f}x" if r["target"] else "-"
+        x_wall, x_cpu = r["theirs_wall"] / r["ours_wall"], r["theirs_cpu"] / r["ours_cpu"]
         print(f"{r['size']:>7} {r['policy']:<25} {r['misses']:>9} {r['same']:>9} "
               f"{n / r['ours_wall'] / 1e6:>9.1f} {n / r['theirs_wall'] / 1e6:>10.2f} "
-              f"{r['theirs_wall'] / r['ours_wall']:>6.1f}x {r['theirs_cpu'] / r['ours_cpu']:>6.1f}x "
-              f"{tgt:>6} {r['memory'] / tb:>8.2f}x")
+              f"{x_wall:>6.1f}x {x_cpu:>6.1f}x {tgt:>6} {r['memory'] / tb:>8.2f}x")
     print("M/s: million requests per second, wall clock; x wall, x cpu: ours / theirs in "
           "throughput by wall-clock and by CPU seconds (libcachesim's time includes reading its "
           "file). mem/trace: replay rows = peak numpy allocations during the replay (the policy "

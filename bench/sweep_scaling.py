@@ -35,6 +35,34 @@ def make_trace(samples: int, tables: int, batch: int, seed: int = 0) -> cachesim
                           table_rows=rows_per_table, source="synthetic-zipf")
 
 
+def _burn(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def control(jobs: int, n: int = 20_000_000) -> float:
+    """Wall ratio of `jobs` plain-Python loops in a fork pool vs one after another: what this
+    machine gives a process pool right now, with no cachesim code involved."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    t = time.perf_counter()
+    for _ in range(jobs):
+        _burn(n)
+    serial = time.perf_counter() - t
+    t = time.perf_counter()
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        list(pool.map(_burn, [n] * jobs))
+    return (time.perf_counter() - t) / serial
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the pool's workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=30_000)
@@ -57,20 +85,26 @@ def main() -> None:
           f"sweep: 2 policies x ways 32,none x 8 sizes = 32 configurations x 3 precisions; "
           f"{os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.1f}")
     walls = {1: [], args.jobs: []}
+    cpus = {1: [], args.jobs: []}
     tables = {}
     for _ in range(args.repeat):  # alternate, keep the best of each: the machine is shared
         for jobs in (1, args.jobs):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _cpu()
             res = run_sweep(trace, jobs=jobs, **sweep)
             walls[jobs].append(time.perf_counter() - t)
+            cpus[jobs].append(_cpu() - c)
             tables[jobs] = res.table.drop("replay_seconds")
     same = tables[1].equals(tables[args.jobs])
     best_1, best_n = min(walls[1]), min(walls[args.jobs])
-    print(f"jobs 1: best {best_1:.2f} s wall of {', '.join(f'{w:.2f}' for w in walls[1])}")
-    print(f"jobs {args.jobs}: best {best_n:.2f} s wall of "
-          f"{', '.join(f'{w:.2f}' for w in walls[args.jobs])}")
+    for jobs in (1, args.jobs):
+        runs = ", ".join(f"{w:.2f} s ({c / w:.2f} cores busy)"
+                         for w, c in zip(walls[jobs], cpus[jobs]))
+        print(f"jobs {jobs}: best {min(walls[jobs]):.2f} s wall; runs: {runs}")
     print(f"ratio jobs {args.jobs} / jobs 1 = {best_n / best_1:.2f} (goal <= 0.60); "
           f"tables identical: {same}; load average after: {os.getloadavg()[0]:.1f}")
+    print(f"control, no cachesim: {args.jobs} Python loops in a pool / one after another = "
+          f"{control(args.jobs):.2f} (an idle machine with {args.jobs} cores: "
+          f"~{1 / args.jobs:.2f})")
 
 
 if __name__ == "__main__":

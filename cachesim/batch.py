@@ -40,29 +40,30 @@ REQUESTED, UNIQUE, UNIQUE_MISSES, CONFLICT_UNIQUE_MISSES, CONFLICT_MISSES, EVICT
 COUNTER_NAMES = ("requested_indices", "unique_indices", "unique_misses", "conflict_unique_misses",
                  "conflict_misses", "evictions")
 BATCH_POLICIES = ("lru", "lfu")
-_SMALL = 32          # up to this many items, order by selection / insertion instead of argsort
 
 
 # -- kernels -------------------------------------------------------------------------------------
-# Per-key state is one int64 row per dense id, so that a batch's lookups touch one cache line per
-# key (the batch's keys are mostly cold rows of a large table):
+# Per-key state is one int64 row per dense id, so that a batch touches one memory line per key
+# (a batch's keys are mostly cold rows of large tables):
 KR_MARK = 0   # (last batch that used the key << 32) | its position among that batch's unique keys
-KR_SLOT = 1   # line holding the key, -1 when not cached
+KR_SLOT = 1   # line that last received the key, -1 if none; the key is cached there only while
+              # line_id still names it (an eviction does not touch the evicted key's row)
 KR_SET = 2    # (set << TABLE_BITS) | table
 KR_KEY = 3    # linearised key (misses are served in key order)
-# Per-line state, one int64 row per line:
-LN_KEY = 0    # dense id in the line, -1 when empty
-LN_STAMP = 1  # batch that last stamped the line (LRU hit or fill)
-LN_USED = 2   # last batch that used the line's key (hit or fill)
-LN_COUNT = 3  # LFU: count of the line's key
+# Per-line state, one array per field, indexed by line: line_id = (dense id << TABLE_BITS) | table
+# (-1 when empty), line_stamp (batch of the last LRU hit or fill, 0 when empty), line_used (last
+# batch that used the line's key), line_count (LFU: count of the line's key, -1 when empty).
 TABLE_BITS = 20
 _TABLE_MASK = np.int64((1 << TABLE_BITS) - 1)
 _POS_MASK = np.int64(0xFFFFFFFF)
+_NONE = np.int64(np.iinfo(np.int64).max)
+_SMALL = 32          # up to this many misses in a set, insertion sort instead of argsort
+_SMALL_SET = 64      # up to this many ways, pick each line by a min scan instead of a sort
 
 
 @numba.njit(cache=True)
 def _order_misses(mid, mkey, mcnt, n, lfu):
-    """Sort the set's misses (dense ids `mid`, keys `mkey`, LFU counts `mcnt`, first n) into the
+    """Sort the set's misses (parallel arrays: unique index, key, LFU count; first n) into the
     order they are served: ascending key (LFU: descending count, ties ascending key)."""
     if n <= _SMALL:
         for i in range(1, n):
@@ -85,99 +86,111 @@ def _order_misses(mid, mkey, mcnt, n, lfu):
         for i in range(n):
             neg[i] = -mcnt[order[i]]
         order = order[np.argsort(neg, kind="mergesort")]
-    ids = mid[:n].copy()
+    ids, keys, cnts = mid[:n].copy(), mkey[:n].copy(), mcnt[:n].copy()
     for i in range(n):
-        mid[i] = ids[order[i]]
+        mid[i], mkey[i], mcnt[i] = ids[order[i]], keys[order[i]], cnts[order[i]]
 
 
 @numba.njit(cache=True)
-def _order_lines(buf, lo, hi, need, lfu, lines):
-    """Put the `need` first lines of buf[lo:hi] (ascending line numbers) in the order they are
-    taken: oldest stamp first (LFU: lowest count, then oldest stamp), ties to the lowest line.
-    The rest of the slice is left in any order."""
-    n = hi - lo
-    if n <= _SMALL:
-        for a in range(lo, lo + need):
-            best = a
-            bl = buf[a]
-            bc, bs = lines[bl, LN_COUNT], lines[bl, LN_STAMP]
-            for c in range(a + 1, hi):
-                cl = buf[c]
-                cc, cs = lines[cl, LN_COUNT], lines[cl, LN_STAMP]
-                if lfu and cc != bc:
-                    better = cc < bc
-                elif cs != bs:
-                    better = cs < bs
-                else:
-                    better = cl < bl
-                if better:
-                    best, bl, bc, bs = c, cl, cc, cs
-            if best != a:
-                buf[best] = buf[a]
-                buf[a] = bl
-        return
-    cand = buf[lo:hi].copy()
-    stamps = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        stamps[i] = lines[cand[i], LN_STAMP]
-    order = np.argsort(stamps, kind="mergesort")  # stable: ties keep the lowest line first
+def _candidate_lines(line_stamp, line_used, line_count, l0, nw, b, way_bits, lfu, ckey, ccnt):
+    """Sort keys of the set's lines l0..l0+nw-1, by way: ckey = (stamp << way_bits) | way (an
+    empty line has stamp 0, so it comes first); LFU also ccnt = the line key's count (-1 for an
+    empty line). A line whose key the batch uses gets _NONE in both (it may not be taken).
+    Branch-free, so that it vectorises."""
+    for w in range(nw):
+        ln = l0 + w
+        used = line_used[ln] == b
+        ckey[w] = _NONE if used else (line_stamp[ln] << way_bits) | w
+        if lfu:
+            ccnt[w] = _NONE if used else line_count[ln]
+
+
+@numba.njit(cache=True)
+def _next_line(ckey, ccnt, n, lfu, way_mask):
+    """Way of the next line to take (smallest (ccnt, ckey) under LFU, smallest ckey under LRU),
+    or -1 when no line is left."""
+    if lfu:
+        best, bc, bk = -1, _NONE, _NONE
+        for w in range(n):
+            c = ccnt[w]
+            if c < bc or (c == bc and ckey[w] < bk):
+                best, bc, bk = w, c, ckey[w]
+        return best
+    m = _NONE
+    for w in range(n):  # a min reduction: vectorised
+        v = ckey[w]
+        m = v if v < m else m
+    return -1 if m == _NONE else m & way_mask
+
+
+@numba.njit(cache=True)
+def _line_order(ckey, ccnt, n, lfu, out):
+    """All the set's takeable ways in the order they are taken (large sets); returns how many."""
+    order = np.argsort(ckey[:n])  # keys are distinct except _NONE, which is never taken
     if lfu:
         cnt = np.empty(n, dtype=np.int64)
         for i in range(n):
-            cnt[i] = lines[cand[order[i]], LN_COUNT]
+            cnt[i] = ccnt[order[i]]
         order = order[np.argsort(cnt, kind="mergesort")]
+    m = 0
     for i in range(n):
-        buf[lo + i] = cand[order[i]]
+        if ckey[order[i]] != _NONE:
+            out[m] = order[i]
+            m += 1
+    return m
 
 
 @numba.njit(cache=True)
-def _batch_step(ids, lo, hi, b, lfu, state, scratch, counters):
+def _batch_step(ids, lo, hi, b, lfu, way_bits, state, scratch, counters):
     """Apply the batch ids[lo:hi] (dense ids) as batch number `b` (>= 1, increasing).
 
-    Writes into `scratch` (each array at least hi - lo long, `line_buf` at least the largest set):
-    uniq[:nu] (first-occurrence order), ucnt, inverse[:hi-lo], was_hit[:nu], ev_slot/ev_id[:ne],
-    fill_slot/fill_id[:nf]. Returns (nu, ne, nf).
+    Writes into `scratch` (each array at least hi - lo long, the last three at least the largest
+    set): uniq[:nu] (first-occurrence order), uslot[:nu] (line after the step, -1 for a conflict
+    miss), inverse[:hi-lo], was_hit[:nu], ev_slot/ev_id[:ne], fill_slot/fill_id[:nf].
+    Returns (nu, ne, nf).
     """
-    keyrec, count, set_start, lines, set_mark, set_head = state
-    (uniq, ucnt, inverse, was_hit, miss_next, touched, mid, mkey, mcnt, line_buf,
-     ev_slot, ev_id, fill_slot, fill_id) = scratch
+    (keyrec, count, set_start, line_id, line_stamp, line_used, line_count,
+     set_mark, set_head) = state
+    (uniq, ucnt, ukey, utab, uslot, inverse, was_hit, miss_next, touched, mid, mkey, mcnt,
+     ev_slot, ev_id, fill_slot, fill_id, ckey, ccnt, way_buf) = scratch
     bb = np.int64(b) << 32
-    # 1. deduplicate
+    way_mask = (np.int64(1) << way_bits) - 1
+    # 1. deduplicate, count, look up each key at its first access (its row is in cache then);
+    #    misses are chained per set (set_head, miss_next), the sets listed in `touched`
     nu = 0
+    nt = 0
     for i in range(lo, hi):
         k = ids[i]
         m = keyrec[k, KR_MARK]
-        if (m >> 32) != b:
-            keyrec[k, KR_MARK] = bb | nu
-            uniq[nu] = k
-            ucnt[nu] = 1
-            inverse[i - lo] = nu
-            nu += 1
-        else:
+        st = keyrec[k, KR_SET]
+        t = st & _TABLE_MASK
+        counters[t, REQUESTED] += 1
+        if lfu:
+            count[k] += 1
+        if (m >> 32) == b:
             p = m & _POS_MASK
             ucnt[p] += 1
             inverse[i - lo] = p
-    # 2. counts and lookups; misses are chained per set (set_head, miss_next), sets in `touched`
-    nt = 0
-    for u in range(nu):
-        k = uniq[u]
-        st = keyrec[k, KR_SET]
-        t = st & _TABLE_MASK
-        c = ucnt[u]
-        counters[t, REQUESTED] += c
+            continue
+        u = nu
+        nu += 1
+        keyrec[k, KR_MARK] = bb | u
+        uniq[u] = k
+        ucnt[u] = 1
+        utab[u] = t
+        inverse[i - lo] = u
         counters[t, UNIQUE] += 1
-        if lfu:
-            count[k] += c
         s = keyrec[k, KR_SLOT]
-        if s >= 0:
+        if s >= 0 and line_id[s] == ((k << TABLE_BITS) | t):
             was_hit[u] = 1
-            lines[s, LN_USED] = b
-            if lfu:
-                lines[s, LN_COUNT] = count[k]
-            else:
-                lines[s, LN_STAMP] = b
+            uslot[u] = s
+            line_used[s] = b
+            if not lfu:
+                line_stamp[s] = b
         else:
             was_hit[u] = 0
+            uslot[u] = -1
+            ukey[u] = keyrec[k, KR_KEY]
             counters[t, UNIQUE_MISSES] += 1
             g = st >> TABLE_BITS
             if set_mark[g] != b:
@@ -187,7 +200,11 @@ def _batch_step(ids, lo, hi, b, lfu, state, scratch, counters):
                 nt += 1
             miss_next[u] = set_head[g]
             set_head[g] = u
-    # 3. per set with misses: order the misses and the lines they may take, assign
+    if lfu:  # a hit line keeps its key's count, final for this batch now
+        for u in range(nu):
+            if was_hit[u]:
+                line_count[uslot[u]] = count[uniq[u]]
+    # 2. per set with misses: order the misses and the lines they may take, assign
     ne = 0
     nf = 0
     for ti in range(nt):
@@ -195,70 +212,69 @@ def _batch_step(ids, lo, hi, b, lfu, state, scratch, counters):
         nm = 0
         u = set_head[g]
         while u != -1:
-            k = uniq[u]
-            mid[nm] = k
-            mkey[nm] = keyrec[k, KR_KEY]
-            mcnt[nm] = count[k] if lfu else 0
+            mid[nm] = u
+            mkey[nm] = ukey[u]
+            mcnt[nm] = count[uniq[u]] if lfu else 0
             nm += 1
             u = miss_next[u]
         _order_misses(mid, mkey, mcnt, nm, lfu)
         l0 = set_start[g]
-        l1 = set_start[g + 1]
-        nc = 0
-        for ln in range(l0, l1):
-            if lines[ln, LN_KEY] < 0:
-                line_buf[nc] = ln
-                nc += 1
-        n_empty = nc
-        if nm > n_empty:
-            for ln in range(l0, l1):
-                if lines[ln, LN_KEY] >= 0 and lines[ln, LN_USED] != b:
-                    line_buf[nc] = ln
-                    nc += 1
-            need = min(nm - n_empty, nc - n_empty)
-            if need > 0:
-                _order_lines(line_buf, n_empty, nc, need, lfu, lines)
+        nw = set_start[g + 1] - l0
+        _candidate_lines(line_stamp, line_used, line_count, l0, nw, b, way_bits, lfu, ckey, ccnt)
+        small = nw <= _SMALL_SET
+        n_order = 0 if small else _line_order(ckey, ccnt, nw, lfu, way_buf)
         j = 0
+        full = False  # no line left, or (LFU) a refusal: every later key of the set conflicts
         for mi in range(nm):
-            k = mid[mi]
-            if j < nc:
-                ln = line_buf[j]
-                old = lines[ln, LN_KEY]
-                if not (lfu and old >= 0 and count[k] < lines[ln, LN_COUNT]):
-                    j += 1
+            u = mid[mi]
+            if not full:
+                if small:
+                    w = _next_line(ckey, ccnt, nw, lfu, way_mask)
+                else:
+                    w = way_buf[j] if j < n_order else -1
+                ln = l0 + w
+                if w >= 0 and not (lfu and mcnt[mi] < line_count[ln]):  # empty: count -1
+                    if small:
+                        ckey[w] = _NONE
+                        ccnt[w] = _NONE
+                    else:
+                        j += 1
+                    k = uniq[u]
+                    old = line_id[ln]
                     if old >= 0:
-                        keyrec[old, KR_SLOT] = -1
-                        counters[keyrec[old, KR_SET] & _TABLE_MASK, EVICTIONS] += 1
+                        counters[old & _TABLE_MASK, EVICTIONS] += 1
                         ev_slot[ne] = ln
-                        ev_id[ne] = old
+                        ev_id[ne] = old >> TABLE_BITS
                         ne += 1
-                    lines[ln, LN_KEY] = k
-                    lines[ln, LN_STAMP] = b
-                    lines[ln, LN_USED] = b
+                    line_id[ln] = (k << TABLE_BITS) | utab[u]
+                    line_stamp[ln] = b
+                    line_used[ln] = b
                     if lfu:
-                        lines[ln, LN_COUNT] = count[k]
+                        line_count[ln] = mcnt[mi]
                     keyrec[k, KR_SLOT] = ln
+                    uslot[u] = ln
                     fill_slot[nf] = ln
                     fill_id[nf] = k
                     nf += 1
                     continue
-            # no line (under LFU, a refusal also refuses every later key of this set)
-            t = keyrec[k, KR_SET] & _TABLE_MASK
+                full = True
+            t = utab[u]
             counters[t, CONFLICT_UNIQUE_MISSES] += 1
-            counters[t, CONFLICT_MISSES] += ucnt[keyrec[k, KR_MARK] & _POS_MASK]
+            counters[t, CONFLICT_MISSES] += ucnt[u]
     return nu, ne, nf
 
 
 @numba.njit(cache=True)
-def _replay_batches(ids, starts, b0, lfu, state, scratch, counters):
+def _replay_batches(ids, starts, b0, lfu, way_bits, state, scratch, counters):
     """Batches ids[starts[i]:starts[i+1]] in order, numbered b0, b0 + 1, ..."""
     for i in range(starts.shape[0] - 1):
-        _batch_step(ids, starts[i], starts[i + 1], b0 + i, lfu, state, scratch, counters)
+        _batch_step(ids, starts[i], starts[i + 1], b0 + i, lfu, way_bits, state, scratch,
+                    counters)
 
 
 @numba.njit(cache=True)
 def _key_records(keys, key_table, group, group_sets, group_set_offset, keyrec):
-    """Fill the static columns of the per-key records: set and table, key."""
+    """Fill the static columns of the per-key rows: set and table, key."""
     for i in range(keys.shape[0]):
         g = group[i]
         st = group_set_offset[g] + np.int64(fmix64(np.uint64(keys[i])) % np.uint64(group_sets[g]))
@@ -349,16 +365,18 @@ class BatchCache:
         keyrec = np.zeros((n, 4), dtype=np.int64)      # columns KR_*
         keyrec[:, KR_SLOT] = -1
         _key_records(self.distinct_keys, self.key_table, group, group_sets, set_offset, keyrec)
-        lines = np.zeros((L, 4), dtype=np.int64)       # columns LN_*
-        lines[:, LN_KEY] = -1
         set_start = np.zeros(S + 1, dtype=np.int64)    # first line of each set
         np.cumsum(np.repeat(group_ways, group_sets), out=set_start[1:])
         self.max_set_lines = int(group_ways.max())
+        self.way_bits = max(1, (self.max_set_lines - 1).bit_length())
         self._state = (
             keyrec,
             np.zeros(n if self.lfu else 0, np.int64),  # LFU count of every key
             set_start,
-            lines,
+            np.full(L, -1, np.int64),                  # line_id
+            np.zeros(L, np.int64),                     # line_stamp
+            np.zeros(L, np.int64),                     # line_used
+            np.full(L if self.lfu else 0, -1, np.int64),  # line_count (LFU), -1: empty
             np.zeros(S, np.int64),                     # set_mark: last batch with misses here
             np.full(S, -1, np.int64),                  # set_head: first miss of the set
         )
@@ -376,17 +394,17 @@ class BatchCache:
     # -- state views ---------------------------------------------------------------------------
     @property
     def line_ids(self) -> np.ndarray:
-        """Dense id held by each line, -1 when empty (a read-only view)."""
-        v = self._state[3][:, LN_KEY]
-        v.flags.writeable = False
-        return v
+        """Dense id held by each line, -1 when empty (a copy)."""
+        return self._state[3] >> TABLE_BITS
 
     @property
     def slot_of(self) -> np.ndarray:
-        """Line of each dense id, -1 when not cached (a read-only view)."""
-        v = self._state[0][:, KR_SLOT]
-        v.flags.writeable = False
-        return v
+        """Line of each dense id, -1 when not cached (a copy)."""
+        out = np.full(self.n_keys, -1, dtype=np.int64)
+        ids = self.line_ids
+        held = np.flatnonzero(ids >= 0)
+        out[ids[held]] = held
+        return out
 
     def totals(self) -> dict:
         """Running counters summed over tables, with `calls`."""
@@ -397,17 +415,24 @@ class BatchCache:
     # -- stepping -------------------------------------------------------------------------------
     def _scratch_for(self, n: int):
         if n > self._scratch_len:
-            n = max(n, 1)
+            n, w = max(n, 1), self.max_set_lines
             self._scratch = (
-                np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),  # uniq ucnt inverse
+                np.empty(n, np.int64), np.empty(n, np.int64),                         # uniq ucnt
+                np.empty(n, np.int64), np.empty(n, np.int64),                         # ukey utab
+                np.empty(n, np.int64), np.empty(n, np.int64),                         # uslot inverse
                 np.empty(n, np.uint8), np.empty(n, np.int64), np.empty(n, np.int64),  # was_hit next touched
                 np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),  # mid mkey mcnt
-                np.empty(self.max_set_lines, np.int64),                               # line_buf
                 np.empty(n, np.int64), np.empty(n, np.int64),                         # ev_slot ev_id
                 np.empty(n, np.int64), np.empty(n, np.int64),                         # fill_slot fill_id
+                np.empty(w, np.int64), np.empty(w, np.int64), np.empty(w, np.int64),  # ckey ccnt way_buf
             )
             self._scratch_len = n
         return self._scratch
+
+    def _check_stamps(self, n_batches: int) -> None:
+        limit = min(1 << 31, 1 << (62 - self.way_bits))  # batch numbers are packed in int64s
+        if self.calls + n_batches >= limit:
+            raise CachesimError(f"more than {limit:,} batches for one BatchCache: start a new one")
 
     def _check_ids(self, ids) -> np.ndarray:
         ids = np.ascontiguousarray(ids)
@@ -425,8 +450,10 @@ class BatchCache:
         n = ids.shape[0]
         sc = self._scratch_for(n)
         before = self.counters.copy()
+        self._check_stamps(1)
         self.calls += 1
-        nu, ne, nf = _batch_step(ids, 0, n, self.calls, self.lfu, self._state, sc, self.counters)
+        nu, ne, nf = _batch_step(ids, 0, n, self.calls, self.lfu, self.way_bits, self._state, sc,
+                                 self.counters)
         uniq_first = sc[0][:nu]
         order = np.argsort(self.distinct_keys[uniq_first], kind="stable")
         unique_ids = uniq_first[order]
@@ -435,11 +462,10 @@ class BatchCache:
         step_counts = (self.counters - before).sum(axis=0)
         counters = {"calls": 1}
         counters.update(zip(COUNTER_NAMES, (int(x) for x in step_counts)))
-        return BatchStep(unique_ids=unique_ids, inverse=rank[sc[2][:n]],
-                         slot=self._state[0][unique_ids, KR_SLOT],
-                         was_hit=sc[3][:nu][order].astype(bool),
-                         evicted_slots=sc[10][:ne].copy(), evicted_ids=sc[11][:ne].copy(),
-                         filled_slots=sc[12][:nf].copy(), filled_ids=sc[13][:nf].copy(),
+        return BatchStep(unique_ids=unique_ids, inverse=rank[sc[5][:n]],
+                         slot=sc[4][:nu][order], was_hit=sc[6][:nu][order].astype(bool),
+                         evicted_slots=sc[12][:ne].copy(), evicted_ids=sc[13][:ne].copy(),
+                         filled_slots=sc[14][:nf].copy(), filled_ids=sc[15][:nf].copy(),
                          counters=counters)
 
     def run(self, ids, starts) -> None:
@@ -451,7 +477,9 @@ class BatchCache:
         if starts[0] != 0 or starts[-1] != ids.shape[0] or (np.diff(starts) < 0).any():
             raise ValueError("starts must rise from 0 to len(ids)")
         sc = self._scratch_for(int(np.diff(starts).max()))
-        _replay_batches(ids, starts, self.calls + 1, self.lfu, self._state, sc, self.counters)
+        self._check_stamps(starts.shape[0] - 1)
+        _replay_batches(ids, starts, self.calls + 1, self.lfu, self.way_bits, self._state, sc,
+                        self.counters)
         self.calls += starts.shape[0] - 1
 
 
@@ -489,6 +517,8 @@ class BatchResult:
 
 def batch_starts(trace) -> np.ndarray:
     """Start of each batch (consecutive equal `trace.batch` values), then len(trace)."""
+    if "batch_starts" in trace._cache:
+        return trace._cache["batch_starts"]
     if trace.batch is None:
         raise CachesimError(f"{trace.source or 'the trace'} has no batches, so it cannot be "
                             "replayed in batch mode; pass --batch-size (sample-based formats) "
@@ -501,7 +531,9 @@ def batch_starts(trace) -> np.ndarray:
                             f"access {i} has batch {int(batch[i])} after batch {int(batch[i - 1])};"
                             " sort the trace by batch (or renumber its batches)")
     cuts = np.flatnonzero(step != 0) + 1
-    return np.concatenate([[0], cuts, [len(trace)]]).astype(np.int64)
+    starts = np.concatenate([[0], cuts, [len(trace)]]).astype(np.int64)
+    trace._cache["batch_starts"] = starts  # derived once per trace, like its dense ids
+    return starts
 
 
 def table_capacities(trace, capacity) -> tuple[np.ndarray, str]:

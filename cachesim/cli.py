@@ -322,7 +322,8 @@ def analyze(trace_path, fmt, batch_size, as_json, plots_dir, window, top_k):
 @click.argument("out", metavar="OUT", type=click.Path(dir_okay=False))
 @click.option("--samples", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Samples to generate (each looks up a bag of rows in every table).")
-@click.option("--tables", type=click.IntRange(min=1), default=26, show_default=True)
+@click.option("--tables", type=click.IntRange(min=1), default=26, show_default=True,
+              help="Number of embedding tables.")
 @click.option("--rows", default="1000000", show_default=True, metavar="N|N1,N2,...",
               help="Rows per table, one for all or one per table.")
 @click.option("--alpha", default="1.05", show_default=True, metavar="A|A1,A2,...",
@@ -348,7 +349,8 @@ def analyze(trace_path, fmt, batch_size, as_json, plots_dir, window, top_k):
               help="With --like: accesses to generate (default: as many as TRACE).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               metavar="PNG", help="With --like: plot both exact LRU miss-ratio curves.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the random generator (same seed, same trace).")
 def generate(out, samples, tables, rows, alpha, bag_size, batch_size, drift, locality, teacher,
              criteo, like_path, accesses, plot_path, seed):
     """Generate a synthetic embedding trace and write it (Parquet, or CSV for a .csv name).
@@ -410,6 +412,8 @@ def _numbers(text: str, name: str, kind):
 @click.option("--sizes", "-s", default=None,
               help="Comma-separated sizes: rows (1000), share of distinct keys (5%), bytes "
                    "(128MiB, with --bytes). Default: every size.")
+@click.option("--no-adj", "no_adj", is_flag=True,
+              help="Sampled methods without SHARDS_adj (normalise by the sampled accesses).")
 @click.option("--bytes", "in_bytes", is_flag=True,
               help="Byte capacity from the trace's object sizes.")
 @click.option("--per-table", is_flag=True, help="One curve per table, each its own cache.")
@@ -423,8 +427,8 @@ def _numbers(text: str, name: str, kind):
                                    "planner (LRU, exact).")
 @click.option("--bins", type=click.IntRange(min=1), default=100, show_default=True,
               help="Histogram bins over load factors 0..1 for --torchrec.")
-def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, in_bytes, per_table,
-        output, as_json, plot_path, torchrec_path, bins):
+def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj, in_bytes,
+        per_table, output, as_json, plot_path, torchrec_path, bins):
     """Miss-ratio curve: miss ratio at every cache size, in one pass for LRU.
 
     Example: cachesim mrc cloudPhysicsIO.txt --plot mrc.png -o mrc.csv
@@ -436,7 +440,7 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, in_byte
     from .traces import mrc as curves
     trace = _read(trace_path, fmt, batch_size)
     df = curves.mrc(trace, policy=policy, sizes=sizes, method=method, rate=rate,
-                    bytes=in_bytes, per_table=per_table, s_max=s_max)
+                    bytes=in_bytes, per_table=per_table, s_max=s_max, adj=not no_adj)
     text = (json.dumps(df.to_dicts(), indent=1) + "\n") if as_json else df.write_csv()
     if output:
         curves.write_atomic(output, text)
@@ -451,7 +455,7 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, in_byte
         click.echo(f"wrote {plot_path}", err=True)
     if torchrec_path:
         stats = curves.torchrec_stats(trace, bins=bins)
-        curves.write_atomic(torchrec_path, json.dumps(stats, indent=1) + "\n")
+        curves.write_atomic(torchrec_path, json.dumps(stats) + "\n")
         click.echo(f"wrote {torchrec_path}: {len(stats)} table(s)", err=True)
 
 
@@ -505,7 +509,8 @@ def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json)
               help="Ways of the set-associative cache; 'none' is fully associative.")
 @click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto",
               show_default=True, help="gpu needs CuPy and a CUDA GPU; auto uses one if present.")
-@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Passes over the training batches.")
 @click.option("--seeds", default="0", show_default=True,
               help="Comma-separated seeds; every configuration runs once per seed.")
 @click.option("--lr", type=float, default=0.1, show_default=True, help="SGD learning rate.")

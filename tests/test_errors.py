@@ -134,3 +134,17 @@ def test_console_entry_point_prints_no_traceback(tmp_path):
         "oracleGeneral records; the last record is cut short (the file is truncated: copy it "
         "again, or cut it to a multiple of 24 bytes)"]
     assert proc.stdout == ""
+
+
+def test_not_utf8_names_line_and_offset(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_bytes(b"table,row\n0,1\n\xff,2\n")
+    msg = run("convert", p, tmp_path / "o.parquet")
+    assert f"{p}, line 3, byte offset 14: byte b'\\xff' is not UTF-8 text" in msg
+
+
+def test_dlrm_pt_without_torch(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
+    (tmp_path / "b.pt").write_bytes(b"not read")
+    msg = run("convert", tmp_path / "b.pt", tmp_path / "o.parquet")
+    assert "needs torch: pip install 'cachesim[torch]'" in msg

@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 
 import cachesim
 from cachesim.engine import Replayer
-from cachesim.policies import arc as arc_mod, s3fifo as s3fifo_mod, sieve as sieve_mod
+from cachesim.policies import arc as arc_mod, s3fifo as s3fifo_mod
 from tests import naive
 
 ADVANCED = {"sieve": naive.sieve, "arc": naive.arc, "s3fifo": naive.s3fifo}
@@ -46,7 +46,8 @@ def _members(tr, where, code):
 def test_sieve_hand_traced_hand_stays_put():
     # cap 3: a b c fill; a hit (visited); d: the hand clears a, evicts b and stops on c;
     # c hit; e: the hand, still on c, clears it and evicts d (not a, the oldest: a hand that
-    # restarted from the tail would evict a); a hits; d misses and evicts e (the hand's next)
+    # restarted from the tail would evict a) and runs off the newest end; a hits; d misses: the
+    # hand restarts at the tail, clears a and evicts c
     a, b, c, d, e = 1, 2, 3, 4, 5
     keys = [a, b, c, a, d, c, e, a, d]
     r = cachesim.replay(cachesim.Trace.from_keys(keys), "sieve", 3)
@@ -57,7 +58,7 @@ def test_sieve_hand_traced_hand_stays_put():
     assert cachesim.replay(cachesim.Trace.from_keys(keys[:8]), "sieve", 3).hits == 3
     tr, rp = _state_after(keys, "sieve", 3)
     _, flag, _, _ = rp.state
-    assert sorted(int(k) for k in tr.distinct_keys[flag > 0]) == [a, c, d]
+    assert sorted(int(k) for k in tr.distinct_keys[flag > 0]) == [a, d, e]
 
 
 def test_arc_hand_traced_lists_and_p():
@@ -67,7 +68,8 @@ def test_arc_hand_traced_lists_and_p():
     a, b, c = 10, 20, 30
     keys = [a, b, a, c, b, a]
     tr, rp = _state_after(keys, "arc", 2)
-    _, where, _, _, total, p = rp.state
+    node, _, _, _, total, p = rp.state
+    where = node[:, arc_mod.WHERE]
     assert _members(tr, where, arc_mod.T1) == []
     assert _members(tr, where, arc_mod.T2) == [a, b]
     assert _members(tr, where, arc_mod.B1) == [c]
@@ -77,7 +79,8 @@ def test_arc_hand_traced_lists_and_p():
     assert (r.hits, r.misses, r.evictions) == (1, 5, 3)
     # c: B1 hit, p = 0 + max(|B2| / |B1|, 1) = 1; T1 is empty, so T2's LRU (b) goes to B2
     tr, rp = _state_after(keys + [c], "arc", 2)
-    _, where, _, _, _, p = rp.state
+    node, _, _, _, _, p = rp.state
+    where = node[:, arc_mod.WHERE]
     assert p[0] == 1.0
     assert _members(tr, where, arc_mod.T2) == [a, c]
     assert _members(tr, where, arc_mod.B2) == [b]
@@ -185,7 +188,7 @@ def test_golden_cloudphysics(shared_data):
 
 def _wheel_misses(name, keys, sizes, capacity):
     lcs = pytest.importorskip("libcachesim")
-    cache = getattr(lcs, WHEEL[name])(capacity)
+    cache = getattr(lcs, WHEEL[name])(capacity, hashpower=12)  # small tables: fast to build
     hits = sum(cache.get(lcs.Request(obj_size=int(s), obj_id=int(k))) for k, s in zip(keys, sizes))
     return len(keys) - hits
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CachesimError
-from .xp import segment_sum
+from .xp import scatter_add, segment_sum
 
 # hidden layers only: the bottom MLP ends at the embedding dim, the top MLP at 1
 PRESETS = {
@@ -127,7 +127,6 @@ class DLRM:
         if bag is None:  # one row per (sample, table), in order
             return rows[inverse]
         out = xp.zeros((n_bags, rows.shape[1]), dtype=rows.dtype)
-        from .xp import scatter_add
         scatter_add(xp, out, bag, rows[inverse])
         return out
 

@@ -38,12 +38,6 @@ class ArrayBackend:
             return cupyx.empty_pinned(shape, dtype=dtype)
         return np.empty(shape, dtype=dtype)
 
-    def to_device(self, host: np.ndarray):
-        """Copy host rows to the device (a real H2D copy on a GPU, a copy on the CPU)."""
-        if self.is_gpu:
-            return self.xp.asarray(host)
-        return np.array(host, copy=True)
-
     def rng(self, seed: int):
         """A seeded generator of the array module (`.random(shape, dtype=...)`)."""
         return self.xp.random.default_rng(seed)

@@ -11,6 +11,8 @@ from . import lru  # noqa: F401,E402
 from . import fifo, lfu, clock, random_policy, opt  # noqa: F401,E402
 from . import sieve, arc, s3fifo  # noqa: F401,E402
 from . import setassoc  # noqa: F401,E402  (last: attaches --ways to lru, lfu, fifo)
+# get_policy also finds policies that installed packages declare as entry points
+from .plugins import get_policy, load_entry_points  # noqa: F811,E402
 
 __all__ = ["Policy", "PythonPolicy", "Setup", "register", "attach_ways", "get_policy",
            "policy_names", "all_policies", "HITS", "MISSES", "MISS_BYTES", "EVICTIONS",

@@ -14,9 +14,14 @@ max(|B2| / |B1|, 1) and the reverse). Sizes are bytes and `p` is a float, as in 
 - REPLACE: evict T1's LRU into B1 if T1 is not empty and (T1 > p, or T1 == p on a B2 hit), or if
   T2 is empty; else evict T2's LRU into B2.
 
-State: `link[k] = (toward head, toward tail)`, `where[k]` (0 absent, 1 T1, 2 T2, 3 B1, 4 B2),
-`stored` sizes (byte mode), `ends[list] = (head, tail)`, `total[list]` (sizes per list) and
-`p` (float64[1]).
+State: the four lists are append-only queues of dense ids, one row each of `queue` (oldest at
+`qends[list, 0]`, next free slot at `qends[list, 1]`), and `node[k]` = (slot of k's live entry,
+list of k: 0 absent, 1 T1, 2 T2, 3 B1, 4 B2). Moving a key (to T2's head on a hit, out of a ghost
+list on a ghost hit) blanks its old entry (-1) and appends it where it goes, so no neighbour is
+touched, and taking a list's LRU skips blanks without reading any key's state: on a miss, the
+missed key's own row is the only random read. A full queue is compacted in place (its live
+entries, at most half of it, moved to the front), so every access is O(1) amortised. `stored`
+sizes (byte mode), `total[list]` (sizes per list) and `p` (float64[1]) complete it.
 """
 from __future__ import annotations
 
@@ -26,18 +31,26 @@ import numpy as np
 from .base import EVICTIONS, HITS, MISS_BYTES, MISSES, Policy, Setup, register
 
 T1, T2, B1, B2 = 1, 2, 3, 4
-UP, DOWN = 0, 1        # link columns: neighbour toward the head (newer), toward the tail
+SLOT, WHERE = 0, 1  # node columns
+
+
+def max_per_list(setup: Setup) -> int:
+    """Most keys one list can hold: in rows, T1, T2 and B1 hold at most C and B2 at most 2C
+    (T1 + B1 <= C and all four <= 2C once the cache has filled); in bytes, every key."""
+    if setup.unit:
+        return max(1, min(setup.n_keys, 2 * setup.capacity))
+    return max(1, setup.n_keys)
 
 
 def init(setup: Setup) -> tuple:
     n = setup.n_keys
-    link = np.full((n, 2), -1, dtype=np.int32)
-    where = np.zeros(n, dtype=np.uint8)
+    node = np.zeros((n, 2), dtype=np.int32)
+    queue = np.zeros((5, 2 * max_per_list(setup) + 64), dtype=np.int32)
+    qends = np.zeros((5, 2), dtype=np.int64)
     stored = np.zeros(0 if setup.unit else n, dtype=np.int64)
-    ends = np.full((5, 2), -1, dtype=np.int64)
     total = np.zeros(5, dtype=np.int64)
     p = np.zeros(1, dtype=np.float64)
-    return (link, where, stored, ends, total, p)
+    return (node, queue, qends, stored, total, p)
 
 
 @numba.njit(cache=True)
@@ -50,70 +63,67 @@ def _step(other, own):
 
 
 @numba.njit(cache=True)
+def _compact(node, queue, qends, lst):
+    """Move the live entries of list `lst` to the front of its queue, in order."""
+    w = 0
+    for j in range(qends[lst, 0], qends[lst, 1]):
+        v = queue[lst, j]
+        if v != -1:
+            queue[lst, w] = v
+            node[v, SLOT] = w
+            w += 1
+    if w == queue.shape[1]:
+        raise RuntimeError("arc: a list outgrew its queue (internal error)")
+    qends[lst, 0] = 0
+    qends[lst, 1] = w
+
+
+@numba.njit(cache=True)
 def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counters):
-    # The list operations are written out in place: a call that passes arrays costs more than
-    # the operation itself in numba.
-    link, where, stored, ends, total, p = state
+    # Queue operations are written out in place: a call that passes arrays costs more than the
+    # operation itself in numba (only the rare compaction is a call).
+    node, queue, qends, stored, total, p = state
+    qcap = queue.shape[1]
     has_sizes = sizes.shape[0] > 0
     one_table = counters.shape[0] == 1
     hits = 0
     for i in range(keys.shape[0]):
         k = keys[i]
-        w = where[k]
+        w = node[k, WHERE]
         if w == T1 or w == T2:
             if one_table:
                 hits += 1
             else:
                 counters[key_table[k], HITS] += 1
-            if w == T2 and ends[T2, 0] == k:
-                continue
-            up = link[k, UP]  # unlink k from its list
-            down = link[k, DOWN]
-            if up != -1:
-                link[up, DOWN] = down
-            else:
-                ends[w, 0] = down
-            if down != -1:
-                link[down, UP] = up
-            else:
-                ends[w, 1] = up
+            if w == T2 and node[k, SLOT] == qends[T2, 1] - 1:
+                continue  # already T2's most recent
+            queue[w, node[k, SLOT]] = -1  # blank its entry, append it to T2
             if w == T1:
                 sz = 1 if unit else stored[k]
                 total[T1] -= sz
                 total[T2] += sz
-                where[k] = T2
-            h = ends[T2, 0]  # push k at T2's head
-            link[k, UP] = -1
-            link[k, DOWN] = h
-            if h != -1:
-                link[h, UP] = k
-            else:
-                ends[T2, 1] = k
-            ends[T2, 0] = k
+            if qends[T2, 1] == qcap:
+                _compact(node, queue, qends, T2)
+            h = qends[T2, 1]
+            queue[T2, h] = k
+            node[k, SLOT] = h
+            node[k, WHERE] = T2
+            qends[T2, 1] = h + 1
             continue
-        t = key_table[k]
+        t = 0 if one_table else key_table[k]
         counters[t, MISSES] += 1
         s = sizes[i] if has_sizes else 1
         if has_sizes:
             counters[t, MISS_BYTES] += s
         ghost = w
-        if ghost != 0:
+        if ghost != 0:  # leave the ghost list (blank its entry)
             if ghost == B1:
                 p[0] = min(p[0] + _step(total[B2], total[B1]), float(capacity))
             else:
                 p[0] = max(p[0] - _step(total[B1], total[B2]), 0.0)
-            up = link[k, UP]  # unlink k from its ghost list
-            down = link[k, DOWN]
-            if up != -1:
-                link[up, DOWN] = down
-            else:
-                ends[w, 0] = down
-            if down != -1:
-                link[down, UP] = up
-            else:
-                ends[w, 1] = up
             total[w] -= 1 if unit else stored[k]
-            where[k] = 0
+            queue[w, node[k, SLOT]] = -1
+            node[k, WHERE] = 0
         need = 1 if unit else s
         if need > capacity:
             continue
@@ -130,14 +140,12 @@ def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counte
                         total[B2] > 0:
                     drop = B2
             if drop != 0:  # forget the oldest ghost of `drop`
-                g = ends[drop, 1]
-                up = link[g, UP]
-                ends[drop, 1] = up
-                if up != -1:
-                    link[up, DOWN] = -1
-                else:
-                    ends[drop, 0] = -1
-                where[g] = 0
+                j = qends[drop, 0]
+                while queue[drop, j] == -1:
+                    j += 1
+                g = queue[drop, j]
+                qends[drop, 0] = j + 1
+                node[g, WHERE] = 0
                 total[drop] -= 1 if unit else stored[g]
             src = T1
             if to_ghost:  # REPLACE
@@ -145,43 +153,40 @@ def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counte
                 if not ((t1 > 0 and (t1 > p[0] or (t1 == p[0] and ghost == B2)))
                         or total[T2] == 0):
                     src = T2
-            v = ends[src, 1]  # pop src's LRU
-            up = link[v, UP]
-            ends[src, 1] = up
-            if up != -1:
-                link[up, DOWN] = -1
-            else:
-                ends[src, 0] = -1
+            j = qends[src, 0]  # take src's LRU
+            end = qends[src, 1]
+            while j < end and queue[src, j] == -1:
+                j += 1
+            if j == end:  # only zero-size objects could leave a list empty here
+                qends[src, 0] = j
+                break
+            v = queue[src, j]
+            qends[src, 0] = j + 1
             sz = 1 if unit else stored[v]
             total[src] -= sz
-            counters[key_table[v], EVICTIONS] += 1
+            counters[0 if one_table else key_table[v], EVICTIONS] += 1
+            node[v, WHERE] = 0
             if to_ghost:  # into the ghost list B1 (from T1) or B2 (from T2)
                 dst = src + 2
-                h = ends[dst, 0]
-                link[v, UP] = -1
-                link[v, DOWN] = h
-                if h != -1:
-                    link[h, UP] = v
-                else:
-                    ends[dst, 1] = v
-                ends[dst, 0] = v
-                where[v] = dst
+                if qends[dst, 1] == qcap:
+                    _compact(node, queue, qends, dst)
+                h = qends[dst, 1]
+                queue[dst, h] = v
+                node[v, SLOT] = h
+                node[v, WHERE] = dst
+                qends[dst, 1] = h + 1
                 total[dst] += sz
-            else:
-                where[v] = 0
         dst = T2 if ghost != 0 else T1
-        where[k] = dst
         if not unit:
             stored[k] = s
         total[dst] += need
-        h = ends[dst, 0]
-        link[k, UP] = -1
-        link[k, DOWN] = h
-        if h != -1:
-            link[h, UP] = k
-        else:
-            ends[dst, 1] = k
-        ends[dst, 0] = k
+        if qends[dst, 1] == qcap:
+            _compact(node, queue, qends, dst)
+        h = qends[dst, 1]
+        queue[dst, h] = k
+        node[k, SLOT] = h
+        node[k, WHERE] = dst
+        qends[dst, 1] = h + 1
     if hits:
         counters[0, HITS] += hits
 

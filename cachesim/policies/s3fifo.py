@@ -78,7 +78,7 @@ def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counte
             else:
                 counters[key_table[k], HITS] += 1
             continue
-        t = key_table[k]
+        t = 0 if one_table else key_table[k]
         counters[t, MISSES] += 1
         s = sizes[i] if has_sizes else 1
         if has_sizes:
@@ -126,7 +126,7 @@ def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counte
                     total[MAIN] += sz
                 if dst == 0:  # evicted
                     total[q] -= sz
-                    counters[key_table[v], EVICTIONS] += 1
+                    counters[0 if one_table else key_table[v], EVICTIONS] += 1
                     code[v] = 0
                     if from_main or sz > ghost_cap:
                         break

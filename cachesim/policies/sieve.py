@@ -44,7 +44,7 @@ def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counte
             else:
                 counters[key_table[k], HITS] += 1
             continue
-        t = key_table[k]
+        t = 0 if one_table else key_table[k]
         counters[t, MISSES] += 1
         s = sizes[i] if has_sizes else 1
         if has_sizes:
@@ -71,7 +71,7 @@ def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counte
                 tail = hand
             flag[v] = 0
             used -= 1 if unit else stored[v]
-            counters[key_table[v], EVICTIONS] += 1
+            counters[0 if one_table else key_table[v], EVICTIONS] += 1
         flag[k] = 1
         if not unit:
             stored[k] = s

@@ -70,9 +70,14 @@ def rank_frequency(tr: dict, meta: dict, folder: Path) -> Path:
     zipf = (tr["analysis"].get("overall", tr["analysis"]).get("zipf") or {})
     if zipf.get("alpha"):
         r = np.asarray(rf["rank"], dtype=float)
-        fit = rf["accesses"][0] * r ** -zipf["alpha"]
+        y = np.asarray(rf["accesses"], dtype=float)
+        lo, hi = zipf.get("rank_min", 1), zipf.get("rank_max", r[-1])
+        m = (r >= lo) & (r <= hi) & (y > 0)
+        # the fitted line through the ranks used for the fit: log y = c - alpha log r
+        c = float(np.mean(np.log(y[m]) + zipf["alpha"] * np.log(r[m]))) if m.any() else np.log(y[0])
+        fit = np.exp(c) * r ** -zipf["alpha"]
         ax.loglog(r, fit, "--", color="#d62728", lw=1.2,
-                  label=f"Zipf fit, exponent {zipf['alpha']:.2f}")
+                  label=f"Zipf fit, exponent {zipf['alpha']:.2f} (ranks {lo}..{hi})")
     ax.set_xlabel("popularity rank of the row (1 = most accessed)")
     ax.set_ylabel("accesses to the row")
     ax.set_title(f"Rank-frequency: {_name(meta)}")

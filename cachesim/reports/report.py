@@ -395,6 +395,16 @@ def recommend(results: dict, target: float, budget_bytes: int | None) -> dict:
 
 
 # -- sections ------------------------------------------------------------------------------------
+def _ms(ms) -> str:
+    if ms is None:
+        return "-"
+    if ms >= 1:
+        return f"{ms:.2f} ms"
+    if ms >= 1e-3:
+        return f"{ms * 1e3:.1f} µs"
+    return f"{ms * 1e6:.0f} ns"
+
+
 def _pct(x) -> str:
     return "-" if x is None else f"{100 * float(x):.1f}%"
 
@@ -428,16 +438,23 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
                          _pct(c["hit_ratio"]), format_bytes(c["total_bytes"]),
                          format_bytes(c["device_bytes"]), f"{c['ratio_vs_fp32']:.2f}x",
                          "-" if c["h2d_bytes_per_step"] is None else format_bytes(c["h2d_bytes_per_step"]),
-                         "-" if c["transfer_ms_per_step"] is None else f"{c['transfer_ms_per_step']:.3f}",
+                         _ms(c["transfer_ms_per_step"]),
                          acc, f"sweep[{c['index']}]"])
         s.tables.append(Table(["", "policy", "size", "ways", "precision", "hit ratio",
-                               "memory", "device", "vs FP32", "H2D/step", "ms/step", "accuracy",
+                               "memory", "device", "vs FP32", "H2D/step", "link time/step", "accuracy",
                                "results.json"], rows))
-        s.bullets.append(f"Why: of {rec['candidates']} configurations swept, {rec['meeting_target']} "
-                         f"reach the target hit ratio; the recommended one needs the least memory "
-                         f"among them" + ("" if rec["budget_bytes"] is None else
-                                          f" within the device budget of {format_bytes(rec['budget_bytes'])}")
-                         + ".")
+        budget_txt = ("" if rec["budget_bytes"] is None else
+                      f" within the device budget of {format_bytes(rec['budget_bytes'])}")
+        if rec["meeting_target"]:
+            s.bullets.append(f"Why: of {rec['candidates']} configurations swept, "
+                             f"{rec['meeting_target']} reach the target hit ratio{budget_txt}; "
+                             "the recommended one needs the least memory among them.")
+        else:
+            s.bullets.append(f"Why: none of the {rec['candidates']} configurations swept reaches "
+                             f"the target{budget_txt}; the recommended one has the highest hit "
+                             "ratio, and the least memory among those that tie.")
+        s.bullets.append("Hit ratio here is FBGEMM's batch hit ratio: the share of each batch's "
+                         "unique rows found in the cache, which is what sets the bytes moved.")
         if runner:
             s.bullets.append(f"Runner-up: {_describe(runner)}, {format_bytes(runner['total_bytes'])} "
                              f"at hit ratio {_pct(runner['hit_ratio'])}.")
@@ -496,10 +513,10 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
     prec0 = _chosen_precision(results)
     rows = [[r["policy"], r["size"], r["precision"], _pct(r["hit_ratio"]),
              format_bytes(r["h2d_bytes_per_step"] or 0), format_bytes(r["d2h_bytes_per_step"] or 0),
-             f"{r['transfer_ms_per_step'] or 0:.3f}", f"{r['transfer_vs_no_cache'] or 0:.3f}"]
+             _ms(r["transfer_ms_per_step"]), f"{r['transfer_vs_no_cache'] or 0:.3f}"]
             for r in sw if r["precision"] == prec0]
     s.tables.append(Table(["policy", "size", "precision", "hit ratio", "H2D/step", "D2H/step",
-                           "ms/step", "vs no cache"], rows, f"At {prec0.upper()} storage"))
+                           "link time/step", "vs no cache"], rows, f"At {prec0.upper()} storage"))
     out.append(s)
 
     s = Section("memory", "4. Memory")

@@ -328,6 +328,7 @@ def write_plots(res: dict, folder, trace_name: str | None = None) -> list:
     name = trace_name or res["source"]
     shown, note = _shown_tables(res, MAX_TABLE_LINES)
     colors = table_colors(len(shown))
+    overall = "all tables" if res["n_tables"] > 1 else "all accesses"
     paths = []
 
     fig, ax = figure("Rank-frequency" + note, trace=name, xlabel="rank (1 = most accessed row)",
@@ -338,7 +339,7 @@ def write_plots(res: dict, folder, trace_name: str | None = None) -> list:
                 label=f"{t['table']} (alpha {t['zipf']['alpha']:.2f})")
     rf, z = res["rank_frequency"], res["zipf"]
     ax.plot(rf["rank"], rf["count"], color="black", lw=2.0,
-            label=f"all tables (alpha {z['alpha']:.2f}, R^2 {z['r2']:.2f})")
+            label=f"{overall} (alpha {z['alpha']:.2f}, R^2 {z['r2']:.2f})")
     r = np.array([z["rank_min"], z["rank_max"]], dtype=np.float64)
     ax.plot(r, z["count_at_rank1"] * r ** -z["alpha"], color="black", ls="--", lw=1.0,
             label=f"Zipf fit, ranks {z['rank_min']}..{z['rank_max']}")
@@ -356,7 +357,7 @@ def write_plots(res: dict, folder, trace_name: str | None = None) -> list:
         edges = np.array(h["bin_lo"] + [2 * h["bin_lo"][-1]] if h["bin_lo"] else [1, 2])
         for t, c in zip(shown, colors):
             _step(ax, edges, t[key]["counts"], color=c, lw=1.0, label=t["table"])
-        _step(ax, edges, h["counts"], color="black", lw=2.0, label="all tables")
+        _step(ax, edges, h["counts"], color="black", lw=2.0, label=overall)
         legend(ax, len(shown) + 1)
         paths.append(save(fig, folder / fname))
 

@@ -17,7 +17,7 @@ from ..errors import CachesimError, TraceFormatError
 from .criteo import DEFAULT_BATCH_SIZE
 from .formats import Format, register_format
 from .model import DEFAULT_DIM, Trace
-from .tabular import check_field_counts, string_ids
+from .tabular import check_field_counts, parse_failure, string_ids
 
 _FIX = "Avazu lines are id,click,hour,C1,...,C21 as the header says; fix or drop that line"
 
@@ -42,7 +42,10 @@ def read_avazu(path, batch_size: int | None = None, **_) -> Trace:
         raise TraceFormatError(path, "no categorical columns after `hour`", line=1, fix=_FIX)
     check_field_counts(path, buf, ",", len(header), first_line=2, start=header_end + 1,
                        what=" (as many as the header)", fix=_FIX)
-    df = pl.read_csv(path, infer_schema=False, quote_char=None)
+    try:
+        df = pl.read_csv(path, infer_schema=False, quote_char=None)
+    except pl.exceptions.PolarsError as err:
+        raise parse_failure(path, buf, err, _FIX) from None
     n = df.height
     click = df["click"].str.to_integer(strict=False)
     if click.null_count() or (n and (click.min() < 0 or click.max() > 1)):

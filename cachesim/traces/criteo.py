@@ -21,7 +21,7 @@ import polars as pl
 from ..errors import CachesimError, TraceFormatError
 from .formats import Format, register_format
 from .model import DEFAULT_DIM, Trace
-from .tabular import check_field_counts, first_appearance_ids, first_bad_row
+from .tabular import check_field_counts, first_appearance_ids, first_bad_row, parse_failure
 
 N_DENSE = 13
 N_SPARSE = 26
@@ -49,31 +49,33 @@ def read_criteo(path, batch_size: int | None = None, **_) -> Trace:
         return _empty(path)
     check_field_counts(path, buf, "\t", N_FIELDS, what=" (label, I1..I13, C1..C26)", fix=_FIX)
     names = ["label"] + DENSE_NAMES + TABLE_NAMES
-    df = pl.read_csv(path, separator="\t", has_header=False, new_columns=names,
-                     schema_overrides={c: pl.String for c in names}, quote_char=None,
-                     infer_schema=False)
+    try:
+        df = pl.read_csv(path, separator="\t", has_header=False, new_columns=names,
+                         schema_overrides={c: pl.String for c in names}, quote_char=None,
+                         infer_schema=False)
+    except pl.exceptions.PolarsError as err:
+        raise parse_failure(path, buf, err, _FIX) from None
     n = df.height
-    label = df["label"].str.to_integer(strict=False)
+    # parse every column in one polars query (columns in parallel); nulls stay where empty
+    parsed = df.select([pl.col("label").str.to_integer(strict=False)]
+                       + [pl.col(c).str.to_integer(strict=False) for c in DENSE_NAMES]
+                       + [pl.col(c).str.to_integer(base=16, strict=False) for c in TABLE_NAMES])
+    label = parsed["label"]
     if label.null_count() or (n and (label.min() < 0 or label.max() > 1)):
         bad = int((label.is_null() | ~label.is_in([0, 1])).arg_true()[0])
         _raise_bad(path, df["label"], bad, "a label 0 or 1")
-    dense = np.zeros((n, N_DENSE), dtype=np.float32)
-    for j, c in enumerate(DENSE_NAMES):
-        parsed = df[c].str.to_integer(strict=False)
-        bad = first_bad_row(df[c], parsed)
-        if bad >= 0:
-            _raise_bad(path, df[c], bad, "an integer count or an empty field")
-        dense[:, j] = parsed.fill_null(0).to_numpy()
+    lost = (parsed.null_count().row(0), df.null_count().row(0))
+    for j, c in enumerate(names[1:], 1):
+        if lost[0][j] != lost[1][j]:  # a value that did not parse
+            expected = ("an integer count or an empty field" if c in DENSE_NAMES else
+                        "a hexadecimal hash (8 hex digits) or an empty field")
+            _raise_bad(path, df[c], first_bad_row(df[c], parsed[c]), expected)
+    dense = parsed.select(DENSE_NAMES).fill_null(0).to_numpy().astype(np.float32)
+    values = parsed.select(TABLE_NAMES).fill_null(-1).to_numpy(order="fortran")
     rows = np.empty((n, N_SPARSE), dtype=np.int64)
     table_rows = np.empty(N_SPARSE, dtype=np.int64)
-    for t, c in enumerate(TABLE_NAMES):
-        parsed = df[c].str.to_integer(base=16, strict=False)
-        bad = first_bad_row(df[c], parsed)
-        if bad >= 0:
-            _raise_bad(path, df[c], bad, "a hexadecimal hash (8 hex digits) or an empty field")
-        values = parsed.fill_null(-1).to_numpy()
-        ids, n_distinct = first_appearance_ids(values, values >= 0)
-        rows[:, t] = ids
+    for t in range(N_SPARSE):
+        rows[:, t], n_distinct = first_appearance_ids(values[:, t], values[:, t] >= 0)
         table_rows[t] = n_distinct + 1
     sample = np.repeat(np.arange(n, dtype=np.int64), N_SPARSE)
     return Trace(table=np.tile(np.arange(N_SPARSE, dtype=np.int32), n), row=rows.ravel(),

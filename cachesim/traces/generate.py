@@ -709,14 +709,11 @@ def generate_like(profile: Profile, n_accesses: int, seed: int = 0) -> Trace:
 
 # -- showing the match ----------------------------------------------------------------------------
 def lru_miss_ratio_curve(trace, sizes) -> np.ndarray:
-    """Exact LRU miss ratio of `trace` (one cache over all tables) at each size in rows, from
-    `mrc.stack_distances` (an access hits at C rows iff its distance is < C)."""
-    from .mrc import stack_distances
-    sizes = np.asarray(sizes, dtype=np.int64)
-    d = stack_distances(trace.dense_ids, trace.n_distinct)
-    h = np.bincount(d[d >= 0], minlength=int(sizes.max()) + 1 if sizes.size else 1)
-    hits = np.concatenate([[0], np.cumsum(h)])
-    return 1.0 - hits[np.minimum(sizes, h.shape[0])] / max(1, len(trace))
+    """Exact LRU miss ratio of `trace` (one cache over all tables) at each size in rows
+    (`mrc.lru_curve`; sizes past the distinct rows get the compulsory miss ratio)."""
+    from .mrc import lru_curve
+    curve = lru_curve(trace)
+    return curve[np.minimum(np.asarray(sizes, dtype=np.int64), curve.shape[0] - 1)]
 
 
 def curve_sizes(n_distinct: int, points: int = 60) -> np.ndarray:

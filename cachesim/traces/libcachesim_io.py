@@ -20,9 +20,9 @@ def _split_records(rec, obj_id, ts, size):
     """Copy the id, timestamp and size of each oracleGeneral record into its column."""
     for i in range(rec.shape[0]):
         r = rec[i]
-        obj_id[i] = r.id
-        ts[i] = r.t
-        size[i] = r.size
+        obj_id[i] = r["id"]
+        ts[i] = r["t"]
+        size[i] = r["size"]
 
 
 def read_oracle_general(path, **_):

@@ -83,8 +83,8 @@ def _compact(bits, tree, slot_owner, last, t):
 
 
 def _slots_for(n_keys: int, n_accesses: int) -> int:
-    """Slots for a tree over `n_keys` live keys: twice that (so compaction is amortised O(1)),
-    at most the number of accesses + 1, in whole 64-slot words."""
+    """Slots for a tree over `n_keys` live keys: twice that (so compaction, O(slots), runs at
+    most once per n_keys accesses), at most the number of accesses + 1, in whole 64-slot words."""
     cap = min(2 * int(n_keys) + 64, int(n_accesses) + 1)
     return max(64, (cap + 63) // 64 * 64)
 
@@ -92,17 +92,23 @@ def _slots_for(n_keys: int, n_accesses: int) -> int:
 # -- exact stack distances (rows) ----------------------------------------------------------------
 
 
+def _new_state(n_ids: int, cap: int) -> tuple:
+    """State of a stack-distance pass: (bits, tree, slot_owner, last, meta = [t, dead])."""
+    return (np.zeros(cap // 64, dtype=np.uint64), np.zeros(cap // 64 + 1, dtype=np.int32),
+            np.empty(cap, dtype=np.int32), np.full(n_ids, -1, dtype=np.int32),
+            np.zeros(2, dtype=np.int64))
+
+
 @numba.njit(cache=True)
-def _stack_distances(ids, n_ids, cap, out, hist):
-    """Stack distance of every access into `out` (when it is not empty), else counts per distance
-    into `hist` (first accesses not counted)."""
-    write = out.shape[0] > 0
-    bits = np.zeros(cap // 64, dtype=np.uint64)
-    tree = np.zeros(cap // 64 + 1, dtype=np.int32)
-    slot_owner = np.empty(cap, dtype=np.int32)
-    last = np.full(n_ids, -1, dtype=np.int32)
-    t = 0
-    dead = 0
+def _stack_distances(ids, state, out, reuses_only):
+    """Distances of the accesses in `ids` (one chunk; `state` carries over between chunks) into
+    `out`: one per access (-1 for a first access), or with `reuses_only` only the reuse
+    distances, packed. Returns the number written."""
+    bits, tree, slot_owner, last, meta = state
+    cap = slot_owner.shape[0]
+    t = meta[0]
+    dead = meta[1]
+    n = 0
     for i in range(ids.shape[0]):
         k = ids[i]
         if t == cap:
@@ -110,18 +116,22 @@ def _stack_distances(ids, n_ids, cap, out, hist):
             dead = 0
         p = last[k]
         if p >= 0:
-            d = t - p - 1 - (dead - _dead_upto(bits, tree, p))
-            if write:
-                out[i] = d
-            else:
-                hist[d] += 1
+            out[n] = t - p - 1 - (dead - _dead_upto(bits, tree, p))
+            n += 1
             _kill(bits, tree, p)
             dead += 1
-        elif write:
-            out[i] = -1
+        elif not reuses_only:
+            out[n] = -1
+            n += 1
         last[k] = t
         slot_owner[t] = k
         t += 1
+    meta[0] = t
+    meta[1] = dead
+    return n
+
+
+_CHUNK = 1 << 22
 
 
 def stack_distances(dense_ids: np.ndarray, n_distinct: int) -> np.ndarray:
@@ -136,7 +146,8 @@ def stack_distances(dense_ids: np.ndarray, n_distinct: int) -> np.ndarray:
     out = np.empty(ids.shape[0], dtype=np.int64)
     if ids.shape[0] == 0:
         return out
-    _stack_distances(ids, n_distinct, _slots_for(n_distinct, ids.shape[0]), out, out[:0])
+    _stack_distances(ids, _new_state(n_distinct, _slots_for(n_distinct, ids.shape[0])), out,
+                     False)
     return out
 
 
@@ -262,7 +273,7 @@ def byte_distances(trace, limit: int | None = None) -> np.ndarray:
 _TWO64 = 18446744073709551616.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _map_find(slot_key, slot_id, key, h):
     mask = slot_key.shape[0] - 1
     i = np.int64(h & np.uint64(mask))
@@ -329,65 +340,56 @@ def _heap_pop(heap, n, id_hash):
     return top, n
 
 
+# meta slots of the SHARDS state (int64), and fmeta (float64)
+_T, _DEAD, _NEXT_ID, _LIVE, _NFREE, _NHEAP, _PEAK, _SAMPLED, _NEED = range(9)
+_TOTAL, _WIDTH = 0, 1
+_NEED_IDS, _NEED_SLOTS, _NEED_HIST = 1, 2, 3
+
+
 @numba.njit(cache=True)
-def _shards(keys, tmax, s_max, n_buckets, stats):
-    """SHARDS over int64 keys. Fixed rate when s_max == 0: returns counts per sampled distance d
-    (scaled distance d / R). Fixed size otherwise: returns weights per bucket of scaled distance,
-    bucket width in stats[3]. stats = [sampled refs, total weight, final R, width, peak ids,
-    bytes of the kernel's state at the end (its arrays only grow)]."""
+def _shards_run(keys, start, s_max, n_buckets, slots, id_hash, id_key, last, heap, free, bits,
+                tree, slot_owner, hist, meta, fmeta, tmax_arr):
+    """Process keys[start:] with the state in the arrays; return the index reached. It stops
+    early, before changing anything for that access, when an array must grow (the reason in
+    meta[_NEED]): the wrapper grows it and calls again from there."""
     fixed_size = s_max > 0
-    n_ids = 1024 if not fixed_size else s_max + 1
-    table = 1
-    while table < 2 * n_ids:
-        table *= 2
-    slot_key = np.zeros(table, dtype=np.int64)
-    slot_id = np.full(table, -1, dtype=np.int32)
-    id_hash = np.zeros(n_ids, dtype=np.uint64)
-    id_key = np.zeros(n_ids, dtype=np.int64)
-    last = np.full(n_ids, -1, dtype=np.int64)
-    heap = np.zeros(n_ids if fixed_size else 1, dtype=np.int32)
-    free = np.zeros(n_ids if fixed_size else 1, dtype=np.int32)
-    n_free = 0
-    n_heap = 0
-    next_id = 0
-    live_keys = 0
-    cap = (2 * n_ids + 64 + 63) // 64 * 64
-    bits = np.zeros(cap // 64, dtype=np.uint64)
-    tree = np.zeros(cap // 64 + 1, dtype=np.int32)
-    slot_owner = np.empty(cap, dtype=np.int32)
-    t = 0
-    dead = 0
-    hist = np.zeros(n_buckets if fixed_size else 1024, dtype=np.float64)
-    width = 1.0
+    slot_key = slots[:, 0]
+    slot_id = slots[:, 1]
+    cap = slot_owner.shape[0]
+    n_ids = last.shape[0]
+    tmax = tmax_arr[0]
     rate = (np.float64(tmax) + 1.0) / _TWO64
     inv_rate = 1.0 / rate
-    sampled = 0
-    total = 0.0
-    peak = 0
-    for i in range(keys.shape[0]):
+    t, dead = meta[_T], meta[_DEAD]
+    next_id, live_keys, n_free, n_heap = meta[_NEXT_ID], meta[_LIVE], meta[_NFREE], meta[_NHEAP]
+    peak, sampled = meta[_PEAK], meta[_SAMPLED]
+    total, width = fmeta[_TOTAL], fmeta[_WIDTH]
+    meta[_NEED] = 0
+    i = start
+    n = keys.shape[0]
+    while i < n:
         key = keys[i]
         h = fmix64(np.uint64(key))
         if h > tmax:
+            i += 1
             continue
-        sampled += 1
-        pos = _map_find(slot_key, slot_id, key, h)
-        v = slot_id[pos]
         if t == cap:
             t = _compact(bits, tree, slot_owner, last, t)
             dead = 0
-            if 2 * t + 64 > cap:  # grow the time slots (fixed rate: more sampled keys)
-                cap = 4 * t + 64
-                cap = (cap + 63) // 64 * 64
-                bits = np.zeros(cap // 64, dtype=np.uint64)
-                tree = np.zeros(cap // 64 + 1, dtype=np.int32)
-                grown = np.empty(cap, dtype=np.int32)
-                grown[:t] = slot_owner[:t]
-                slot_owner = grown
-        weight = inv_rate if fixed_size else 1.0
-        total += weight
+            if 2 * t + 64 > cap:
+                meta[_NEED] = _NEED_SLOTS
+                break
+        pos = _map_find(slot_key, slot_id, key, h)
+        v = slot_id[pos]
         if v >= 0:
             p = last[v]
             d = t - p - 1 - (dead - _dead_upto(bits, tree, p))
+            if not fixed_size and d >= hist.shape[0]:
+                meta[_NEED] = _NEED_HIST
+                break
+            weight = inv_rate if fixed_size else 1.0
+            total += weight
+            sampled += 1
             _kill(bits, tree, p)
             dead += 1
             if fixed_size:
@@ -400,37 +402,17 @@ def _shards(keys, tmax, s_max, n_buckets, stats):
                     b = np.int64(d * inv_rate / width)
                 hist[b] += weight
             else:
-                if d >= hist.shape[0]:
-                    grown_h = np.zeros(max(2 * hist.shape[0], d + 1), dtype=np.float64)
-                    grown_h[:hist.shape[0]] = hist
-                    hist = grown_h
                 hist[d] += 1.0
         else:
+            if n_free == 0 and next_id == n_ids:
+                meta[_NEED] = _NEED_IDS
+                break
+            total += inv_rate if fixed_size else 1.0
+            sampled += 1
             if n_free > 0:
                 n_free -= 1
                 v = free[n_free]
             else:
-                if next_id == n_ids:  # fixed rate only: grow the per-key arrays and the map
-                    n_ids *= 2
-                    g_hash = np.zeros(n_ids, dtype=np.uint64)
-                    g_hash[:next_id] = id_hash[:next_id]
-                    id_hash = g_hash
-                    g_key = np.zeros(n_ids, dtype=np.int64)
-                    g_key[:next_id] = id_key[:next_id]
-                    id_key = g_key
-                    g_last = np.full(n_ids, -1, dtype=np.int64)
-                    g_last[:next_id] = last[:next_id]
-                    last = g_last
-                    table *= 2
-                    old_key, old_id = slot_key, slot_id
-                    slot_key = np.zeros(table, dtype=np.int64)
-                    slot_id = np.full(table, -1, dtype=np.int32)
-                    for j in range(old_id.shape[0]):
-                        if old_id[j] >= 0:
-                            q = _map_find(slot_key, slot_id, old_key[j], id_hash[old_id[j]])
-                            slot_key[q] = old_key[j]
-                            slot_id[q] = old_id[j]
-                    pos = _map_find(slot_key, slot_id, key, h)
                 v = next_id
                 next_id += 1
             slot_key[pos] = key
@@ -457,21 +439,94 @@ def _shards(keys, tmax, s_max, n_buckets, stats):
                     n_free += 1
                     live_keys -= 1
                     if e == v:
+                        i += 1
                         continue
         if live_keys > peak:
             peak = live_keys
         last[v] = t
         slot_owner[t] = v
         t += 1
-    stats[0] = sampled
-    stats[1] = total
-    stats[2] = rate
-    stats[3] = width
-    stats[4] = peak
-    stats[5] = (slot_key.nbytes + slot_id.nbytes + id_hash.nbytes + id_key.nbytes + last.nbytes
-                + heap.nbytes + free.nbytes + bits.nbytes + tree.nbytes + slot_owner.nbytes
-                + hist.nbytes)
-    return hist
+        i += 1
+    meta[_T], meta[_DEAD] = t, dead
+    meta[_NEXT_ID], meta[_LIVE], meta[_NFREE], meta[_NHEAP] = next_id, live_keys, n_free, n_heap
+    meta[_PEAK], meta[_SAMPLED] = peak, sampled
+    fmeta[_TOTAL], fmeta[_WIDTH] = total, width
+    tmax_arr[0] = tmax
+    return i
+
+
+def _pow2_at_least(x: int) -> int:
+    return 1 << max(0, int(x - 1).bit_length())
+
+
+def _shards(keys, tmax, s_max, n_buckets, stats):
+    """SHARDS over int64 keys. Fixed rate when s_max == 0: returns counts per sampled distance d
+    (scaled distance d / R). Fixed size otherwise: returns weights per bucket of scaled distance,
+    bucket width in stats[3]. stats = [sampled refs, total weight, final R, width, peak ids,
+    bytes of the state at the end (its arrays only grow)]. Memory follows the sampled keys."""
+    fixed_size = s_max > 0
+    n_ids = s_max + 1 if fixed_size else 1024
+    cap = (2 * n_ids + 64 + 63) // 64 * 64
+    st = {"slots": np.full((_pow2_at_least(2 * n_ids), 2), -1, dtype=np.int64),
+          "id_hash": np.zeros(n_ids, dtype=np.uint64), "id_key": np.zeros(n_ids, dtype=np.int64),
+          "last": np.full(n_ids, -1, dtype=np.int64),
+          "heap": np.zeros(n_ids if fixed_size else 1, dtype=np.int32),
+          "free": np.zeros(n_ids if fixed_size else 1, dtype=np.int32),
+          "bits": np.zeros(cap // 64, dtype=np.uint64),
+          "tree": np.zeros(cap // 64 + 1, dtype=np.int32),
+          "slot_owner": np.empty(cap, dtype=np.int32),
+          "hist": np.zeros(n_buckets if fixed_size else 1024, dtype=np.float64),
+          "meta": np.zeros(9, dtype=np.int64), "fmeta": np.array([0.0, 1.0]),
+          "tmax": np.array([tmax], dtype=np.uint64)}
+    order = ("slots", "id_hash", "id_key", "last", "heap", "free", "bits", "tree", "slot_owner",
+             "hist", "meta", "fmeta", "tmax")
+    i = 0
+    while True:
+        i = _shards_run(keys, i, s_max, n_buckets, *(st[k] for k in order))
+        need = int(st["meta"][_NEED])
+        if need == 0:
+            break
+        if need == _NEED_IDS:  # fixed rate: more sampled keys than ids
+            old = len(st["last"])
+            for name, fill in (("id_hash", 0), ("id_key", 0), ("last", -1)):
+                grown = np.full(2 * old, fill, dtype=st[name].dtype)
+                grown[:old] = st[name]
+                st[name] = grown
+            slots = np.full((_pow2_at_least(4 * old), 2), -1, dtype=np.int64)
+            _map_rehash(st["slots"], slots, st["id_hash"])
+            st["slots"] = slots
+        elif need == _NEED_SLOTS:  # more live keys than half the time slots: compacted, grow
+            t = int(st["meta"][_T])
+            cap = (4 * t + 64 + 63) // 64 * 64
+            owner = np.empty(cap, dtype=np.int32)
+            owner[:t] = st["slot_owner"][:t]
+            st["slot_owner"] = owner
+            st["bits"] = np.zeros(cap // 64, dtype=np.uint64)
+            st["tree"] = np.zeros(cap // 64 + 1, dtype=np.int32)
+        else:  # a distance beyond the histogram
+            grown = np.zeros(2 * len(st["hist"]), dtype=np.float64)
+            grown[:len(st["hist"])] = st["hist"]
+            st["hist"] = grown
+    meta, fmeta = st["meta"], st["fmeta"]
+    stats[0] = meta[_SAMPLED]
+    stats[1] = fmeta[_TOTAL]
+    stats[2] = (float(st["tmax"][0]) + 1.0) / _TWO64
+    stats[3] = fmeta[_WIDTH]
+    stats[4] = meta[_PEAK]
+    stats[5] = sum(a.nbytes for a in st.values())
+    return st["hist"]
+
+
+@numba.njit(cache=True)
+def _map_rehash(old, new, id_hash):
+    new_key = new[:, 0]
+    new_id = new[:, 1]
+    for j in range(old.shape[0]):
+        v = old[j, 1]
+        if v >= 0:
+            q = _map_find(new_key, new_id, old[j, 0], id_hash[v])
+            new_key[q] = old[j, 0]
+            new_id[q] = v
 
 
 @numba.njit(cache=True)
@@ -505,10 +560,12 @@ def lru_hits(dense_ids: np.ndarray, n_distinct: int) -> np.ndarray:
     the accesses with 0 <= stack distance < C."""
     n_distinct = int(n_distinct)
     ids = _checked_ids(dense_ids, n_distinct)
-    counts = np.zeros(max(1, n_distinct), dtype=np.int64)
-    _stack_distances(ids, n_distinct, _slots_for(n_distinct, ids.shape[0]),
-                     np.zeros(0, dtype=np.int64), counts)
-    counts = counts[:n_distinct]
+    counts = np.zeros(n_distinct, dtype=np.int64)
+    state = _new_state(n_distinct, _slots_for(n_distinct, ids.shape[0]))
+    buf = np.empty(min(_CHUNK, ids.shape[0]), dtype=np.int32)
+    for start in range(0, ids.shape[0], _CHUNK):  # packed distances, then one bincount a chunk
+        n = _stack_distances(ids[start:start + _CHUNK], state, buf, True)
+        counts += np.bincount(buf[:n], minlength=n_distinct)
     hits = np.zeros(n_distinct + 1, dtype=np.int64)
     np.cumsum(counts, out=hits[1:])
     return hits
@@ -629,8 +686,13 @@ def shards_curve(keys: np.ndarray, sizes=None, rate: float = 0.01, s_max: int | 
         top = int(np.ceil(info["estimated_keys"]))
         sizes = np.unique(np.concatenate([[0, top], np.floor(values).astype(np.int64) + 1]))
     sizes = np.asarray(sizes, dtype=np.int64)
-    cum = np.concatenate([[0.0], np.cumsum(weights)])
-    hits = cum[np.searchsorted(values, sizes, side="left")]
+    if sizes.shape[0] > values.shape[0] and np.all(sizes[1:] >= sizes[:-1]):
+        # many sorted sizes: count each value at the first size above it, then accumulate
+        first = np.searchsorted(sizes, values, side="right")
+        hits = np.cumsum(np.bincount(first, weights, minlength=sizes.shape[0] + 1))[:-1]
+    else:
+        cum = np.concatenate([[0.0], np.cumsum(weights)])
+        hits = cum[np.searchsorted(values, sizes, side="left")]
     miss = np.clip(1.0 - hits / total, 0.0, 1.0) if total > 0 else np.ones(sizes.shape[0])
     return sizes, miss, info
 
@@ -646,9 +708,15 @@ def sample_trace(trace, rate: float):
                  source=f"{trace.source} (sample {rate:g})")
 
 
-def mini_curve(trace, policy: str, sizes, rate: float = 0.01, bytes: bool = False) -> np.ndarray:
+def mini_curve(trace, policy: str, sizes, rate: float = 0.01, bytes: bool = False,
+               adj: bool = True) -> np.ndarray:
     """Miniature simulation (Waldspurger et al., ATC'17): replay the hashed sample at rate R with
-    each cache size scaled by R (at least 1 row or 1 byte); miss ratio per size (1 at size 0)."""
+    each cache size scaled by R (at least 1 row or 1 byte); miss ratio per size (1 at size 0).
+
+    `adj` (ours, after SHARDS_adj): divide the sample's misses by the expected sampled accesses,
+    N x R, instead of the actual ones, i.e. count the sample's surplus or shortfall of accesses
+    (hot keys caught or missed by the hash) as hits. On skewed traces this cuts the error several
+    fold (bench/RESULTS.md); `adj=False` is the paper's estimator."""
     from ..engine import replay
     sub = sample_trace(trace, rate)
     sizes = np.asarray(sizes, dtype=np.int64)
@@ -659,7 +727,8 @@ def mini_curve(trace, policy: str, sizes, rate: float = 0.01, bytes: bool = Fals
         if c <= 0:
             continue
         scaled = max(1, int(round(c * rate)))
-        out[i] = replay(sub, policy, f"{scaled}B" if bytes else scaled).miss_ratio
+        res = replay(sub, policy, f"{scaled}B" if bytes else scaled)
+        out[i] = min(1.0, res.misses / (len(trace) * rate)) if adj else res.miss_ratio
     return out
 
 
@@ -725,7 +794,7 @@ def _table_traces(trace):
                           source=f"{trace.source}:{name}")
 
 
-def _one_curve(trace, policy, sizes, method, rate, bytes, s_max):
+def _one_curve(trace, policy, sizes, method, rate, bytes, s_max, adj):
     from ..policies import get_policy
     pol = get_policy(policy).name
     if method not in METHODS:
@@ -748,15 +817,16 @@ def _one_curve(trace, policy, sizes, method, rate, bytes, s_max):
     if method == "shards":
         if bytes:
             raise CachesimError("SHARDS here counts rows; use method 'exact' or 'mini' with bytes")
-        s, m, _ = shards_curve(trace.keys, sz, rate, s_max)
+        s, m, _ = shards_curve(trace.keys, sz, rate, s_max, adj)
         return s, m
     if sz is None:
         sz = _default_grid(total_bytes if bytes else trace.n_distinct)
-    return sz, mini_curve(trace, pol, sz, rate, bytes)
+    return sz, mini_curve(trace, pol, sz, rate, bytes, adj)
 
 
 def mrc(trace, policy: str = "lru", sizes=None, method: str = "exact", rate: float = 0.01,
-        bytes: bool = False, per_table: bool = False, s_max: int | None = None):
+        bytes: bool = False, per_table: bool = False, s_max: int | None = None,
+        adj: bool = True):
     """Miss-ratio curve as a polars DataFrame with columns size, miss_ratio, hit_ratio (and
     table first when `per_table`: each table's own cache).
 
@@ -764,14 +834,15 @@ def mrc(trace, policy: str = "lru", sizes=None, method: str = "exact", rate: flo
     with `bytes=True`); 'shards': LRU estimate from a hashed sample at `rate` (fixed size with
     `s_max` keys); 'mini': miniature simulation of any policy at `rate`, one replay per size.
     `sizes`: ints, '5%' or '128MiB' strings, or one comma-separated string; default: all sizes
-    (exact, shards) or 61 sizes from 0 to the distinct keys (mini).
+    (exact), the sizes where the estimate changes (shards), or 61 sizes from 0 to the distinct
+    keys (mini). `adj`: SHARDS_adj for shards, and its analogue for mini (see `mini_curve`).
     """
     import polars as pl
     trace.require_nonempty()
     parts = []
     sources = _table_traces(trace) if per_table else [(None, trace)]
     for name, tr in sources:
-        s, m = _one_curve(tr, policy, sizes, method, rate, bytes, s_max)
+        s, m = _one_curve(tr, policy, sizes, method, rate, bytes, s_max, adj)
         df = pl.DataFrame({"size": np.asarray(s, dtype=np.int64),
                            "miss_ratio": np.asarray(m, dtype=np.float64)})
         df = df.with_columns(hit_ratio=1.0 - pl.col("miss_ratio"))
@@ -890,13 +961,18 @@ def plot_mrc(df, path, title: str, unit: str = "rows") -> None:
                 break
     pos = df.filter(pl.col("size") > 0)["size"]
     log_x = pos.len() > 1 and float(pos.max()) / float(pos.min()) > 100
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
-    for name, g in groups:
+    n = len(groups)
+    outside = n > 6  # many tables: the legend goes right of the axes
+    fig, ax = plt.subplots(figsize=(9.5 if outside else 7.5, 4.8), dpi=110)
+    colors = plt.get_cmap("tab10" if n <= 10 else "tab20").colors
+    styles = ("-", "--", ":", "-.")
+    for j, (name, g) in enumerate(groups):
         g = g.sort("size")
         if log_x:
             g = g.filter(pl.col("size") > 0)
         x = g["size"].to_numpy() / scale
         ax.plot(x, g["miss_ratio"].to_numpy(), drawstyle="steps-post", lw=1.4,
+                color=colors[j % len(colors)], linestyle=styles[(j // len(colors)) % 4],
                 label=name if name is not None else "all accesses")
     if log_x:
         ax.set_xscale("log")
@@ -905,9 +981,11 @@ def plot_mrc(df, path, title: str, unit: str = "rows") -> None:
     ax.set_ylim(0, 1.02)
     ax.grid(True, which="major", alpha=0.3)
     ax.set_title(title, fontsize=10)
-    n = len(groups)
-    ax.legend(fontsize=7 if n > 8 else 9, ncol=1 if n <= 8 else 2 if n <= 20 else 3,
-              loc="upper right", frameon=True)
+    if outside:
+        ax.legend(fontsize=7, ncol=1 if n <= 20 else 2, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), frameon=False, title="table", title_fontsize=8)
+    else:
+        ax.legend(fontsize=9, loc="upper right", frameon=True)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -92,6 +92,18 @@ def check_field_counts(path, buf: np.ndarray, sep: str, expected: int, *, first_
                                f"found {found}", line=first_line + line, fix=fix)
 
 
+def parse_failure(path, buf: np.ndarray, err: Exception, fix: str) -> TraceFormatError:
+    """The error to raise when polars cannot parse a text file: names the line of the first
+    byte that is not UTF-8, else passes on polars' first line."""
+    try:
+        buf.tobytes().decode("utf-8")
+    except UnicodeDecodeError as bad:
+        line = int(np.count_nonzero(buf[:bad.start] == 10)) + 1
+        return TraceFormatError(path, f"byte {bad.object[bad.start:bad.start + 1]!r} is not "
+                                "UTF-8 text", line=line, offset=bad.start, fix=fix)
+    return TraceFormatError(path, f"cannot parse it ({_first_line(err)})", fix=fix)
+
+
 def first_bad_row(original: pl.Series, parsed: pl.Series) -> int:
     """Index of the first value present in `original` but null after parsing; -1 if none."""
     if parsed.null_count() == original.null_count():
@@ -344,8 +356,7 @@ def read_csv(path, **_) -> Trace:
         expected = header.count(b",") + 1
         check_field_counts(path, buf, ",", expected, first_line=2, start=len(header) + 1,
                            what=" (as many as the header)", fix="fix or drop that line")
-        raise TraceFormatError(path, f"cannot parse it as CSV ({_first_line(err)})",
-                               fix="pass --format for another format") from None
+        raise parse_failure(path, buf, err, "pass --format for another format") from None
     return _frame_to_trace(df, path, None, header_lines=1)
 
 

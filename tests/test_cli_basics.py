@@ -1,0 +1,88 @@
+"""`cachesim replay` prints what `cachesim.replay` computes; exact table output; --version."""
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import cachesim
+from cachesim.cli import cli
+
+CRITEO = Path(cachesim.__file__).resolve().parent / "data" / "criteo_kaggle_head10k.parquet"
+
+
+def invoke(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], prog_name="cachesim")
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def without_timing(record: dict) -> dict:
+    """The record as JSON gives it back, less the wall-clock seconds."""
+    rec = json.loads(json.dumps(record))
+    rec.pop("seconds")
+    return rec
+
+
+def test_replay_json_equals_api_access_mode(shared_data):
+    path = shared_data / "cloudphysics" / "cloudPhysicsIO.txt"
+    result = invoke("replay", path, "--policy", "lru,fifo", "--size", "1000,5%", "--json", "-q")
+    assert result.stderr == ""
+    printed = [without_timing(r) for r in json.loads(result.stdout)]
+    trace = cachesim.read_trace(path)
+    expected = [without_timing(cachesim.replay(trace, p, s).to_record())
+                for p in ("lru", "fifo") for s in ("1000", "5%")]
+    assert printed == expected
+    # the configurations are the ones asked for, in order, and the counts are not trivial
+    assert [(r["policy"], r["size"]) for r in printed] == [
+        ("lru", "1000"), ("lru", "5%"), ("fifo", "1000"), ("fifo", "5%")]
+    assert all(r["requests"] == 113_872 and 0 < r["hits"] < r["requests"] for r in printed)
+    assert all(r["hits"] + r["misses"] == r["requests"] for r in printed)
+    assert printed[0]["hits"] != printed[2]["hits"]  # lru and fifo differ
+
+
+def test_replay_json_equals_api_batch_mode():
+    result = invoke("replay", CRITEO, "-p", "lru", "-s", "5%", "-w", "32", "--mode", "batch",
+                    "--json", "-q")
+    (printed,) = json.loads(result.stdout)
+    trace = cachesim.read_trace(CRITEO)
+    res = cachesim.replay(trace, "lru", "5%", ways=32, mode="batch")
+    assert without_timing(printed) == without_timing(res.to_record(per_table=True))
+    assert printed["mode"] == "batch" and printed["ways"] == 32
+    assert printed["requested_indices"] == len(trace) == 260_000
+    assert 0 < printed["unique_misses"] < printed["unique_indices"]
+    assert sum(printed["per_table"]["unique_misses"]) == printed["unique_misses"]
+
+
+def test_replay_table_output_exact(tmp_path):
+    path = tmp_path / "keys.txt"
+    path.write_text("1\n2\n1\n3\n2\n1\n")
+    result = invoke("replay", path, "--policy", "lru,fifo,opt", "--size", "2", "-q")
+    # lru: 1m 2m 1h 3m(evicts 2) 2m(evicts 1) 1m; fifo: 3 evicts 1, then 2 hits, 1 misses;
+    # opt: 3 evicts 1 (next used last), 2 hits, 1 misses. Rows of dim 16 in fp32: 64 B a miss.
+    assert result.stdout == (
+        "policy  size  capacity  ways  requests  hits  misses  hit_ratio  miss_bytes\n"
+        "   lru     2         2     -         6     1       5     0.1667         320\n"
+        "  fifo     2         2     -         6     2       4     0.3333         256\n"
+        "   opt     2         2     -         6     2       4     0.3333         256\n")
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["replay", "missing.txt", "-s", "2"], "missing.txt: no such file or folder"),
+    (["replay", "{keys}", "-s", "2", "-p", "nosuch"], "unknown policy 'nosuch'"),
+])
+def test_replay_user_error_is_one_line_exit_2(tmp_path, args, message):
+    keys = tmp_path / "keys.txt"
+    keys.write_text("1\n2\n")
+    args = [a.format(keys=keys) for a in args]
+    result = CliRunner().invoke(cli, args, prog_name="cachesim")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("cachesim: error: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.stdout == f"cachesim, version {cachesim.__version__}\n"

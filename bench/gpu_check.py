@@ -118,16 +118,16 @@ def main(argv=None):
         print("dry run: NumPy on both sides (no GPU); the real check runs without --dry-run")
     else:
         try:
-            backend = get_xp("gpu")
-        except CachesimError as err:
-            print(f"gpu_check: {err}. Nothing was checked; run it on a GPU machine, or pass "
-                  "--dry-run to exercise the NumPy path.", file=sys.stderr)
+            get_xp("gpu")
+        except CachesimError:
+            print("gpu_check: needs CuPy and a CUDA GPU, and none was found, so nothing was "
+                  "checked; run it on a GPU machine with cachesim[gpu] (cupy-cuda12x) installed, "
+                  "or pass --dry-run to run the same code on NumPy here.", file=sys.stderr)
             return 2
         import cupy
         props = cupy.cuda.runtime.getDeviceProperties(0)
         print(f"GPU: {props['name'].decode()}, CuPy {cupy.__version__}, "
               f"{props['totalGlobalMem'] / 2**30:.0f} GiB")
-        del backend
         dev_a, model = "gpu", "kaggle"
         check_n = args.check_samples or 20000
         speed_n = args.speed_samples or 500_000

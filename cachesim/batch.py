@@ -30,6 +30,9 @@ from dataclasses import asdict, dataclass, field
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 from .errors import CachesimError
 from .hashing import fmix64
@@ -59,6 +62,28 @@ _POS_MASK = np.int64(0xFFFFFFFF)
 _NONE = np.int64(np.iinfo(np.int64).max)
 _SMALL = 32          # up to this many misses in a set, insertion sort instead of argsort
 _SMALL_SET = 64      # up to this many ways, pick each line by a min scan instead of a sort
+_AHEAD = 32          # prefetch the row of the key this many accesses ahead
+
+
+if numba.config.DISABLE_JIT:
+    def _prefetch(arr, flat_index):
+        """No-op without the JIT."""
+else:
+    @intrinsic
+    def _prefetch(typingctx, arr, flat_index):
+        """Hint the CPU to fetch element `flat_index` of the C-contiguous `arr` into its caches
+        (LLVM's llvm.prefetch: read, high locality). A batch's keys are known in advance, so the
+        kernel asks for rows a few accesses ahead instead of waiting on each cold one."""
+        def codegen(context, builder, signature, args):
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                "llvm.prefetch")
+            ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
+            builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+        return types.void(arr, flat_index), codegen
 
 
 @numba.njit(cache=True)
@@ -91,7 +116,7 @@ def _order_misses(mid, mkey, mcnt, n, lfu):
         mid[i], mkey[i], mcnt[i] = ids[order[i]], keys[order[i]], cnts[order[i]]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")  # called per miss: no call overhead
 def _candidate_lines(line_stamp, line_used, line_count, l0, nw, b, way_bits, lfu, ckey, ccnt):
     """Sort keys of the set's lines l0..l0+nw-1, by way: ckey = (stamp << way_bits) | way (an
     empty line has stamp 0, so it comes first); LFU also ccnt = the line key's count (-1 for an
@@ -100,12 +125,12 @@ def _candidate_lines(line_stamp, line_used, line_count, l0, nw, b, way_bits, lfu
     for w in range(nw):
         ln = l0 + w
         used = line_used[ln] == b
-        ckey[w] = _NONE if used else (line_stamp[ln] << way_bits) | w
+        ckey[w] = _NONE if used else (np.int64(line_stamp[ln]) << way_bits) | w
         if lfu:
             ccnt[w] = _NONE if used else line_count[ln]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")  # called per miss: no call overhead
 def _next_line(ckey, ccnt, n, lfu, way_mask):
     """Way of the next line to take (smallest (ccnt, ckey) under LFU, smallest ckey under LRU),
     or -1 when no line is left."""
@@ -160,6 +185,8 @@ def _batch_step(ids, lo, hi, b, lfu, way_bits, state, scratch, counters):
     nu = 0
     nt = 0
     for i in range(lo, hi):
+        if i + _AHEAD < hi:
+            _prefetch(keyrec, ids[i + _AHEAD] * 4)
         k = ids[i]
         m = keyrec[k, KR_MARK]
         st = keyrec[k, KR_SET]
@@ -333,6 +360,9 @@ class BatchCache:
             raise ValueError("distinct_keys and key_table need one entry per dense id (n_keys)")
         if self.n_keys and (self.key_table.min() < 0 or self.key_table.max() >= self.n_tables):
             raise ValueError(f"key_table holds a table outside 0..{self.n_tables - 1}")
+        if self.n_keys >= 1 << 31:
+            raise CachesimError(f"{self.n_keys:,} distinct keys: batch replay handles fewer "
+                                "than 2^31")
         if self.n_tables > 1 << TABLE_BITS:
             raise CachesimError(f"{self.n_tables:,} tables: batch replay handles at most "
                                 f"{1 << TABLE_BITS:,}")
@@ -358,6 +388,9 @@ class BatchCache:
         self.ways = int(group_ways.max())  # W used (per-table caches: the largest table's)
         self.n_sets = int(group_sets.sum())
         self.n_lines = int(group_lines.sum())
+        if self.n_lines >= 1 << 31:
+            raise CachesimError(f"a cache of {self.n_lines:,} lines: batch replay handles fewer "
+                                "than 2^31")
         set_offset = np.zeros(len(caps), dtype=np.int64)
         np.cumsum(group_sets[:-1], out=set_offset[1:])
         group = self.key_table if self.per_table_caches else np.zeros(self.n_keys, np.int32)
@@ -374,11 +407,11 @@ class BatchCache:
             np.zeros(n if self.lfu else 0, np.int64),  # LFU count of every key
             set_start,
             np.full(L, -1, np.int64),                  # line_id
-            np.zeros(L, np.int64),                     # line_stamp
-            np.zeros(L, np.int64),                     # line_used
+            np.zeros(L, np.int32),                     # line_stamp
+            np.zeros(L, np.int32),                     # line_used
             np.full(L if self.lfu else 0, -1, np.int64),  # line_count (LFU), -1: empty
             np.zeros(S, np.int64),                     # set_mark: last batch with misses here
-            np.full(S, -1, np.int64),                  # set_head: first miss of the set
+            np.full(S, -1, np.int64),                  # set_head: first miss of the set (its unique index)
         )
         self.counters = np.zeros((self.n_tables, len(COUNTER_NAMES)), dtype=np.int64)
         self.calls = 0
@@ -417,11 +450,12 @@ class BatchCache:
         if n > self._scratch_len:
             n, w = max(n, 1), self.max_set_lines
             self._scratch = (
-                np.empty(n, np.int64), np.empty(n, np.int64),                         # uniq ucnt
-                np.empty(n, np.int64), np.empty(n, np.int64),                         # ukey utab
-                np.empty(n, np.int64), np.empty(n, np.int64),                         # uslot inverse
-                np.empty(n, np.uint8), np.empty(n, np.int64), np.empty(n, np.int64),  # was_hit next touched
-                np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),  # mid mkey mcnt
+                # per unique key (int32 where it fits: these are touched at random)
+                np.empty(n, np.int32), np.empty(n, np.int32),                         # uniq ucnt
+                np.empty(n, np.int64), np.empty(n, np.int32),                         # ukey utab
+                np.empty(n, np.int32), np.empty(n, np.int32),                         # uslot inverse
+                np.empty(n, np.uint8), np.empty(n, np.int32), np.empty(n, np.int32),  # was_hit next touched
+                np.empty(n, np.int32), np.empty(n, np.int64), np.empty(n, np.int64),  # mid mkey mcnt
                 np.empty(n, np.int64), np.empty(n, np.int64),                         # ev_slot ev_id
                 np.empty(n, np.int64), np.empty(n, np.int64),                         # fill_slot fill_id
                 np.empty(w, np.int64), np.empty(w, np.int64), np.empty(w, np.int64),  # ckey ccnt way_buf
@@ -454,18 +488,21 @@ class BatchCache:
         self.calls += 1
         nu, ne, nf = _batch_step(ids, 0, n, self.calls, self.lfu, self.way_bits, self._state, sc,
                                  self.counters)
-        uniq_first = sc[0][:nu]
+        (uniq, _, _, _, uslot, inverse, was_hit, _, _, _, _, _,
+         ev_slot, ev_id, fill_slot, fill_id, _, _, _) = sc
+        uniq_first = uniq[:nu]
         order = np.argsort(self.distinct_keys[uniq_first], kind="stable")
-        unique_ids = uniq_first[order]
+        unique_ids = uniq_first[order].astype(np.int64)
         rank = np.empty(nu, dtype=np.int64)
         rank[order] = np.arange(nu, dtype=np.int64)
         step_counts = (self.counters - before).sum(axis=0)
         counters = {"calls": 1}
         counters.update(zip(COUNTER_NAMES, (int(x) for x in step_counts)))
-        return BatchStep(unique_ids=unique_ids, inverse=rank[sc[5][:n]],
-                         slot=sc[4][:nu][order], was_hit=sc[6][:nu][order].astype(bool),
-                         evicted_slots=sc[12][:ne].copy(), evicted_ids=sc[13][:ne].copy(),
-                         filled_slots=sc[14][:nf].copy(), filled_ids=sc[15][:nf].copy(),
+        return BatchStep(unique_ids=unique_ids, inverse=rank[inverse[:n]],
+                         slot=uslot[:nu][order].astype(np.int64),
+                         was_hit=was_hit[:nu][order].astype(bool),
+                         evicted_slots=ev_slot[:ne].copy(), evicted_ids=ev_id[:ne].copy(),
+                         filled_slots=fill_slot[:nf].copy(), filled_ids=fill_id[:nf].copy(),
                          counters=counters)
 
     def run(self, ids, starts) -> None:

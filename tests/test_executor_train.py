@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import cachesim
 from cachesim import cost
 from cachesim.batch import replay_batch
 from cachesim.errors import CachesimError

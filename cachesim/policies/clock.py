@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from .base import EVICTIONS, HITS, MISS_BYTES, MISSES, Policy, Setup, register
-from .lru import max_residents
+from .lru import PREFETCH_AHEAD, max_residents, prefetch
 
 
 def init(setup: Setup) -> tuple:
@@ -33,7 +33,10 @@ def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counte
     has_sizes = sizes.shape[0] > 0
     single = counters.shape[0] == 1
     hits = misses = miss_bytes = evictions = 0
-    for i in range(keys.shape[0]):
+    n_keys = keys.shape[0]
+    for i in range(n_keys):
+        if i + PREFETCH_AHEAD < n_keys:
+            prefetch(flag, keys[i + PREFETCH_AHEAD])
         k = keys[i]
         if flag[k]:
             flag[k] = 2

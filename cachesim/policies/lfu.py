@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 from .base import EVICTIONS, HITS, MISS_BYTES, MISSES, Policy, Setup, register
+from .lru import PREFETCH_AHEAD, prefetch
 
 
 def init(setup: Setup) -> tuple:
@@ -78,7 +79,10 @@ def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counte
     has_sizes = sizes.shape[0] > 0
     single = counters.shape[0] == 1
     hits = misses = miss_bytes = evictions = 0
-    for i in range(keys.shape[0]):
+    n_keys = keys.shape[0]
+    for i in range(n_keys):
+        if i + PREFETCH_AHEAD < n_keys:
+            prefetch(kbucket, keys[i + PREFETCH_AHEAD])
         k = keys[i]
         b = kbucket[k]
         if b >= 0:

@@ -9,14 +9,46 @@ entry is the least recently used key. When the queue is full, the live entries (
 number of resident keys, which the queue holds twice over) are compacted to its front, so every
 access is O(1) amortised. `stored` holds each resident's size (byte mode only) and
 `meta` = [tail, head, used]. The common case (capacity in rows, one table) runs a loop
-specialised for it; both loops keep the same state.
+specialised for it, which also prefetches the state of the keys a few accesses ahead and of
+the entries next to leave the queue; both loops keep the same state.
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .base import EVICTIONS, HITS, MISS_BYTES, MISSES, Policy, Setup, register
+
+PREFETCH_AHEAD = 16  # accesses (or queue entries) ahead whose state is fetched into cache
+
+
+@intrinsic
+def _prefetch(typingctx, arr, index):
+    """Hint the CPU to bring arr[index] into cache (LLVM's llvm.prefetch: read, high locality).
+    A hint only: it changes no value; it hides the memory latency of random state reads."""
+    def codegen(context, builder, signature, args):
+        arrty = signature.args[0]
+        ary = context.make_array(arrty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, arrty, ary, [args[1]],
+                                       wraparound=False, boundscheck=False)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.void(arr, index), codegen
+
+
+if numba.config.DISABLE_JIT:  # plain-Python kernels (NUMBA_DISABLE_JIT=1): nothing to hint
+    def prefetch(arr, index):
+        pass
+else:
+    prefetch = _prefetch
 
 
 def max_residents(setup: Setup) -> int:
@@ -61,7 +93,10 @@ def _replay_rows_one_table(keys, sizes, capacity, pos, queue, meta, counters):
     qsize = queue.shape[0]
     has_sizes = sizes.shape[0] > 0
     hits = evictions = miss_bytes = 0
-    for i in range(keys.shape[0]):
+    n = keys.shape[0]
+    for i in range(n):
+        if i + PREFETCH_AHEAD < n:
+            prefetch(pos, keys[i + PREFETCH_AHEAD])
         k = keys[i]
         p = pos[k]
         if p >= 0:
@@ -72,6 +107,8 @@ def _replay_rows_one_table(keys, sizes, capacity, pos, queue, meta, counters):
             if has_sizes:
                 miss_bytes += sizes[i]
             if used >= capacity:  # evict the least recent live entry
+                if tail + PREFETCH_AHEAD < head:
+                    prefetch(pos, queue[tail + PREFETCH_AHEAD])
                 v = queue[tail]
                 while pos[v] != tail:
                     tail += 1
@@ -88,7 +125,7 @@ def _replay_rows_one_table(keys, sizes, capacity, pos, queue, meta, counters):
         pos[k] = head
         head += 1
     counters[0, HITS] += hits
-    counters[0, MISSES] += keys.shape[0] - hits
+    counters[0, MISSES] += n - hits
     counters[0, MISS_BYTES] += miss_bytes
     counters[0, EVICTIONS] += evictions
     meta[0] = tail

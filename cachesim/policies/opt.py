@@ -20,7 +20,7 @@ import numba
 import numpy as np
 
 from .base import EVICTIONS, HITS, MISS_BYTES, MISSES, Policy, Setup, register
-from .lru import max_residents
+from .lru import PREFETCH_AHEAD, max_residents, prefetch
 
 NEVER = np.int64(1 << 62)
 
@@ -81,7 +81,10 @@ def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counte
     has_sizes = sizes.shape[0] > 0
     single = counters.shape[0] == 1
     hits = misses = miss_bytes = evictions = 0
-    for i in range(keys.shape[0]):
+    n_keys = keys.shape[0]
+    for i in range(n_keys):
+        if i + PREFETCH_AHEAD < n_keys:
+            prefetch(hpos, keys[i + PREFETCH_AHEAD])
         k = keys[i]
         nx = nxt_access[i]
         pri = nx if nx >= 0 else NEVER + t0 + i

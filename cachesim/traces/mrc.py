@@ -6,10 +6,12 @@ to the same key (LRU stack depth - 1), -1 for a first access. An access hits in 
 rows if and only if 0 <= distance < C (Mattson's inclusion property), so one pass gives LRU's
 miss ratio at every size.
 
-Distances are counted over access times: the distinct keys accessed between times p and t are
-every key: the distance of an access at time t to a key last seen at time p is the number of ones
-after p. Times are renumbered (compacted) whenever the tree is full, so the tree holds at most
-4 x (distinct keys) slots whatever the trace length: O(N log M) time, O(M) memory.
+Distances are counted over access times: each access takes the next time slot and marks its
+key's previous slot dead, so the distance of an access at time t to a key last seen at time p is
+the live slots strictly between them. Slots are renumbered (compacted) when they run out, so a
+pass holds about 2 x (distinct keys) slots whatever the trace length: O(N log M) time, O(M)
+memory. Byte-capacity curves (`lru_bytes_curve`) weight the slots by object size; SHARDS keeps
+its own hash map so its memory follows the sampled keys.
 """
 from __future__ import annotations
 

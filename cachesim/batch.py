@@ -2,7 +2,7 @@
 
 An embedding cache does not see single accesses: each training step looks up a whole batch of
 rows, deduplicates it, and fills the cache for the batch's misses set by set. The rules
-(`/work/notes/BATCH_API.md`, README "Embedding-cache semantics"), for batch b:
+(README, "Embedding-cache semantics"), for batch b:
 
 1. keys are linearised over tables (`trace.keys`); kernels index per-row arrays by dense id;
 2. a cache of C rows and W ways has S = ceil(C / W) sets (W above C is lowered to C; W = C is

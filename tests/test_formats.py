@@ -300,3 +300,31 @@ def test_infer_format_binary_suffixes(tmp_path, shared_data):
     (tmp_path / "x.parquet").write_bytes(b"PAR1")
     assert infer_format(tmp_path / "x.npz").name == "fbgemm-npz"
     assert infer_format(tmp_path / "x.parquet").name == "parquet"
+
+
+# -- dense_remap: the direct-address path and the hash path agree ---------------------------------
+@given(st.lists(st.integers(-300, 300), max_size=300), st.integers(-2**62, 2**62))
+def test_dense_remap_direct_matches_hash(keys, shift):
+    arr = np.array(keys, dtype=np.int64) + shift  # any offset, negative keys included
+    d_ids, d_keys = dense_remap(arr, method="direct")
+    h_ids, h_keys = dense_remap(arr, method="hash")
+    a_ids, a_keys = dense_remap(arr)
+    n_ids, n_keys = naive.dense_remap(arr.tolist())
+    for ids, distinct in ((d_ids, d_keys), (h_ids, h_keys), (a_ids, a_keys)):
+        assert ids.dtype == np.int32 and distinct.dtype == np.int64
+        assert ids.tolist() == n_ids and distinct.tolist() == n_keys
+
+
+@given(st.lists(st.sampled_from([-2**63, -2**63 + 1, -1, 0, 1, 2**63 - 2, 2**63 - 1])
+                | st.integers(-2**63, 2**63 - 1), max_size=200))
+def test_dense_remap_hash_and_auto_at_int64_limits(keys):
+    arr = np.array(keys, dtype=np.int64)
+    expected = naive.dense_remap(keys)
+    for method in ("hash", "auto"):
+        ids, distinct = dense_remap(arr, method=method)
+        assert (ids.tolist(), distinct.tolist()) == expected
+
+
+def test_dense_remap_direct_refuses_a_wide_range():
+    with pytest.raises(ValueError, match="key range"):
+        dense_remap(np.array([0, 2**40]), method="direct")

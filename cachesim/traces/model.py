@@ -56,8 +56,13 @@ class Trace:
                 if col.shape[0] != n:
                     raise ValueError(f"{name} must have one entry per access")
                 setattr(self, name, col)
-        n_tables = int(self.table.max()) + 1 if n else max(1, len(self.table_names))
-        n_tables = max(n_tables, len(self.table_names), 0 if self.table_rows is None else len(self.table_rows))
+        # n_tables needs a pass over `table`: done only when a default below needs it (a reader
+        # that gives names, rows and dims from its metadata never pays for it)
+        if (not self.table_names or self.table_rows is None or self.table_dims is None
+                or np.shape(self.table_dims)[0] == 1):
+            n_tables = int(self.table.max()) + 1 if n else max(1, len(self.table_names))
+            n_tables = max(n_tables, len(self.table_names),
+                           0 if self.table_rows is None else len(self.table_rows))
         if not self.table_names:
             self.table_names = [f"t{i}" for i in range(n_tables)] if n_tables > 1 else ["t0"]
         if self.table_rows is None:
@@ -273,9 +278,86 @@ def _dense_rehash(distinct, slots):
         slots[2 * h + 1] = j
 
 
-def dense_remap(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dense ids (int32, order of first access) and the distinct keys, from int64 keys."""
+@numba.njit(cache=True)
+def _key_range(keys):
+    """(smallest, largest) of a non-empty int64 array, in one pass."""
+    lo = hi = keys[0]
+    for i in range(1, keys.shape[0]):
+        k = keys[i]
+        if k < lo:
+            lo = k
+        elif k > hi:
+            hi = k
+    return lo, hi
+
+
+_DIRECT_AHEAD = 64  # the direct table's loads are cheaper than hashing: look further ahead
+
+
+@numba.njit(cache=True)
+def _dense_remap_direct(keys, lo, first, out, distinct):
+    """Number `keys` into `out` in order of first appearance through a direct-address table:
+    `first[k - lo]` holds 1 + the id of key k, 0 if not seen yet (so a zeroed table, whose
+    untouched pages the OS never maps, is the empty one). Returns the number of ids."""
+    nd = 0
+    n = keys.shape[0]
+    for i in range(n):
+        if i + _DIRECT_AHEAD < n:
+            _prefetch(first, keys[i + _DIRECT_AHEAD] - lo)
+        k = keys[i]
+        v = first[k - lo]
+        if v == 0:
+            first[k - lo] = nd + 1
+            distinct[nd] = k
+            out[i] = nd
+            nd += 1
+        else:
+            out[i] = v - 1
+    return nd
+
+
+DIRECT_SMALL_RANGE = 1 << 16  # key ranges up to this many always use the direct table
+DIRECT_MAX_RANGE = 1 << 30    # never a direct table wider than this (4 GiB of int32)
+DIRECT_RANGE_PER_ACCESS = 4   # else direct when range <= this x accesses (table <= 16 B/access)
+
+
+def dense_remap(keys: np.ndarray, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Dense ids (int32, order of first access) and the distinct keys, from int64 keys.
+
+    `method`: 'direct' numbers through a table indexed by key - min (needs a key range of at
+    most DIRECT_MAX_RANGE), 'hash' through an open-addressing hash table (any keys), 'auto'
+    (default) takes 'direct' when the range is at most DIRECT_SMALL_RANGE, or at most
+    DIRECT_RANGE_PER_ACCESS x the number of accesses (and DIRECT_MAX_RANGE), else 'hash'.
+    Both give the same result."""
+    if method not in ("auto", "direct", "hash"):
+        raise ValueError(f"dense_remap method {method!r}: use 'auto', 'direct' or 'hash'")
     keys = np.ascontiguousarray(keys, dtype=np.int64)
+    n = keys.shape[0]
+    if n == 0:
+        return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64)
+    if method != "hash":
+        lo, hi = (int(x) for x in _key_range(keys))
+        span = hi - lo + 1  # Python ints: no overflow near the int64 limits
+        fits = span <= DIRECT_MAX_RANGE
+        if method == "direct" and not fits:
+            raise ValueError(f"dense_remap: key range {span:,} is wider than DIRECT_MAX_RANGE "
+                             f"({DIRECT_MAX_RANGE:,}); use method='hash' or 'auto'")
+        if method == "direct" or (fits and (span <= DIRECT_SMALL_RANGE
+                                            or span <= DIRECT_RANGE_PER_ACCESS * n)):
+            return _remap_direct(keys, lo, span)
+    return _remap_hash(keys)
+
+
+def _remap_direct(keys: np.ndarray, lo: int, span: int) -> tuple[np.ndarray, np.ndarray]:
+    n = keys.shape[0]
+    out = np.empty(n, dtype=np.int32)
+    first = np.zeros(span, dtype=np.int32)
+    distinct = np.empty(min(n, span), dtype=np.int64)
+    n_distinct = _dense_remap_direct(keys, np.int64(lo), first, out, distinct)
+    return out, distinct[:n_distinct].copy()
+
+
+def _remap_hash(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = keys.shape[0]
     out = np.empty(n, dtype=np.int32)
     cap = 1 << 12  # slots; grows 4x whenever half full

@@ -220,7 +220,8 @@ def write_trace(trace: Trace, path, format: str | None = None) -> Path:
         if fmt == "csv":
             df.write_csv(tmp)
         else:
-            df.write_parquet(tmp, compression="zstd", metadata={METADATA_KEY: json.dumps(meta)})
+            # lz4: files ~25% larger than zstd, read ~1.5x faster (reading is the hot path)
+            df.write_parquet(tmp, compression="lz4", metadata={METADATA_KEY: json.dumps(meta)})
     return path
 
 
@@ -250,12 +251,17 @@ def _frame_to_trace(df: pl.DataFrame, path, meta: dict | None, *, header_lines: 
             col.cast(pl.String).str.strip_chars().str.to_integer(strict=False)
             if col.dtype == pl.String else None)
         if as_int is not None and as_int.null_count() == col.null_count() and col.null_count() == 0:
-            table = as_int.to_numpy().astype(np.int64)
-            if n and table.min() < 0:
+            if as_int.dtype == pl.UInt64:  # values past int64 wrap negative, as they always did
+                as_int = as_int.cast(pl.Int64, wrap_numerical=True)
+            if n and as_int.min() < 0:
+                table = column_array(as_int, np.int64)
                 i = int(np.flatnonzero(table < 0)[0])
                 raise TraceFormatError(path, f"table {table[i]} is negative",
                                        line=_line(i, header_lines),
                                        fix="number tables from 0, or give them names")
+            # one table (the common case): a zeroed array, whose pages nothing needs to touch
+            table = (np.zeros(n, np.int32) if not n or as_int.max() == 0
+                     else column_array(as_int, np.int32))
         else:
             if col.null_count():
                 i = int(col.is_null().arg_true()[0])
@@ -285,9 +291,24 @@ def _line(index: int, header_lines: int) -> int | None:
     return index + 1 + header_lines if header_lines else None
 
 
+def column_array(col: pl.Series, dtype) -> np.ndarray:
+    """A numeric polars column without nulls as a contiguous numpy array of `dtype` (integers
+    wrap as numpy's astype does). Copy-free when the column is one chunk of that dtype; else one
+    copy, chunk by chunk, into a numpy array (numpy asks for huge pages, polars' concatenation
+    does not: on Linux that halves the cost of a fresh 100 MB array)."""
+    dtype = np.dtype(dtype)
+    chunks = [c.to_numpy() for c in col.get_chunks()]
+    if len(chunks) == 1 and chunks[0].dtype == dtype and chunks[0].flags.c_contiguous:
+        return chunks[0]
+    out = np.empty(len(col), dtype=dtype)
+    if chunks:
+        np.concatenate(chunks, out=out, casting="unsafe")
+    return out
+
+
 def _int_column(col: pl.Series, path, header_lines: int) -> np.ndarray:
     if col.dtype.is_integer() and col.null_count() == 0:
-        return col.to_numpy().astype(np.int64, copy=False)
+        return column_array(col, np.int64)
     parsed = (col.cast(pl.String).str.strip_chars().str.to_integer(strict=False)
               if col.dtype == pl.String else col.cast(pl.Int64, strict=False))
     bad = first_bad_row(col, parsed)
@@ -300,7 +321,7 @@ def _int_column(col: pl.Series, path, header_lines: int) -> np.ndarray:
         if not header_lines:
             what += f" (access {bad})"
         raise TraceFormatError(path, what, fix="fix or drop that access", **where)
-    return parsed.to_numpy().astype(np.int64, copy=False)
+    return column_array(parsed, np.int64)
 
 
 def _per_sample_from_columns(df: pl.DataFrame, sample, meta, path):

@@ -449,7 +449,7 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
             if c is None:
                 continue
             acc = ("held" if c["accuracy_ok"] else "not measured" if c["accuracy_ok"] is None
-                   else "lost") + ("" if c["auc_drop"] is None else f" (AUC -{c['auc_drop']:.4f})")
+                   else "lost") + ("" if c["auc_drop"] is None else f" (AUC {-c['auc_drop']:+.4f})")
             rows.append([label, c["policy"], c["size"], c["ways"], c["precision"],
                          _pct(c["hit_ratio"]), format_bytes(c["total_bytes"]),
                          format_bytes(c["device_bytes"]), f"{c['ratio_vs_fp32']:.2f}x",

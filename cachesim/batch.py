@@ -90,6 +90,15 @@ else:
 def _order_misses(mid, mkey, mcnt, n, lfu):
     """Sort the set's misses (parallel arrays: unique index, key, LFU count; first n) into the
     order they are served: ascending key (LFU: descending count, ties ascending key)."""
+    if n <= _SMALL and not lfu:  # LRU: ascending key; counts are not used
+        for i in range(1, n):
+            xi, xk = mid[i], mkey[i]
+            j = i - 1
+            while j >= 0 and xk < mkey[j]:
+                mid[j + 1], mkey[j + 1] = mid[j], mkey[j]
+                j -= 1
+            mid[j + 1], mkey[j + 1] = xi, xk
+        return
     if n <= _SMALL:
         for i in range(1, n):
             xi, xk, xc = mid[i], mkey[i], mcnt[i]
@@ -148,6 +157,32 @@ def _next_line(ckey, ccnt, n, lfu, way_mask):
     return -1 if m == _NONE else m & way_mask
 
 
+@numba.njit(cache=True, inline="always")  # called per set with misses
+def _oldest_ways(ckey, n, k, out, way_mask):
+    """LRU: the ways of the (up to) k smallest takeable ckeys of the set, smallest first, in
+    out[:m]; returns m. One pass with a sorted buffer of k instead of k min scans (ckeys are
+    distinct, so the order is the one repeated min scans give)."""
+    m = 0
+    for w in range(n):
+        v = ckey[w]
+        if v == _NONE:
+            continue
+        if m == k:
+            if v >= out[m - 1]:
+                continue
+            i = m - 1
+        else:
+            i = m
+            m += 1
+        while i > 0 and out[i - 1] > v:
+            out[i] = out[i - 1]
+            i -= 1
+        out[i] = v
+    for i in range(m):
+        out[i] &= way_mask
+    return m
+
+
 @numba.njit(cache=True)
 def _line_order(ckey, ccnt, n, lfu, out):
     """All the set's takeable ways in the order they are taken (large sets); returns how many."""
@@ -189,16 +224,13 @@ def _batch_step(ids, lo, hi, b, lfu, way_bits, state, scratch, counters):
             _prefetch(keyrec, ids[i + _AHEAD] * 4)
         k = ids[i]
         m = keyrec[k, KR_MARK]
-        st = keyrec[k, KR_SET]
-        t = st & _TABLE_MASK
-        counters[t, REQUESTED] += 1
-        if lfu:
-            count[k] += 1
-        if (m >> 32) == b:
+        if (m >> 32) == b:  # a repeat: only its multiplicity (counters and LFU counts below)
             p = m & _POS_MASK
             ucnt[p] += 1
             inverse[i - lo] = p
             continue
+        st = keyrec[k, KR_SET]
+        t = st & _TABLE_MASK
         u = nu
         nu += 1
         keyrec[k, KR_MARK] = bb | u
@@ -206,7 +238,6 @@ def _batch_step(ids, lo, hi, b, lfu, way_bits, state, scratch, counters):
         ucnt[u] = 1
         utab[u] = t
         inverse[i - lo] = u
-        counters[t, UNIQUE] += 1
         s = keyrec[k, KR_SLOT]
         if s >= 0 and line_id[s] == ((k << TABLE_BITS) | t):
             was_hit[u] = 1
@@ -227,10 +258,17 @@ def _batch_step(ids, lo, hi, b, lfu, way_bits, state, scratch, counters):
                 nt += 1
             miss_next[u] = set_head[g]
             set_head[g] = u
-    if lfu:  # a hit line keeps its key's count, final for this batch now
+    for u in range(nu):  # per unique key, not per access: its multiplicity ucnt[u]
+        t = utab[u]
+        counters[t, REQUESTED] += ucnt[u]
+        counters[t, UNIQUE] += 1
+    if lfu:  # counts of the batch's keys; a hit line keeps its key's count, final now
         for u in range(nu):
+            k = uniq[u]
+            c = count[k] + ucnt[u]
+            count[k] = c
             if was_hit[u]:
-                line_count[uslot[u]] = count[uniq[u]]
+                line_count[uslot[u]] = c
     # 2. per set with misses: order the misses and the lines they may take, assign
     ne = 0
     nf = 0
@@ -249,7 +287,11 @@ def _batch_step(ids, lo, hi, b, lfu, way_bits, state, scratch, counters):
         nw = set_start[g + 1] - l0
         _candidate_lines(line_stamp, line_used, line_count, l0, nw, b, way_bits, lfu, ckey, ccnt)
         small = nw <= _SMALL_SET
-        n_order = 0 if small else _line_order(ckey, ccnt, nw, lfu, way_buf)
+        if not lfu and nm > 1 and (small or nm <= _SMALL):
+            n_order = _oldest_ways(ckey, nw, nm, way_buf, way_mask)
+            small = False  # take way_buf in order
+        else:
+            n_order = 0 if small else _line_order(ckey, ccnt, nw, lfu, way_buf)
         j = 0
         full = False  # no line left, or (LFU) a refusal: every later key of the set conflicts
         for mi in range(nm):

@@ -90,15 +90,6 @@ else:
 def _order_misses(mid, mkey, mcnt, n, lfu):
     """Sort the set's misses (parallel arrays: unique index, key, LFU count; first n) into the
     order they are served: ascending key (LFU: descending count, ties ascending key)."""
-    if n <= _SMALL and not lfu:  # LRU: ascending key; counts are not used
-        for i in range(1, n):
-            xi, xk = mid[i], mkey[i]
-            j = i - 1
-            while j >= 0 and xk < mkey[j]:
-                mid[j + 1], mkey[j + 1] = mid[j], mkey[j]
-                j -= 1
-            mid[j + 1], mkey[j + 1] = xi, xk
-        return
     if n <= _SMALL:
         for i in range(1, n):
             xi, xk, xc = mid[i], mkey[i], mcnt[i]

@@ -100,22 +100,37 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
                    "batch (lru, lfu). Default: batch when the trace has batches.")
 @click.option("--per-table", is_flag=True,
               help="Batch mode: one cache per table (a share such as 5% is per table).")
+@click.option("--precision", default=None,
+              help="Storage precisions (fp32,int8,int4,...): add the bytes moved and memory of "
+                   "each, the same fields as `cachesim sweep` (one record per precision).")
+@click.option("--link-gbps", type=float, default=None,
+              help="With --precision: host-device bandwidth in GB/s for the time per step "
+                   "(default: PCIe Gen4 x16, 25).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of records.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_table, as_json,
-           quiet):
+def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_table, precision,
+           link_gbps, as_json, quiet):
     """Replay a trace through policies and sizes; print hits and misses.
 
     Example: cachesim replay trace.parquet --policy lru,lfu,opt --size 1000,5%
 
     Batch mode (FBGEMM's counters): cachesim replay kaggle.tsv --batch-size 2048 -p lru,lfu
     -s 5% -w 32 --mode batch
+
+    Bytes and memory too: cachesim replay trace.parquet -p lru -s 5% -w 32 --precision int8,int4
     """
     from .engine import replay as run_replay
     from .policies import get_policy
     from .sizes import parse_sizes
     policies = [get_policy(p) for p in _split(policy)]
     caps = parse_sizes(sizes)
+    precisions = _split(precision) if precision else []
+    if precisions:
+        from .cost import precision_names
+        for p in precisions:
+            if p.lower() not in precision_names():
+                raise CachesimError(f"--precision {p}: unknown; use one of "
+                                    f"{', '.join(precision_names())}")
     trace = _read(trace_path, fmt, batch_size)
     records = []
     for pol in policies:
@@ -123,9 +138,19 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
             res = run_replay(trace, pol, cap, ways=ways, seed=seed, progress=not quiet,
                              mode=mode, per_table=per_table)
             batch = getattr(res, "mode", "access") == "batch"
-            records.append(res.to_record(per_table=batch and as_json))
+            rec = res.to_record(per_table=batch and as_json)
+            if not precisions:
+                records.append(rec)
+            for prec in precisions:
+                from .cost import costs_for
+                kw = {} if link_gbps is None else {"link_gbps": link_gbps}
+                records.append({**rec, **costs_for(res, trace, prec, **kw)})
     if as_json:
         click.echo(json.dumps(records, indent=1))
+    elif precisions:
+        _print_table(records, ["policy", "size", "capacity", "ways", "precision", "hit_ratio",
+                               "h2d_bytes", "d2h_bytes", "transfer_ms_per_step", "total_bytes",
+                               "ratio_vs_fp32"])
     elif records and records[0].get("mode") == "batch":
         _print_table(records, ["policy", "size", "capacity", "ways", "calls", "requested_indices",
                                "unique_indices", "unique_misses", "conflict_unique_misses",

@@ -86,3 +86,22 @@ def test_replay_user_error_is_one_line_exit_2(tmp_path, args, message):
 def test_version():
     result = invoke("--version")
     assert result.stdout == f"cachesim, version {cachesim.__version__}\n"
+
+
+def test_replay_precision_reports_the_sweep_fields():
+    """`replay --precision` gives, for one configuration, the bytes and memory `sweep` gives."""
+    import polars as pl
+    from cachesim.sweep import run_sweep
+    path = str(CRITEO)
+    r = CliRunner().invoke(cli, ["replay", path, "-p", "lfu", "-s", "5%", "-w", "32",
+                                 "--precision", "int8,int4", "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    got = {rec["precision"]: rec for rec in json.loads(r.output)}
+    table = run_sweep(cachesim.read_trace(path), "lfu", "5%", ways="32",
+                      precisions="int8,int4", jobs=1).table
+    for row in table.to_dicts():
+        rec = got[row["precision"]]
+        for field in ("h2d_bytes", "d2h_bytes", "total_bytes", "store_bytes", "cache_bytes",
+                      "metadata_bytes", "unique_misses", "evictions"):
+            assert rec[field] == row[field], (row["precision"], field)
+        assert rec["ratio_vs_fp32"] == pytest.approx(row["ratio_vs_fp32"])

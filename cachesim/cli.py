@@ -23,11 +23,15 @@ class _Group(click.Group):
             raise _UserError(str(err)) from None
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 class _UserError(click.ClickException):
     exit_code = 2
 
     def show(self, file=None):
-        click.echo(f"cachesim: error: {self.format_message()}", err=True)
+        click.echo(f"cachesim: error: {_one_line(self.format_message())}", err=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -574,7 +578,10 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, device, e
                         policy=_split(policy), ways=ways_v, device=device, epochs=epochs,
                         lr=lr, seed=seed_list, test_fraction=test_fraction, rounding=rounding,
                         optimizer=optimizer, model=model_name, baselines=not no_baselines,
-                        progress=not quiet)
+                        progress=not quiet, batch_size=batch_size)
+    labels = str(records[0].get("labels", "")) if records else ""
+    if labels.startswith("planted"):
+        click.echo(f"note: {trace.source} has no labels: they come from a {labels}", err=True)
     if out:
         write_results(records, out)
     if as_json:
@@ -645,12 +652,27 @@ def report(trace_path, fmt, batch_size, out_dir, budget, target_hit_ratio, preci
 
 
 def main(argv=None):
-    """Console entry point."""
+    """Console entry point: every user mistake, click's usage errors included, is one line on
+    stderr and exit status 2."""
     try:
-        cli.main(args=argv, prog_name="cachesim", standalone_mode=True)
+        rc = cli.main(args=argv, prog_name="cachesim", standalone_mode=False)
     except CachesimError as err:  # raised outside a command (e.g. while parsing)
-        click.echo(f"cachesim: error: {err}", err=True)
+        click.echo(f"cachesim: error: {_one_line(err)}", err=True)
         sys.exit(2)
+    except click.exceptions.UsageError as err:
+        if isinstance(err, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+            click.echo(err.format_message())  # plain `cachesim`: the help
+            sys.exit(0)
+        where = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+        click.echo(f"cachesim: error: {_one_line(err.format_message())}{where}", err=True)
+        sys.exit(err.exit_code)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

@@ -105,3 +105,17 @@ def test_replay_precision_reports_the_sweep_fields():
                       "metadata_bytes", "unique_misses", "evictions"):
             assert rec[field] == row[field], (row["precision"], field)
         assert rec["ratio_vs_fp32"] == pytest.approx(row["ratio_vs_fp32"])
+
+
+def test_train_batch_size_rebatches_the_trace(shared_data):
+    """--batch-size reaches the executor: the txt trace (no batches) trains in B-sample steps."""
+    txt = shared_data / "cloudphysics" / "cloudPhysicsIO.txt"
+    calls = {}
+    for b in (128, 512):
+        r = CliRunner().invoke(cli, ["train", str(txt), "--model", "small", "--no-baselines",
+                                     "-p", "lru", "-s", "5%", "--precision", "int8", "-q",
+                                     "--test-fraction", "0", "--batch-size", str(b), "--json"])
+        assert r.exit_code == 0, r.output
+        rec = json.loads(r.output[r.output.index("["):])[0]
+        calls[b] = rec["calls"]
+    assert calls[128] == -(-113872 // 128) and calls[512] == -(-113872 // 512)

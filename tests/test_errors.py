@@ -148,3 +148,14 @@ def test_dlrm_pt_without_torch(tmp_path, monkeypatch):
     (tmp_path / "b.pt").write_bytes(b"not read")
     msg = run("convert", tmp_path / "b.pt", tmp_path / "o.parquet")
     assert "needs torch: pip install 'cachesim[torch]'" in msg
+
+
+def test_click_usage_errors_are_one_line_too(capsys):
+    """An unknown option or a missing argument: one line, exit 2, like every user mistake."""
+    from cachesim.cli import main
+    for argv, needle in ((["sweep", "--bogus"], "--bogus"), (["replay"], "TRACE")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("cachesim: error:") and needle in err[0]

@@ -128,3 +128,15 @@ def test_interrupted_render_leaves_old_report_intact(small_trace, tmp_path, monk
         build_report(small_trace, out, SMALL)
     assert (out / "report.html").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["rep"]
+
+
+def test_training_results_from_another_trace_are_refused(small_trace, tmp_path):
+    from cachesim.executor import train
+    from cachesim.executor.train import write_results
+    other = small_trace.slice(0, 3000)
+    recs = train(other, precision=["int8"], size=["5%"], policy=["lru"], model="small",
+                 baselines=False, progress=False)
+    write_results(recs, tmp_path / "train.parquet")
+    with pytest.raises(CachesimError, match="another trace"):
+        build_report(small_trace, tmp_path / "x", SMALL, from_results=tmp_path / "train.parquet")
+    assert not (tmp_path / "x").exists()

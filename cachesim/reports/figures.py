@@ -132,6 +132,10 @@ def transfers(results: dict, meta: dict, folder: Path) -> Path:
     precs = list(dict.fromkeys(r["precision"] for r in sw))
     pols = list(dict.fromkeys(r["policy"] for r in sw))
     styles = {p: s for p, s in zip(pols, ["-", "--", ":", "-."])}
+    per_step = bool(sw) and sw[0].get("steps") is not None
+    if not per_step:  # access-mode sweep (no batches): totals over the trace, one "step"
+        sw = [{**r, "steps": 1, "h2d_bytes_per_step": r.get("h2d_bytes"),
+               "d2h_bytes_per_step": r.get("d2h_bytes")} for r in sw]
     steps = max(1, int(sw[0].get("steps") or 1)) if sw else 1
     largest = max([(r.get("no_cache_transfer_bytes") or 0) / steps for r in sw] +
                   [(r["h2d_bytes_per_step"] or 0) + (r["d2h_bytes_per_step"] or 0) for r in sw] + [1])
@@ -155,15 +159,18 @@ def transfers(results: dict, meta: dict, folder: Path) -> Path:
     from matplotlib.ticker import ScalarFormatter
     ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.set_xlabel("cache size (rows)")
-    ax.set_ylabel(f"{unit} over the host-device link per step (H2D + D2H)")
+    ax.set_ylabel(f"{unit} over the host-device link "
+                  + ("per step" if per_step else "over the whole trace") + " (H2D + D2H)")
     gbps = sw[0].get("link_gbps", 25.0) if sw else 25.0
     tdiv, tunit = _time_unit(largest / (gbps * 1e9) * 1e3)
     to_t = lambda v: v * div / (gbps * 1e9) * 1e3 / tdiv
     right = ax.secondary_yaxis("right", functions=(to_t, lambda t: t * tdiv * gbps * 1e9 / 1e3 / div))
     right.yaxis.set_major_formatter(ScalarFormatter())
-    right.set_ylabel(f"{tunit} per step at {gbps:g} GB/s")
-    ax.set_title(f"Transfers per step vs cache size: {_name(meta)}\n"
-                 "(dotted: every unique row of every batch fetched, no cache)", fontsize=10)
+    right.set_ylabel(f"{tunit} {'per step' if per_step else 'in all'} at {gbps:g} GB/s")
+    ax.set_title((f"Transfers per step vs cache size: {_name(meta)}\n"
+                  "(dotted: every unique row of every batch fetched, no cache)") if per_step else
+                 (f"Transfers over the trace vs cache size (no batches): {_name(meta)}\n"
+                  "(dotted: every access fetched, no cache)"), fontsize=10)
     ax.legend(fontsize=8, ncol=2, loc="lower left")
     return _save(fig, folder, "transfers.png")
 

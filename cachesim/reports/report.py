@@ -197,6 +197,15 @@ def _load_saved(path, trace) -> dict:
     if not rows:
         raise CachesimError(f"--from {path}: the table has no rows")
     if "auc" in table.columns:
+        n_samples = (int(trace.sample.max()) + 1 if trace.sample is not None and len(trace)
+                     else len(trace))
+        r0 = rows[0]
+        if {"train_samples", "test_samples", "epochs"} <= set(r0):
+            seen = int(r0["train_samples"]) // max(1, int(r0["epochs"])) + int(r0["test_samples"])
+            if seen != n_samples:
+                raise CachesimError(
+                    f"--from {path}: this training ran on {seen:,} samples but the trace has "
+                    f"{n_samples:,}: the results are from another trace")
         return {"training": rows}
     if "hit_ratio" not in table.columns:
         raise CachesimError(f"--from {path}: not a sweep or train table (no hit_ratio column)")
@@ -469,8 +478,13 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
             s.bullets.append(f"Why: none of the {rec['candidates']} configurations swept reaches "
                              f"the target{budget_txt}; the recommended one has the highest hit "
                              "ratio, and the least memory among those that tie.")
-        s.bullets.append("Hit ratio here is FBGEMM's batch hit ratio: the share of each batch's "
-                         "unique rows found in the cache, which is what sets the bytes moved.")
+        if (results.get("sweep") or [{}])[0].get("mode", "batch") == "batch":
+            s.bullets.append("Hit ratio here is FBGEMM's batch hit ratio: the share of each "
+                             "batch's unique rows found in the cache, which is what sets the "
+                             "bytes moved.")
+        else:
+            s.bullets.append("The trace has no batches, so the sweep replayed one access at a "
+                             "time: hit ratio is per access, and bytes are totals over the trace.")
         if runner:
             s.bullets.append(f"Runner-up: {_describe(runner)}, {format_bytes(runner['total_bytes'])} "
                              f"at hit ratio {_pct(runner['hit_ratio'])}.")
@@ -527,12 +541,18 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
                             "Bytes per training step against cache size, with the time each "
                             "step spends on the host-device link (right axis)."))
     prec0 = _chosen_precision(results)
+    per_step = mode == "batch"
+    fb = lambda v: "-" if v is None else format_bytes(v)
     rows = [[r["policy"], r["size"], r["precision"], _pct(r["hit_ratio"]),
-             format_bytes(r["h2d_bytes_per_step"] or 0), format_bytes(r["d2h_bytes_per_step"] or 0),
-             _ms(r["transfer_ms_per_step"]), f"{r['transfer_vs_no_cache'] or 0:.3f}"]
+             fb(r["h2d_bytes_per_step"] if per_step else r.get("h2d_bytes")),
+             fb(r["d2h_bytes_per_step"] if per_step else r.get("d2h_bytes")),
+             _ms(r["transfer_ms_per_step"]),
+             "-" if r.get("transfer_vs_no_cache") is None else f"{r['transfer_vs_no_cache']:.3f}"]
             for r in sw if r["precision"] == prec0]
-    s.tables.append(Table(["policy", "size", "precision", "hit ratio", "H2D/step", "D2H/step",
-                           "link time/step", "vs no cache"], rows, f"At {prec0.upper()} storage"))
+    unit = "/step" if per_step else " (whole trace)"
+    s.tables.append(Table(["policy", "size", "precision", "hit ratio", f"H2D{unit}",
+                           f"D2H{unit}", "link time/step", "vs no cache"], rows,
+                          f"At {prec0.upper()} storage"))
     out.append(s)
 
     s = Section("memory", "4. Memory")
@@ -556,6 +576,11 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
         s = Section("accuracy", "5. Accuracy")
         s.paragraphs.append("DLRM trained on the trace behind each cache (first part in order, "
                             "tested on the rest); means over seeds with their spread.")
+        labels = {str(r.get("labels")) for r in results["training"] if r.get("labels")}
+        for lab in sorted(labels):
+            if lab.startswith("planted"):
+                s.paragraphs.append(f"The trace has no labels: they come from a {lab}, so AUC "
+                                    "measures how well each configuration learns that teacher.")
         s.figures.append(Figure(figures.accuracy(results, meta, folder),
                                 "Test AUC of each configuration minus FP32's on the same "
                                 "seed; the band is ±0.002, the paper's 'accuracy held'."))

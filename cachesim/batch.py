@@ -411,16 +411,25 @@ class BatchCache:
         if (caps < 1).any():
             raise CachesimError(f"cache capacity {caps.tolist()} rows: every cache needs at least "
                                 "1 row")
+        requested = caps.copy()
+        capped = ways is None and not self.per_table_caches and int(caps[0]) > max(1, self.n_keys)
+        if capped:
+            # fully associative: lines beyond the distinct keys never fill, so a cache larger
+            # than the keys replays as one of exactly their size (one set stays scannable);
+            # the requested size is still what is reported and costed
+            caps = np.minimum(caps, max(1, int(self.n_keys)))
         group_ways = caps.copy() if ways is None else np.minimum(caps, ways)
         group_sets = -(-caps // group_ways)
         group_lines = group_sets * group_ways
-        self.capacity_rows = int(caps.sum())
-        self.group_capacity = caps
+        self.capacity_rows = int(requested.sum())
+        self.group_capacity = requested
         self.group_ways = group_ways
         self.group_sets = group_sets
         self.ways = int(group_ways.max())  # W used (per-table caches: the largest table's)
         self.n_sets = int(group_sets.sum())
         self.n_lines = int(group_lines.sum())
+        self.reported_lines = self.capacity_rows if capped else self.n_lines
+        self.reported_ways = self.capacity_rows if capped else self.ways
         if self.n_lines >= 1 << 31:
             raise CachesimError(f"a cache of {self.n_lines:,} lines: batch replay handles fewer "
                                 "than 2^31")
@@ -691,7 +700,8 @@ def batch_result(trace, cache: BatchCache, size_text: str, seconds: float = 0.0,
         per_table[nm] = c[:, i].tolist()
     uniq = tot["unique_indices"]
     return BatchResult(policy=cache.policy, size=size_text, capacity=cache.capacity_rows,
-                       ways=cache.ways, n_sets=cache.n_sets, n_lines=cache.n_lines, mode="batch",
+                       ways=cache.reported_ways, n_sets=cache.n_sets,
+                       n_lines=cache.reported_lines, mode="batch",
                        per_table_caches=cache.per_table_caches, inference=bool(inference),
                        calls=tot["calls"], requested_indices=tot["requested_indices"],
                        unique_indices=uniq, unique_misses=tot["unique_misses"],

@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -119,3 +120,19 @@ def test_train_batch_size_rebatches_the_trace(shared_data):
         rec = json.loads(r.output[r.output.index("["):])[0]
         calls[b] = rec["calls"]
     assert calls[128] == -(-113872 // 128) and calls[512] == -(-113872 // 512)
+
+
+def test_batch_cache_larger_than_the_keys_replays_as_all_keys():
+    tr = cachesim.read_trace(CRITEO)
+    big = cachesim.replay(tr, "lru", 10 * tr.n_distinct, mode="batch")
+    exact = cachesim.replay(tr, "lru", tr.n_distinct, mode="batch")
+    assert big.capacity == 10 * tr.n_distinct and big.n_lines == 10 * tr.n_distinct
+    for f in ("unique_misses", "evictions", "conflict_misses", "unique_indices"):
+        assert getattr(big, f) == getattr(exact, f)
+    assert big.unique_misses == tr.n_distinct  # compulsory only
+
+
+def test_shards_with_an_empty_sample_is_an_error():
+    from cachesim.traces.mrc import shards_curve
+    with pytest.raises(cachesim.CachesimError, match="sampled none"):
+        shards_curve(np.arange(1, 101, dtype=np.int64), rate=1e-9)  # fmix64(0) = 0 is always sampled

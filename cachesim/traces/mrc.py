@@ -650,6 +650,9 @@ def shards(keys: np.ndarray, rate: float = 0.01, s_max: int | None = None, adj: 
     stats = np.zeros(6, dtype=np.float64)
     hist = _shards(keys, tmax, smax, n_buckets, stats)
     sampled, total, final_rate, width, peak, state_bytes = stats
+    if sampled == 0:
+        raise CachesimError(f"SHARDS at rate {rate:g} sampled none of the {keys.shape[0]:,} "
+                            "accesses: raise --rate (or use --method exact)")
     if smax == 0:
         nz = np.flatnonzero(hist)
         values = nz / final_rate

@@ -159,3 +159,20 @@ def test_click_usage_errors_are_one_line_too(capsys):
         assert exc.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("cachesim: error:") and needle in err[0]
+
+
+def test_outputs_into_a_missing_folder_or_onto_a_folder_are_one_line(tmp_path, shared_data):
+    from click.testing import CliRunner
+    from cachesim.cli import cli
+    txt = str(shared_data / "cloudphysics" / "cloudPhysicsIO.txt")
+    (tmp_path / "adir").mkdir()
+    for args, needle in ((["mrc", txt, "-o", str(tmp_path / "nodir" / "m.csv")], "does not exist"),
+                         (["convert", txt, str(tmp_path / "adir")], "is a folder")):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
+    r = CliRunner().invoke(cli, ["mrc", txt, "--sizes", "1,10", "-o", str(tmp_path / "m.csv")])
+    assert r.exit_code == 0
+    import os
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.csv").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -929,20 +929,11 @@ def torchrec_miss_rate(stats: dict, load_factor: float) -> float:
 
 
 def write_atomic(path, data) -> None:
-    """Write text or bytes to `path` via a temp file in the same folder and os.replace."""
-    import os
-    import tempfile
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write text or bytes to `path` atomically (`tabular.atomic_path`: temp file in the same
+    folder, the usual file mode, os.replace; a missing folder is a CachesimError)."""
+    from .tabular import atomic_path
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
 def plot_mrc(df, path, title: str, unit: str = "rows") -> None:

@@ -41,6 +41,8 @@ def atomic_path(path):
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise CachesimError(f"{path}: folder {folder} does not exist (create it first)")
+    if path.is_dir():
+        raise CachesimError(f"{path}: is a folder; give a file name to write")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     umask = os.umask(0)

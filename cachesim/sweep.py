@@ -214,9 +214,9 @@ def trace_fingerprint(trace) -> str:
 
 
 def _write_atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from .traces.tabular import atomic_path
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def _open_parts(folder: Path, fingerprint: str, fresh: bool) -> None:

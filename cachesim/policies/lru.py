@@ -51,6 +51,17 @@ else:
     prefetch = _prefetch
 
 
+@numba.njit(cache=True, inline="always")
+def add_single_table(counters, has_sizes, hits, misses, miss_bytes, evictions):
+    """Add counts kept in registers (one-table fast path) to table 0's counters. Without sizes
+    MISS_BYTES stays 0: the engine prices misses by row."""
+    counters[0, HITS] += hits
+    counters[0, MISSES] += misses
+    counters[0, EVICTIONS] += evictions
+    if has_sizes:
+        counters[0, MISS_BYTES] += miss_bytes
+
+
 def max_residents(setup: Setup) -> int:
     """Most keys a cache can hold at once: rows in unit mode; in bytes, sizes may be 0."""
     return max(1, min(setup.n_keys, setup.capacity) if setup.unit else setup.n_keys)
@@ -191,11 +202,7 @@ def _replay(keys, sizes, key_table, unit, capacity, pos, queue, stored, meta, co
             stored[k] = s
         used += need
     if single:
-        counters[0, HITS] += hits
-        counters[0, MISSES] += misses
-        counters[0, EVICTIONS] += evictions
-        if has_sizes:  # without sizes MISS_BYTES stays 0: the engine prices misses by row
-            counters[0, MISS_BYTES] += miss_bytes
+        add_single_table(counters, has_sizes, hits, misses, miss_bytes, evictions)
     meta[0] = tail
     meta[1] = head
     meta[2] = used

@@ -20,7 +20,7 @@ import numba
 import numpy as np
 
 from .base import EVICTIONS, HITS, MISS_BYTES, MISSES, Policy, Setup, register
-from .lru import PREFETCH_AHEAD, max_residents, prefetch
+from .lru import add_single_table, PREFETCH_AHEAD, max_residents, prefetch
 
 NEVER = np.int64(1 << 62)
 
@@ -125,11 +125,7 @@ def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counte
             stored[k] = s
         used += need
     if single:
-        counters[0, HITS] += hits
-        counters[0, MISSES] += misses
-        counters[0, EVICTIONS] += evictions
-        if has_sizes:
-            counters[0, MISS_BYTES] += miss_bytes
+        add_single_table(counters, has_sizes, hits, misses, miss_bytes, evictions)
     meta[0] = count
     meta[1] = used
 

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 from .base import EVICTIONS, HITS, MISS_BYTES, MISSES, Policy, Setup, register
-from .lru import max_residents
+from .lru import add_single_table, max_residents
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -91,11 +91,7 @@ def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counte
             stored[k] = s
         used += need
     if single:
-        counters[0, HITS] += hits
-        counters[0, MISSES] += misses
-        counters[0, EVICTIONS] += evictions
-        if has_sizes:
-            counters[0, MISS_BYTES] += miss_bytes
+        add_single_table(counters, has_sizes, hits, misses, miss_bytes, evictions)
     meta[0] = count
     meta[1] = used
 

@@ -104,7 +104,7 @@ def main():
 
 def criteo_speed(tmp, copies: int = 20):
     """Criteo TSV parsing: the shipped 10,000-line Kaggle head repeated `copies` times."""
-    head = Path(__file__).resolve().parents[2] / "shared/data/criteo/kaggle_train_head10k.tsv"
+    head = Path(__file__).resolve().parents[1] / "tests/data/criteo/kaggle_train_head10k.tsv"
     if not head.exists():
         print(f"{head} not found: no Criteo timing")
         return

@@ -22,13 +22,14 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-CRITEO = "/work/shared/data/criteo/kaggle_train_head10k.tsv"
+CRITEO = str(Path(__file__).resolve().parents[1] / "tests/data/criteo/kaggle_train_head10k.tsv")
 CONFIGS = [("fp32", "all"), ("int8", "0"), ("int8", "5%"), ("int4", "0"), ("int4", "1%")]
 
 

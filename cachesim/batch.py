@@ -15,7 +15,9 @@ rows, deduplicates it, and fills the cache for the batch's misses set by set. Th
    lowest way); under LFU a key takes a valid line only if its count is at least the count of
    the line's key. A key that gets no line is a conflict unique miss; a taken line gets stamp b;
    a valid key pushed out is an eviction;
-5. `conflict_misses` counts the batch's accesses whose key is still not cached after step 4.
+5. `conflict_misses` counts the batch's accesses whose key is still not cached after step 4;
+   `misses` counts the batch's accesses whose key was not cached before step 2 (every access to
+   a unique miss), so hits = requested_indices - misses, per access as in access mode.
 
 Per-table caches (`per_table=True`) give each table its own cache of C_t rows, S_t sets and
 W_t = min(W, C_t) ways; lines are numbered table after table.
@@ -26,7 +28,7 @@ W_t = min(W, C_t) ways; lines are numbered table after table.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -35,13 +37,16 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from .errors import CachesimError
-from .hashing import fmix64
+from .hashing import fmix64, set_geometry
+from .result import DEFAULT_WAYS, Result, ratio
 from .sizes import parse_size
 
 # counters per table: columns of `BatchCache.counters`
-REQUESTED, UNIQUE, UNIQUE_MISSES, CONFLICT_UNIQUE_MISSES, CONFLICT_MISSES, EVICTIONS = range(6)
+# (`misses`: the batch's accesses whose key was not cached when the batch began)
+REQUESTED, UNIQUE, UNIQUE_MISSES, CONFLICT_UNIQUE_MISSES, CONFLICT_MISSES, EVICTIONS, MISSES = \
+    range(7)
 COUNTER_NAMES = ("requested_indices", "unique_indices", "unique_misses", "conflict_unique_misses",
-                 "conflict_misses", "evictions")
+                 "conflict_misses", "evictions", "misses")
 BATCH_POLICIES = ("lru", "lfu")
 
 
@@ -192,6 +197,59 @@ def _line_order(ckey, ccnt, n, lfu, out):
 
 
 @numba.njit(cache=True)
+def _first_lines(ckey, ccnt, n, lfu, k, out):
+    """The first k of the set's takeable ways in the order `_line_order` gives (ascending ckey;
+    LFU: ascending (ccnt, ckey)), in out[:m]; returns m = min(k, takeable ways). One pass keeps
+    the k smallest in a max-heap, then sorts those: O(n + k log k) for the usual few misses,
+    not O(n log n). A fully associative cache is one set of C lines, and each batch with a
+    miss must not sort all of them (ckeys are distinct, so the order is exact)."""
+    if k >= n:
+        return _line_order(ckey, ccnt, n, lfu, out)
+    hp = np.empty(k, np.int64)  # heap: primary key (LFU count, else 0), ckey, way; root largest
+    hs = np.empty(k, np.int64)
+    hw = np.empty(k, np.int64)
+    m = 0
+    for w in range(n):
+        s = ckey[w]
+        if s == _NONE:
+            continue
+        p = ccnt[w] if lfu else np.int64(0)
+        if m < k:  # push, sift up
+            i = m
+            m += 1
+            while i > 0:
+                up = (i - 1) >> 1
+                if hp[up] > p or (hp[up] == p and hs[up] > s):
+                    break
+                hp[i], hs[i], hw[i] = hp[up], hs[up], hw[up]
+                i = up
+            hp[i], hs[i], hw[i] = p, s, w
+        elif p < hp[0] or (p == hp[0] and s < hs[0]):  # replace the largest, sift down
+            i = 0
+            while True:
+                c = 2 * i + 1
+                if c >= k:
+                    break
+                if c + 1 < k and (hp[c + 1] > hp[c] or (hp[c + 1] == hp[c] and hs[c + 1] > hs[c])):
+                    c += 1
+                if hp[c] > p or (hp[c] == p and hs[c] > s):
+                    hp[i], hs[i], hw[i] = hp[c], hs[c], hw[c]
+                    i = c
+                else:
+                    break
+            hp[i], hs[i], hw[i] = p, s, w
+    order = np.argsort(hs[:m])  # distinct
+    if lfu:
+        cnt = np.empty(m, dtype=np.int64)
+        for i in range(m):
+            cnt[i] = hp[order[i]]
+        order = order[np.argsort(cnt, kind="mergesort")]
+    for i in range(m):
+        out[i] = hw[order[i]]
+    return m
+
+
+@numba.njit(cache=True)
 def _batch_step(ids, lo, hi, b, lfu, way_bits, state, scratch, counters):
     """Apply the batch ids[lo:hi] (dense ids) as batch number `b` (>= 1, increasing).
 
@@ -253,6 +311,8 @@ def _batch_step(ids, lo, hi, b, lfu, way_bits, state, scratch, counters):
         t = utab[u]
         counters[t, REQUESTED] += ucnt[u]
         counters[t, UNIQUE] += 1
+        if not was_hit[u]:
+            counters[t, MISSES] += ucnt[u]
     if lfu:  # counts of the batch's keys; a hit line keeps its key's count, final now
         for u in range(nu):
             k = uniq[u]
@@ -282,7 +342,7 @@ def _batch_step(ids, lo, hi, b, lfu, way_bits, state, scratch, counters):
             n_order = _oldest_ways(ckey, nw, nm, way_buf, way_mask)
             small = False  # take way_buf in order
         else:
-            n_order = 0 if small else _line_order(ckey, ccnt, nw, lfu, way_buf)
+            n_order = 0 if small else _first_lines(ckey, ccnt, nw, lfu, nm, way_buf)
         j = 0
         full = False  # no line left, or (LFU) a refusal: every later key of the set conflicts
         for mi in range(nm):
@@ -353,7 +413,7 @@ def _policy_name(policy) -> str:
         except CachesimError:
             pass
     if name not in BATCH_POLICIES:
-        raise CachesimError(f"batch mode supports lru and lfu, FBGEMM's two; use --mode access "
+        raise CachesimError(f"batch mode supports lru and lfu, FBGEMM's two; use mode=\"access\" "
                             f"for {getattr(policy, 'name', policy)}")
     return name
 
@@ -402,7 +462,9 @@ class BatchCache:
         if ways is not None:
             ways = int(ways)
             if ways < 1:
-                raise CachesimError(f"--ways {ways}: the number of ways must be at least 1")
+                raise CachesimError(f"ways={ways}: the number of ways must be at least 1 "
+                                    "(ways=None: fully associative)")
+        self.fully_associative = ways is None
         self.per_table_caches = np.ndim(capacity_rows) > 0
         caps = np.atleast_1d(np.asarray(capacity_rows, dtype=np.int64))
         if self.per_table_caches and caps.shape[0] != self.n_tables:
@@ -418,8 +480,8 @@ class BatchCache:
             # than the keys replays as one of exactly their size (one set stays scannable);
             # the requested size is still what is reported and costed
             caps = np.minimum(caps, max(1, int(self.n_keys)))
-        group_ways = caps.copy() if ways is None else np.minimum(caps, ways)
-        group_sets = -(-caps // group_ways)
+        # `hashing.set_geometry`, the access replay's rule too: W = min(W, C), S = ceil(C / W)
+        group_sets, group_ways = set_geometry(caps, caps if ways is None else ways)
         group_lines = group_sets * group_ways
         self.capacity_rows = int(requested.sum())
         self.group_capacity = requested
@@ -563,35 +625,7 @@ class BatchCache:
 
 
 # -- replay --------------------------------------------------------------------------------------
-@dataclass
-class BatchResult:
-    """Counters of one batch replay (FBGEMM's uvm_cache_stats names), summed and per table."""
-
-    policy: str
-    size: str
-    capacity: int
-    ways: int
-    n_sets: int
-    n_lines: int
-    mode: str
-    per_table_caches: bool
-    inference: bool
-    calls: int
-    requested_indices: int
-    unique_indices: int
-    unique_misses: int
-    conflict_unique_misses: int
-    conflict_misses: int
-    evictions: int
-    hit_ratio: float
-    seconds: float
-    per_table: dict = field(default_factory=dict, repr=False)
-
-    def to_record(self, per_table: bool = False) -> dict:
-        rec = asdict(self)
-        if not per_table:
-            rec.pop("per_table")
-        return rec
+BatchResult = Result  # the one result type; this name stays for old callers
 
 
 def batch_starts(trace) -> np.ndarray:
@@ -600,8 +634,8 @@ def batch_starts(trace) -> np.ndarray:
         return trace._cache["batch_starts"]
     if trace.batch is None:
         raise CachesimError(f"{trace.source or 'the trace'} has no batches, so it cannot be "
-                            "replayed in batch mode; pass --batch-size (sample-based formats) "
-                            "or use --mode access")
+                            "replayed in batch mode; read it with batch_size=N (sample-based "
+                            "formats) or use mode=\"access\"")
     batch = trace.batch
     step = np.diff(batch)
     if (step < 0).any():
@@ -648,13 +682,14 @@ def table_capacities(trace, capacity) -> tuple[np.ndarray, str]:
     return caps, cap.text
 
 
-def replay_batch(trace, policy="lru", capacity="5%", ways=32, *, per_table=False,
-                 inference=False, progress=False) -> BatchResult:
+def replay_batch(trace, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_table=False,
+                 inference=False, progress=False) -> Result:
     """Replay `trace` batch by batch through an FBGEMM-style cache (lru or lfu).
 
     `capacity`: rows (1000) or a share of the distinct keys ('5%'); with `per_table` also a list of
-    rows, one per table. `ways=None` is fully associative. `inference` is recorded for the cost
-    model (the cache rules are the same). The trace needs batches (`trace.batch`).
+    rows, one per table. `ways`: 32 (FBGEMM's) by default, None for fully associative.
+    `inference` is recorded for the cost model (the cache rules are the same). The trace needs
+    batches (`trace.batch`). Returns a `Result` with mode 'batch'.
     """
     trace.require_nonempty()
     name = _policy_name(policy)
@@ -664,7 +699,7 @@ def replay_batch(trace, policy="lru", capacity="5%", ways=32, *, per_table=False
         cap_arg = caps
     else:
         if isinstance(capacity, (list, tuple, np.ndarray)):
-            raise CachesimError("one row count per table needs per-table caches (--per-table)")
+            raise CachesimError("one row count per table needs per-table caches (per_table=True)")
         cap = parse_size(capacity)
         if cap.is_bytes:
             raise CachesimError(f"cache size {cap.text!r}: batch mode counts rows; give rows "
@@ -673,10 +708,9 @@ def replay_batch(trace, policy="lru", capacity="5%", ways=32, *, per_table=False
     t0 = time.perf_counter()
     cache = BatchCache.for_trace(trace, cap_arg, ways=ways, policy=name)
     ids = trace.dense_ids
-    bar = None
-    if progress:
-        from .engine import _progress_bar
-        bar = _progress_bar(len(trace), f"{name} {size_text} batch", True)
+    from .progress import bar as progress_bar
+    bar = progress_bar(len(trace), f"{name} {size_text} batch", progress, unit="req",
+                       unit_scale=True, delay=2.0)
     n_b = starts.shape[0] - 1
     per_chunk = max(1, (1 << 22) // max(1, len(trace) // n_b))  # ~4M accesses a call
     for i in range(0, n_b, per_chunk):
@@ -691,21 +725,27 @@ def replay_batch(trace, policy="lru", capacity="5%", ways=32, *, per_table=False
 
 
 def batch_result(trace, cache: BatchCache, size_text: str, seconds: float = 0.0,
-                 inference: bool = False) -> BatchResult:
-    """A BatchResult from a cache's running counters."""
+                 inference: bool = False) -> Result:
+    """The `Result` (mode 'batch') of a cache's running counters."""
     c = cache.counters
     tot = cache.totals()
     per_table = {"table": list(trace.table_names)}
     for i, nm in enumerate(COUNTER_NAMES):
         per_table[nm] = c[:, i].tolist()
-    uniq = tot["unique_indices"]
-    return BatchResult(policy=cache.policy, size=size_text, capacity=cache.capacity_rows,
-                       ways=cache.reported_ways, n_sets=cache.n_sets,
-                       n_lines=cache.reported_lines, mode="batch",
-                       per_table_caches=cache.per_table_caches, inference=bool(inference),
-                       calls=tot["calls"], requested_indices=tot["requested_indices"],
-                       unique_indices=uniq, unique_misses=tot["unique_misses"],
-                       conflict_unique_misses=tot["conflict_unique_misses"],
-                       conflict_misses=tot["conflict_misses"], evictions=tot["evictions"],
-                       hit_ratio=1.0 - tot["unique_misses"] / uniq if uniq else 0.0,
-                       seconds=seconds, per_table=per_table)
+    req_t, miss_t = c[:, REQUESTED], c[:, MISSES]
+    row_bytes = trace.row_bytes_fp32()
+    per_table.update(requests=req_t.tolist(), hits=(req_t - miss_t).tolist(),
+                     miss_bytes=(miss_t * row_bytes).tolist())
+    requests, misses = tot["requested_indices"], tot["misses"]
+    return Result(policy=cache.policy, size=size_text, capacity=cache.reported_lines,
+                  capacity_unit="rows", ways=None if cache.fully_associative else cache.ways,
+                  mode="batch", requests=requests, hits=requests - misses, misses=misses,
+                  hit_ratio=ratio(requests - misses, requests), miss_ratio=ratio(misses, requests),
+                  miss_bytes=int((miss_t * row_bytes).sum()),
+                  request_bytes=int((req_t * row_bytes).sum()), evictions=tot["evictions"],
+                  seconds=seconds, n_sets=cache.n_sets, n_lines=cache.reported_lines,
+                  per_table_caches=cache.per_table_caches, inference=bool(inference),
+                  calls=tot["calls"], requested_indices=requests,
+                  unique_indices=tot["unique_indices"], unique_misses=tot["unique_misses"],
+                  conflict_unique_misses=tot["conflict_unique_misses"],
+                  conflict_misses=tot["conflict_misses"], per_table=per_table)

@@ -5,26 +5,76 @@ User mistakes raise CachesimError, printed as one line on stderr with exit statu
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 
 import click
 
 from . import __version__
 from .errors import CachesimError
+from .files import check_output_dir, check_output_file
+from .options import (POLICIES, POLICY, PRECISIONS, SEEDS, SIZES, force_option,
+                      ways_option)
 
 
 class _Group(click.Group):
     """Turns a CachesimError into one clear line on stderr and exit status 2."""
 
+    def parse_args(self, ctx, args):
+        # the command line as given (sys.argv is not it under cli.main(args=...) or CliRunner);
+        # `cachesim report` records it
+        ctx.meta.setdefault("cachesim.argv", list(args))
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except CachesimError as err:
-            raise _UserError(str(err)) from None
+            raise _UserError(_cli_words(str(err))) from None
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as err:  # a subcommand's bad option: one line, not the usage
+            where = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+            raise _UserError(err.format_message() + where) from None
+        except KeyboardInterrupt as err:  # Ctrl-C: one line, exit status 130 (128 + SIGINT)
+            raise _Interrupted(str(err) or "interrupted") from None
+
+
+class _Interrupted(click.ClickException):
+    exit_code = 130
+
+    def show(self, file=None):
+        click.echo(f"cachesim: {_one_line(self.format_message())}", err=True)
+
+
+def _command_line() -> str:
+    """The running command as one shell line: `cachesim` and the arguments it was given."""
+    ctx = click.get_current_context(silent=True)
+    args = None if ctx is None else ctx.meta.get("cachesim.argv")
+    return shlex.join(["cachesim", *(sys.argv[1:] if args is None else args)])
 
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+_KWARG_FLAGS = {"mode": "--mode", "ways": "--ways", "per_table": "--per-table",
+                "batch_size": "--batch-size"}
+
+
+def _cli_words(text: str) -> str:
+    """An API message in the CLI's words: mode="access" -> --mode access, ways=None -> --ways
+    full, per_table=True -> --per-table, batch_size=N -> --batch-size N."""
+    import re
+
+    def flag(m):
+        name, value = m.group(1), m.group(2).strip("\"'")
+        if name == "per_table":
+            return "--per-table"
+        if name == "ways" and value == "None":
+            return "--ways full"
+        return f"{_KWARG_FLAGS[name]} {value}"
+    return re.sub(r"\b(mode|ways|per_table|batch_size)=(\"\w+\"|'\w+'|[\w-]+)", flag, text)
 
 
 class _UserError(click.ClickException):
@@ -91,20 +141,19 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
 @cli.command()
 @click.argument("trace_path", metavar="TRACE", type=click.Path())
 @_trace_options
-@click.option("--policy", "-p", default="lru", show_default=True,
+@click.option("--policy", "-p", type=POLICIES, default="lru", show_default=True,
               help="Comma-separated policies, e.g. lru,lfu,opt.")
-@click.option("--size", "-s", "sizes", required=True,
+@click.option("--size", "-s", "sizes", type=SIZES, required=True,
               help="Comma-separated cache sizes: rows (1000), share of distinct keys (5%), "
                    "or bytes (128MiB).")
-@click.option("--ways", "-w", type=int, default=None,
-              help="Set-associative with W ways (lru, lfu, fifo); 1 is direct-mapped.")
+@ways_option()
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random policies.")
 @click.option("--mode", type=click.Choice(["access", "batch"]), default=None,
               help="access: one access at a time; batch: embedding-cache semantics per training "
                    "batch (lru, lfu). Default: batch when the trace has batches.")
 @click.option("--per-table", is_flag=True,
               help="Batch mode: one cache per table (a share such as 5% is per table).")
-@click.option("--precision", default=None,
+@click.option("--precision", type=PRECISIONS, default=None,
               help="Storage precisions (fp32,int8,int4,...): add the bytes moved and memory of "
                    "each, the same fields as `cachesim sweep` (one record per precision).")
 @click.option("--link-gbps", type=float, default=None,
@@ -126,21 +175,20 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
     from .engine import replay as run_replay
     from .policies import get_policy
     from .sizes import parse_sizes
-    policies = [get_policy(p) for p in _split(policy)]
+    policies = [get_policy(p) for p in policy]
     caps = parse_sizes(sizes)
-    precisions = _split(precision) if precision else []
-    if precisions:
-        from .cost import precision_names
-        for p in precisions:
-            if p.lower() not in precision_names():
-                raise CachesimError(f"--precision {p}: unknown; use one of "
-                                    f"{', '.join(precision_names())}")
+    precisions = precision or []
     trace = _read(trace_path, fmt, batch_size)
-    records = []
+    records, notes = [], []
     for pol in policies:
         for cap in caps:
-            res = run_replay(trace, pol, cap, ways=ways, seed=seed, progress=not quiet,
+            res = run_replay(trace, pol, cap, ways=_ways_for(ways, pol, cap), seed=seed,
+                             progress=not quiet,
                              mode=mode, per_table=per_table)
+            note = None if as_json else _geometry_note(ways, cap, res, trace)
+            if note and note not in notes:
+                notes.append(note)
+                click.echo(f"cachesim: note: {note}", err=True)
             batch = getattr(res, "mode", "access") == "batch"
             rec = res.to_record(per_table=batch and as_json)
             if not precisions:
@@ -185,6 +233,7 @@ def convert(src, dst, fmt, batch_size, num_tables):
     import time
     from .traces import read_trace, write_trace
     t0 = time.perf_counter()
+    check_output_file(dst, "OUT")
     opts = {k: v for k, v in (("batch_size", batch_size), ("num_tables", num_tables)) if v}
     trace = read_trace(src, format=fmt, **opts)
     trace.require_nonempty()
@@ -205,17 +254,17 @@ def convert(src, dst, fmt, batch_size, num_tables):
 @click.option("--dim", default=None, metavar="D|D1,D2,...",
               help="Embedding dim, one for all tables or one per table (default: the trace's, "
                    "else 16).")
-@click.option("--precision", "precisions", default="fp32,int8,int4", show_default=True,
+@click.option("--precision", "precisions", type=PRECISIONS, default="fp32,int8,int4",
+              show_default=True,
               help="Storage precisions: fp32, fp16, bf16, int8, int8-fp16qp, int4, int2.")
-@click.option("--size", "-s", "sizes", default="5%", show_default=True,
+@click.option("--size", "-s", "sizes", type=SIZES, default="5%", show_default=True,
               help="Cache sizes: rows (100000), a share of the TOTAL rows of all tables (5%; "
                    "not of a trace's distinct keys), or bytes of cache rows (1GiB).")
 @click.option("--cache-precision", default="fp32", show_default=True,
               type=click.Choice(["fp32", "fp16"]), help="Precision of cached rows.")
-@click.option("--policy", "-p", default="lru", show_default=True,
+@click.option("--policy", "-p", type=POLICY, default="lru", show_default=True,
               help="Cache policy, for its metadata (lru: 8 B per line; lfu: 8 B per row).")
-@click.option("--ways", "-w", type=int, default=None,
-              help="Round the cache up to whole sets of W lines, as FBGEMM allocates it (32).")
+@ways_option()
 @click.option("--align", type=click.IntRange(min=1), default=1, show_default=True,
               help="Pad stored rows to a multiple of this many bytes (FBGEMM inference: 16).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one record each.")
@@ -236,7 +285,7 @@ def memory(trace_path, fmt, batch_size, rows_text, dim, precisions, sizes, cache
         raise CachesimError("memory needs table sizes: give a TRACE or --rows N1,N2,... "
                             "(or --rows criteo-kaggle)")
     dims = parse_dims(dim if dim is not None else default_dims, len(rows))
-    records = memory_records(rows, dims, _split(precisions), _split(sizes),
+    records = memory_records(rows, dims, precisions, _split(sizes),
                              cache_precision=cache_precision, policy=policy, align=align,
                              ways=ways)
     if as_json:
@@ -248,13 +297,13 @@ def memory(trace_path, fmt, batch_size, rows_text, dim, precisions, sizes, cache
 @cli.command()
 @click.argument("trace_path", metavar="TRACE", type=click.Path())
 @_trace_options
-@click.option("--policy", "-p", "policies", default="lru,lfu", show_default=True,
+@click.option("--policy", "-p", "policies", type=POLICIES, default="lru,lfu", show_default=True,
               help="Comma-separated policies (batch mode: lru, lfu).")
-@click.option("--size", "-s", "sizes", required=True,
+@click.option("--size", "-s", "sizes", type=SIZES, required=True,
               help="Comma-separated sizes: rows (1000) or a share of the distinct keys (5%).")
-@click.option("--ways", "-w", default="32", show_default=True,
-              help="Comma-separated ways; 'none' is fully associative, e.g. 32,none.")
-@click.option("--precision", "precisions", default="fp32,int8,int4", show_default=True,
+@ways_option(many=True)
+@click.option("--precision", "precisions", type=PRECISIONS, default="fp32,int8,int4",
+              show_default=True,
               help="Storage precisions to cost (no extra replay): fp32, fp16, bf16, int8, "
                    "int8-fp16qp, int4, int2.")
 @click.option("--per-table", type=click.Choice(["no", "yes", "both"]), default="no",
@@ -292,7 +341,10 @@ def sweep(trace_path, fmt, batch_size, policies, sizes, ways, precisions, per_ta
     --precision fp32,int8,int4 -o results.parquet
     """
     from .cost import DEFAULT_LINK_GBPS
-    from .sweep import run_sweep
+    from .sweep import check_parts_dir, parts_dir, run_sweep
+    if out:
+        check_output_file(out, "-o")
+        check_parts_dir(parts_dir(out), out)
     trace = _read(trace_path, fmt, batch_size)
     res = run_sweep(trace, policies, sizes, ways=ways, precisions=precisions,
                     per_table=per_table, mode=mode, inference=inference, out=out, jobs=jobs,
@@ -329,16 +381,20 @@ def sweep(trace_path, fmt, batch_size, policies, sizes, ways, precisions, per_ta
               help="Accesses per window for working set and drift (default: the batch).")
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="Hot-set size for drift (default: 1% of distinct rows, 10..1000).")
-def analyze(trace_path, fmt, batch_size, as_json, plots_dir, window, top_k):
+@force_option("--plots folder")
+def analyze(trace_path, fmt, batch_size, as_json, plots_dir, window, top_k, force):
     """Analyse a trace: sizes, popularity (Zipf fit, hot-set coverage), reuse, working set, drift.
 
     Example: cachesim analyze kaggle_train_head10k.tsv --plots plots/
     """
     from .traces.analysis import analyze as run_analysis, format_summary, write_plots
+    if plots_dir:
+        check_output_dir(plots_dir, "--plots", force)
     trace = _read(trace_path, fmt, batch_size)
     res = run_analysis(trace, window=window, top_k=top_k)
     if plots_dir:
-        res["plots"] = [str(p) for p in write_plots(res, plots_dir, trace_name=trace_path)]
+        res["plots"] = [str(p) for p in write_plots(res, plots_dir, trace_name=trace_path,
+                                                    force=force)]
     if as_json:
         click.echo(json.dumps(res, indent=1))
     else:
@@ -395,6 +451,9 @@ def generate(out, samples, tables, rows, alpha, bag_size, batch_size, drift, loc
     if plot_path and not like_path:
         raise CachesimError("--plot compares the curves of --like TRACE and the generated "
                             "trace: add --like TRACE")
+    check_output_file(out, "OUT")
+    if plot_path:
+        check_output_file(plot_path, "--plot")
     if like_path:
         real = _read(like_path, None)
         trace = gen.generate_like(gen.fit_profile(real), accesses or len(real), seed=seed)
@@ -429,15 +488,17 @@ def _numbers(text: str, name: str, kind):
 @cli.command()
 @click.argument("trace_path", metavar="TRACE", type=click.Path())
 @_trace_options
-@click.option("--policy", "-p", default="lru", show_default=True,
+@click.option("--policy", "-p", type=POLICY, default="lru", show_default=True,
               help="Policy (method mini replays any policy; exact and shards give LRU).")
 @click.option("--method", "-m", type=click.Choice(["exact", "shards", "mini"]), default="exact",
               show_default=True, help="exact: one pass, every size; shards: hashed sample; "
                                       "mini: miniature simulation.")
-@click.option("--rate", type=float, default=0.01, show_default=True,
-              help="Sampling rate for shards and mini.")
+@click.option("--rate", type=float, default=None,
+              help="Sampling rate for shards and mini [default: 0.01; with --s-max: 1]. "
+                   "Sizes under 100 sampled rows (size x rate) are marked reliable=false.")
 @click.option("--s-max", type=click.IntRange(min=1), default=None, metavar="KEYS",
-              help="Fixed-size SHARDS: keep at most KEYS sampled keys (starts at --rate).")
+              help="Fixed-size SHARDS: sample up to KEYS keys, starting at --rate (default 1) "
+                   "and lowering the rate as more keys come.")
 @click.option("--sizes", "-s", default=None,
               help="Comma-separated sizes: rows (1000), share of distinct keys (5%), bytes "
                    "(128MiB, with --bytes). Default: every size.")
@@ -466,10 +527,22 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj,
     """
     from pathlib import Path
 
+    import warnings
+
     from .traces import mrc as curves
+    for name, path in (("-o", output), ("--plot", plot_path), ("--torchrec", torchrec_path)):
+        if path:
+            check_output_file(path, name)
     trace = _read(trace_path, fmt, batch_size)
-    df = curves.mrc(trace, policy=policy, sizes=sizes, method=method, rate=rate,
-                    bytes=in_bytes, per_table=per_table, s_max=s_max, adj=not no_adj)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", curves.SampledCurveWarning)
+        df = curves.mrc(trace, policy=policy, sizes=sizes, method=method, rate=rate,
+                        bytes=in_bytes, per_table=per_table, s_max=s_max, adj=not no_adj)
+    for w in caught:
+        if issubclass(w.category, curves.SampledCurveWarning):
+            click.echo(f"cachesim: warning: {_one_line(w.message)}", err=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     text = (json.dumps(df.to_dicts(), indent=1) + "\n") if as_json else df.write_csv()
     if output:
         curves.write_atomic(output, text)
@@ -478,8 +551,9 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj,
         click.echo(text, nl=False)
     if plot_path:
         what = "LRU" if method != "mini" else policy
-        curves.plot_mrc(df, plot_path, f"{what} miss-ratio curve ({method}"
-                        f"{'' if method == 'exact' else f', rate {rate:g}'}): "
+        how = ("" if method == "exact" else f", at most {s_max:,} keys" if method == "shards"
+               and s_max else f", rate {0.01 if rate is None else rate:g}")
+        curves.plot_mrc(df, plot_path, f"{what} miss-ratio curve ({method}{how}): "
                         f"{Path(trace_path).name}", "bytes" if in_bytes else "rows")
         click.echo(f"wrote {plot_path}", err=True)
     if torchrec_path:
@@ -493,7 +567,7 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj,
 @_trace_options
 @click.option("--budget", "-b", required=True, help="Memory for all caches: bytes (2GiB, 500MB).")
 @click.option("--precision", "cache_precision", default="fp32", show_default=True,
-              help="Cache precision: fp32 or fp16.")
+              type=click.Choice(["fp32", "fp16"]), help="Cache precision: fp32 or fp16.")
 @click.option("--dim", type=click.IntRange(min=1), default=None,
               help="Embedding dim of every table (default: the trace's, 16 if unknown).")
 @click.option("--json", "as_json", is_flag=True, help="Print the allocation as JSON.")
@@ -526,21 +600,20 @@ def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json)
 @cli.command()
 @click.argument("trace_path", metavar="TRACE", type=click.Path())
 @_trace_options
-@click.option("--precision", default="int8", show_default=True,
+@click.option("--precision", type=PRECISIONS, default="int8", show_default=True,
               help="Comma-separated storage precisions of the host store: fp32, int8, int4.")
 @click.option("--size", "-s", "sizes", default="5%", show_default=True,
               help="Comma-separated FP32 device cache sizes: rows (1000), a share of the "
                    "distinct keys (5%), bytes (64MiB); 0 = no cache, all = every row in FP32 "
                    "on the device.")
-@click.option("--policy", "-p", default="lru", show_default=True,
+@click.option("--policy", "-p", type=POLICIES, default="lru", show_default=True,
               help="Comma-separated cache policies: lru, lfu (FBGEMM's batch rules).")
-@click.option("--ways", "-w", default="32", show_default=True,
-              help="Ways of the set-associative cache; 'none' is fully associative.")
+@ways_option()
 @click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto",
               show_default=True, help="gpu needs CuPy and a CUDA GPU; auto uses one if present.")
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Passes over the training batches.")
-@click.option("--seeds", default="0", show_default=True,
+@click.option("--seeds", type=SEEDS, default="0", show_default=True,
               help="Comma-separated seeds; every configuration runs once per seed.")
 @click.option("--lr", type=float, default=0.1, show_default=True, help="SGD learning rate.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adagrad"]), default="sgd",
@@ -558,7 +631,8 @@ def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of records.")
 @click.option("--output", "-o", "out", default=None, type=click.Path(),
               help="Write the records (.parquet, .csv, .json), atomically.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress bars (terminal) or per-configuration lines (elsewhere).")
 def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, device, epochs, seeds, lr,
           optimizer, rounding, test_fraction, model_name, no_baselines, as_json, out, quiet):
     """Train DLRM with INT8/INT4 embeddings behind an FP32 cache; report accuracy and bytes.
@@ -571,12 +645,17 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, device, e
     --policy lru,lfu --ways 32 --seeds 0,1,2
     """
     from .executor.train import train as run_train, write_results
-    ways_v = None if str(ways).strip().lower() in ("none", "full") else _int_option(ways, "--ways")
-    seed_list = [_int_option(s, "--seeds") for s in _split(seeds)]
+    if out:
+        from pathlib import Path
+
+        from .sweep import OUTPUT_SUFFIXES
+        if Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
+            raise CachesimError(f"-o {out}: write .parquet, .csv or .json")
+        check_output_file(out, "-o")
     trace = _read(trace_path, fmt, batch_size)
-    records = run_train(trace, precision=_split(precision), size=_split(sizes),
-                        policy=_split(policy), ways=ways_v, device=device, epochs=epochs,
-                        lr=lr, seed=seed_list, test_fraction=test_fraction, rounding=rounding,
+    records = run_train(trace, precision=precision, size=_split(sizes),
+                        policy=policy, ways=ways, device=device, epochs=epochs,
+                        lr=lr, seed=seeds, test_fraction=test_fraction, rounding=rounding,
                         optimizer=optimizer, model=model_name, baselines=not no_baselines,
                         progress=not quiet, batch_size=batch_size)
     labels = str(records[0].get("labels", "")) if records else ""
@@ -592,11 +671,26 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, device, e
                                "samples_per_s"])
 
 
-def _int_option(text, name: str) -> int:
-    try:
-        return int(str(text).strip())
-    except ValueError:
-        raise CachesimError(f"{name} {text!r}: give a whole number") from None
+def _geometry_note(ways, cap, res, trace) -> str | None:
+    """With --ways given, the line saying the lines used when whole sets differ from --size
+    ('--ways 3 --size 10: 4 sets of 3 ways = 12 lines'; `hashing.geometry_note`)."""
+    from click.core import ParameterSource
+    from .hashing import geometry_note
+    if (ways is None or res.ways is None or res.per_table_caches or res.capacity_unit != "rows"
+            or click.get_current_context().get_parameter_source("ways")
+            is ParameterSource.DEFAULT):
+        return None
+    return geometry_note(cap.text, cap.resolve(trace.n_distinct), ways)
+
+
+def _ways_for(ways, policy, cap):
+    """--ways for one replay: the default 32 applies where it can (a policy with a
+    set-associative form, a size in rows); an explicit --ways always applies."""
+    from click.core import ParameterSource
+    if ways is None or click.get_current_context().get_parameter_source("ways") is not \
+            ParameterSource.DEFAULT:
+        return ways
+    return ways if policy.set_associative is not None and not cap.is_bytes else None
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -604,30 +698,33 @@ def _int_option(text, name: str) -> int:
 @click.argument("trace_path", metavar="TRACE", type=click.Path())
 @_trace_options
 @click.option("--output", "-o", "out_dir", required=True, type=click.Path(),
-              help="Folder for report.html, report.md, the plots, results.json/.parquet.")
+              help="Folder for report.html, report.md, the plots, results.json/.parquet "
+                   "(new, empty, or an earlier report's).")
+@force_option()
 @click.option("--budget", default=None, help="Device memory budget for cache and metadata "
               "(512MiB, 2GiB).")
 @click.option("--target-hit-ratio", type=float, default=0.9, show_default=True,
               help="Hit ratio the recommended configuration must reach.")
-@click.option("--precision", default="fp32,fp16,int8,int4", show_default=True,
+@click.option("--precision", type=PRECISIONS, default="fp32,fp16,int8,int4", show_default=True,
               help="Storage precisions to compare.")
-@click.option("--policy", "-p", default="lru,lfu", show_default=True,
+@click.option("--policy", "-p", type=POLICIES, default="lru,lfu", show_default=True,
               help="Policies for the batch sweep (the curves add every access-mode policy).")
-@click.option("--ways", "-w", default="32", show_default=True,
-              help="Ways of the set-associative cache ('none': fully associative).")
-@click.option("--sizes", default="0.5%,1%,2%,5%,10%,20%,50%", show_default=True,
+@ways_option()
+@click.option("--sizes", type=SIZES, default="0.5%,1%,2%,5%,10%,20%,50%", show_default=True,
               help="Cache sizes to sweep, as shares of the distinct rows.")
 @click.option("--link-gbps", type=float, default=None,
               help="Host-device bandwidth in GB/s for time per step (default: PCIe Gen4 x16).")
 @click.option("--train", is_flag=True, help="Also train DLRM behind the cache (accuracy section).")
-@click.option("--seeds", default="0,1,2", show_default=True, help="Training seeds (with --train).")
+@click.option("--seeds", type=SEEDS, default="0,1,2", show_default=True,
+              help="Training seeds (with --train).")
 @click.option("--from", "from_results", default=None, type=click.Path(),
               help="Saved results to use instead of recomputing: a report's results.json, or a "
                    "table from `cachesim sweep -o` / `cachesim train -o`.")
-@click.option("--jobs", type=int, default=None, help="Worker processes for the sweep.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Worker processes for the sweep.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def report(trace_path, fmt, batch_size, out_dir, budget, target_hit_ratio, precision, policy,
-           ways, sizes, link_gbps, train, seeds, from_results, jobs, quiet):
+def report(trace_path, fmt, batch_size, out_dir, force, budget, target_hit_ratio, precision,
+           policy, ways, sizes, link_gbps, train, seeds, from_results, jobs, quiet):
     """Write a sizing report (HTML, Markdown, plots, results) for a trace.
 
     Example: cachesim report trace.parquet -o report/ --budget 2GiB --target-hit-ratio 0.9
@@ -640,14 +737,13 @@ def report(trace_path, fmt, batch_size, out_dir, budget, target_hit_ratio, preci
         if cap.kind != "fraction":
             raise CachesimError(f"--sizes {text}: give shares of the distinct rows, such as 5%")
         fractions.append(cap.value)
-    w = None if ways.strip().lower() in ("none", "full", "0") else int(ways)
-    opt = ReportOptions(policies=tuple(_split(policy)), precisions=tuple(_split(precision)),
-                        ways=w, target_hit_ratio=target_hit_ratio, budget=budget,
+    opt = ReportOptions(policies=tuple(policy), precisions=tuple(precision),
+                        ways=ways, target_hit_ratio=target_hit_ratio, budget=budget,
                         link_gbps=link_gbps, train=train, fractions=tuple(fractions),
-                        train_seeds=tuple(int(s) for s in _split(seeds)), jobs=jobs,
-                        command="cachesim " + " ".join(sys.argv[1:]), progress=not quiet)
+                        train_seeds=tuple(seeds), jobs=jobs,
+                        command=_command_line(), progress=not quiet)
     out = build_report(trace_path, out_dir, opt, from_results=from_results, fmt=fmt,
-                       batch_size=batch_size)
+                       batch_size=batch_size, force=force)
     click.echo(f"wrote {out / 'report.html'} (and report.md, results.json, results.parquet)")
 
 

@@ -59,7 +59,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import CachesimError
+from .hashing import set_geometry
 from .sizes import parse_size
+from .traces.model import MAX_ROWS
 
 DEFAULT_LINK_GBPS = 25.0
 RAW_PCIE4_X16_GBPS = 31.5
@@ -220,6 +222,16 @@ class MemoryCost:
         return asdict(self)
 
 
+def _exact_sum(values) -> int:
+    """The sum of integer `values` as a Python int (numpy's int64 sum wraps past 2^63-1)."""
+    return sum(int(v) for v in np.atleast_1d(values))
+
+
+def _exact_dot(a, b) -> int:
+    """sum(a[i] * b[i]) over integer arrays, as a Python int (no int64 wrap)."""
+    return sum(int(x) * int(y) for x, y in zip(np.atleast_1d(a), np.atleast_1d(b)))
+
+
 def memory_cost(table_rows, dims, precision: str, cache_rows, *, cache_precision: str = "fp32",
                 policy: str = "lru", align: int = 1) -> MemoryCost:
     """Memory of tables with `table_rows` rows and `dims` dims stored at `precision`, with a cache.
@@ -244,18 +256,18 @@ def memory_cost(table_rows, dims, precision: str, cache_rows, *, cache_precision
         lines_t = np.asarray(cache_rows, dtype=np.int64)
         if lines_t.shape != rows.shape:
             raise CachesimError("per-table cache rows need one entry per table")
-        lines = int(lines_t.sum())
+        lines = _exact_sum(lines_t)
         cache_bytes = int(sum(int(n) * cache_row_bytes(cp, d) for n, d in zip(lines_t, dims)))
     else:
         lines = int(cache_rows)
         cache_bytes = lines * cache_row_bytes(cp, int(dims.max()))
-    total_rows = int(rows.sum())
+    total_rows = _exact_sum(rows)  # Python ints: no int64 wrap at 2^63 rows or bytes
     meta = metadata_bytes(policy, lines, total_rows)
-    store_data, store_sb, store_pad = (int((rows * x).sum()) for x in (data, sb, pad))
+    store_data, store_sb, store_pad = (_exact_dot(rows, x) for x in (data, sb, pad))
     store = store_data + store_sb + store_pad
     meta_total = meta["tag_bytes"] + meta["policy_state_bytes"]
     total = store + cache_bytes + meta_total
-    fp32 = int((rows * 4 * dims).sum())
+    fp32 = 4 * _exact_dot(rows, dims)
     ratio = lambda den: fp32 / den if den else math.inf
     return MemoryCost(
         precision=layouts[0].precision, cache_precision=cp, policy=str(policy).lower(),
@@ -274,7 +286,7 @@ def cache_rows_for(size, total_rows: int, *, cache_precision: str = "fp32", max_
                    ways: int | None = None) -> int:
     """Lines of a cache given as rows (1000), a share of ALL rows of the tables (5%), or bytes of
     cache rows (1GiB, at the cache precision and largest dim). With `ways`, rounded up to whole
-    sets of `ways` lines, as FBGEMM allocates them."""
+    sets as FBGEMM allocates them (`hashing.set_geometry`, the replay's rule)."""
     cap = parse_size(size)
     if cap.is_bytes:
         rows = cap.value // cache_row_bytes(cache_precision, max_dim)
@@ -283,7 +295,9 @@ def cache_rows_for(size, total_rows: int, *, cache_precision: str = "fp32", max_
     if ways is not None:
         if int(ways) < 1:
             raise CachesimError(f"--ways {ways}: the number of ways must be at least 1")
-        rows = -(-int(rows) // int(ways)) * int(ways)
+        if int(rows) > 0:
+            n_sets, w = set_geometry(int(rows), int(ways))
+            rows = n_sets * w
     return int(rows)
 
 
@@ -310,7 +324,7 @@ def transfer_cost(record: dict, storage_row_bytes, *, inference: bool = False,
                 if v.shape[0] != rb.shape[0]:
                     raise CachesimError(f"{v.shape[0]} tables in the result but {rb.shape[0]} "
                                         "dims: give one dim per table")
-                total += int((v * rb).sum())
+                total += _exact_dot(v, rb)
             elif name in record:
                 if np.unique(rb).shape[0] != 1:
                     raise CachesimError(f"the result has no per-table {name!r}; with dims that "
@@ -446,6 +460,9 @@ def parse_rows(text) -> np.ndarray:
                             f"(1000,250000,...) or a preset ({', '.join(TABLE_PRESETS)})") from None
     if not rows or any(r < 0 for r in rows):
         raise CachesimError(f"--rows {text!r}: give at least one table, none negative")
+    if sum(rows) > MAX_ROWS:
+        raise CachesimError(f"--rows {text!r}: {sum(rows):,} rows in all; keys are int64 row ids, "
+                            f"so the tables hold at most 2^63-1 = {MAX_ROWS:,} rows together")
     return np.array(rows, dtype=np.int64)
 
 
@@ -459,7 +476,7 @@ def memory_records(table_rows, dims, precisions, sizes, *, cache_precision: str 
     for prec in precisions:
         lay = row_layout(prec, int(dims.max()), align)
         for size in sizes:
-            lines = cache_rows_for(size, int(rows.sum()), cache_precision=cache_precision,
+            lines = cache_rows_for(size, _exact_sum(rows), cache_precision=cache_precision,
                                    max_dim=int(dims.max()), ways=ways)
             mem = memory_cost(rows, dims, prec, lines, cache_precision=cache_precision,
                               policy=policy, align=align)
@@ -480,8 +497,8 @@ def format_memory(records: list[dict], table_rows, dims) -> str:
     dims = parse_dims(dims, rows.shape[0])
     dim_text = (f"dim {int(dims[0])}" if np.unique(dims).shape[0] == 1
                 else f"dims {int(dims.min())}..{int(dims.max())}")
-    fp32 = int((rows * 4 * dims).sum())
-    lines = [f"{rows.shape[0]} table(s), {int(rows.sum()):,} rows, {dim_text}; all rows in fp32:"
+    fp32 = 4 * _exact_dot(rows, dims)
+    lines = [f"{rows.shape[0]} table(s), {_exact_sum(rows):,} rows, {dim_text}; all rows in fp32:"
              f" {fp32:,} B ({fp32 / 1e9:.3f} GB)"]
     for r in records:
         pad = f" + {r['row_padding_bytes']} B padding" if r["row_padding_bytes"] else ""

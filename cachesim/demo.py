@@ -2,6 +2,7 @@
 sizing report for it."""
 from __future__ import annotations
 
+import shlex
 import sys
 from importlib import resources
 
@@ -13,7 +14,7 @@ def demo_trace_path() -> str:
 
 
 def _run(args: list[str]) -> None:
-    print(f"\n$ cachesim {' '.join(args)}", flush=True)
+    print(f"\n$ {shlex.join(['cachesim', *args])}", flush=True)
     cli.main(args=args, prog_name="cachesim", standalone_mode=False)
 
 

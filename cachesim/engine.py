@@ -1,51 +1,26 @@
 """The replay engine: one trace, one policy, one cache size, per access.
 
-`replay(trace, policy, capacity, ways=None)` checks its inputs, builds the policy's state, feeds
+`replay(trace, policy, capacity, ways=32)` checks its inputs, builds the policy's state, feeds
 the trace to the kernel in chunks (so progress can be shown and a replay could resume from the
-state after any chunk), and wraps the counters in a `Result`.
+state after any chunk), and wraps the counters in a `Result` (`cachesim.result`); on a trace
+with batches it hands over to `cachesim.batch.replay_batch`, which returns the same type.
 """
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .errors import CachesimError
-from .hashing import n_sets_for, set_index
+from .hashing import n_sets_for, set_geometry, set_index
 from .policies import EVICTIONS, HITS, MISS_BYTES, MISSES, N_COUNTERS, Setup, get_policy
 from .policies.base import Policy
+from .progress import bar as progress_bar
+from .result import DEFAULT_WAYS, Result, ratio
 from .sizes import Capacity, parse_size
 
 CHUNK = 1 << 20
-
-
-@dataclass
-class Result:
-    """Counts of one replay. `miss_bytes` is the bytes of the missed objects: the trace's own
-    object sizes where it has them, else each table's fp32 row (4 x dim bytes)."""
-
-    policy: str
-    size: str
-    capacity: int
-    capacity_unit: str
-    ways: int | None
-    requests: int
-    hits: int
-    misses: int
-    hit_ratio: float
-    miss_ratio: float
-    miss_bytes: int
-    request_bytes: int
-    evictions: int
-    seconds: float
-    per_table: dict = field(default_factory=dict, repr=False)
-
-    def to_record(self, per_table: bool = False) -> dict:
-        rec = asdict(self)
-        if not per_table:
-            rec.pop("per_table")
-        return rec
 
 
 class Replayer:
@@ -114,16 +89,27 @@ def resolve_capacity(trace, size) -> tuple[Capacity, int, bool]:
     return cap, cap.resolve(trace.n_distinct), not cap.is_bytes
 
 
-def replay(trace, policy, capacity, ways: int | None = None, *, seed: int = 0,
+def replay(trace, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: int = 0,
            progress: bool = False, mode: str | None = None, per_table: bool = False):
-    """Replay `trace` through `policy` (a name or a Policy) with a cache of `capacity`.
+    """Replay `trace` (a `Trace`, or a path `cachesim.read_trace` reads) through `policy` (a name
+    or a Policy; a list of them gives a list of Results, in order) with a cache of `capacity`.
 
     `capacity` is a row count, a share of the distinct keys ('5%'), or bytes ('128MiB': needs
-    object sizes). `ways` makes lru, lfu and fifo set-associative (1 = direct-mapped).
-    `mode`: "access" (one access at a time, a `Result`), "batch" (embedding-cache semantics per
-    training batch, a `cachesim.batch.BatchResult`; `per_table` gives each table its own cache),
-    or None: batch when the trace has batches, else access.
+    object sizes). `ways`: 32 by default (FBGEMM's), None for fully associative; a cache of C
+    rows has ceil(C / W) sets, W above C is lowered to C (one set: the fully associative
+    policy, exactly). In access mode ways apply to lru, lfu and fifo with a row capacity; the
+    other policies, and byte capacities, are fully associative (`Result.ways` is None) and take
+    no other ways than the default. `mode`: "access" (one access at a time, every policy),
+    "batch" (FBGEMM's embedding-cache rules per training batch, lru and lfu; `per_table` gives
+    each table its own cache), or None: batch when the trace has batches, else access. Either
+    way a `Result` (see its docstring: hit_ratio is per access in both modes).
     """
+    if isinstance(trace, (str, os.PathLike)):
+        from .traces import read_trace
+        trace = read_trace(trace)
+    if isinstance(policy, (list, tuple)):
+        return [replay(trace, p, capacity, ways, seed=seed, progress=progress, mode=mode,
+                       per_table=per_table) for p in policy]
     trace.require_nonempty()
     if mode is None:
         mode = "batch" if trace.has_batches else "access"
@@ -132,30 +118,37 @@ def replay(trace, policy, capacity, ways: int | None = None, *, seed: int = 0,
         return replay_batch(trace, policy, capacity, ways=ways, per_table=per_table,
                             progress=progress)
     if mode != "access":
-        raise CachesimError(f"--mode {mode!r}: use access or batch")
+        raise CachesimError(f"mode={mode!r}: use mode=\"access\" or mode=\"batch\"")
     if per_table:
-        raise CachesimError("per-table caches (--per-table) need batch mode (--mode batch)")
+        raise CachesimError("per-table caches (per_table=True) need batch mode (mode=\"batch\")")
     pol = get_policy(policy) if isinstance(policy, str) else policy
     cap, capacity_value, unit = resolve_capacity(trace, capacity)
     if ways is not None:
         ways = int(ways)
         if ways < 1:
-            raise CachesimError(f"--ways {ways}: the number of ways must be at least 1")
+            raise CachesimError(f"ways={ways}: the number of ways must be at least 1 "
+                                "(ways=None: fully associative)")
+    set_assoc = ways is not None and unit and pol.set_associative is not None
+    if ways is not None and not set_assoc and ways != DEFAULT_WAYS:
         if not unit:
-            raise CachesimError("a set-associative cache counts rows: give --size as rows or %, "
-                                "not bytes, with --ways")
-        if pol.set_associative is None:
-            raise CachesimError(f"policy {pol.name!r} has no set-associative form; --ways works "
-                                "with lru, lfu and fifo")
+            raise CachesimError(f"ways={ways}: a set-associative cache counts rows; give the size "
+                                "as rows or %, not bytes, or ways=None")
+        raise CachesimError(f"policy {pol.name!r} has no set-associative form; ways={ways} works "
+                            "with lru, lfu and fifo (others: ways=None)")
+    if set_assoc:  # FBGEMM's rounding, as batch mode: `capacity` is the lines used
+        n_sets, ways = set_geometry(capacity_value, ways)
+        capacity_value = n_sets * ways
         pol_run = pol.set_associative
     else:
+        ways = None
         pol_run = pol
     if not unit and not pol_run.supports_bytes:
-        raise CachesimError(f"policy {pol.name!r} counts rows only: give --size as rows or %")
+        raise CachesimError(f"policy {pol.name!r} counts rows only: give the size as rows or %")
     t_start = time.perf_counter()
     r = Replayer(trace, pol_run, capacity_value, unit, ways, seed)
     n = len(trace)
-    bar = _progress_bar(n, f"{pol.name} {cap.text}", progress)
+    bar = progress_bar(n, f"{pol.name} {cap.text}", progress, unit="req", unit_scale=True,
+                       delay=2.0)
     for start in range(0, n, CHUNK):
         stop = min(n, start + CHUNK)
         r.feed(start, stop)
@@ -183,20 +176,13 @@ def _result(trace, name, cap, capacity_value, unit, ways, counters, seconds) -> 
         "requests": req_t.tolist(), "hits": hits_t.tolist(), "misses": misses_t.tolist(),
         "miss_bytes": miss_bytes_t.tolist(), "evictions": counters[:, EVICTIONS].tolist(),
     }
+    n_sets = n_lines = None
+    if unit:  # rows: the lines the cache allocates
+        n_sets = 1 if ways is None else n_sets_for(capacity_value, ways)
+        n_lines = int(capacity_value) if ways is None else n_sets * ways
     return Result(policy=name, size=cap.text, capacity=int(capacity_value),
-                  capacity_unit="rows" if unit else "bytes", ways=ways, requests=requests,
-                  hits=hits, misses=misses, hit_ratio=hits / requests if requests else 0.0,
-                  miss_ratio=misses / requests if requests else 0.0,
-                  miss_bytes=int(miss_bytes_t.sum()), request_bytes=req_bytes,
-                  evictions=int(counters[:, EVICTIONS].sum()), seconds=seconds,
-                  per_table=per_table)
-
-
-def _progress_bar(total: int, desc: str, enabled: bool):
-    """A tqdm bar on stderr when asked for and stderr is a terminal; else None."""
-    import sys
-    if not enabled or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="req", unit_scale=True, file=sys.stderr,
-                leave=False, delay=2.0)
+                  capacity_unit="rows" if unit else "bytes", ways=ways, mode="access",
+                  requests=requests, hits=hits, misses=misses, hit_ratio=ratio(hits, requests),
+                  miss_ratio=ratio(misses, requests), miss_bytes=int(miss_bytes_t.sum()),
+                  request_bytes=req_bytes, evictions=int(counters[:, EVICTIONS].sum()),
+                  seconds=seconds, n_sets=n_sets, n_lines=n_lines, per_table=per_table)

@@ -43,6 +43,30 @@ def set_index(keys: np.ndarray, n_sets: int) -> np.ndarray:
     return out
 
 
+def set_geometry(capacity_rows, ways):
+    """(sets S, ways W') of a W-way cache of C rows, as FBGEMM allocates it: W' = min(W, C) (more
+    ways than rows is one set of C), S = ceil(C / W'), so the S x W' lines are C rounded up to
+    whole sets (C = 10, W = 3: 4 sets of 3 ways = 12 lines). Ints, or numpy arrays (one cache per
+    entry). The one rule of access replay, batch replay and the memory model."""
+    if np.ndim(capacity_rows) or np.ndim(ways):
+        caps = np.asarray(capacity_rows, dtype=np.int64)
+        w = np.minimum(caps, np.asarray(ways, dtype=np.int64))
+        return -(-caps // w), w
+    w = min(int(ways), int(capacity_rows))
+    return -(-int(capacity_rows) // w), w
+
+
 def n_sets_for(capacity_rows: int, ways: int) -> int:
-    """S = ceil(C / W) sets for a cache of C rows and W ways."""
-    return -(-int(capacity_rows) // int(ways))
+    """S = ceil(C / min(W, C)) sets for a cache of C rows and W ways (see `set_geometry`)."""
+    return set_geometry(capacity_rows, ways)[0]
+
+
+def geometry_note(size_text: str, capacity_rows: int, ways: int) -> str | None:
+    """The line to tell a user when `ways` makes the lines differ from the `capacity_rows` asked
+    for ('--ways 3 --size 10: 4 sets of 3 ways = 12 lines'); None when they are equal."""
+    n_sets, w = set_geometry(capacity_rows, ways)
+    if n_sets * w == int(capacity_rows) and w == int(ways):
+        return None
+    capped = f" (ways lowered to the {w} rows)" if w != int(ways) else ""
+    return (f"--ways {ways} --size {size_text}: {n_sets:,} set{'s' * (n_sets != 1)} of {w} ways "
+            f"= {n_sets * w:,} lines{capped}")

@@ -15,16 +15,24 @@ Resuming: each finished configuration is written at once, atomically, to the sid
 fingerprints the trace). A rerun reuses every part whose configuration it asks for and replays
 only the rest, so an interrupted sweep picks up where it stopped, and a finished one can be
 re-costed (another precision, link speed or dim) without replaying. `fresh=True` clears it.
+
+Ctrl-C (SIGINT) stops a sweep within moments: the workers are ended, the configurations in
+flight are lost, every finished one stays in OUT.parts/ (never half-written), and run_sweep
+raises `SweepInterrupted` (a KeyboardInterrupt); `cachesim sweep` exits with status 130.
+
+Progress: a bar on a terminal; otherwise, once the sweep has run LINES_AFTER_S seconds, one line
+per finished configuration on stderr.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
 import os
 import re
-import shutil
-import sys
+import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -35,7 +43,9 @@ import numpy as np
 from .cost import (DEFAULT_LINK_GBPS, cache_row_bytes, costs_for, parse_dims, precision_names,
                    row_layout)
 from .errors import CachesimError
+from .files import atomic_path, check_output_file
 from .policies import get_policy
+from .result import DEFAULT_WAYS
 from .sizes import parse_size
 
 MODES = ("batch", "access")
@@ -112,7 +122,7 @@ def parse_per_table(value) -> list[bool]:
     return table[v]
 
 
-def make_configs(policies, sizes, ways=(None,), per_table=(False,), mode="batch",
+def make_configs(policies, sizes, ways=(DEFAULT_WAYS,), per_table=(False,), mode="batch",
                  inference=False) -> list[SweepConfig]:
     """The cross product, checked: unknown policies, bad sizes and unsupported combinations raise
     CachesimError before anything runs."""
@@ -134,7 +144,9 @@ def make_configs(policies, sizes, ways=(None,), per_table=(False,), mode="batch"
         size_texts.append(cap.text)
     ways = parse_ways(ways) if not isinstance(ways, list) else ways
     per_table = parse_per_table(per_table) if not isinstance(per_table, list) else per_table
-    if mode == "access" and any(w is not None for w in ways):
+    if mode == "access" and any(w is not None and w != DEFAULT_WAYS for w in ways):
+        # (the default 32 leaves a policy without a set-associative form fully associative,
+        # as `cachesim.replay` does)
         for p in names:
             if get_policy(p).set_associative is None:
                 raise CachesimError(f"policy {p!r} has no set-associative form in access mode; "
@@ -155,6 +167,7 @@ _TRACE = None
 def _init_worker(trace) -> None:
     global _TRACE
     _TRACE = trace
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
 
 
 def replay_config(trace, cfg: SweepConfig) -> dict:
@@ -214,15 +227,35 @@ def trace_fingerprint(trace) -> str:
 
 
 def _write_atomic_text(path: Path, text: str) -> None:
-    from .traces.tabular import atomic_path
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
+def check_parts_dir(folder: Path, out) -> None:
+    """OUT.parts/ may be used when it is missing, empty, or a sweep's (it has manifest.json);
+    a user's folder of that name is refused, never written into or deleted."""
+    if folder.exists() and not folder.is_dir():
+        raise CachesimError(f"-o {out}: {folder} is a file in the way of the sweep's parts "
+                            "folder; move it away or choose another -o path")
+    if folder.is_dir() and os.listdir(folder) and not (folder / "manifest.json").is_file():
+        raise CachesimError(f"-o {out}: {folder} is not empty and was not written by a cachesim "
+                            "sweep; move it away or choose another -o path")
+
+
+def _is_part_file(path: Path) -> bool:
+    """A file a sweep wrote into OUT.parts/: manifest.json or a configuration's {key}.json."""
+    return path.is_file() and not path.is_symlink() and (
+        path.name == "manifest.json" or re.fullmatch(r"[A-Za-z0-9_.-]+\.json", path.name)
+        is not None and path.name.startswith(MODES))
+
+
 def _open_parts(folder: Path, fingerprint: str, fresh: bool) -> None:
     from . import __version__
+    check_parts_dir(folder, folder.with_name(folder.name[:-len(".parts")]))
     if fresh and folder.exists():
-        shutil.rmtree(folder)
+        for p in folder.iterdir():  # only the sweep's own files: anything else stays
+            if _is_part_file(p):
+                p.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / "manifest.json"
     if manifest.exists():
@@ -269,52 +302,123 @@ def _mp_context():
     return multiprocessing.get_context("spawn")
 
 
-def _progress(total: int, enabled: bool):
-    if not enabled or total == 0 or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-    return tqdm(total=total, desc="sweep", unit="config", file=sys.stderr, dynamic_ncols=True)
+# Ctrl-C: the workers ignore SIGINT; the parent, on KeyboardInterrupt, stops them at once
+# (in-flight configurations are lost) and raises SweepInterrupted. Every finished configuration
+# is already in OUT.parts/: the parent writes each part as its result arrives, with SIGINT held
+# off for the length of the write, so no part is ever half-written.
+LINES_AFTER_S = 3.0
+"""When stderr is not a terminal (a log, CI), a sweep that has run this many seconds prints one
+line per finished configuration (a terminal shows the bar instead; short sweeps stay silent)."""
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep. `kept` of `total` configurations are in `folder` (OUT.parts/,
+    None without an output), so rerunning the same sweep resumes."""
+
+    def __init__(self, kept: int, total: int, folder: Path | None):
+        self.kept, self.total, self.folder = kept, total, folder
+        if folder is not None:
+            text = (f"interrupted; {kept} of {total} configurations kept in {folder}/, rerun "
+                    "the same command to resume")
+        else:
+            text = (f"interrupted after {kept} of {total} configurations; nothing kept (give "
+                    "-o OUT to keep finished configurations for a rerun)")
+        super().__init__(text)
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """Hold off SIGINT for the block (a part being written); act on it right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    if old is signal.SIG_IGN or old is None:  # ignored (nohup, a background job): keep it so
+        signal.signal(signal.SIGINT, old if old is not None else signal.SIG_DFL)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if got:
+        if callable(old):
+            old(signal.SIGINT, None)
+        raise KeyboardInterrupt
+
+
+def _stop_pool(pool) -> None:
+    """Cancel what has not started and end the workers now, without waiting for their work."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=2)
+        if p.is_alive():  # pragma: no cover - a worker that ignores SIGTERM
+            p.kill()
+            p.join(timeout=2)
 
 
 def _execute(trace, pending: list[SweepConfig], jobs: int, dask, on_done, progress: bool):
     """Replay `pending`, calling on_done(cfg, record) as each finishes (in the parent)."""
-    bar = _progress(len(pending), progress)
+    from .progress import Lines, bar as progress_bar
+    bar = progress_bar(len(pending), "sweep", progress and len(pending) > 0, unit="config",
+                       leave=True)
+    lines = Lines(progress, after=LINES_AFTER_S)
+    t0 = time.perf_counter()
+    count = [0]
+
+    def finished(cfg, rec):
+        with _sigint_held():
+            on_done(cfg, rec)
+        count[0] += 1
+        if bar is not None:
+            bar.update(1)
+        hit = rec.get("hit_ratio")
+        lines.echo(f"sweep: {count[0]} of {len(pending)} done: {cfg.policy} {cfg.size} ways "
+                   f"{cfg.ways or 'none'} {'per-table' if cfg.per_table else 'shared'}"
+                   + (f", hit ratio {hit:.4f}" if isinstance(hit, float) else "")
+                   + f", {float(rec.get('seconds') or 0):.1f} s "
+                   f"({time.perf_counter() - t0:.0f} s elapsed)")
+
     try:
         if dask is not None:
-            _execute_dask(trace, pending, jobs, dask, on_done, bar)
+            _execute_dask(trace, pending, jobs, dask, finished)
         elif jobs <= 1 or len(pending) <= 1:
             for cfg in pending:
-                on_done(cfg, replay_config(trace, cfg))
-                if bar is not None:
-                    bar.update(1)
+                finished(cfg, replay_config(trace, cfg))
         else:
-            with ProcessPoolExecutor(max_workers=min(jobs, len(pending)),
-                                     mp_context=_mp_context(), initializer=_init_worker,
-                                     initargs=(trace,)) as pool:
-                futures = [pool.submit(_run_in_worker, cfg) for cfg in pending]
-                try:
-                    for fut in as_completed(futures):
-                        cfg, rec = fut.result()
-                        on_done(cfg, rec)
-                        if bar is not None:
-                            bar.update(1)
-                except BaseException:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
+            _execute_pool(trace, pending, jobs, finished)
     finally:
         if bar is not None:
             bar.close()
 
 
-def _execute_dask(trace, pending, jobs, address, on_done, bar):
+def _execute_pool(trace, pending, jobs, finished):
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=_mp_context(),
+                               initializer=_init_worker, initargs=(trace,))
+    try:
+        with _sigint_held():  # forked workers start here: none must die of a Ctrl-C unprepared
+            futures = [pool.submit(_run_in_worker, cfg) for cfg in pending]
+        for fut in as_completed(futures):
+            finished(*fut.result())
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _execute_dask(trace, pending, jobs, address, finished):
     try:
         from dask.distributed import Client, LocalCluster, as_completed as dask_completed
     except ImportError:
         raise CachesimError("--dask needs dask.distributed: pip install 'cachesim[dist]'") from None
     cluster = None
     if isinstance(address, Client):  # the caller's own client: use it, leave it open
-        _submit_all(address, trace, pending, on_done, bar, dask_completed)
+        _submit_all(address, trace, pending, finished, dask_completed)
         return
     if address == "local":
         cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
@@ -327,24 +431,25 @@ def _execute_dask(trace, pending, jobs, address, on_done, bar):
             raise CachesimError(f"--dask {address}: cannot reach the scheduler ({err}); check "
                                 "the address, or use --dask local") from None
     try:
-        _submit_all(client, trace, pending, on_done, bar, dask_completed)
+        _submit_all(client, trace, pending, finished, dask_completed)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
 
 
-def _submit_all(client, trace, pending, on_done, bar, dask_completed):
+def _submit_all(client, trace, pending, finished, dask_completed):
     shared = client.scatter(trace, broadcast=True)
     futures = [client.submit(_run_with_trace, shared, cfg, pure=False) for cfg in pending]
-    for fut in dask_completed(futures):
-        cfg, rec = fut.result()
-        on_done(cfg, rec)
-        if bar is not None:
-            bar.update(1)
+    try:
+        for fut in dask_completed(futures):
+            finished(*fut.result())
+    except BaseException:
+        client.cancel(futures)  # nothing keeps running on the cluster after a Ctrl-C
+        raise
 
 
-def run_sweep(trace, policies, sizes, *, ways=(None,), precisions=("fp32",), per_table="no",
+def run_sweep(trace, policies, sizes, *, ways=(DEFAULT_WAYS,), precisions=("fp32",), per_table="no",
               mode: str = "batch", inference: bool = False, out=None, jobs: int | None = None,
               dask: str | None = None, cache_precision: str = "fp32", align: int = 1,
               link_gbps: float = DEFAULT_LINK_GBPS, dims=None, fresh: bool = False,
@@ -352,9 +457,9 @@ def run_sweep(trace, policies, sizes, *, ways=(None,), precisions=("fp32",), per
     """Replay each (policy, size, ways, per-table) once and cost it at every precision.
 
     `policies`, `sizes`, `ways`, `precisions`: lists or comma-separated text (ways: ints or
-    'none'); `per_table`: 'no', 'yes' or 'both'. `out`: write the table there (.parquet, .csv,
-    .json) atomically, and keep finished configurations in the sidecar OUT.parts/ so a rerun
-    replays only the missing ones. `jobs`: worker processes (default: every core).
+    'none', default 32); `per_table`: 'no', 'yes' or 'both'. `out`: write the table there
+    (.parquet, .csv, .json) atomically, and keep finished configurations in the sidecar
+    OUT.parts/ so a rerun replays only the missing ones. `jobs`: worker processes (default: every core).
     `dask`: 'local' (a local cluster of `jobs` worker processes), a scheduler address, or a
     `dask.distributed.Client`, instead of the process pool.
     """
@@ -384,6 +489,8 @@ def run_sweep(trace, policies, sizes, *, ways=(None,), precisions=("fp32",), per
         out_path = Path(out)
         if out_path.suffix.lower() not in OUTPUT_SUFFIXES:
             raise CachesimError(f"-o {out}: write .parquet, .csv or .json")
+        check_output_file(out_path, "-o")
+        check_parts_dir(parts_dir(out_path), out)
     # derived columns once, in the parent: forked workers inherit them, spawned ones unpickle them
     trace.dense_ids, trace.key_table  # noqa: B018
 
@@ -406,12 +513,15 @@ def run_sweep(trace, policies, sizes, *, ways=(None,), precisions=("fp32",), per
     ran: list[str] = []
 
     def on_done(cfg, rec):
-        records[cfg.key] = rec
-        ran.append(cfg.key)
         if folder is not None:
             _save_part(folder, cfg, rec)
+        records[cfg.key] = rec
+        ran.append(cfg.key)
 
-    _execute(trace, pending, jobs, dask, on_done, progress)
+    try:
+        _execute(trace, pending, jobs, dask, on_done, progress)
+    except KeyboardInterrupt:
+        raise SweepInterrupted(len(records), len(configs), folder) from None
     table = build_table(trace, configs, records, precs, cache_precision=cache_precision,
                         align=align, link_gbps=link_gbps, dims=dims_arr)
     if out_path is not None:
@@ -431,7 +541,8 @@ def build_table(trace, configs, records: dict, precisions, *, cache_precision="f
                 "per_table": cfg.per_table, "mode": cfg.mode}
         counters = {}
         for k, v in rec.items():
-            if k in ("per_table", "policy", "size", "mode") or isinstance(v, (dict, list)):
+            if (k in ("per_table", "policy", "size", "mode") or isinstance(v, (dict, list))
+                    or v is None):  # a counter the mode does not have (Result: None)
                 continue
             counters["replay_seconds" if k == "seconds" else
                      "ways_used" if k == "ways" else k] = v
@@ -452,20 +563,15 @@ def build_table(trace, configs, records: dict, precisions, *, cache_precision="f
 
 
 def write_table(table, path) -> None:
-    """Write `table` to .parquet, .csv or .json atomically (temp file in the same folder)."""
+    """Write `table` to .parquet, .csv or .json atomically (`cachesim.files.atomic_path`)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    if suffix not in OUTPUT_SUFFIXES:
+        raise CachesimError(f"-o {path}: write .parquet, .csv or .json")
+    with atomic_path(path, "-o") as tmp:
         if suffix == ".parquet":
             table.write_parquet(tmp)
         elif suffix == ".csv":
             table.write_csv(tmp)
-        elif suffix == ".json":
-            table.write_json(tmp)
         else:
-            raise CachesimError(f"-o {path}: write .parquet, .csv or .json")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+            table.write_json(tmp)

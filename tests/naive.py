@@ -279,7 +279,7 @@ def arc(keys, capacity, sizes=None, unit=True):
     return hits, misses, miss_bytes, evictions
 
 
-def s3fifo(keys, capacity, sizes=None, unit=True):
+def s3fifo(keys, capacity, sizes=None, unit=True, early_main=True):
     """S3-FIFO as libCacheSim runs it: a small FIFO of int(0.1 x capacity), a main FIFO of the
     rest, a ghost FIFO of int(0.9 x capacity) holding keys evicted from the small one.
     A hit adds 1 to the object's count. A miss on a ghost key inserts into main; any other miss
@@ -287,7 +287,9 @@ def s3fifo(keys, capacity, sizes=None, unit=True):
     is not cached when size > small, nor (outside the ghost path) when size >= small.
     Evicting: from main when main is over its share or small is empty, else from small.
     Small's oldest goes to main when its count >= 2 (count reset to 0), else to the ghost.
-    Main's oldest with count >= 1 is reinserted with min(count, 3) - 1, else evicted."""
+    Main's oldest with count >= 1 is reinserted with min(count, 3) - 1, else evicted.
+    `early_main=False`: libCacheSim before commit 035d832 (October 2024 checkouts), without the
+    "into main while small is full and nothing was ever evicted" rule."""
     small_cap = int(capacity * 0.1)
     main_cap = capacity - small_cap
     ghost_cap = int(capacity * 0.9)
@@ -342,7 +344,7 @@ def s3fifo(keys, capacity, sizes=None, unit=True):
             main[k] = [need, 0]
         elif need >= small_cap:
             continue
-        elif not ever_evicted and total(small) >= small_cap:
+        elif early_main and not ever_evicted and total(small) >= small_cap:
             main[k] = [need, 0]
         else:
             small[k] = [need, 0]
@@ -425,7 +427,7 @@ def batch_replay(keys, tables, batches, n_tables, policy, capacity, ways):
     count = {}                   # key -> accesses so far (LFU)
     table_of = {}
     names = ("requested_indices", "unique_indices", "unique_misses", "conflict_unique_misses",
-             "conflict_misses", "evictions")
+             "conflict_misses", "evictions", "misses")
     per_table = {n: [0] * n_tables for n in names}
 
     def lines_of(key):
@@ -460,6 +462,7 @@ def batch_replay(keys, tables, batches, n_tables, policy, capacity, ways):
             else:
                 was_hit[k] = False
                 per_table["unique_misses"][t] += 1
+                per_table["misses"][t] += uses[k]  # every access to a key missing at the start
                 missing.append(k)
         # rule 4
         by_set = {}

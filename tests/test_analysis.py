@@ -134,7 +134,7 @@ def test_cli_summary_json_and_plots(tmp_path):
     for name in PLOT_FILES:
         png = (tmp_path / "p" / name).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == sorted(PLOT_FILES)
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == sorted([".cachesim", *PLOT_FILES])
 
 
 def test_cli_errors(tmp_path):

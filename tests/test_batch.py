@@ -59,7 +59,7 @@ def test_hand_traced_lru():
     assert s1.slot.tolist() == [0, 1, -1] and not s1.was_hit.any()
     assert s1.counters == {"calls": 1, "requested_indices": 3, "unique_indices": 3,
                            "unique_misses": 3, "conflict_unique_misses": 1,
-                           "conflict_misses": 1, "evictions": 0}
+                           "conflict_misses": 1, "evictions": 0, "misses": 3}
     s2 = cache.step(tr.dense_ids[3:6])
     assert key[s2.unique_ids].tolist() == [1, 3]
     assert key[s2.unique_ids][s2.inverse].tolist() == [3, 3, 1]
@@ -71,7 +71,7 @@ def test_hand_traced_lru():
     assert sorted(zip(s3.evicted_slots.tolist(), key[s3.evicted_ids].tolist())) == [(0, 1), (1, 3)]
     assert cache.totals() == {"calls": 3, "requested_indices": 8, "unique_indices": 7,
                               "unique_misses": 6, "conflict_unique_misses": 1,
-                              "conflict_misses": 1, "evictions": 3}
+                              "conflict_misses": 1, "evictions": 3, "misses": 7}
 
 
 def test_hand_traced_lfu():
@@ -208,7 +208,7 @@ def test_set_assoc_has_conflicts_and_more_ways_fewer():
     for r in (r1, r32, full):
         check_invariants(r, tr.n_distinct)
     assert r1.conflict_unique_misses > r32.conflict_unique_misses
-    assert r1.n_sets == r1.capacity and full.n_sets == 1 and full.ways == full.capacity
+    assert r1.n_sets == r1.capacity and full.n_sets == 1 and full.ways is None
     assert r32.n_sets == -(-r32.capacity // 32)
 
 
@@ -220,15 +220,16 @@ def test_table_capacities():
     caps, _ = table_capacities(tr, 100)  # split in proportion to distinct keys, summing to 100
     assert caps.sum() == 100 and (caps >= 1).all() and caps.argmax() == distinct.argmax()
     r = replay_batch(tr, "lru", [3, 4, 5], ways=2, per_table=True)
-    assert r.capacity == 12 and r.per_table_caches and r.n_sets == 2 + 2 + 3
+    # 3, 4, 5 rows at 2 ways: 2 + 2 + 3 sets, and `capacity` is the lines used, 4 + 4 + 6
+    assert r.capacity == 14 and r.per_table_caches and r.n_sets == 2 + 2 + 3
 
 
 # -- errors ------------------------------------------------------------------------------------
 def test_errors():
     tr = _zipf_trace()
-    with pytest.raises(CachesimError, match="batch mode supports lru and lfu.*--mode access for fifo"):
+    with pytest.raises(CachesimError, match="batch mode supports lru and lfu.*mode=\"access\" for fifo"):
         replay_batch(tr, "fifo", "5%")
-    with pytest.raises(CachesimError, match="has no batches.*--batch-size.*--mode access"):
+    with pytest.raises(CachesimError, match="has no batches.*batch_size=N.*mode=\"access\""):
         replay_batch(cachesim.Trace.from_keys([1, 2, 3]), "lru", 2)
     with pytest.raises(CachesimError, match="must not decrease.*access 2 has batch 0 after batch 1"):
         replay_batch(cachesim.Trace.from_keys([1, 2, 3], batch=[0, 1, 0]), "lru", 2)
@@ -255,7 +256,7 @@ def test_engine_dispatch():
         | {"seconds": r.seconds}
     a = cachesim.replay(tr, "lru", "5%", mode="access")
     assert isinstance(a, cachesim.Result) and a.requests == len(tr)
-    with pytest.raises(CachesimError, match="--mode access for fifo"):
+    with pytest.raises(CachesimError, match="mode=\"access\" for fifo"):
         cachesim.replay(tr, "fifo", "5%")
     with pytest.raises(CachesimError, match="need batch mode"):
         cachesim.replay(tr, "lru", "5%", mode="access", per_table=True)
@@ -276,12 +277,12 @@ def test_cli_batch_mode(monkeypatch, tmp_path):
         {k: v for k, v in want.items() if k != "seconds"}
     run = CliRunner().invoke(cachesim.cli.cli, ["replay", "t", "-s", "5%", "-w", "8", "-q"])
     assert run.exit_code == 0
-    head = run.output.splitlines()[0].split()
+    head = run.stdout.splitlines()[0].split()  # stderr: the note on the lines used
     assert head == ["policy", "size", "capacity", "ways", "calls", "requested_indices",
                     "unique_indices", "unique_misses", "conflict_unique_misses",
                     "conflict_misses", "evictions", "hit_ratio"]
     r = replay_batch(tr, "lru", "5%", ways=8)
-    assert run.output.splitlines()[1].split()[4:7] == [f"{r.calls:,}", f"{r.requested_indices:,}",
+    assert run.stdout.splitlines()[1].split()[4:7] == [f"{r.calls:,}", f"{r.requested_indices:,}",
                                                        f"{r.unique_indices:,}"]
     run = CliRunner().invoke(cachesim.cli.cli, ["replay", "t", "-p", "opt", "-s", "5%", "-q"])
     assert run.exit_code == 2

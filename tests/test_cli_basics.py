@@ -61,10 +61,11 @@ def test_replay_table_output_exact(tmp_path):
     result = invoke("replay", path, "--policy", "lru,fifo,opt", "--size", "2", "-q")
     # lru: 1m 2m 1h 3m(evicts 2) 2m(evicts 1) 1m; fifo: 3 evicts 1, then 2 hits, 1 misses;
     # opt: 3 evicts 1 (next used last), 2 hits, 1 misses. Rows of dim 16 in fp32: 64 B a miss.
+    # The default 32 ways are lowered to the 2 rows (one set); opt has no set-associative form.
     assert result.stdout == (
         "policy  size  capacity  ways  requests  hits  misses  hit_ratio  miss_bytes\n"
-        "   lru     2         2     -         6     1       5     0.1667         320\n"
-        "  fifo     2         2     -         6     2       4     0.3333         256\n"
+        "   lru     2         2     2         6     1       5     0.1667         320\n"
+        "  fifo     2         2     2         6     2       4     0.3333         256\n"
         "   opt     2         2     -         6     2       4     0.3333         256\n")
     assert result.stderr == ""
 
@@ -124,8 +125,8 @@ def test_train_batch_size_rebatches_the_trace(shared_data):
 
 def test_batch_cache_larger_than_the_keys_replays_as_all_keys():
     tr = cachesim.read_trace(CRITEO)
-    big = cachesim.replay(tr, "lru", 10 * tr.n_distinct, mode="batch")
-    exact = cachesim.replay(tr, "lru", tr.n_distinct, mode="batch")
+    big = cachesim.replay(tr, "lru", 10 * tr.n_distinct, mode="batch", ways=None)
+    exact = cachesim.replay(tr, "lru", tr.n_distinct, mode="batch", ways=None)
     assert big.capacity == 10 * tr.n_distinct and big.n_lines == 10 * tr.n_distinct
     for f in ("unique_misses", "evictions", "conflict_misses", "unique_indices"):
         assert getattr(big, f) == getattr(exact, f)

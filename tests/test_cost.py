@@ -50,7 +50,7 @@ def test_unknown_precision_names_the_choices():
 # -- memory: the paper's arithmetic, by hand -----------------------------------------------------
 def test_criteo_int8_5pct_dim16_pinned():
     (rec,) = _memory_json("--rows", ",".join(map(str, CRITEO)), "--dim", "16",
-                          "--precision", "int8", "--size", "5%")
+                          "--precision", "int8", "--size", "5%", "--ways", "full")
     cache_rows = 1_688_129                     # round(0.05 x 33,762,577 = 1,688,128.85)
     assert sum(CRITEO) == R
     assert rec["cache_rows"] == cache_rows
@@ -77,7 +77,7 @@ def test_criteo_fp16_scale_bias_gives_the_papers_2_76x():
 @pytest.mark.parametrize("dim", [64, 128])
 def test_criteo_int4_1pct_pinned(dim):
     (rec,) = _memory_json("--rows", "criteo-kaggle", "--dim", str(dim), "--precision", "int4",
-                          "--size", "1%")
+                          "--size", "1%", "--ways", "full")
     cache_rows = 337_626                        # round(0.01 x 33,762,577 = 337,625.77)
     store = R * (dim // 2 + 4)
     cache = cache_rows * dim * 4

@@ -17,7 +17,7 @@ from cachesim.executor.train import with_batches
 from cachesim.traces.generate import generate
 
 COUNTERS = ("calls", "requested_indices", "unique_indices", "unique_misses",
-            "conflict_unique_misses", "conflict_misses", "evictions")
+            "conflict_unique_misses", "conflict_misses", "evictions", "misses")
 TINY = {"bottom": (4,), "top": (4,)}
 
 
@@ -224,3 +224,48 @@ def test_gpu_check_script_dry_run(capsys):
                      "--batch-size", "64"]) == 0
     out = capsys.readouterr().out
     assert "PASS" in out and "counters and bytes equal" in out and "DIFFER" not in out
+
+
+def _trace_file(tmp_path):
+    from cachesim.traces import write_trace
+    path = tmp_path / "t.parquet"
+    write_trace(generate(200, tables=3, rows=100, batch_size=16, seed=2, teacher=True, dim=4),
+                path)
+    return path
+
+
+def test_cli_train_prints_a_line_per_configuration_off_a_terminal(tmp_path):
+    from cachesim.cli import cli
+    args = ["train", str(_trace_file(tmp_path)), "--precision", "int8", "--size", "10%",
+            "--policy", "lru", "--ways", "4", "--model", "small", "--device", "cpu"]
+    res = CliRunner().invoke(cli, args)              # CliRunner's stderr is not a terminal
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("train: ")]
+    assert [ln.split(":")[1].split(" seed")[0] for ln in lines] == [
+        " 1/3 fp32 all rows on device", " 2/3 int8 no cache", " 3/3 int8 lru 10%"]
+    for ln in lines:
+        assert " seed 0: " in ln and " samples/s, loss 0." in ln and ", auc " in ln
+    quiet = CliRunner().invoke(cli, args + ["--quiet"])
+    assert quiet.exit_code == 0 and "train: " not in quiet.stderr
+
+
+def test_train_shows_a_bar_per_configuration_on_a_terminal(onehot, monkeypatch):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    _train(onehot, precision="int8", size="10%", policy="lru", ways=4, baselines=True,
+           progress=True)
+    text = term.getvalue()
+    for desc in ("fp32 all rows on device seed 0", "int8 no cache seed 0",
+                 "int8 lru 10% seed 0"):
+        assert desc in text
+    assert "sample/s" in text and "loss=0." in text
+    assert "train: " not in text                      # lines are for non-terminals only
+    quiet = Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    _train(onehot, precision="int8", size="10%", policy="lru", ways=4, progress=False)
+    assert quiet.getvalue() == ""

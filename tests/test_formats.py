@@ -286,11 +286,16 @@ def test_dlrm_pt_refuses_arbitrary_pickles(tmp_path):
     ("ids", "12\n7\n", "txt"),
     ("a.csv", "id,click,hour,C1\n1,0,14102100,5\n", "avazu"),
     ("t.csv", "table,row\n0,1\n", "csv"),
+    ("t2.csv", "table,key\n0,1\n", "csv"),  # neither sniffs: csv, whose reader names `row`
 ])
 def test_infer_format_by_suffix_and_content(tmp_path, name, text, fmt):
     p = tmp_path / name
     p.write_text(text)
     assert infer_format(p).name == fmt
+    # gzipped: the suffix before .gz and the decompressed first line
+    gz = tmp_path / (name + ".gz")
+    gz.write_bytes(gzip.compress(text.encode()))
+    assert infer_format(gz).name == fmt
 
 
 def test_infer_format_binary_suffixes(tmp_path, shared_data):

@@ -16,7 +16,7 @@ def test_hand_traced_eviction_order():
 
 @given(st.lists(st.integers(0, 30), min_size=1, max_size=300), st.integers(1, 40))
 def test_matches_naive_unit(keys, capacity):
-    r = cachesim.replay(cachesim.Trace.from_keys(keys), "lru", capacity)
+    r = cachesim.replay(cachesim.Trace.from_keys(keys), "lru", capacity, ways=None)
     h, m, _, e = naive.lru(keys, capacity)
     assert (r.hits, r.misses, r.evictions) == (h, m, e)
 
@@ -35,7 +35,8 @@ def test_matches_naive_bytes(pairs, capacity):
 def test_golden_cloudphysics(shared_data):
     exp = json.loads((shared_data / "cloudphysics/expected.json").read_text())
     txt = cachesim.read_trace(shared_data / "cloudphysics/cloudPhysicsIO.txt")
-    got = [cachesim.replay(txt, "lru", s).misses for s in exp["unit_size_lru"]["sizes_objects"]]
+    got = [cachesim.replay(txt, "lru", s, ways=None).misses  # libCacheSim: fully associative
+           for s in exp["unit_size_lru"]["sizes_objects"]]
     assert got == exp["unit_size_lru"]["misses"]
     binf = cachesim.read_trace(shared_data / "cloudphysics/cloudPhysicsIO.oracleGeneral.bin")
     bc = exp["byte_capacity"]
@@ -44,4 +45,4 @@ def test_golden_cloudphysics(shared_data):
     assert [r.miss_bytes for r in res] == bc["miss_bytes"]["LRU"]
     for n, ratio in exp["lru_miss_ratio_at_objects"].items():
         if n.isdigit() and int(n) > 0:
-            assert abs(cachesim.replay(txt, "lru", int(n)).miss_ratio - ratio) < 1e-4
+            assert abs(cachesim.replay(txt, "lru", int(n), ways=None).miss_ratio - ratio) < 1e-4

@@ -61,7 +61,7 @@ def test_exact_curve_matches_naive_and_replay(keys):
     assert curve.shape[0] == tr.n_distinct + 1 and curve[0] == 1.0
     assert curve.tolist() == pytest.approx(naive.lru_curve(keys), abs=0, rel=1e-15)
     for c in {1, max(1, tr.n_distinct // 2), tr.n_distinct}:
-        assert curve[c] == cachesim.replay(tr, "lru", c).miss_ratio
+        assert curve[c] == cachesim.replay(tr, "lru", c, ways=None).miss_ratio
 
 
 # -- exact byte curve ----------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def test_mini_at_rate_one_is_replay():
     sizes = [0, 5, 50, 200]
     for policy in ("fifo", "lru"):
         got = M.mini_curve(tr, policy, sizes, rate=1.0)
-        want = [1.0] + [cachesim.replay(tr, policy, c).miss_ratio for c in sizes[1:]]
+        want = [1.0] + [cachesim.replay(tr, policy, c, ways=None).miss_ratio for c in sizes[1:]]
         assert got.tolist() == want
 
 
@@ -197,7 +197,7 @@ def test_mini_error_on_zipf():
     sizes = (np.array([0.01, 0.02, 0.05, 0.1, 0.2, 0.4]) * tr.n_distinct).astype(int)
     for policy in ("lru", "fifo"):
         est = M.mini_curve(tr, policy, sizes, rate=0.1)
-        ref = np.array([cachesim.replay(tr, policy, int(c)).miss_ratio for c in sizes])
+        ref = np.array([cachesim.replay(tr, policy, int(c), ways=None).miss_ratio for c in sizes])
         assert np.abs(est - ref).mean() < 0.03
 
 
@@ -233,7 +233,7 @@ def test_mrc_frame_and_per_table():
         half = max(1, round(0.5 * sub.n_distinct))
         assert rows["size"].to_list() == [0, 10, half]
         assert rows["miss_ratio"].to_list() == [1.0] + [
-            cachesim.replay(sub, "lru", c).miss_ratio for c in (10, half)]
+            cachesim.replay(sub, "lru", c, ways=None).miss_ratio for c in (10, half)]
 
 
 def test_mrc_rejects_what_it_cannot_do():

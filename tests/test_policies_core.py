@@ -83,7 +83,7 @@ def test_random_is_seeded():
 @pytest.mark.parametrize("policy", CORE)
 @given(keys=keys_st, capacity=st.integers(1, 30), seed=st.integers(0, 2**64 - 1))
 def test_matches_naive_unit(policy, keys, capacity, seed):
-    r = cachesim.replay(cachesim.Trace.from_keys(keys), policy, capacity, seed=seed)
+    r = cachesim.replay(cachesim.Trace.from_keys(keys), policy, capacity, ways=None, seed=seed)
     kw = {"seed": seed} if policy == "random" else {}
     h, m, _, e = ORACLES[policy](keys, capacity, **kw)  # no sizes: miss_bytes is rows x 64 B
     assert (r.hits, r.misses, r.evictions) == (h, m, e)
@@ -193,7 +193,7 @@ def test_same_misses_as_libcachesim_wheel(tmp_path_factory, trace, capacity, uni
     rec.tofile(path)
     cap = capacity // 20 + 1 if unit else capacity
     for ours, theirs in WHEEL_TWINS:
-        r = cachesim.replay(tr, ours, cap if unit else f"{cap}B")
+        r = cachesim.replay(tr, ours, cap if unit else f"{cap}B", ways=None)
         assert r.misses == round(_wheel_misses(path, theirs, cap, unit) * len(keys)), ours
 
 
@@ -218,7 +218,7 @@ def test_lfu_same_as_cachetools(trace, capacity, unit):
     keys, sizes = trace
     if unit:
         cap = capacity // 10 + 1
-        r = cachesim.replay(cachesim.Trace.from_keys(keys), "lfu", cap)
+        r = cachesim.replay(cachesim.Trace.from_keys(keys), "lfu", cap, ways=None)
         assert (r.hits, r.misses) == _cachetools_lfu(keys, cap)
     else:
         r = cachesim.replay(cachesim.Trace.from_keys(keys, sizes), "lfu", f"{capacity}B")

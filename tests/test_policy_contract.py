@@ -28,7 +28,7 @@ def _replay(trace, name, capacity):
     """The Result, or None when the policy refuses this capacity with a CachesimError (S3-FIFO
     needs room for its small FIFO): refusing clearly is also within the contract."""
     try:
-        return cachesim.replay(trace, name, capacity)
+        return cachesim.replay(trace, name, capacity, ways=None)  # the policy, not a set mapping
     except cachesim.CachesimError as exc:
         assert "capacity" in str(exc) or "size" in str(exc), exc
         return None
@@ -63,7 +63,7 @@ def test_counts_add_up(name, capacity):
 def test_room_for_everything_misses_only_compulsorily(name):
     pol = _policy(name)
     tr = _trace(seed=1)
-    r = cachesim.replay(tr, name, tr.n_distinct)
+    r = cachesim.replay(tr, name, tr.n_distinct, ways=None)
     if _inserts_every_miss(pol):
         assert (r.misses, r.evictions) == (tr.n_distinct, 0)
     if pol.supports_bytes:

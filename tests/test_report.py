@@ -119,6 +119,8 @@ def test_interrupted_render_leaves_old_report_intact(small_trace, tmp_path, monk
     out = tmp_path / "rep"
     out.mkdir()
     (out / "report.html").write_text("old")
+    (out / ".cachesim").write_text(json.dumps({"written_by": "cachesim",  # an earlier report
+                                               "files": ["report.html"]}))
     from cachesim.reports import figures
 
     def boom(*a, **k):
@@ -128,6 +130,7 @@ def test_interrupted_render_leaves_old_report_intact(small_trace, tmp_path, monk
         build_report(small_trace, out, SMALL)
     assert (out / "report.html").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["rep"]
+    assert sorted(p.name for p in out.iterdir()) == [".cachesim", "report.html"]  # no staging
 
 
 def test_training_results_from_another_trace_are_refused(small_trace, tmp_path):
@@ -140,3 +143,186 @@ def test_training_results_from_another_trace_are_refused(small_trace, tmp_path):
     with pytest.raises(CachesimError, match="another trace"):
         build_report(small_trace, tmp_path / "x", SMALL, from_results=tmp_path / "train.parquet")
     assert not (tmp_path / "x").exists()
+
+
+# -- what the plots and sections say agrees with what they draw and with the recommendation -----
+def _results(report_dir):
+    return json.loads((report_dir / "results.json").read_text())
+
+
+def _labels(ax):
+    return {ln.get_label(): ln for ln in ax.get_lines()}
+
+
+def test_hit_ratio_plot_draws_the_batch_hit_ratio_the_recommendation_uses(report_dir):
+    from cachesim.reports import figures
+    res = _results(report_dir)
+    best = res["recommendation"]["best"]
+    fig = figures.hit_ratio_figure(res, res["meta"], SMALL)
+    top, bottom = fig.axes[:2]
+    line = next(ln for lab, ln in _labels(top).items() if best["policy"].upper() in lab.split(" = "))
+    rows = sorted((r["cache_lines"], r["hit_ratio"]) for r in res["sweep"]
+                  if r["policy"] == best["policy"] and r["precision"] == best["precision"])
+    assert list(line.get_xdata()) == [x for x, _ in rows]
+    assert list(line.get_ydata()) == pytest.approx([y for _, y in rows])
+    # the recommended point sits on that curve at the recommendation's hit ratio
+    star = next(ln for lab, ln in _labels(top).items() if lab.startswith("recommended"))
+    assert star.get_ydata()[0] == pytest.approx(best["hit_ratio"])
+    # the target is drawn against the batch curves only, not against the per-access ones
+    assert any(lab.startswith("target") for lab in _labels(top))
+    assert not any(lab.startswith("target") for lab in _labels(bottom))
+    assert {"LRU", "FIFO"} <= set(_labels(bottom))
+
+
+def test_coinciding_curves_are_named_together(report_dir):
+    from cachesim.reports import figures
+    res = _results(report_dir)
+    res["curves"] += [{**r, "policy": "sieve"} for r in res["curves"] if r["policy"] == "fifo"]
+    fig = figures.hit_ratio_figure(res, res["meta"], SMALL)
+    labels = set(_labels(fig.axes[1]))
+    assert "FIFO = SIEVE" in labels and "SIEVE" not in labels
+    assert "FIFO = SIEVE" in figures.hit_ratio_caption(res, res["meta"])
+    groups = figures.coincident_groups({"a": ([1, 2], [0.5, 0.6]), "b": ([1, 2], [0.5, 0.6 + 1e-12]),
+                                        "c": ([1, 2], [0.5, 0.61])})
+    assert groups == [["a", "b"], ["c"]]
+    assert figures.near_groups({"a": ([1, 2], [0.5, 0.6]), "c": ([1, 2], [0.5, 0.605]),
+                                "d": ([1, 2], [0.5, 0.7])}) == [["a", "c"]]
+
+
+def _tick_texts(fig):
+    fig.canvas.draw()
+    axes = list(fig.axes)
+    axes += [c for ax in fig.axes for c in ax.child_axes]
+    texts = []
+    for ax in axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            texts += [t.get_text() for t in axis.get_ticklabels(which="both") if t.get_visible()]
+    return [t for t in texts if t]
+
+
+def test_tick_labels_read_without_exponents(report_dir):
+    from cachesim.reports import figures
+    res = _results(report_dir)
+    for fig in (figures.hit_ratio_figure(res, res["meta"], SMALL),
+                figures.transfers_figure(res, res["meta"])):
+        texts = _tick_texts(fig)
+        assert texts
+        for t in texts:
+            assert "^" not in t and "times" not in t and "\u2212" not in t, t
+    hit = _tick_texts(figures.hit_ratio_figure(res, res["meta"], SMALL))
+    assert "40%" in hit and any(t.startswith("1%\n") for t in hit)
+    assert any("KiB" in t for t in hit)
+    tr = _tick_texts(figures.transfers_figure(res, res["meta"]))
+    assert any(t.endswith(" µs") or t.endswith(" ns") or t.endswith(" ms") for t in tr)
+
+
+def test_captions_name_the_line_styles_the_figures_draw(report_dir):
+    from cachesim.reports import figures
+    res = _results(report_dir)
+    st = figures.LINE_STYLES
+    fig = figures.hit_ratio_figure(res, res["meta"], SMALL)
+    top, bottom = (_labels(ax) for ax in fig.axes[:2])
+    opt = next(ln for lab, ln in bottom.items() if lab.startswith("OPT"))
+    target = next(ln for lab, ln in top.items() if lab.startswith("target"))
+    assert opt.get_linestyle() == st["opt"] == "--"
+    assert target.get_linestyle() == st["target"] == ":"
+    cap = figures.hit_ratio_caption(res, res["meta"])
+    assert f"the {figures.style_word('target')} line is the target" in cap
+    assert f"OPT {figures.style_word('opt')}" in cap
+    fig = figures.transfers_figure(res, res["meta"])
+    lines = _labels(fig.axes[0])
+    styles = figures.transfer_styles(res)
+    cap = figures.transfers_caption(res)
+    for pol, style in styles.items():
+        drawn = [ln for lab, ln in lines.items() if lab.endswith(f" {pol.upper()}")]
+        assert drawn and all(ln.get_linestyle() == style for ln in drawn)
+        assert f"{pol.upper()} {figures.style_word(style)}" in cap
+    no_cache = [ln for lab, ln in lines.items() if lab.endswith("no cache")]
+    assert no_cache and all(ln.get_linestyle() == st["no_cache"] for ln in no_cache)
+    assert f"the {figures.style_word('no_cache')} horizontal lines are no cache" in cap
+
+
+def _section_rows(html_text, section):
+    from cachesim.reports.browser import report_tables
+    head, *rows = report_tables(html_text)[section][0]
+    return [dict(zip(head, r)) for r in rows]
+
+
+def test_memory_section_shows_the_recommendation_with_its_numbers(report_dir):
+    res = _results(report_dir)
+    rec = res["recommendation"]
+    html = (report_dir / "report.html").read_text()
+    box = {r[""]: r for r in _section_rows(html, "summary")}
+    mem = {r[""]: r for r in _section_rows(html, "memory")}
+    for role in ("recommended", "runner-up"):
+        for col in ("policy", "size", "ways", "precision", "hit ratio", "memory", "device",
+                    "vs FP32", "results.json"):
+            assert mem[role][col] == box[role][col], (role, col)
+    best = rec["best"]
+    from cachesim.sizes import format_bytes
+    assert mem["recommended"]["memory"] == format_bytes(best["total_bytes"])
+    assert mem["recommended"]["policy"] == best["policy"]
+    row = res["sweep"][best["index"]]
+    assert mem["recommended"]["tags+policy state"] == format_bytes(row["metadata_bytes"])
+
+
+def test_allocation_splits_the_recommended_cache(report_dir):
+    res = _results(report_dir)
+    best = res["recommendation"]["best"]
+    assert res["allocation"]["budget_bytes"] == res["sweep"][best["index"]]["cache_bytes"]
+    assert best["policy"].upper() in res["allocation"]["budget_source"]
+
+
+def test_command_line_is_recorded_from_the_cli(small_trace, tmp_path):
+    from cachesim.traces.tabular import write_trace
+    trace_file = tmp_path / "t.parquet"
+    write_trace(small_trace, trace_file)
+    out = tmp_path / "rep"
+    args = ["report", str(trace_file), "-o", str(out), "-q", "--sizes", "1%,5%", "--precision",
+            "fp32,int8", "--jobs", "1", "--target-hit-ratio", "0.3"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    import shlex
+    command = json.loads((out / "results.json").read_text())["meta"]["command"]
+    assert command == shlex.join(["cachesim", *args])
+    assert f"Command: {command}" in (out / "report.md").read_text()
+
+
+def _train_rows(diffs, base=(0.62, 0.68, 0.65), precision="int4", size="5%", policy="lru",
+                test=912):
+    rows = [{"precision": "fp32", "size": "all", "policy": "none", "seed": s, "auc": a,
+             "logloss": 0.5, "test_samples": test, "accuracy": 0.77} for s, a in enumerate(base)]
+    rows += [{"precision": precision, "size": size, "policy": policy, "seed": s,
+              "auc": base[s] + d, "logloss": 0.5, "test_samples": test, "accuracy": 0.77}
+             for s, d in enumerate(diffs)]
+    return rows
+
+
+def test_accuracy_is_held_only_beyond_the_seed_noise():
+    from cachesim.reports.report import _accuracy_rows, auc_comparison, recommend
+    held = auc_comparison(_train_rows([0.0005, 0.0004, 0.0006]), "int4", "5%", "lru")
+    assert held["verdict"] == "held" and held["diff_mean"] == pytest.approx(0.0005)
+    # mean inside the band, but the seeds disagree by more than the band: cannot tell
+    noisy = auc_comparison(_train_rows([0.004, -0.003, 0.001]), "int4", "5%", "lru")
+    assert noisy["verdict"] == "not distinguishable"
+    assert "not distinguishable at this sample size" in noisy["text"]
+    assert "912 test samples" in noisy["text"]
+    assert f"seed spread {np.std([0.004, -0.003, 0.001], ddof=1):.4f}" in noisy["text"]
+    lost = auc_comparison(_train_rows([-0.010, -0.011, -0.012]), "int4", "5%", "lru")
+    assert lost["verdict"] == "lost"
+    one = auc_comparison(_train_rows([0.0001]), "int4", "5%", "lru")
+    assert one["verdict"] == "not distinguishable"
+    assert auc_comparison(None, "int4", "5%", "lru")["verdict"] == "not measured"
+    # a configuration shown to lose accuracy is not recommended; one that cannot be told is,
+    # with a note that says so
+    sweep = [{"policy": "lru", "size": "5%", "ways": 32, "precision": p, "hit_ratio": 0.6,
+              "total_bytes": t, "cache_bytes": 10, "metadata_bytes": 1, "cache_lines": 1,
+              "store_bytes": t - 11, "ratio_vs_fp32": 1.0} for p, t in (("int4", 100), ("int8", 200))]
+    rec = recommend({"sweep": sweep, "training": _train_rows([-0.010, -0.011, -0.012])}, 0.5, None)
+    assert rec["best"]["precision"] == "int8"
+    rec = recommend({"sweep": sweep, "training": _train_rows([0.004, -0.003, 0.001])}, 0.5, None)
+    assert rec["best"]["precision"] == "int4"
+    assert any("not distinguishable" in n for n in rec["notes"])
+    table = _accuracy_rows(_train_rows([0.004, -0.003, 0.001]))
+    assert [r[7] for r in table] == ["baseline", "not distinguishable"]
+    assert all(0.77 not in r and "77.0%" not in r for r in table)  # no majority-class column

@@ -36,8 +36,9 @@ def _counts(r):
 def test_matches_naive(rule, trace, capacity, ways_pick):
     ways = [1, 2, max(1, capacity // 3), capacity][ways_pick]
     r = cachesim.replay(trace, rule, capacity, ways=ways)
-    assert _counts(r) == naive.set_associative(trace.keys.tolist(), capacity, ways, rule)
-    assert r.ways == ways
+    used = min(ways, capacity)  # more ways than rows: one set of all the rows
+    assert _counts(r) == naive.set_associative(trace.keys.tolist(), capacity, used, rule)
+    assert r.ways == used and r.capacity == -(-capacity // used) * used
     req = np.array(r.per_table["hits"]) + np.array(r.per_table["misses"])
     assert req.tolist() == np.bincount(trace.table, minlength=trace.n_tables).tolist()
 

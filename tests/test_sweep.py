@@ -1,4 +1,5 @@
 """Sweeps: one replay per configuration, costs per precision, processes, resume, Dask, CLI."""
+import io
 import json
 
 import numpy as np
@@ -162,3 +163,51 @@ def test_cli_sweep_writes_table_and_reports(tmp_path):
     res = CliRunner().invoke(cli, ["sweep", str(trace_file), "-s", "5%"])
     assert res.exit_code == 2
     assert res.output.count("\n") == 1 and "--mode access" in res.output
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(monkeypatch, capsys):
+    import cachesim.sweep as sweep_mod
+    tr = _trace()
+    args = dict(policies="lru", sizes="2%,10%", ways="8,none", jobs=1, progress=True)
+    monkeypatch.setattr(sweep_mod, "LINES_AFTER_S", 1e9)  # before the threshold: nothing
+    run_sweep(tr, **args)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sweep_mod, "LINES_AFTER_S", 0.0)
+    run_sweep(tr, **args)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4
+    assert [ln.split(" done:")[0] for ln in lines] == [f"sweep: {i} of 4" for i in (1, 2, 3, 4)]
+    assert all("hit ratio 0." in ln and "elapsed)" in ln for ln in lines)
+    assert any("lru 10% ways none shared" in ln for ln in lines)
+    run_sweep(tr, **{**args, "progress": False})  # --quiet: nothing
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_bar_on_a_terminal_and_no_lines(monkeypatch):
+    import cachesim.sweep as sweep_mod
+    monkeypatch.setattr(sweep_mod, "LINES_AFTER_S", 0.0)
+    term = _Terminal()
+    monkeypatch.setattr("sys.stderr", term)
+    run_sweep(_trace(), policies="lru,lfu", sizes="5%", ways="none", jobs=1, progress=True)
+    text = term.getvalue()
+    assert "sweep: 100%" in text and "2/2" in text and "config" in text
+    assert " done:" not in text
+
+
+def test_lines_wait_for_their_threshold():
+    from cachesim.progress import Lines
+    now = [100.0]
+    out = io.StringIO()
+    lines = Lines(True, after=3.0, file=out, clock=lambda: now[0])
+    assert not lines.echo("early")
+    now[0] = 103.0
+    assert lines.echo("due")
+    assert out.getvalue() == "due\n"
+    quiet = Lines(False, file=out, clock=lambda: now[0])
+    terminal = Lines(True, file=_Terminal(), clock=lambda: now[0])
+    assert not quiet.echo("x") and not terminal.echo("x")

@@ -27,7 +27,7 @@ from .store import HostStore
 from .xp import ArrayBackend
 
 COUNTER_NAMES = ("calls", "requested_indices", "unique_indices", "unique_misses",
-                 "conflict_unique_misses", "conflict_misses", "evictions")
+                 "conflict_unique_misses", "conflict_misses", "evictions", "misses")
 OPTIMIZERS = ("sgd", "adagrad")
 ADAGRAD_EPS = 1e-8
 
@@ -173,7 +173,8 @@ class CachedTable:
             slot = np.full(len(uid), -1, dtype=np.int64)
             for k, v in (("calls", 1), ("requested_indices", len(ids)),
                          ("unique_indices", len(uid)), ("unique_misses", len(uid)),
-                         ("conflict_unique_misses", len(uid)), ("conflict_misses", len(ids))):
+                         ("conflict_unique_misses", len(uid)), ("conflict_misses", len(ids)),
+                         ("misses", len(ids))):
                 c[k] += v
         else:
             step = self.cache.step(ids)

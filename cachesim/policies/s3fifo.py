@@ -1,6 +1,10 @@
 """S3-FIFO: a small probation FIFO, a main FIFO with a 2-bit clock, and a ghost FIFO.
 
-Follows libCacheSim's `S3FIFO.c` (Yang et al., SOSP'23) rule for rule, sizes in bytes:
+Follows libCacheSim's `S3FIFO.c` (Yang et al., SOSP'23) rule for rule, sizes in bytes, as of
+upstream commit 035d832 and later (the `libcachesim` 0.3.5 wheel's version). That commit added
+the "into main while small is full and nothing has been evicted yet" rule below; a checkout
+from before it (1a1a11a/libCacheSim aa0fc40, October 2024) inserts those keys into small and
+counts differently (tests/test_input_checks.py holds a trace on which the two differ):
 
 - small = int(0.1 x capacity), main = capacity - small, ghost = int(0.9 x capacity); a cache whose
   small queue would be 0 is refused (libCacheSim refuses it too);

@@ -55,6 +55,64 @@ def check_in_browser(html_path) -> dict:
     return json.loads(_html.unescape(m.group(1)))
 
 
+def dump_dom(html_path) -> str:
+    """The page's DOM as chromium holds it after loading (HTML text), for tests that read what
+    a reader sees rather than what was written."""
+    exe = find_chromium()
+    if exe is None:
+        raise RuntimeError("chromium is not installed (apt-get install chromium)")
+    proc = _run([exe, "--virtual-time-budget=10000", "--dump-dom",
+                 Path(html_path).resolve().as_uri()])
+    if "<section" not in proc.stdout:
+        raise RuntimeError(f"chromium returned no page: {proc.stderr[-500:]}")
+    return proc.stdout
+
+
+def report_tables(dom: str) -> dict:
+    """{section id: [table, ...]} from a report page, each table a list of rows of cell texts
+    (the header row first)."""
+    from html.parser import HTMLParser
+
+    class _P(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.out, self.section, self.table, self.row, self.cell = {}, None, None, None, None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "section":
+                self.section = dict(attrs).get("id")
+            elif tag == "table":
+                self.table = []
+                self.out.setdefault(self.section, []).append(self.table)
+            elif tag == "tr" and self.table is not None:
+                self.row = []
+                self.table.append(self.row)
+            elif tag in ("td", "th") and self.row is not None:
+                self.cell = []
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th") and self.cell is not None:
+                self.row.append("".join(self.cell).strip())
+                self.cell = None
+            elif tag == "table":
+                self.table = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell.append(data)
+
+    p = _P()
+    p.feed(dom)
+    return p.out
+
+
+def figure_captions(dom: str) -> list[str]:
+    """Every <figcaption>'s text on the page, in order."""
+    import html as _html
+    return [_html.unescape(re.sub(r"<[^>]+>", "", m))
+            for m in re.findall(r"<figcaption>(.*?)</figcaption>", dom, re.S)]
+
+
 def screenshot(html_path, png_path, width: int = 1200, height: int = 1400) -> Path:
     """A PNG of the top of the page."""
     exe = find_chromium()

@@ -8,8 +8,6 @@ a title naming the trace, and atomic PNG writes.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -61,16 +59,10 @@ def legend(ax, n_lines: int, title: str | None = None):
 
 
 def save(fig, path) -> Path:
-    """Write `fig` as PNG atomically (a temp file in the same folder, then os.replace)."""
+    """Write `fig` as PNG atomically (`cachesim.files.atomic_path`: the usual file mode)."""
+    from ..files import atomic_path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path

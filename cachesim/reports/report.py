@@ -3,8 +3,9 @@
 `build_report(trace_path, out_dir, ...)` runs what is missing (trace analysis, the exact LRU
 curve, hit ratio per policy and size, a batch-mode sweep with transfer and memory costs per
 precision, a per-table allocation under the budget, and training with `train=True`), then writes,
-into a temporary folder renamed into place at the end (an interrupted run leaves nothing
-half-written):
+into a staging folder moved into place at the end (an interrupted run leaves nothing
+half-written; `cachesim.files.output_dir`: a user's non-empty folder needs `force`, and a file
+cachesim did not write is never overwritten or deleted):
 
 - `report.html`: one self-contained page (plots embedded) with the recommendation on top;
 - `report.md` with the plots as PNG files beside it;
@@ -19,9 +20,8 @@ import json
 import math
 import os
 import platform
-import shutil
+import shlex
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CachesimError
+from ..files import check_output_dir, output_dir
 from ..sizes import format_bytes, parse_size
 from .render import Figure, Section, Table, to_html, to_markdown
 
@@ -62,16 +63,20 @@ class ReportOptions:
 
 # -- entry point ---------------------------------------------------------------------------------
 def build_report(trace_or_path, out_dir, options: ReportOptions | None = None, *,
-                 from_results=None, fmt: str | None = None, batch_size: int | None = None) -> Path:
-    """Compute what is missing, render, and move the finished report folder to `out_dir`."""
+                 from_results=None, fmt: str | None = None, batch_size: int | None = None,
+                 force: bool = False) -> Path:
+    """Compute what is missing, render, and move the finished report into `out_dir`.
+
+    `out_dir` follows `cachesim.files.output_dir`'s rule, checked before any work: a new or
+    empty folder, or an earlier report's (marked `.cachesim`), is written; a non-empty folder
+    of the user's is refused unless `force` (then the report's files go beside the user's,
+    none of which is ever overwritten or deleted)."""
     opt = options or ReportOptions()
     t0 = time.perf_counter()
     if not 0 < float(opt.target_hit_ratio) < 1:
         raise CachesimError(f"--target-hit-ratio {opt.target_hit_ratio}: give a ratio between 0 "
                             "and 1, such as 0.9")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CachesimError(f"-o {out_dir}: a file is in the way; give a folder for the report")
+    check_output_dir(out_dir, "-o", force)
     trace = _load_trace(trace_or_path, fmt, batch_size)
     saved = _load_saved(from_results, trace) if from_results else {}
     results = dict(saved)
@@ -94,7 +99,6 @@ def build_report(trace_or_path, out_dir, options: ReportOptions | None = None, *
                 f"--budget {opt.budget} ({format_bytes(budget.value)}) is below the smallest "
                 f"cache in the sweep ({format_bytes(smallest)} of cache and metadata); raise the "
                 "budget or add smaller sizes")
-    results["memory"] = results.get("memory") or _memory(trace, opt, results["sweep"])
     if "curves" not in results:
         results["curves"] = _policy_curves(trace, opt)
     if opt.train and "training" not in results:
@@ -104,16 +108,16 @@ def build_report(trace_or_path, out_dir, options: ReportOptions | None = None, *
         extra = [(c["precision"], c["size"], c["policy"]) for c in (pre["best"], pre["runner_up"])
                  if c is not None]
         results["training"] = _training(trace, opt, extra)
-    if "allocation" not in results:
-        results["allocation"] = _allocation(trace, opt, budget, results["sweep"])
     results["recommendation"] = recommend(results, opt.target_hit_ratio,
                                           None if budget is None else budget.value)
+    # both follow the recommendation: the memory section shows it and the runner-up (the same
+    # records), the allocation splits its cache size across the tables
+    results["memory"] = _memory(trace, results["sweep"], results["recommendation"])
+    if "allocation" not in results or not _allocation_matches(results):
+        results["allocation"] = _allocation(trace, opt, budget, results["recommendation"])
     results["meta"]["seconds"] = round(time.perf_counter() - t0, 3)
 
-    parent = out_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
-    try:
+    with output_dir(out_dir, "-o", force=force, command="report") as tmp:
         sections = _sections(trace, results, opt, tmp)
         title = f"Embedding cache sizing report: {Path(results['meta']['trace']).name}"
         subtitle = (f"cachesim {results['meta']['cachesim_version']}, "
@@ -123,22 +127,7 @@ def build_report(trace_or_path, out_dir, options: ReportOptions | None = None, *
         (tmp / "results.json").write_text(json.dumps(_jsonable(results), indent=1),
                                           encoding="utf-8")
         _results_table(results).write_parquet(tmp / "results.parquet")
-        _swap_into_place(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
-
-
-def _swap_into_place(tmp: Path, out_dir: Path) -> None:
-    """Rename the finished folder to `out_dir`, replacing an earlier report there."""
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old.{os.getpid()}")
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
+    return Path(out_dir)
 
 
 # -- inputs --------------------------------------------------------------------------------------
@@ -224,7 +213,7 @@ def _meta(trace, opt: ReportOptions, t0: float, saved_meta: dict | None) -> dict
     return {
         "trace": str(trace.source),
         "fingerprint": fingerprint(trace),
-        "command": opt.command or " ".join(sys.argv),
+        "command": opt.command or ("build_report() from Python, in: " + shlex.join(sys.argv)),
         "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "cachesim_version": __version__,
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
@@ -297,21 +286,54 @@ def _sweep(trace, opt: ReportOptions) -> list[dict]:
     return res.table.to_dicts()
 
 
-def _memory(trace, opt: ReportOptions, sweep_rows: list[dict]) -> list[dict]:
-    """Memory per precision at the sweep's cache sizes (lru), plus the paper's two headline
-    configurations (INT8 + 5% and INT4 + 1% of the rows)."""
+_MEMORY_KEYS = ("cache_lines", "store_data_bytes", "scale_bias_bytes", "padding_bytes",
+                "store_bytes", "cache_bytes", "tag_bytes", "policy_state_bytes",
+                "metadata_bytes", "fp32_bytes", "ratio_vs_fp32_excl_metadata")
+
+
+def _memory(trace, sweep_rows: list[dict], rec: dict) -> list[dict]:
+    """What the memory section shows, in order: the recommended configuration, the runner-up,
+    the other precisions at the recommended policy, size and ways (all sweep rows; policy,
+    size, precision, total, device and ratio copied from the recommendation's own records so
+    the section and the box cannot disagree), then the paper's two headline configurations
+    (INT8 + 5% and INT4 + 1% of the rows) with the recommended policy's metadata and ways."""
     from ..cost import memory_records
-    lines = sorted({int(r["cache_lines"]) for r in sweep_rows if r.get("policy") == "lru"})
-    recs = memory_records(trace.table_rows, trace.table_dims, list(opt.precisions),
-                          [str(n) for n in lines], policy="lru")
-    for rec in recs:
-        rec["headline"] = None
+    out, seen = [], set()
+
+    def from_sweep(i, role, c=None):
+        r = sweep_rows[i]
+        c = c or {"policy": r["policy"], "size": r["size"], "ways": r.get("ways"),
+                  "precision": r["precision"], "total_bytes": int(r["total_bytes"]),
+                  "device_bytes": int(r["cache_bytes"]) + int(r["metadata_bytes"]),
+                  "ratio_vs_fp32": float(r["ratio_vs_fp32"]), "hit_ratio": float(r["hit_ratio"])}
+        rec_ = {"role": role, "sweep_index": i,
+                **{k: c[k] for k in ("policy", "size", "ways", "precision", "total_bytes",
+                                     "device_bytes", "ratio_vs_fp32", "hit_ratio")},
+                **{k: r.get(k) for k in _MEMORY_KEYS}}
+        rec_["cache_rows"] = int(r["cache_lines"])
+        out.append(rec_)
+        seen.add(i)
+
+    best, runner = rec.get("best"), rec.get("runner_up")
+    for role, c in (("recommended", best), ("runner-up", runner)):
+        if c is not None:
+            from_sweep(c["index"], role, c)
+    if best is not None:
+        for i, r in enumerate(sweep_rows):
+            if i not in seen and (r["policy"], str(r["size"]), r.get("ways")) == (
+                    best["policy"], str(best["size"]), best.get("ways")):
+                from_sweep(i, "same cache")
+    pol = best["policy"] if best else "lru"
+    ways = best.get("ways") if best else None
+    ways = None if ways in (None, "none") else int(ways)
     for prec, share in (("int8", "5%"), ("int4", "1%")):
-        for rec in memory_records(trace.table_rows, trace.table_dims, [prec], [share],
-                                  policy="lru"):
-            rec["headline"] = f"paper: {prec.upper()} + {share} FP32 cache"
-            recs.append(rec)
-    return recs
+        for m in memory_records(trace.table_rows, trace.table_dims, [prec], [share],
+                                policy=pol, ways=ways):
+            m.update(role=f"paper: {prec.upper()} + {share}", sweep_index=None, policy=pol,
+                     size=share, ways=ways, precision=prec, hit_ratio=None,
+                     device_bytes=int(m["cache_bytes"]) + int(m["metadata_bytes"]))
+            out.append(m)
+    return out
 
 
 def _training(trace, opt: ReportOptions, extra=()) -> list[dict]:
@@ -333,17 +355,35 @@ def _training(trace, opt: ReportOptions, extra=()) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in recs]
 
 
-def _allocation(trace, opt, budget, sweep_rows) -> dict | None:
-    """Split the budget (or, without one, the device bytes of the 5% FP32 cache) per table."""
+def _allocation_budget(rec: dict, budget) -> tuple[int | None, str]:
+    """The bytes the allocation splits: the recommended cache's FP32 lines."""
+    best = (rec or {}).get("best")
+    if best is None:
+        return None, ""
+    lines = best.get("cache_bytes")
+    why = (f"the recommended {best['policy'].upper()} cache of {best['size']} of the rows: its "
+           f"FP32 cache lines, without tags and policy state")
+    if budget is not None:
+        why += (f" (the --budget of {format_bytes(budget.value)} bounds the recommendation's "
+                "device bytes, tags and policy state included)")
+    return (None if lines is None else int(lines)), why
+
+
+def _allocation_matches(results: dict) -> bool:
+    """A saved allocation is reused only when it split the recommended cache's bytes."""
+    al = results.get("allocation")
+    best = (results.get("recommendation") or {}).get("best") or {}
+    return bool(al) and al.get("budget_bytes") == best.get("cache_bytes")
+
+
+def _allocation(trace, opt, budget, rec: dict) -> dict | None:
+    """Split the recommended cache's bytes (its FP32 lines) across one cache per table."""
     if trace.n_tables < 2:
         return None
     from ..allocate import allocate
-    if budget is not None:
-        budget_bytes, why = int(budget.value), "the --budget"
-    else:
-        rows = int(round(0.05 * trace.n_distinct))
-        budget_bytes = rows * 4 * int(trace.table_dims.max())
-        why = "no --budget given: the cache bytes of an FP32 cache of 5% of the distinct rows"
+    budget_bytes, why = _allocation_budget(rec, budget)
+    if budget_bytes is None:
+        return None
     rec = allocate(trace, budget_bytes).to_record()
     tot = rec["totals"]
     out = {"budget_bytes": budget_bytes, "budget_source": why, "note": rec["note"],
@@ -358,20 +398,61 @@ def _allocation(trace, opt, budget, sweep_rows) -> dict | None:
 
 
 # -- recommendation ------------------------------------------------------------------------------
-def _accuracy_ok(training: list[dict] | None, precision: str, size: str, policy: str):
-    """(ok?, AUC drop vs fp32) for a configuration, or (None, None) when training did not cover
-    it. Means over seeds."""
+def auc_comparison(training: list[dict] | None, precision: str, size, policy) -> dict:
+    """Test AUC of one configuration against FP32's, paired by seed (same seed, same test
+    samples). `verdict`: 'held' when |mean| + 2 std/sqrt(n) of the per-seed differences is
+    below AUC_TOLERANCE, 'lost' when mean + 2 std/sqrt(n) is below -AUC_TOLERANCE, 'not
+    distinguishable' otherwise (or with one seed), 'not measured' without training rows,
+    'baseline' for FP32 itself. `text` says it with the numbers."""
+    out = {"verdict": "not measured", "seeds": 0, "diff_mean": None, "diff_std": None,
+           "diff_se": None, "auc_std": None, "test_samples": None, "text": "not measured"}
     if not training:
-        return None, None
-    base = [r["auc"] for r in training if r["precision"] == "fp32" and r.get("auc") is not None]
+        return out
+    base = {r.get("seed"): r["auc"] for r in training
+            if r["precision"] == "fp32" and r.get("auc") is not None}
     if precision == "fp32":
-        return True, 0.0
-    mine = [r["auc"] for r in training if r["precision"] == precision and
-            str(r["size"]) == str(size) and r.get("policy") == policy and r.get("auc") is not None]
-    if not base or not mine:
-        return None, None
-    drop = float(np.mean(base) - np.mean(mine))
-    return drop <= AUC_TOLERANCE, drop
+        return {**out, "verdict": "baseline", "text": "the baseline (FP32)", "diff_mean": 0.0}
+    mine = [r for r in training if r["precision"] == precision and str(r["size"]) == str(size)
+            and (r.get("policy") or "none") == (policy or "none") and r.get("auc") is not None]
+    diffs = np.array([r["auc"] - base[r.get("seed")] for r in mine if r.get("seed") in base])
+    if not diffs.size:
+        return out
+    n = int(diffs.size)
+    tests = sorted({int(r["test_samples"]) for r in mine if r.get("test_samples") is not None})
+    n_test = tests[0] if len(tests) == 1 else None
+    mean = float(diffs.mean())
+    std = float(diffs.std(ddof=1)) if n > 1 else float("nan")
+    se = std / math.sqrt(n) if n > 1 else float("nan")
+    aucs = np.array([r["auc"] for r in mine], dtype=float)
+    out.update(seeds=n, diff_mean=mean, diff_std=None if n < 2 else std,
+               diff_se=None if n < 2 else se, test_samples=n_test,
+               auc_std=float(aucs.std(ddof=1)) if aucs.size > 1 else None)
+    band = AUC_TOLERANCE
+    samples = "" if n_test is None else f"{n_test:,} test samples, "
+    nums = (f"ΔAUC {mean:+.4f}" + ("" if n < 2 else f" ± {std:.4f}") +
+            f" over {n} seed{'s' if n > 1 else ''}")
+    if n > 1 and abs(mean) + 2 * se < band:
+        out["verdict"] = "held"
+        out["text"] = f"held, within ±{band:g}: {nums} ({samples}paired by seed)"
+    elif n > 1 and mean + 2 * se < -band:
+        out["verdict"] = "lost"
+        out["text"] = f"lost, over {band:g} below FP32: {nums} ({samples}paired by seed)"
+    else:
+        out["verdict"] = "not distinguishable"
+        spread = "one seed, no spread" if n < 2 else f"seed spread {std:.4f}"
+        out["text"] = (f"not distinguishable at this sample size ({samples}{spread}; "
+                       f"ΔAUC {mean:+.4f}, band ±{band:g})")
+    return out
+
+
+def _accuracy_ok(training: list[dict] | None, precision: str, size: str, policy: str):
+    """(ok?, AUC drop vs fp32, comparison) for a configuration: ok is True when the paired
+    comparison shows it within the band, False when it shows it below, None when training did
+    not cover it or cannot tell at this sample size (see `auc_comparison`)."""
+    cmp_ = auc_comparison(training, precision, size, policy)
+    ok = {"held": True, "baseline": True, "lost": False}.get(cmp_["verdict"])
+    drop = None if cmp_["diff_mean"] is None else -cmp_["diff_mean"]
+    return ok, drop, cmp_
 
 
 def recommend(results: dict, target: float, budget_bytes: int | None) -> dict:
@@ -383,16 +464,19 @@ def recommend(results: dict, target: float, budget_bytes: int | None) -> dict:
     cands = []
     for i, r in enumerate(rows):
         device = int(r["cache_bytes"]) + int(r["metadata_bytes"])
-        ok_acc, drop = _accuracy_ok(training, r["precision"], r["size"], r["policy"])
+        ok_acc, drop, acc = _accuracy_ok(training, r["precision"], r["size"], r["policy"])
         cands.append({"index": i, "policy": r["policy"], "size": r["size"], "ways": r.get("ways"),
                       "precision": r["precision"], "hit_ratio": float(r["hit_ratio"]),
                       "total_bytes": int(r["total_bytes"]), "device_bytes": device,
                       "store_bytes": int(r["store_bytes"]),
+                      "cache_bytes": int(r["cache_bytes"]),
+                      "metadata_bytes": int(r["metadata_bytes"]),
+                      "cache_lines": int(r["cache_lines"]),
                       "ratio_vs_fp32": float(r["ratio_vs_fp32"]),
                       "h2d_bytes_per_step": r.get("h2d_bytes_per_step"),
                       "d2h_bytes_per_step": r.get("d2h_bytes_per_step"),
                       "transfer_ms_per_step": r.get("transfer_ms_per_step"),
-                      "accuracy_ok": ok_acc, "auc_drop": drop,
+                      "accuracy_ok": ok_acc, "auc_drop": drop, "accuracy": acc,
                       "meets_target": float(r["hit_ratio"]) >= target,
                       "fits_budget": budget_bytes is None or device <= budget_bytes})
     good = [c for c in cands if c["meets_target"] and c["fits_budget"] and c["accuracy_ok"] is not False]
@@ -412,8 +496,11 @@ def recommend(results: dict, target: float, budget_bytes: int | None) -> dict:
         reasons.append(f"no configuration in the sweep reaches the target hit ratio {target:g}"
                        + ("" if budget_bytes is None else " within the budget")
                        + "; the highest hit ratio is recommended instead")
-    if best is not None and best["accuracy_ok"] is None and best["precision"] != "fp32":
+    if best is not None and best["accuracy"]["verdict"] == "not measured":
         reasons.append("accuracy was not measured for this configuration (run with --train)")
+    elif best is not None and best["accuracy"]["verdict"] == "not distinguishable":
+        reasons.append("accuracy: " + best["accuracy"]["text"] + "; more test samples or seeds "
+                       "would tell whether it stays within the band")
     return {"status": status, "target_hit_ratio": target, "budget_bytes": budget_bytes,
             "best": best, "runner_up": runner, "candidates": len(cands),
             "meeting_target": len(good), "notes": reasons}
@@ -432,6 +519,18 @@ def _ms(ms) -> str:
 
 def _pct(x) -> str:
     return "-" if x is None else f"{100 * float(x):.1f}%"
+
+
+#: The columns the recommendation box and the memory section share, formatted by one function.
+_CONFIG_COLUMNS = ["policy", "size", "ways", "precision", "hit ratio", "memory", "device",
+                   "vs FP32"]
+
+
+def _config_cells(c: dict) -> list:
+    return [c["policy"], c["size"], c["ways"], c["precision"],
+            "-" if c.get("hit_ratio") is None else _pct(c["hit_ratio"]),
+            format_bytes(c["total_bytes"]), format_bytes(c["device_bytes"]),
+            f"{c['ratio_vs_fp32']:.2f}x"]
 
 
 def _describe(c: dict) -> str:
@@ -457,16 +556,12 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
         for label, c in (("recommended", best), ("runner-up", runner)):
             if c is None:
                 continue
-            acc = ("held" if c["accuracy_ok"] else "not measured" if c["accuracy_ok"] is None
-                   else "lost") + ("" if c["auc_drop"] is None else f" (AUC {-c['auc_drop']:+.4f})")
-            rows.append([label, c["policy"], c["size"], c["ways"], c["precision"],
-                         _pct(c["hit_ratio"]), format_bytes(c["total_bytes"]),
-                         format_bytes(c["device_bytes"]), f"{c['ratio_vs_fp32']:.2f}x",
+            acc = c["accuracy"]["text"]
+            rows.append([label, *_config_cells(c),
                          "-" if c["h2d_bytes_per_step"] is None else format_bytes(c["h2d_bytes_per_step"]),
                          _ms(c["transfer_ms_per_step"]),
                          acc, f"sweep[{c['index']}]"])
-        s.tables.append(Table(["", "policy", "size", "ways", "precision", "hit ratio",
-                               "memory", "device", "vs FP32", "H2D/step", "link time/step", "accuracy",
+        s.tables.append(Table(["", *_CONFIG_COLUMNS, "H2D/step", "link time/step", "accuracy",
                                "results.json"], rows))
         budget_txt = ("" if rec["budget_bytes"] is None else
                       f" within the device budget of {format_bytes(rec['budget_bytes'])}")
@@ -479,9 +574,9 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
                              f"the target{budget_txt}; the recommended one has the highest hit "
                              "ratio, and the least memory among those that tie.")
         if (results.get("sweep") or [{}])[0].get("mode", "batch") == "batch":
-            s.bullets.append("Hit ratio here is FBGEMM's batch hit ratio: the share of each "
-                             "batch's unique rows found in the cache, which is what sets the "
-                             "bytes moved.")
+            s.bullets.append("Hit ratio here is per access, as everywhere in cachesim: the "
+                             "share of each batch's accesses whose row was cached when the "
+                             "batch began (the bytes moved follow the batch's unique misses).")
         else:
             s.bullets.append("The trace has no batches, so the sweep replayed one access at a "
                              "time: hit ratio is per access, and bytes are totals over the trace.")
@@ -515,13 +610,18 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
     out.append(s)
 
     s = Section("curves", "2. Hit ratio vs cache size")
-    s.paragraphs.append("Per-access replay of each policy at each size (OPT, Belady's, is the "
-                        "ceiling no policy can pass), with the exact LRU curve for every size. "
-                        "Sizes are shares of the distinct rows in the trace.")
+    ways_txt = ("fully associative" if opt.ways is None else f"{opt.ways}-way")
+    s.paragraphs.append(
+        f"Top panel: the hit ratio the recommendation is judged on, from the sweep ({ways_txt}"
+        + (", batch replay: the share of accesses whose row was cached when their batch began)"
+           if (results.get("sweep") or [{}])[0].get("mode", "batch") == "batch" else
+           ", per access: the trace has no batches)")
+        + ", against the target. Bottom panel, for comparison only: per-access replay of each "
+        "policy at each size, fully associative (OPT, Belady's, is the ceiling no policy can "
+        "pass), with the exact LRU curve; per-access hit ratios run higher than batch ones, so "
+        "the target is not drawn there. Sizes are shares of the distinct rows in the trace.")
     s.figures.append(Figure(figures.hit_ratio_curves(results, meta, folder, opt),
-                            "Hit ratio against cache size in rows (bottom), as a share of the "
-                            "distinct rows (top) and in bytes of FP32 cache lines (below); "
-                            "the dashed line is the target."))
+                            figures.hit_ratio_caption(results, meta)))
     pols = sorted({r["policy"] for r in results["curves"]})
     sizes = list(dict.fromkeys(r["size"] for r in results["curves"]))
     by = {(r["policy"], r["size"]): r["hit_ratio"] for r in results["curves"]}
@@ -538,8 +638,7 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
         "storage precision; device-to-host bytes write back every evicted line (no dirty bit) "
         f"and every conflict-miss update. Time per step at {sw[0].get('link_gbps', 25):g} GB/s.")
     s.figures.append(Figure(figures.transfers(results, meta, folder),
-                            "Bytes per training step against cache size, with the time each "
-                            "step spends on the host-device link (right axis)."))
+                            figures.transfers_caption(results)))
     prec0 = _chosen_precision(results)
     per_step = mode == "batch"
     fb = lambda v: "-" if v is None else format_bytes(v)
@@ -556,36 +655,44 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
     out.append(s)
 
     s = Section("memory", "4. Memory")
-    s.paragraphs.append("Host store (all rows at the storage precision, scale and bias broken "
-                        "out), device cache (FP32 lines) and cache metadata (tags and policy "
-                        "state, FBGEMM's layout), against every row in FP32.")
+    s.paragraphs.append("The recommended configuration, the runner-up and the other precisions "
+                        "at the recommended cache, each with its own policy's metadata: host "
+                        "store (all rows at the storage precision, scale and bias broken out), "
+                        "device cache (FP32 lines) and cache metadata (tags and policy state, "
+                        "FBGEMM's layout), against every row in FP32. The first columns are the "
+                        "recommendation's own numbers. The paper's two headline configurations "
+                        "follow for reference (the recommended policy's metadata; not swept, so "
+                        "no hit ratio).")
     s.figures.append(Figure(figures.memory(results, meta, folder),
-                            "Memory per precision at each cache size; the paper's headline "
-                            "configurations are marked."))
-    rows = [[r.get("headline") or "", r["precision"], f"{r['cache_rows']:,}",
+                            "Memory of each configuration in the table, in the same order; the "
+                            "recommended bar is outlined, the paper's headlines hatched; the "
+                            "dashed line is every row in FP32."))
+    rows = [[r["role"], *_config_cells(r), f"{r['cache_rows']:,}",
              format_bytes(r["store_data_bytes"]), format_bytes(r["scale_bias_bytes"]),
              format_bytes(r["cache_bytes"]), format_bytes(r["metadata_bytes"]),
-             format_bytes(r["total_bytes"]), f"{r['ratio_vs_fp32']:.2f}x",
-             f"{r['ratio_vs_fp32_excl_metadata']:.2f}x"] for r in results["memory"]
-            if r.get("headline") or r["precision"] == prec0]
-    s.tables.append(Table(["", "precision", "cache rows", "store data", "scale+bias", "cache",
-                           "metadata", "total", "vs FP32", "vs FP32 (no metadata)"], rows))
+             f"{r['ratio_vs_fp32_excl_metadata']:.2f}x",
+             "-" if r.get("sweep_index") is None else f"sweep[{r['sweep_index']}]"]
+            for r in results["memory"]]
+    s.tables.append(Table(["", *_CONFIG_COLUMNS, "cache rows", "store data", "scale+bias",
+                           "cache", "tags+policy state", "vs FP32 (no metadata)", "results.json"],
+                          rows))
     out.append(s)
 
     if results.get("training"):
         s = Section("accuracy", "5. Accuracy")
-        s.paragraphs.append("DLRM trained on the trace behind each cache (first part in order, "
-                            "tested on the rest); means over seeds with their spread.")
+        s.paragraphs += _accuracy_paragraphs(results["training"])
         labels = {str(r.get("labels")) for r in results["training"] if r.get("labels")}
         for lab in sorted(labels):
             if lab.startswith("planted"):
                 s.paragraphs.append(f"The trace has no labels: they come from a {lab}, so AUC "
                                     "measures how well each configuration learns that teacher.")
         s.figures.append(Figure(figures.accuracy(results, meta, folder),
-                                "Test AUC of each configuration minus FP32's on the same "
-                                "seed; the band is ±0.002, the paper's 'accuracy held'."))
-        s.tables.append(Table(["precision", "size", "policy", "seeds", "AUC mean", "AUC spread",
-                               "AUC vs FP32", "log loss", "hit ratio"],
+                                f"Test AUC of each configuration minus FP32's on the same seed: "
+                                f"each seed (small dots), the mean with ±2 std/√n (bars); the "
+                                f"band is ±{AUC_TOLERANCE:g}, the paper's 'accuracy held'."))
+        s.tables.append(Table(["precision", "size", "policy", "seeds", "test samples",
+                               "AUC (mean ± std over seeds)", "ΔAUC vs FP32 (paired)",
+                               "verdict", "log loss", "hit ratio"],
                               _accuracy_rows(results["training"])))
         out.append(s)
 
@@ -595,7 +702,9 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
         s.paragraphs.append(f"Budget {format_bytes(al['budget_bytes'])} ({al['budget_source']}), "
                             "split across one cache per table from each table's exact LRU curve "
                             "(greedy on the curves' convex hulls), against one unified cache of the "
-                            "same rows and TorchRec's planner rule.")
+                            "same rows and TorchRec's planner rule. These are fully associative LRU "
+                            "caches replayed per access, so their hit ratios are per access and "
+                            "not comparable with the batch hit ratio of the recommendation.")
         s.figures.append(Figure(figures.allocation(results, meta, folder),
                                 "Rows given to each table by each rule."))
         s.tables.append(Table(["rule", "rows", "hits", "hit ratio"], _allocation_rows(al)))
@@ -621,23 +730,54 @@ def _chosen_precision(results) -> str:
 
 
 def _accuracy_rows(training: list[dict]) -> list[list]:
-    base = {r.get("seed"): r["auc"] for r in training
-            if r["precision"] == "fp32" and r.get("auc") is not None}
     groups: dict = {}
     for r in training:
-        groups.setdefault((r["precision"], str(r["size"]), r.get("policy") or "-"), []).append(r)
+        groups.setdefault((r["precision"], str(r["size"]), r.get("policy") or "none"), []).append(r)
     rows = []
     for (prec, size, pol), rs in groups.items():
         auc = np.array([r["auc"] for r in rs if r.get("auc") is not None], dtype=float)
-        ll = np.array([r["logloss"] for r in rs], dtype=float)
+        ll = np.array([r["logloss"] for r in rs if r.get("logloss") is not None], dtype=float)
         hr = [r.get("hit_ratio") for r in rs if r.get("hit_ratio") is not None]
-        diff = [r["auc"] - base[r.get("seed")] for r in rs
-                if r.get("auc") is not None and r.get("seed") in base]
-        rows.append([prec, size, pol, len(rs), f"{auc.mean():.4f}" if auc.size else "-",
-                     f"{auc.std():.4f}" if auc.size else "-",
-                     f"{np.mean(diff):+.4f}" if diff else "-", f"{ll.mean():.4f}",
+        tests = sorted({int(r["test_samples"]) for r in rs if r.get("test_samples") is not None})
+        c = auc_comparison(training, prec, size, pol)
+        diff = ("-" if c["diff_mean"] is None or prec == "fp32" else f"{c['diff_mean']:+.4f}"
+                + ("" if c["diff_std"] is None else f" ± {c['diff_std']:.4f}"))
+        rows.append([prec, size, pol, len(rs), ", ".join(f"{t:,}" for t in tests) or "-",
+                     (f"{auc.mean():.4f}" + (f" ± {auc.std(ddof=1):.4f}" if auc.size > 1 else ""))
+                     if auc.size else "-", diff, c["verdict"],
+                     f"{ll.mean():.4f}" if ll.size else "-",
                      _pct(np.mean(hr)) if hr else "-"])
     return rows
+
+
+def _accuracy_paragraphs(training: list[dict]) -> list[str]:
+    """What the comparison can and cannot show at this sample size, with the numbers."""
+    tests = sorted({int(r["test_samples"]) for r in training if r.get("test_samples") is not None})
+    seeds = sorted({r.get("seed") for r in training})
+    base = np.array([r["auc"] for r in training
+                     if r["precision"] == "fp32" and r.get("auc") is not None], dtype=float)
+    band = AUC_TOLERANCE
+    out = [f"DLRM trained on the trace behind each cache (first part in order, tested on the rest: "
+           f"{', '.join(f'{t:,}' for t in tests) or 'an unknown number of'} test samples), "
+           f"{len(seeds)} seed(s) per configuration."]
+    if base.size > 1:
+        sd = float(base.std(ddof=1))
+        out.append(
+            f"FP32's own test AUC moves by {sd:.4f} (std) from seed to seed, "
+            f"{sd / band:.0f}x the ±{band:g} band of the paper's 'accuracy held', so AUCs "
+            "cannot be compared unpaired. ΔAUC is each configuration's AUC minus FP32's on the "
+            "same seed and the same test samples (mean ± std over seeds); a configuration is "
+            f"'held' only when |mean| + 2 std/√n < {band:g}, 'lost' when mean + 2 std/√n < "
+            f"-{band:g}, and otherwise 'not distinguishable at this sample size'. The pairing "
+            "removes the seeds' shared noise but not the test split's own sampling noise: with "
+            "this few test samples, 'held' means held on this split.")
+    acc = [float(r["accuracy"]) for r in training if r.get("accuracy") is not None]
+    if acc:
+        out.append(f"Test accuracy (share classified right at 0.5) is left out of the table: it "
+                   f"spans only {_pct(min(acc))}..{_pct(max(acc))} over every configuration and "
+                   "seed, about the majority-class rate, so it does not separate the "
+                   "configurations (it stays in results.json).")
+    return out
 
 
 def _allocation_rows(al: dict) -> list[list]:

@@ -229,7 +229,7 @@ def analyze(trace, window: int | None = None, top_k: int | None = None) -> dict:
         })
     out = {
         "source": trace.source, "accesses": n, "distinct": n_keys, "n_tables": n_tables,
-        "rows": int(trace.table_rows.sum()),
+        "rows": sum(int(r) for r in trace.table_rows),  # Python ints: exact past 2^63
         "compulsory_miss_ratio": n_keys / n,
         "batches": None,
         **_popularity(counts),
@@ -320,8 +320,19 @@ def _shown_tables(res: dict, max_lines: int):
     return tabs, f" ({max_lines} of {len(res['tables'])} tables: most distinct rows)"
 
 
-def write_plots(res: dict, folder, trace_name: str | None = None) -> list:
-    """Write the five PNGs of `analyze`'s result into `folder`; returns their paths."""
+def write_plots(res: dict, folder, trace_name: str | None = None, *, force: bool = False,
+                option: str = "--plots") -> list:
+    """Write the five PNGs of `analyze`'s result into `folder`; returns their paths. The folder
+    follows `cachesim.files.output_dir`'s rule: a user's non-empty folder needs `force`, and
+    a file cachesim did not write is never overwritten."""
+    from pathlib import Path
+    from ..files import output_dir
+    with output_dir(folder, option, force=force, command="analyze") as staging:
+        names = [p.name for p in _draw_plots(res, staging, trace_name)]
+    return [Path(folder) / n for n in names]
+
+
+def _draw_plots(res: dict, folder, trace_name: str | None = None) -> list:
     from pathlib import Path
     from ..reports.plots import MAX_TABLE_LINES, figure, legend, save, table_colors
     folder = Path(folder)

@@ -15,7 +15,7 @@ import polars as pl
 
 from ..errors import CachesimError, TraceFormatError
 from .criteo import DEFAULT_BATCH_SIZE
-from .formats import Format, register_format
+from .formats import Format, load_text, register_format
 from .model import DEFAULT_DIM, Trace
 from .tabular import check_field_counts, parse_failure, string_ids
 
@@ -28,7 +28,7 @@ def read_avazu(path, batch_size: int | None = None, **_) -> Trace:
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise CachesimError(f"batch size {batch_size} must be at least 1")
-    buf = np.fromfile(path, dtype=np.uint8)
+    buf, source = load_text(path)  # gzip: the decompressed bytes
     newline = np.flatnonzero(buf[: 1 << 20] == 10)
     header_end = int(newline[0]) if newline.size else buf.size
     header = bytes(buf[:header_end]).decode("utf-8", "replace").strip().split(",")
@@ -43,7 +43,7 @@ def read_avazu(path, batch_size: int | None = None, **_) -> Trace:
     check_field_counts(path, buf, ",", len(header), first_line=2, start=header_end + 1,
                        what=" (as many as the header)", fix=_FIX)
     try:
-        df = pl.read_csv(path, infer_schema=False, quote_char=None)
+        df = pl.read_csv(source, infer_schema=False, quote_char=None)
     except pl.exceptions.PolarsError as err:
         raise parse_failure(path, buf, err, _FIX) from None
     n = df.height
@@ -78,5 +78,5 @@ def _sniff(head: bytes) -> bool:
     return first[:3] == [b"id", b"click", b"hour"]
 
 
-register_format(Format("avazu", read_avazu, suffixes=(".csv",), sniff=_sniff,
+register_format(Format("avazu", read_avazu, suffixes=(".csv",), sniff=_sniff, text=True,
                        description="Avazu CTR CSV: id, click, hour, then one column per table"))

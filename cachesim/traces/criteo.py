@@ -8,8 +8,9 @@ sample // batch_size (default 128, DLRM's Criteo Kaggle mini-batch). Accesses in
 tables 0..25 within a line. `labels` (float32 per sample) and `dense` (float32 [samples, 13], raw
 counts, empty -> 0; DLRM applies log(1 + x) itself) ride on the Trace.
 
-Regenerate the shipped demo trace with
-`python -c "from cachesim.traces.criteo import ship; ship()"` (or `cachesim convert`).
+Rebuild the shipped demo trace with
+`python -c "from cachesim.traces.criteo import ship; ship()"`: it writes
+`criteo_kaggle_head10k.parquet` in the current folder (never into the package).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import CachesimError, TraceFormatError
-from .formats import Format, register_format
+from .formats import Format, load_text, register_format
 from .model import DEFAULT_DIM, Trace
 from .tabular import check_field_counts, first_appearance_ids, first_bad_row, parse_failure
 
@@ -44,13 +45,13 @@ def read_criteo(path, batch_size: int | None = None, **_) -> Trace:
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise CachesimError(f"batch size {batch_size} must be at least 1")
-    buf = np.fromfile(path, dtype=np.uint8)
+    buf, source = load_text(path)  # gzip: the decompressed bytes
     if buf.size == 0:
         return _empty(path)
     check_field_counts(path, buf, "\t", N_FIELDS, what=" (label, I1..I13, C1..C26)", fix=_FIX)
     names = ["label"] + DENSE_NAMES + TABLE_NAMES
     try:
-        df = pl.read_csv(path, separator="\t", has_header=False, new_columns=names,
+        df = pl.read_csv(source, separator="\t", has_header=False, new_columns=names,
                          schema_overrides={c: pl.String for c in names}, quote_char=None,
                          infer_schema=False)
     except pl.exceptions.PolarsError as err:
@@ -97,18 +98,28 @@ def _sniff(head: bytes) -> bool:
     return head.split(b"\n", 1)[0].count(b"\t") == N_FIELDS - 1
 
 
-register_format(Format("criteo", read_criteo, suffixes=(".tsv", ".txt"), sniff=_sniff,
-                       description="Criteo Kaggle/Terabyte TSV: label, I1..I13, C1..C26"))
+register_format(Format("criteo", read_criteo, suffixes=(".tsv", ".txt"), sniff=_sniff, text=True,
+                       description="Criteo Kaggle/Terabyte TSV: label, I1..I13, C1..C26 "
+                                   "(also .tsv.gz)"))
 
 
 # -- the shipped demo trace -----------------------------------------------------------------------
-SHIP_SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "criteo" / "kaggle_train_head10k.tsv"
-SHIP_TARGET = Path(__file__).resolve().parents[1] / "data" / "criteo_kaggle_head10k.parquet"
+SHIP_SOURCE = (Path(__file__).resolve().parents[2] / "tests" / "data" / "criteo"
+               / "kaggle_train_head10k.tsv")
+SHIP_NAME = "criteo_kaggle_head10k.parquet"
 
 
-def ship(source=SHIP_SOURCE, target=SHIP_TARGET) -> Trace:
-    """Convert the first 10,000 Criteo Kaggle lines to the Parquet trace that `make demo` replays."""
+def ship(source=SHIP_SOURCE, target=SHIP_NAME) -> Trace:
+    """Convert the first 10,000 Criteo Kaggle lines (`source`, by default the repository's
+    tests/data copy) to the Parquet trace that `make demo` replays, written to `target` (by
+    default in the current folder; the shipped copy is cachesim/data/criteo_kaggle_head10k.parquet).
+
+    An existing `target` is refused, not overwritten."""
     from .tabular import write_trace
+    target = Path(target)
+    if target.exists():
+        raise CachesimError(f"{target} exists: ship() does not overwrite a file; remove it or "
+                            f"give another target")
     trace = read_criteo(source)
     trace.source = f"criteo:{Path(source).name}"
     write_trace(trace, target)

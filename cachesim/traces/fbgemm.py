@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import CachesimError, TraceFormatError
 from .formats import Format, folder_files, register_format
-from .model import Trace
+from .model import InvalidAccess, Trace, rows_per_table
 
 NPZ_SUFFIXES = (".npz",)
 PT_SUFFIXES = (".pt.gz", ".pt")
@@ -107,9 +107,10 @@ def _assemble(path, batches, table_rows=None, source=None) -> Trace:
     batch = (np.concatenate([np.full(b[1].shape[0], i, np.int64) for i, b in enumerate(batches)])
              if batches else np.zeros(0, np.int64))
     T = batches[0][3] if batches else 1
-    rows = np.zeros(T, np.int64)
-    if row.size:
-        np.maximum.at(rows, table, row + 1)
+    try:  # largest index + 1 per table, refusing an index of 2^63-1 (its + 1 would wrap)
+        rows = rows_per_table(table, row, T, source=str(path))
+    except InvalidAccess as bad:
+        raise TraceFormatError(path, f"{bad.what} (access {bad.index:,})", fix=bad.fix) from None
     if table_rows is not None:
         given = np.asarray(table_rows, np.int64).ravel()
         if given.shape[0] == T:

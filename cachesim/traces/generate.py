@@ -25,8 +25,8 @@ from ..errors import CachesimError
 from .model import Trace
 
 # -- Criteo constants -----------------------------------------------------------------------------
-CRITEO_SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "criteo" / \
-    "kaggle_train_head10k.tsv"
+CRITEO_SAMPLE = Path(__file__).resolve().parents[2] / "tests" / "data" / "criteo" / \
+    "kaggle_train_head10k.tsv"  # in a checkout of the repository
 CRITEO_SAMPLE_LINES = 10_000
 CRITEO_POSITIVE_RATE = 0.2182          # 2,182 positives in the 10,000-line sample
 #: Rows per table of the full Criteo Kaggle data as DLRM uses it (C1..C26).

@@ -1,7 +1,13 @@
 """libCacheSim's trace formats: `oracleGeneral` binary and plain text (one key a line).
 
 oracleGeneral: 24-byte little-endian records, no header: uint32 timestamp (s), uint64 obj_id,
-uint32 obj_size (bytes), int64 next_access_vtime (-1 if none).
+uint32 obj_size (bytes), int64 next_access_vtime (-1 if none). An obj_id is kept bit for bit as
+the int64 key (ids past 2^63-1 read as negative keys, still distinct); `table_rows` is the
+largest id + 1, or, when some id is 2^63-1 or more (hashed ids: no int64 count holds them), the
+number of distinct ids.
+
+txt: one key a line, a row id 0..2^63-2 (a negative key, or 2^63-1 whose rows would overflow
+int64, is refused with its line).
 """
 from __future__ import annotations
 
@@ -9,8 +15,8 @@ import numba
 import numpy as np
 
 from ..errors import TraceFormatError
-from .formats import Format, register_format
-from .model import Trace
+from .formats import Format, load_text, register_format
+from .model import MAX_ROWS, InvalidAccess, Trace, dense_remap
 
 ORACLE_DTYPE = np.dtype([("t", "<u4"), ("id", "<u8"), ("size", "<u4"), ("next", "<i8")])
 
@@ -40,13 +46,21 @@ def read_oracle_general(path, **_):
     row, ts, size = (np.empty(n, np.int64) for _ in range(3))
     _split_records(rec, row.view(np.uint64), ts, size)
     del rec
+    top = int(row.view(np.uint64).max()) if n else -1
+    cache = {}
+    if top < MAX_ROWS:  # ids are row numbers: rows = largest id + 1
+        rows = top + 1
+    else:  # ids past 2^63-2 (hashes): no row count holds them; rows = the distinct objects
+        cache["dense_ids"], cache["distinct_keys"] = dense_remap(row)
+        rows = int(cache["distinct_keys"].shape[0])
     return Trace(table=np.zeros(n, np.int32), row=row, ts=ts, size=size,
-                 next_access_given=None, source=str(path), table_names=["objects"])
+                 next_access_given=None, source=str(path), table_names=["objects"],
+                 table_rows=np.array([rows], np.int64), _cache=cache)
 
 
 def read_txt(path, **_):
     """One integer key a line (blank lines are errors: they are not keys)."""
-    data = path.read_bytes()
+    data = load_text(path)[0].tobytes()  # gzip: the decompressed bytes
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
@@ -61,12 +75,16 @@ def read_txt(path, **_):
             if not ok:
                 text = ln[:40].decode("utf-8", "replace").strip()
                 found = f"{text!r}" if text else "an empty line"
-                raise TraceFormatError(path, f"expected one integer key a line (a signed 64-bit "
-                                       f"integer), found {found}", line=i,
+                raise TraceFormatError(path, f"expected one integer key a line (a row id "
+                                       f"0..2^63-2), found {found}", line=i,
                                        fix="fix or drop that line, or pass --format if the file "
                                            "is another format") from None
         raise
-    return Trace.from_keys(keys, source=str(path))
+    try:
+        return Trace.from_keys(keys, source=str(path))
+    except InvalidAccess as bad:
+        raise TraceFormatError(path, f"key {bad.value:,} is outside 0..2^63-2 (keys are row ids)",
+                               line=bad.index + 1, fix="fix or drop that line") from None
 
 
 def _sniff_txt(head: bytes) -> bool:
@@ -78,5 +96,5 @@ def _sniff_txt(head: bytes) -> bool:
 register_format(Format("oracle-general", read_oracle_general,
                        suffixes=(".oraclegeneral.bin", ".oraclegeneral", ".oracle"),
                        description="libCacheSim oracleGeneral binary (24-byte records)"))
-register_format(Format("txt", read_txt, suffixes=(".txt",), sniff=_sniff_txt,
+register_format(Format("txt", read_txt, suffixes=(".txt",), sniff=_sniff_txt, text=True,
                        description="plain text, one integer key a line"))

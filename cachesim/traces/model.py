@@ -6,6 +6,13 @@ Per sample (when the source has them): `labels` and `dense` features, for traini
 Per table: `table_names`, `table_rows` (from the source's metadata, else largest row id + 1) and
 `table_dims` (embedding dimension, default 16: DLRM's Criteo Kaggle preset).
 
+Checked on construction (`InvalidAccess`, a CachesimError naming the access, which a reader turns
+into its file and line): a negative `size`; where `table_rows` is inferred, a row that is
+negative or 2^63-1 (rows are row ids 0..2^63-2, so that largest + 1 fits int64); and always,
+table rows 0 or more and at most MAX_ROWS = 2^63-1 together. Where `table_rows` is given and
+there are several tables, linearising (`keys`) refuses a row outside its table's rows (its key
+would be another table's). A single table with given rows takes any int64 key (object ids).
+
 Derived once, on first use, and cached on the object:
 - `keys`: the key linearised over tables, (rows of all earlier tables) + row, int64; the set hash
   and every user-visible key use it;
@@ -24,6 +31,33 @@ from ..errors import CachesimError
 from ..hashing import fmix64
 
 DEFAULT_DIM = 16
+MAX_ROWS = 2**63 - 1  # rows of all tables together: row ids 0..2^63-2, and their count, fit int64
+
+
+class InvalidAccess(CachesimError):
+    """An access the trace model refuses (a negative row or size, a row past the int64 range):
+    carries the access `index` (0-based), the `column` and `value`, so that a reader can name
+    its line; the message names the access."""
+
+    def __init__(self, index: int, column: str, value: int, what: str, fix: str,
+                 source: str = ""):
+        self.index, self.column, self.value, self.what, self.fix = index, column, value, what, fix
+        super().__init__(f"{source or 'trace'}: access {index:,} (0-based): {what} ({fix})")
+
+
+def check_table_rows(table_rows: np.ndarray, source: str = "") -> None:
+    """Rows per table must be 0 or more and at most MAX_ROWS together (keys linearise over
+    tables as int64); raises CachesimError naming the table otherwise."""
+    total = 0
+    for t, r in enumerate(table_rows.tolist()):
+        if r < 0:
+            raise CachesimError(f"{source or 'trace'}: table {t} has {r:,} rows; a table has 0 "
+                                "rows or more (fix the trace's table_rows)")
+        total += r
+    if total > MAX_ROWS:
+        raise CachesimError(f"{source or 'trace'}: its {len(table_rows)} tables hold {total:,} "
+                            f"rows together; keys linearise over tables as int64 row ids, so at "
+                            f"most 2^63-1 = {MAX_ROWS:,} (renumber the rows densely)")
 
 
 @dataclass(eq=False)
@@ -66,8 +100,14 @@ class Trace:
         if not self.table_names:
             self.table_names = [f"t{i}" for i in range(n_tables)] if n_tables > 1 else ["t0"]
         if self.table_rows is None:
-            self.table_rows = rows_per_table(self.table, self.row, n_tables)
+            self.table_rows = rows_per_table(self.table, self.row, n_tables, self.table_names,
+                                             self.source)
         self.table_rows = np.asarray(self.table_rows, dtype=np.int64)
+        check_table_rows(self.table_rows, self.source)
+        if self.size is not None and n and self.size.min() < 0:
+            i = int(np.argmax(self.size < 0))
+            raise InvalidAccess(i, "size", int(self.size[i]), f"size {int(self.size[i])} is "
+                                "negative", "object sizes are bytes, 0 or more", self.source)
         if self.table_dims is None:
             self.table_dims = np.full(n_tables, DEFAULT_DIM, dtype=np.int64)
         self.table_dims = np.asarray(self.table_dims, dtype=np.int64)
@@ -77,6 +117,28 @@ class Trace:
     # -- shape -------------------------------------------------------------------------------
     def __len__(self) -> int:
         return int(self.row.shape[0])
+
+    _EQ_COLUMNS = ("table", "row", "batch", "sample", "ts", "size", "table_rows", "table_dims",
+                   "labels", "dense")
+
+    def __eq__(self, other) -> bool:
+        """Same accesses (every column) and metadata (table names, rows and dims, labels, dense
+        features); `source`, a reader's `next_access_given` and the derived caches (keys, dense
+        ids, next accesses) are not compared. So `read_trace(write_trace(t, p)) == t` wherever
+        the format keeps every column."""
+        if not isinstance(other, Trace):
+            return NotImplemented
+        if list(self.table_names) != list(other.table_names):
+            return False
+        for name in self._EQ_COLUMNS:
+            a, b = getattr(self, name), getattr(other, name)
+            if (a is None) != (b is None):
+                return False
+            if a is not None and not np.array_equal(a, b):
+                return False
+        return True
+
+    __hash__ = None  # mutable arrays: not hashable
 
     @property
     def n_tables(self) -> int:
@@ -119,7 +181,22 @@ class Trace:
             if self.n_tables == 1:
                 self._cache["keys"] = self.row
             else:
-                self._cache["keys"] = self.table_offsets[self.table] + self.row
+                keys = np.empty(len(self), dtype=np.int64)
+                i = int(_linearise(self.table, self.row, self.table_offsets, self.table_rows,
+                                   keys))
+                if i >= 0:  # table_rows given (metadata) but a row outside them
+                    t, r = int(self.table[i]), int(self.row[i])
+                    if not 0 <= t < min(self.n_tables, len(self.table_rows)):
+                        raise InvalidAccess(i, "table", t, f"table {t} is not one of the "
+                                            f"trace's {len(self.table_rows)} tables",
+                                            "give table_rows and names for every table",
+                                            self.source)
+                    raise InvalidAccess(
+                        i, "row", r, f"row {r:,} of table {self.table_names[t]} is outside its "
+                        f"{int(self.table_rows[t]):,} rows, so its key would be another "
+                        "table's", "rows of a table are 0..rows-1: fix the row or the table's "
+                        "rows", self.source)
+                self._cache["keys"] = keys
         return self._cache["keys"]
 
     def _remap(self):
@@ -186,17 +263,47 @@ class Trace:
 
 
 @numba.njit(cache=True)
-def _rows_per_table(table, row, out):
+def _linearise(table, row, offsets, rows, out):
+    """out[i] = offsets[table[i]] + row[i]; returns the first access whose row is outside
+    0..rows[table]-1 (its key would fall in another table), -1 when there is none."""
     for i in range(table.shape[0]):
-        r = row[i] + 1
+        t = table[i]
+        r = row[i]
+        if t < 0 or t >= rows.shape[0] or r < 0 or r >= rows[t]:
+            return i
+        out[i] = offsets[t] + r
+    return -1
+
+
+@numba.njit(cache=True)
+def _rows_per_table(table, row, out):
+    """Largest row + 1 per table into `out`; returns the first access whose row is negative or
+    2^63-1 (whose row + 1 does not fit int64), -1 when there is none."""
+    last = np.int64(MAX_ROWS)
+    for i in range(table.shape[0]):
+        r = row[i]
+        if r < 0 or r == last:
+            return i
+        r += 1
         if r > out[table[i]]:
             out[table[i]] = r
+    return -1
 
 
-def rows_per_table(table: np.ndarray, row: np.ndarray, n_tables: int) -> np.ndarray:
-    """Largest row id + 1 per table (0 for a table with no access or only negative ids)."""
+def rows_per_table(table: np.ndarray, row: np.ndarray, n_tables: int,
+                   table_names=None, source: str = "") -> np.ndarray:
+    """Largest row id + 1 per table (0 for a table with no access). Raises InvalidAccess for
+    the first row outside 0..2^63-2: rows are row ids, and their count must fit int64."""
     out = np.zeros(n_tables, dtype=np.int64)
-    _rows_per_table(table, row, out)
+    i = int(_rows_per_table(table, row, out))
+    if i >= 0:
+        t, r = int(table[i]), int(row[i])
+        name = table_names[t] if table_names and t < len(table_names) else f"t{t}"
+        what = (f"row {r:,} of table {name} is negative" if r < 0 else
+                f"row {r:,} of table {name} is 2^63-1, so its table's rows (row + 1) overflow "
+                "int64")
+        raise InvalidAccess(i, "row", r, what, "rows are row ids, 0..2^63-2: fix or drop that "
+                            "access", source)
     return out
 
 

@@ -631,17 +631,30 @@ def lru_bytes_curve(trace, capacities=None, max_bands: int = 256):
     return xs[keep], ys[keep]
 
 
-def shards(keys: np.ndarray, rate: float = 0.01, s_max: int | None = None, adj: bool = True):
+def _start_rate(rate, s_max) -> float:
+    """The sampling rate a curve starts at: `rate`, or by default 0.01 at a fixed rate and 1 at a
+    fixed size (the sample then fills to s_max keys and the rate falls only as keys exceed it)."""
+    if rate is not None:
+        return float(rate)
+    return 0.01 if s_max is None else 1.0
+
+
+def shards(keys: np.ndarray, rate: float | None = None, s_max: int | None = None,
+           adj: bool = True):
     """SHARDS estimate of the LRU curve from int64 (linearised) keys, in one pass.
 
-    Fixed rate when `s_max` is None; fixed size (at most `s_max` sampled keys, starting at
-    `rate`) otherwise. Returns (distance values in rows, weights, total weight, info): the
-    estimated hit ratio at C rows is sum(weights[values < C]) / total. `adj` applies SHARDS_adj:
-    the first bucket absorbs the expected minus the actual (rescaled) sampled references.
+    Fixed rate (`rate`, default 0.01) when `s_max` is None; fixed size otherwise: at most
+    `s_max` sampled keys, starting at `rate` (default 1, so the sample fills to s_max keys
+    whatever the trace) and lowering it as keys beyond s_max come. Returns (distance values in
+    rows, weights, total weight, info): the estimated hit ratio at C rows is
+    sum(weights[values < C]) / total. `adj` applies SHARDS_adj: the first bucket absorbs the
+    expected minus the actual (rescaled) sampled references. info["sample_accesses"]: the
+    sampled references at the final rate (rescaled ones at a fixed size).
     """
     keys = np.ascontiguousarray(keys, dtype=np.int64)
     if keys.shape[0] == 0:
         raise CachesimError("the trace has no accesses")
+    rate = _start_rate(rate, s_max)
     tmax = _threshold(rate)
     if s_max is not None and int(s_max) < 1:
         raise CachesimError(f"fixed-size SHARDS needs s_max >= 1 keys, got {s_max}")
@@ -657,6 +670,7 @@ def shards(keys: np.ndarray, rate: float = 0.01, s_max: int | None = None, adj: 
         nz = np.flatnonzero(hist)
         values = nz / final_rate
         weights = hist[nz].copy()
+        sample_accesses = float(sampled)
         if adj:
             expected = keys.shape[0] * final_rate
             if values.shape[0] == 0 or values[0] != 0:
@@ -669,6 +683,7 @@ def shards(keys: np.ndarray, rate: float = 0.01, s_max: int | None = None, adj: 
         values = nz * width + (width - 1.0) / 2.0
         weights = hist[nz] * final_rate
         total = total * final_rate
+        sample_accesses = float(total)
         if adj:  # each reference adds final_rate in expectation, whatever the rate at its time
             expected = keys.shape[0] * final_rate
             if values.shape[0] == 0 or values[0] != (width - 1.0) / 2.0:
@@ -678,12 +693,13 @@ def shards(keys: np.ndarray, rate: float = 0.01, s_max: int | None = None, adj: 
             total = expected
     info = {"sampled_references": int(sampled), "rate": float(final_rate),
             "sampled_keys": int(peak), "estimated_keys": float(peak / final_rate),
-            "bucket_rows": float(width), "state_bytes": int(state_bytes)}
+            "bucket_rows": float(width), "state_bytes": int(state_bytes),
+            "sample_accesses": sample_accesses}
     return values, weights, float(total), info
 
 
-def shards_curve(keys: np.ndarray, sizes=None, rate: float = 0.01, s_max: int | None = None,
-                 adj: bool = True):
+def shards_curve(keys: np.ndarray, sizes=None, rate: float | None = None,
+                 s_max: int | None = None, adj: bool = True):
     """(sizes, miss_ratio) from SHARDS. Default sizes: 0 and every size where the estimate
     changes, up to the estimated distinct keys."""
     values, weights, total, info = shards(keys, rate, s_max, adj)
@@ -722,6 +738,12 @@ def mini_curve(trace, policy: str, sizes, rate: float = 0.01, bytes: bool = Fals
     N x R, instead of the actual ones, i.e. count the sample's surplus or shortfall of accesses
     (hot keys caught or missed by the hash) as hits. On skewed traces this cuts the error several
     fold (bench/RESULTS.md); `adj=False` is the paper's estimator."""
+    return _mini(trace, policy, sizes, rate, bytes, adj)[0]
+
+
+def _mini(trace, policy, sizes, rate, bytes, adj):
+    """`mini_curve`'s miss ratios and the sample's size: (curve, {"rate", "sampled_keys",
+    "sample_accesses"})."""
     from ..engine import replay
     sub = sample_trace(trace, rate)
     sizes = np.asarray(sizes, dtype=np.int64)
@@ -732,9 +754,52 @@ def mini_curve(trace, policy: str, sizes, rate: float = 0.01, bytes: bool = Fals
         if c <= 0:
             continue
         scaled = max(1, int(round(c * rate)))
-        res = replay(sub, policy, f"{scaled}B" if bytes else scaled)
+        res = replay(sub, policy, f"{scaled}B" if bytes else scaled, ways=None)  # fully assoc.
         out[i] = min(1.0, res.misses / (len(trace) * rate)) if adj else res.miss_ratio
-    return out
+    return out, {"rate": float(rate), "sampled_keys": int(sub.n_distinct),
+                 "sample_accesses": float(len(sub))}
+
+
+# -- when a sampled curve can be trusted ---------------------------------------------------------
+# A size C simulated on a sample at rate R is a cache of C x R sampled rows. Below one sampled row
+# the estimate is meaningless (mini replays a 1-row cache, SHARDS counts only repeats with no
+# sampled key between them); up to tens of rows it follows the few hot keys the hash happened to
+# catch. On the Criteo sample (criteo_kaggle_head10k, rates 0.001-0.3 and fixed sizes 1K-8K keys)
+# the error against the exact curve was up to 0.70 below 1 sampled row, up to 0.41 at 1-10, up
+# to 0.15 at 10-100, and at most 0.019 from 100 sampled rows up (SHARDS LRU, mini LRU and FIFO),
+# so sizes below MIN_SAMPLED_ROWS sampled rows are marked unreliable (the ATC'17 miniature
+# simulations use caches of this order or larger). With K sampled keys the reliable sizes thus
+# start at 100/K of the distinct keys: under MIN_SAMPLED_KEYS (1,000) keys, everything below 10%
+# of them is unreliable, hence the warning (SHARDS' fixed-size variant holds 8K keys). Under
+# MIN_SAMPLE_ACCESSES the sample's own hit ratio has a binomial standard error above
+# 0.5/sqrt(10,000) = 0.005 even before accesses of one key correlate, hence the other warning.
+
+MIN_SAMPLED_ROWS = 100
+MIN_SAMPLED_KEYS = 1_000
+MIN_SAMPLE_ACCESSES = 10_000
+
+
+class SampledCurveWarning(UserWarning):
+    """A sampled curve from too few keys or accesses to be trusted."""
+
+
+def reliable_sizes(sizes, rate: float, row_bytes: float = 1.0) -> np.ndarray:
+    """True for the sizes whose sampled cache holds at least MIN_SAMPLED_ROWS rows:
+    size x rate >= MIN_SAMPLED_ROWS x `row_bytes` (the mean object size, for byte sizes)."""
+    return np.asarray(sizes, dtype=np.float64) * rate >= MIN_SAMPLED_ROWS * row_bytes
+
+
+def sample_warning(info: dict, what: str = "the sample",
+                   fix: str = "raise the rate") -> str | None:
+    """One line when a sample (`info`: rate, sampled_keys, sample_accesses) holds fewer than
+    MIN_SAMPLED_KEYS keys or MIN_SAMPLE_ACCESSES accesses; None when it is big enough."""
+    keys, acc, rate = info["sampled_keys"], info["sample_accesses"], info["rate"]
+    if keys >= MIN_SAMPLED_KEYS and acc >= MIN_SAMPLE_ACCESSES:
+        return None
+    return (f"{what} at rate {rate:.3g} holds {keys:,} keys and {acc:,.0f} accesses, under the "
+            f"{MIN_SAMPLED_KEYS:,} keys and {MIN_SAMPLE_ACCESSES:,} accesses a sampled curve "
+            f"needs: it may be off by 0.1 or more; sizes below {MIN_SAMPLED_ROWS / rate:,.0f} "
+            f"rows ({MIN_SAMPLED_ROWS} sampled rows) are marked reliable=false; {fix}")
 
 
 # -- the public curve API ------------------------------------------------------------------------
@@ -800,6 +865,7 @@ def _table_traces(trace):
 
 
 def _one_curve(trace, policy, sizes, method, rate, bytes, s_max, adj):
+    """(sizes, miss ratios, reliable per size or None when exact, sample info or None)."""
     from ..policies import get_policy
     pol = get_policy(policy).name
     if method not in METHODS:
@@ -813,47 +879,70 @@ def _one_curve(trace, policy, sizes, method, rate, bytes, s_max, adj):
     if method == "exact":
         if bytes:
             if sz is None:
-                return lru_bytes_curve(trace)
-            return sz, lru_bytes_curve(trace, sz)
+                return (*lru_bytes_curve(trace), None, None)
+            return sz, lru_bytes_curve(trace, sz), None, None
         curve = lru_curve(trace)
         if sz is None:
-            return np.arange(curve.shape[0], dtype=np.int64), curve
-        return sz, curve[np.minimum(sz, curve.shape[0] - 1)]
+            return np.arange(curve.shape[0], dtype=np.int64), curve, None, None
+        return sz, curve[np.minimum(sz, curve.shape[0] - 1)], None, None
     if method == "shards":
         if bytes:
             raise CachesimError("SHARDS here counts rows; use method 'exact' or 'mini' with bytes")
-        s, m, _ = shards_curve(trace.keys, sz, rate, s_max, adj)
-        return s, m
+        s, m, info = shards_curve(trace.keys, sz, rate, s_max, adj)
+        return s, m, reliable_sizes(s, info["rate"]), info
     if sz is None:
         sz = _default_grid(total_bytes if bytes else trace.n_distinct)
-    return sz, mini_curve(trace, pol, sz, rate, bytes, adj)
+    rate = _start_rate(rate, None)
+    m, info = _mini(trace, pol, sz, rate, bytes, adj)
+    row_bytes = total_bytes / trace.n_distinct if bytes else 1.0
+    return sz, m, reliable_sizes(sz, rate, row_bytes), info
 
 
-def mrc(trace, policy: str = "lru", sizes=None, method: str = "exact", rate: float = 0.01,
-        bytes: bool = False, per_table: bool = False, s_max: int | None = None,
-        adj: bool = True):
+def mrc(trace, policy: str = "lru", sizes=None, method: str = "exact",
+        rate: float | None = None, bytes: bool = False, per_table: bool = False,
+        s_max: int | None = None, adj: bool = True):
     """Miss-ratio curve as a polars DataFrame with columns size, miss_ratio, hit_ratio (and
     table first when `per_table`: each table's own cache).
 
     method 'exact': LRU, one pass, every size 0..distinct keys (or the step function in bytes
-    with `bytes=True`); 'shards': LRU estimate from a hashed sample at `rate` (fixed size with
-    `s_max` keys); 'mini': miniature simulation of any policy at `rate`, one replay per size.
+    with `bytes=True`); 'shards': LRU estimate from a hashed sample at `rate` (default 0.01), or
+    fixed size with `s_max` keys (starting at `rate`, default 1); 'mini': miniature simulation of
+    any policy at `rate` (default 0.01), one replay per size.
     `sizes`: ints, '5%' or '128MiB' strings, or one comma-separated string; default: all sizes
     (exact), the sizes where the estimate changes (shards), or 61 sizes from 0 to the distinct
     keys (mini). `adj`: SHARDS_adj for shards, and its analogue for mini (see `mini_curve`).
+
+    Sampled methods add a column `reliable`: False for sizes under MIN_SAMPLED_ROWS sampled rows
+    (`reliable_sizes`), and warn (SampledCurveWarning, one line) when a sample holds too few keys
+    or accesses (`sample_warning`).
     """
+    import warnings
+
     import polars as pl
     trace.require_nonempty()
-    parts = []
-    sources = _table_traces(trace) if per_table else [(None, trace)]
+    parts, small = [], []
+    sources = list(_table_traces(trace)) if per_table else [(None, trace)]
     for name, tr in sources:
-        s, m = _one_curve(tr, policy, sizes, method, rate, bytes, s_max, adj)
+        s, m, ok, info = _one_curve(tr, policy, sizes, method, rate, bytes, s_max, adj)
         df = pl.DataFrame({"size": np.asarray(s, dtype=np.int64),
                            "miss_ratio": np.asarray(m, dtype=np.float64)})
         df = df.with_columns(hit_ratio=1.0 - pl.col("miss_ratio"))
+        if ok is not None:
+            df = df.with_columns(reliable=pl.Series(np.asarray(ok, dtype=bool)))
+            what = f"the {method} sample" if name is None else f"table {name}'s {method} sample"
+            fix = ("raise the rate (--rate), use s_max=8192 (--s-max 8192) or method 'exact'"
+                   if method == "shards" else "raise the rate (--rate)")
+            msg = sample_warning(info, what, fix)
+            if msg:
+                small.append((info["sampled_keys"], msg))
         if per_table:
             df = df.select(pl.lit(name).alias("table"), pl.all())
         parts.append(df)
+    if small:
+        msg = min(small)[1]
+        if len(sources) > 1:
+            msg = f"{len(small)} of {len(sources)} tables' samples are too small; {msg}"
+        warnings.warn(msg, SampledCurveWarning, stacklevel=2)
     return pl.concat(parts)
 
 
@@ -938,7 +1027,8 @@ def write_atomic(path, data) -> None:
 
 def plot_mrc(df, path, title: str, unit: str = "rows") -> None:
     """Miss ratio against cache size as a PNG (one line per table when `df` has a table
-    column); log x when the positive sizes span more than two decades."""
+    column); log x when the positive sizes span more than two decades. With a `reliable` column
+    (a sampled curve) the unreliable sizes are dotted and their range hatched grey."""
     import io
 
     import matplotlib
@@ -961,15 +1051,33 @@ def plot_mrc(df, path, title: str, unit: str = "rows") -> None:
     outside = n > 6  # many tables: the legend goes right of the axes
     fig, ax = plt.subplots(figsize=(9.5 if outside else 7.5, 4.8), dpi=110)
     colors = plt.get_cmap("tab10" if n <= 10 else "tab20").colors
-    styles = ("-", "--", ":", "-.")
+    styles = ("-", "--", "-.")
+    has_ok = "reliable" in df.columns
+    x_lo, x_ok = np.inf, np.inf  # smallest size drawn, smallest reliable size drawn
     for j, (name, g) in enumerate(groups):
         g = g.sort("size")
         if log_x:
             g = g.filter(pl.col("size") > 0)
         x = g["size"].to_numpy() / scale
-        ax.plot(x, g["miss_ratio"].to_numpy(), drawstyle="steps-post", lw=1.4,
-                color=colors[j % len(colors)], linestyle=styles[(j // len(colors)) % 4],
-                label=name if name is not None else "all accesses")
+        y = g["miss_ratio"].to_numpy()
+        color = colors[j % len(colors)]
+        line = name if name is not None else "all accesses"
+        # reliable is size x rate >= a floor, so on sorted sizes it is a suffix: k is its start
+        k = int(np.argmax(g["reliable"].to_numpy())) if has_ok and g["reliable"].any() else (
+            x.shape[0] if has_ok else 0)
+        if x.shape[0]:
+            x_lo = min(x_lo, float(x[0]))
+        if k > 0:  # the unreliable sizes, up to the first reliable one
+            ax.plot(x[:k + 1], y[:k + 1], drawstyle="steps-post", lw=1.6, color=color,
+                    linestyle=":", alpha=0.8, label=None if k < x.shape[0] else line)
+        if k < x.shape[0]:
+            x_ok = min(x_ok, float(x[k]))
+            ax.plot(x[k:], y[k:], drawstyle="steps-post", lw=1.4, color=color,
+                    linestyle=styles[(j // len(colors)) % 3], label=line)
+    if has_ok and np.isfinite(x_lo) and x_lo < x_ok:
+        top = x_ok if np.isfinite(x_ok) else float(df["size"].max()) / scale
+        ax.axvspan(x_lo, top, facecolor="0.9", edgecolor="0.75", hatch="//", lw=0, alpha=0.5,
+                   zorder=0, label=f"unreliable (dotted): under {MIN_SAMPLED_ROWS} sampled rows")
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(f"cache size ({label})")

@@ -15,9 +15,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numba
@@ -25,8 +22,9 @@ import numpy as np
 import polars as pl
 
 from ..errors import CachesimError, TraceFormatError
-from .formats import Format, register_format
-from .model import Trace, dense_remap
+from ..files import atomic_path  # noqa: F401  (the one atomic writer, kept importable here)
+from .formats import Format, is_gzip, load_text, register_format
+from .model import InvalidAccess, Trace, dense_remap
 
 FORMAT_VERSION = 1
 METADATA_KEY = "cachesim"
@@ -34,29 +32,6 @@ ACCESS_COLUMNS = ("batch", "sample", "ts", "size")
 
 
 # -- shared helpers (also used by the criteo and avazu readers) --------------------------------
-@contextmanager
-def atomic_path(path):
-    """Yield a temp path in the folder of `path`; on success move it over `path` (os.replace)."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise CachesimError(f"{path}: folder {folder} does not exist (create it first)")
-    if path.is_dir():
-        raise CachesimError(f"{path}: is a folder; give a file name to write")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a user's file gets the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 @numba.njit(cache=True)
 def _first_bad_line(buf, start, sep, expected):
     """(line index from `start`, fields) of the first line whose field count is not `expected`;
@@ -283,10 +258,15 @@ def _frame_to_trace(df: pl.DataFrame, path, meta: dict | None, *, header_lines: 
     if meta:
         kw = dict(table_rows=np.asarray(meta["table_rows"], np.int64),
                   table_dims=np.asarray(meta["table_dims"], np.int64))
-    return Trace(table=table, row=arrays["row"], batch=arrays.get("batch"),
-                 sample=arrays.get("sample"), ts=arrays.get("ts"), size=arrays.get("size"),
-                 next_access_given=arrays.get("next_access"), table_names=table_names,
-                 labels=labels, dense=dense, source=str(path), **kw)
+    try:
+        return Trace(table=table, row=arrays["row"], batch=arrays.get("batch"),
+                     sample=arrays.get("sample"), ts=arrays.get("ts"), size=arrays.get("size"),
+                     next_access_given=arrays.get("next_access"), table_names=table_names,
+                     labels=labels, dense=dense, source=str(path), **kw)
+    except InvalidAccess as bad:  # name the line (CSV) or the access (Parquet)
+        raise TraceFormatError(path, bad.what if header_lines else
+                               f"{bad.what} (access {bad.index:,})",
+                               line=_line(bad.index, header_lines), fix=bad.fix) from None
 
 
 def _line(index: int, header_lines: int) -> int | None:
@@ -309,6 +289,11 @@ def column_array(col: pl.Series, dtype) -> np.ndarray:
 
 
 def _int_column(col: pl.Series, path, header_lines: int) -> np.ndarray:
+    if col.dtype == pl.UInt64 and len(col) and col.max() > 2**63 - 1:  # would wrap negative
+        bad = int((col > 2**63 - 1).arg_true()[0])
+        raise TraceFormatError(path, f"column `{col.name}` holds {col[bad]:,} (access {bad:,}), "
+                               "past the int64 range cachesim's columns use",
+                               fix="renumber the rows densely (0..rows-1)")
     if col.dtype.is_integer() and col.null_count() == 0:
         return column_array(col, np.int64)
     parsed = (col.cast(pl.String).str.strip_chars().str.to_integer(strict=False)
@@ -369,12 +354,13 @@ def read_parquet(path, **_) -> Trace:
 
 def read_csv(path, **_) -> Trace:
     path = Path(path)
+    buf, source = load_text(path) if is_gzip(path) else (None, path)  # gzip: decompressed
     try:
-        df = pl.read_csv(path, infer_schema=False, has_header=True)
+        df = pl.read_csv(source, infer_schema=False, has_header=True)
     except pl.exceptions.NoDataError:
         return Trace(table=np.zeros(0, np.int32), row=np.zeros(0, np.int64), source=str(path))
     except pl.exceptions.PolarsError as err:
-        buf = np.fromfile(path, dtype=np.uint8)
+        buf = np.fromfile(path, dtype=np.uint8) if buf is None else buf
         header = bytes(buf[: (np.flatnonzero(buf == 10)[:1].tolist() or [len(buf)])[0]])
         expected = header.count(b",") + 1
         check_field_counts(path, buf, ",", expected, first_line=2, start=len(header) + 1,
@@ -396,7 +382,8 @@ def _sniff_parquet(head: bytes) -> bool:
     return head[:4] == b"PAR1"
 
 
-register_format(Format("csv", read_csv, suffixes=(".csv",), sniff=_sniff_csv,
+register_format(Format("csv", read_csv, suffixes=(".csv",), sniff=_sniff_csv, text=True,
+                       fallback=True,
                        description="CSV with a header: table,row[,batch][,sample][,ts][,size]"))
 register_format(Format("parquet", read_parquet, suffixes=(".parquet", ".pq"), sniff=_sniff_parquet,
                        description="Parquet, same columns; cachesim's native format (with metadata)"))

@@ -1,0 +1,265 @@
+"""Output safety: check an output path before the work, write files atomically, and never delete
+or overwrite what cachesim did not write.
+
+- `check_output_file(path, option)` and `check_output_dir(path, option, force)`: called by every
+  command before it reads its trace, so a path that cannot be written (a missing or read-only
+  folder, /sys, a full disk, a folder where a file is expected) is one CachesimError up front,
+  not a traceback after the work.
+- `atomic_path(path)` / `atomic_write(path, data)`: the one atomic writer (a uniquely named temp
+  file in the same folder, then os.replace); files get the user's usual mode (0o666 & ~umask).
+- `output_dir(path, option, force=..., command=...)`: a folder of outputs (a report, plots).
+  The files are written into a staging folder, then moved into place: a new folder is renamed
+  into place whole; an existing one (`-o .` included) gets each file moved in atomically. The
+  folder is marked with `.cachesim`, a JSON file listing the files cachesim wrote there.
+
+The folder rule: a missing or empty folder, or one holding our marker, may be written; the files
+the marker lists may be replaced (and are removed when a new run no longer writes them). A
+non-empty folder without the marker is the user's: refused, unless `force`, which writes our
+files beside the user's. Even with `force`, a file of the user's (not listed in the marker) is
+never overwritten or deleted: a name clash is refused. A report folder written before the marker
+existed (its results.json carries cachesim's `meta`) counts as marked.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import CachesimError
+
+MARKER = ".cachesim"
+_UMASK: int | None = None
+
+
+def umask() -> int:
+    """The process's umask, read once (os.umask has no getter: set 0, then restore)."""
+    global _UMASK
+    if _UMASK is None:
+        mask = os.umask(0)
+        os.umask(mask)
+        _UMASK = mask
+    return _UMASK
+
+
+def file_mode() -> int:
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    return 0o777 & ~umask()
+
+
+def _why(err: OSError) -> str:
+    return err.strerror or str(err)
+
+
+def _probe(folder: Path, shown: str, option: str) -> None:
+    """Create and remove a temp file in `folder`: catches read-only mounts, /proc, /sys and root
+    squashing that os.access misses."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CachesimError(f"{option} {shown}: cannot write into folder {folder} (permission "
+                            "denied); choose another path")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".cachesim-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        raise CachesimError(f"{option} {shown}: cannot write into folder {folder} "
+                            f"({_why(err)}); choose another path") from None
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return
+    if st.f_bavail == 0 and st.f_blocks > 0:
+        raise CachesimError(f"{option} {shown}: no space left on the disk of {folder}; free "
+                            "some space or choose another path")
+
+
+def check_output_file(path, option: str = "-o") -> Path:
+    """Check that a file can be written at `path` (its folder exists and is writable, no folder
+    is in the way); CachesimError naming `option` and the fix otherwise."""
+    shown = str(path)
+    if not shown.strip():
+        raise CachesimError(f"{option}: empty path; give a file name")
+    path = Path(path)
+    if path.is_dir():
+        raise CachesimError(f"{option} {shown}: is a folder; give a file name to write")
+    folder = path.parent
+    if not folder.exists():
+        if any(p.exists() and not p.is_dir() for p in folder.parents):
+            raise CachesimError(f"{option} {shown}: {_first_file(folder)} is a file, not a "
+                                "folder; choose another path")
+        raise CachesimError(f"{option} {shown}: folder {folder} does not exist (create it "
+                            "first)")
+    if not folder.is_dir():
+        raise CachesimError(f"{option} {shown}: {folder} is a file, not a folder; choose "
+                            "another path")
+    _probe(folder, shown, option)
+    return path
+
+
+def _first_file(folder: Path) -> Path:
+    for p in reversed([folder, *folder.parents]):
+        if p.exists() and not p.is_dir():
+            return p
+    return folder
+
+
+def _read_marker(folder: Path) -> set[str] | None:
+    """The names the marker lists, or None when the folder has no (readable) marker."""
+    try:
+        data = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return _legacy_report(folder)
+    if not isinstance(data, dict) or data.get("written_by") != "cachesim":
+        return None
+    return {str(n) for n in data.get("files", []) if "/" not in str(n)}
+
+
+def _legacy_report(folder: Path) -> set[str] | None:
+    """A report folder from before the marker: its results.json carries cachesim's `meta`;
+    the report's files (and its PNG plots) are ours."""
+    try:
+        meta = json.loads((folder / "results.json").read_text(encoding="utf-8")).get("meta")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(meta, dict) or "cachesim_version" not in meta:
+        return None
+    names = {"report.html", "report.md", "results.json", "results.parquet"}
+    return names | {p.name for p in folder.glob("*.png") if p.is_file()}
+
+
+def check_output_dir(path, option: str = "-o", force: bool = False) -> Path:
+    """Check that a folder of outputs may be written at `path` (see the module's rule): a file
+    in the way, an unwritable place, or a user's non-empty folder without `force` raise
+    CachesimError. Missing parent folders are fine (they are created)."""
+    shown = str(path)
+    if not shown.strip():
+        raise CachesimError(f"{option}: empty path; give a folder")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CachesimError(f"{option} {shown}: a file is in the way; give a folder (or remove "
+                            "the file)")
+    if path.is_dir():
+        _probe(path, shown, option)
+        entries = [e for e in os.listdir(path) if e != MARKER]
+        if entries and _read_marker(path) is None and not force:
+            raise CachesimError(f"{option} {shown}: folder is not empty and was not written by "
+                                "cachesim; pass --force to write into it anyway (your files "
+                                "are kept), or choose another path")
+        return path
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise CachesimError(f"{option} {shown}: {ancestor} is a file, not a folder; choose "
+                            "another path")
+    _probe(ancestor, shown, option)
+    return path
+
+
+@contextmanager
+def atomic_path(path, option: str | None = None):
+    """Yield a temp path in the folder of `path`; when the block succeeds, give it the usual file
+    mode and move it over `path` (os.replace). An OSError (a full disk) is a CachesimError
+    naming the path; the temp file never stays behind."""
+    shown = str(path)
+    where = f"{option} {shown}" if option else shown
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise CachesimError(f"{where}: folder {folder} does not exist (create it first)")
+    if path.is_dir():
+        raise CachesimError(f"{where}: is a folder; give a file name to write")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+    except OSError as err:
+        raise CachesimError(f"{where}: cannot write into folder {folder} ({_why(err)})") from None
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600
+        os.replace(tmp, path)
+    except OSError as err:
+        raise CachesimError(f"{where}: cannot write it ({_why(err)})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write(path, data, option: str | None = None) -> Path:
+    """Write text (UTF-8) or bytes to `path` atomically."""
+    with atomic_path(path, option) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
+
+
+def _marker_text(command: str, names) -> str:
+    from . import __version__
+    return json.dumps({"written_by": "cachesim", "cachesim_version": __version__,
+                       "command": command, "files": sorted(names)}, indent=1) + "\n"
+
+
+@contextmanager
+def output_dir(path, option: str = "-o", *, force: bool = False, command: str = ""):
+    """Yield a staging folder to write the outputs into (plain files, no subfolders); when the
+    block succeeds, move them into `path` under the folder rule of this module and mark it.
+    On any error the staging folder is removed and `path` is as it was."""
+    shown = str(path)
+    check_output_dir(path, option, force)
+    target = Path(os.path.abspath(path))
+    existed = target.is_dir()
+    try:
+        if existed:
+            staging = Path(tempfile.mkdtemp(prefix=".cachesim-tmp.", dir=target))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as err:
+        raise CachesimError(f"{option} {shown}: cannot create the folder ({_why(err)}); choose "
+                            "another path") from None
+    try:
+        yield staging
+        names = sorted(os.listdir(staging))
+        for n in names:
+            if not (staging / n).is_file() or n == MARKER:
+                raise RuntimeError(f"output_dir: {n} is not a plain output file")
+            os.chmod(staging / n, file_mode())
+        if existed:
+            _move_into(staging, target, names, shown, option, command)
+        else:
+            (staging / MARKER).write_text(_marker_text(command, names), encoding="utf-8")
+            os.chmod(staging / MARKER, file_mode())
+            os.chmod(staging, dir_mode())  # mkdtemp makes 0700
+            try:
+                os.rename(staging, target)
+            except OSError as err:
+                raise CachesimError(f"{option} {shown}: cannot move the finished folder into "
+                                    f"place ({_why(err)}; did something else create it "
+                                    "meanwhile?)") from None
+    except OSError as err:
+        raise CachesimError(f"{option} {shown}: cannot write it ({_why(err)})") from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_into(staging: Path, target: Path, names, shown: str, option: str,
+               command: str) -> None:
+    ours = _read_marker(target) or set()
+    clashes = [n for n in names if (target / n).exists() and n not in ours]
+    if clashes:
+        raise CachesimError(f"{option} {shown}: {', '.join(clashes)} in it was not written by "
+                            "cachesim and is never overwritten; move it away or choose another "
+                            "path")
+    for n in names:
+        os.replace(staging / n, target / n)
+    for n in sorted(ours - set(names)):  # ours from an earlier run, not written now
+        stale = target / n
+        if stale.is_file() and not stale.is_symlink():
+            stale.unlink()
+    with atomic_path(target / MARKER, option) as tmp:
+        tmp.write_text(_marker_text(command, names), encoding="utf-8")

@@ -1,0 +1,224 @@
+"""Output folders and files: cachesim never deletes or overwrites what it did not write, replaces
+its own earlier output, handles `-o .`, and keeps the user's umask."""
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import cachesim
+from cachesim.cli import cli
+from cachesim.errors import CachesimError
+from cachesim.files import MARKER
+from cachesim.reports.report import ReportOptions, build_report
+
+SMALL = ReportOptions(fractions=(0.01, 0.05), precisions=("fp32", "int8"),
+                      curve_policies=("lru",), policies=("lru",), jobs=1,
+                      target_hit_ratio=0.5)
+SMALL_ARGS = ["-q", "--sizes", "1%,5%", "--precision", "fp32,int8", "-p", "lru", "--jobs", "1"]
+
+
+@pytest.fixture(scope="module")
+def trace():
+    rng = np.random.default_rng(3)
+    n = 3000
+    table = rng.integers(0, 2, n)
+    rows = np.array([400, 900])
+    row = np.minimum(rng.zipf(1.3, n) - 1, rows[table] - 1)
+    return cachesim.Trace(table=table, row=row, batch=np.arange(n) // 200, table_rows=rows,
+                          table_names=["a", "b"], source="tiny-zipf")
+
+
+@pytest.fixture(scope="module")
+def trace_file(trace, tmp_path_factory):
+    from cachesim.traces.tabular import write_trace
+    path = tmp_path_factory.mktemp("trace") / "t.parquet"
+    write_trace(trace, path)
+    return path
+
+
+@pytest.fixture
+def umask_022():
+    import cachesim.files as files
+    old = os.umask(0o022)
+    files._UMASK = None
+    yield
+    os.umask(old)
+    files._UMASK = None
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], prog_name="cachesim")
+
+
+def user_folder(path: Path) -> Path:
+    """A folder of the user's: a file and a subfolder with a file."""
+    path.mkdir()
+    (path / "notes.txt").write_text("mine")
+    (path / "sub").mkdir()
+    (path / "sub" / "data.csv").write_text("1,2\n")
+    return path
+
+
+def assert_user_files_intact(path: Path):
+    assert (path / "notes.txt").read_text() == "mine"
+    assert (path / "sub" / "data.csv").read_text() == "1,2\n"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# -- report --------------------------------------------------------------------------------------
+def test_report_refuses_a_users_folder_and_leaves_it_untouched(trace_file, tmp_path):
+    out = user_folder(tmp_path / "results")
+    before = sorted(p.name for p in out.rglob("*"))
+    r = invoke("report", trace_file, "-o", out, *SMALL_ARGS)
+    assert r.exit_code == 2, r.output
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.output
+    assert f"-o {out}: folder is not empty and was not written by cachesim" in r.stderr
+    assert "--force" in r.stderr
+    assert_user_files_intact(out)
+    assert sorted(p.name for p in out.rglob("*")) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]  # no staging left
+
+
+def test_report_with_force_writes_beside_the_users_files(trace_file, tmp_path):
+    out = user_folder(tmp_path / "results")
+    r = invoke("report", trace_file, "-o", out, "--force", *SMALL_ARGS)
+    assert r.exit_code == 0, r.output
+    assert_user_files_intact(out)
+    assert (out / "report.html").is_file() and (out / "results.json").is_file()
+    marker = json.loads((out / MARKER).read_text())
+    assert "report.html" in marker["files"] and "notes.txt" not in marker["files"]
+
+
+def test_force_never_overwrites_a_users_file_of_the_same_name(tmp_path):
+    from cachesim.files import output_dir
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "report.html").write_text("my own page")
+    with pytest.raises(CachesimError, match="report.html in it was not written by cachesim"):
+        with output_dir(out, "-o", force=True, command="report") as staging:
+            (staging / "report.html").write_text("ours")
+            (staging / "report.md").write_text("ours")
+    assert (out / "report.html").read_text() == "my own page"
+    assert sorted(p.name for p in out.iterdir()) == ["report.html"]
+
+
+def test_own_files_no_longer_written_are_removed_others_kept(tmp_path):
+    from cachesim.files import output_dir
+    out = tmp_path / "plots"
+    with output_dir(out, command="analyze") as staging:
+        (staging / "a.png").write_text("1")
+        (staging / "b.png").write_text("1")
+    (out / "c.png").write_text("mine")
+    with output_dir(out, command="analyze") as staging:
+        (staging / "a.png").write_text("2")
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "a.png", "c.png"]
+    assert (out / "a.png").read_text() == "2"
+
+
+def test_a_report_folder_from_before_the_marker_is_ours(tmp_path):
+    from cachesim.files import output_dir
+    out = tmp_path / "old-report"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"meta": {"cachesim_version": "0.1"}}))
+    (out / "report.html").write_text("old")
+    (out / "notes.txt").write_text("mine")
+    with output_dir(out, command="report") as staging:
+        (staging / "report.html").write_text("new")
+        (staging / "results.json").write_text("{}")
+    assert (out / "report.html").read_text() == "new"
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_rerun_replaces_its_own_report_and_keeps_files_the_user_added(trace, tmp_path,
+                                                                      umask_022):
+    out = tmp_path / "report"
+    build_report(trace, out, SMALL)
+    assert (out / MARKER).is_file()
+    assert mode(out) == 0o755  # the umask's modes, not mkdtemp's 0700 and mkstemp's 0600
+    files = list(out.iterdir())
+    assert all(mode(p) == 0o644 for p in files), {p.name: oct(mode(p)) for p in files}
+    (out / "report.html").write_text("stale")
+    (out / "notes.txt").write_text("mine")  # the user adds a file to the report's folder
+    build_report(trace, out, SMALL)
+    assert (out / "report.html").read_text().startswith("<!")
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_report_into_the_current_folder(trace, tmp_path, monkeypatch):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    out = build_report(trace, ".", SMALL)
+    assert (here / "report.html").is_file() and (here / MARKER).is_file()
+    assert Path(out) == Path(".")
+    assert not [p for p in here.iterdir() if p.name.startswith(".cachesim-tmp")]
+
+
+# -- analyze --plots -----------------------------------------------------------------------------
+def test_analyze_plots_follow_the_folder_rule(trace_file, tmp_path, umask_022):
+    out = user_folder(tmp_path / "plots")
+    r = invoke("analyze", trace_file, "--plots", out)
+    assert r.exit_code == 2 and "not written by cachesim" in r.stderr, r.output
+    assert_user_files_intact(out)
+    assert not list(out.glob("*.png"))
+    r = invoke("analyze", trace_file, "--plots", out, "--force")
+    assert r.exit_code == 0, r.output
+    assert_user_files_intact(out)
+    pngs = sorted(out.glob("*.png"))
+    assert [p.name for p in pngs] == ["drift.png", "rank_frequency.png", "reuse_time.png",
+                                      "stack_distance.png", "working_set.png"]
+    assert all(mode(p) == 0o644 for p in pngs), [oct(mode(p)) for p in pngs]
+    new = tmp_path / "new" / "plots"
+    r = invoke("analyze", trace_file, "--plots", new)
+    assert r.exit_code == 0, r.output
+    assert mode(new) == 0o755 and all(mode(p) == 0o644 for p in new.iterdir())
+
+
+# -- mrc --plot, sweep -o ------------------------------------------------------------------------
+def test_mrc_plot_and_output_modes(trace_file, tmp_path, umask_022):
+    r = invoke("mrc", trace_file, "-o", tmp_path / "m.csv", "--plot", tmp_path / "m.png")
+    assert r.exit_code == 0, r.output
+    assert mode(tmp_path / "m.csv") == 0o644 and mode(tmp_path / "m.png") == 0o644
+    r = invoke("mrc", trace_file, "--plot", tmp_path)
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+
+
+def test_sweep_refuses_a_users_parts_folder(trace_file, tmp_path):
+    out = tmp_path / "s.parquet"
+    parts = user_folder(tmp_path / "s.parquet.parts")
+    r = invoke("sweep", trace_file, "-s", "5%", "-p", "lru", "-j", "1", "-q", "-o", out)
+    assert r.exit_code == 2 and "not written by a cachesim sweep" in r.stderr, r.output
+    assert_user_files_intact(parts)
+    assert not out.exists()
+
+
+def test_sweep_fresh_removes_only_its_own_parts(trace, tmp_path, umask_022):
+    from cachesim.sweep import run_sweep
+    out = tmp_path / "s.parquet"
+    run_sweep(trace, "lru", "5%,10%", out=out, jobs=1)
+    parts = tmp_path / "s.parquet.parts"
+    ours = sorted(p.name for p in parts.iterdir())
+    assert "manifest.json" in ours and len(ours) == 3
+    (parts / "notes.txt").write_text("mine")
+    res = run_sweep(trace, "lru", "5%", out=out, jobs=1, fresh=True)
+    assert res.reused == [] and len(res.ran) == 1
+    assert (parts / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in parts.iterdir()) == sorted(
+        ["manifest.json", "notes.txt", res.ran[0] + ".json"])
+    assert mode(out) == 0o644 and all(mode(p) == 0o644 for p in parts.glob("*.json"))
+    assert mode(parts) == 0o755
+
+
+def test_sweep_output_checked_before_replaying(trace_file, tmp_path):
+    r = invoke("sweep", trace_file, "-s", "5%", "-j", "1", "-q", "-o", tmp_path / "d.parquet",
+               "-o", "/sys/cachesim-test.parquet")
+    assert r.exit_code == 2 and "/sys/cachesim-test.parquet: cannot write" in r.stderr
+    assert not Path("/sys/cachesim-test.parquet.parts").exists()

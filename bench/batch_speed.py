@@ -15,7 +15,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 import cachesim  # noqa: E402
-from cachesim.batch import replay_batch  # noqa: E402
+from cachesim.simulate.batch import replay_batch  # noqa: E402
 
 # rows per table of Criteo Kaggle as DLRM uses it (C1..C26)
 CRITEO_ROWS = [1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194,

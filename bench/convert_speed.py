@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cachesim.traces import read_trace, write_trace
-from cachesim.traces.libcachesim_io import ORACLE_DTYPE
+from cachesim.io import read_trace, write_trace
+from cachesim.io.libcachesim import ORACLE_DTYPE
 
 
 def make_trace(path, n_records: int, n_objects: int = 2_000_000, seed: int = 0) -> None:

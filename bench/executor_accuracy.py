@@ -1,7 +1,7 @@
 """Executor accuracy and speed: does INT8/INT4 storage behind an FP32 cache keep DLRM's AUC?
 
 Parts (run one or several with --part):
-  a  Criteo-shaped synthetic trace (cachesim.traces.generate.criteo_like, planted teacher):
+  a  Criteo-shaped synthetic trace (cachesim.synth.generate.criteo_like, planted teacher):
      fp32 all-on-device, int8 no cache, int8 + 5% LRU cache, int4 no cache, int4 + 1% LRU cache,
      over several seeds; mean and spread of the test AUC; the requirement is int8 + 5% within
      0.002 AUC of fp32.
@@ -88,7 +88,7 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="write every record and summary here")
     args = ap.parse_args(argv)
     import cachesim
-    from cachesim.traces.generate import criteo_like
+    from cachesim.synth.generate import criteo_like
     seeds = [int(s) for s in args.seeds.split(",")]
     parts = args.part.split(",")
     dump = {"args": vars(args), "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")}

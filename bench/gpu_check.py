@@ -132,7 +132,7 @@ def main(argv=None):
         check_n = args.check_samples or 20000
         speed_n = args.speed_samples or 500_000
         batch = args.batch_size
-    from cachesim.traces.generate import criteo_like
+    from cachesim.synth.generate import criteo_like
     small = criteo_like(check_n, seed=0, batch_size=256)
     ok = compare(small, dev_a, "cpu", model, 256)
     t1 = time.perf_counter()

@@ -14,8 +14,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import cachesim  # noqa: E402
-from cachesim.traces import mrc as M  # noqa: E402
-from cachesim.traces import read_trace  # noqa: E402
+from cachesim.analysis import mrc as M  # noqa: E402
+from cachesim.io import read_trace  # noqa: E402
 
 BANDS = ((0, 1), (1, 10), (10, 100), (100, np.inf))
 

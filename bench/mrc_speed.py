@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import cachesim  # noqa: E402
-from cachesim.traces import mrc as M  # noqa: E402
+from cachesim.analysis import mrc as M  # noqa: E402
 
 
 class Clock:
@@ -61,7 +61,7 @@ def libcachesim_lru(keys, capacity):
         import libcachesim
     except ImportError:
         return None, None
-    from cachesim.traces.libcachesim_io import ORACLE_DTYPE
+    from cachesim.io.libcachesim import ORACLE_DTYPE
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "zipf.oracleGeneral.bin"
         rec = np.zeros(keys.shape[0], dtype=ORACLE_DTYPE)

@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cachesim  # noqa: E402
-from cachesim.traces.libcachesim_io import ORACLE_DTYPE  # noqa: E402
+from cachesim.io.libcachesim import ORACLE_DTYPE  # noqa: E402
 
 # ours -> the wheel's class; policies written by other helpers are used when registered.
 TWINS = [("lru", "LRU"), ("fifo", "FIFO"), ("clock", "Clock"), ("lfu", "LFU"),
@@ -68,10 +68,10 @@ def write_oracle_general(path: Path, keys: np.ndarray, next_access: np.ndarray) 
 
 def write_parquet(path: Path, trace) -> str:
     """Our Parquet trace file (cachesim's writer when present); returns how it was written."""
-    writer = getattr(cachesim.traces, "write_trace", None)
+    writer = getattr(cachesim.io, "write_trace", None)
     if writer is not None:
         writer(trace, path)
-        return "cachesim.traces.write_trace"
+        return "cachesim.io.write_trace"
     import polars as pl
     pl.DataFrame({"table": trace.table, "row": trace.row}).write_parquet(path)
     return "polars (cachesim has no Parquet writer yet)"
@@ -79,7 +79,7 @@ def write_parquet(path: Path, trace) -> str:
 
 def read_parquet(path: Path):
     """Our Parquet reader when registered, else polars + Trace."""
-    if "parquet" in cachesim.traces.format_names():
+    if "parquet" in cachesim.io.format_names():
         return cachesim.read_trace(path)
     import polars as pl
     df = pl.read_parquet(path)

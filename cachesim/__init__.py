@@ -6,29 +6,55 @@
 
 `replay` returns one `Result` type in both modes (access, batch); caches are 32-way
 set-associative by default, as FBGEMM's, and `ways=None` is fully associative.
+
+The names below are imported on first use (PEP 562), so `import cachesim` and
+`cachesim --version` do not pay for numba, polars or the kernels.
 """
+from __future__ import annotations
+
+import importlib
+
 from .errors import CachesimError
-from .traces import Trace, read_trace
-from .policies import Policy, PythonPolicy, get_policy, policy_names, register as register_policy
-from .result import DEFAULT_WAYS, Result
-from .engine import replay
-from .batch import BatchCache, BatchResult, replay_batch
-from .cost import costs_for, memory_cost
-from .sweep import run_sweep
-from .sizes import parse_size
-from .traces.analysis import analyze
-from .traces.generate import criteo_like, fit_profile, generate, generate_like
-from .traces.mrc import lru_bytes_curve, lru_curve, mrc, stack_distances, torchrec_stats
-from .allocate import allocate
-from .executor import train
+from .version import __version__
 
-__version__ = "0.1.0"
+# public name -> module that defines it
+_LAZY = {
+    "Trace": "cachesim.trace",
+    "read_trace": "cachesim.io", "write_trace": "cachesim.io",
+    "Policy": "cachesim.policies", "PythonPolicy": "cachesim.policies",
+    "get_policy": "cachesim.policies", "policy_names": "cachesim.policies",
+    "DEFAULT_WAYS": "cachesim.simulate.result", "Result": "cachesim.simulate.result",
+    "replay": "cachesim.simulate.access",
+    "BatchCache": "cachesim.simulate.batch", "BatchResult": "cachesim.simulate.batch",
+    "replay_batch": "cachesim.simulate.batch",
+    "costs_for": "cachesim.costs.model", "memory_cost": "cachesim.costs.model",
+    "run_sweep": "cachesim.sweep",
+    "parse_size": "cachesim.sizes",
+    "analyze": "cachesim.analysis.profile",
+    "criteo_like": "cachesim.synth.generate", "fit_profile": "cachesim.synth.generate",
+    "generate": "cachesim.synth.generate", "generate_like": "cachesim.synth.generate",
+    "lru_bytes_curve": "cachesim.analysis.mrc", "lru_curve": "cachesim.analysis.mrc",
+    "mrc": "cachesim.analysis.mrc", "stack_distances": "cachesim.analysis.mrc",
+    "torchrec_stats": "cachesim.analysis.mrc",
+    "allocate": "cachesim.analysis.allocate",
+    "train": "cachesim.executor.train",
+}
+_RENAMED = {"register_policy": ("cachesim.policies", "register")}
 
-__all__ = ["Trace", "read_trace", "replay", "Result", "Policy", "PythonPolicy",
-           "register_policy", "get_policy", "policy_names", "parse_size", "CachesimError",
-           "replay_batch", "BatchResult", "BatchCache", "DEFAULT_WAYS",
-           "costs_for", "memory_cost", "run_sweep",
-           "analyze", "generate", "criteo_like", "fit_profile", "generate_like",
-           "mrc", "stack_distances", "lru_curve", "lru_bytes_curve", "torchrec_stats", "allocate",
-           "train",
-           "__version__"]
+__all__ = sorted([*_LAZY, *_RENAMED, "CachesimError", "__version__"])
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _RENAMED:
+        module, attr = _RENAMED[name]
+        value = getattr(importlib.import_module(module), attr)
+    else:
+        raise AttributeError(f"module 'cachesim' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

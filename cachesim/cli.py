@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from . import __version__
+from .version import __version__
 from .errors import CachesimError
 from .files import check_output_dir, check_output_file
 from .options import (POLICIES, POLICY, PRECISIONS, SEEDS, SIZES, force_option,
@@ -110,7 +110,7 @@ def _trace_options(f):
 
 
 def _read(path, fmt, batch_size=None):
-    from .traces import read_trace
+    from .io import read_trace
     opts = {} if batch_size is None else {"batch_size": batch_size}
     trace = read_trace(path, format=fmt, **opts)
     trace.require_nonempty()
@@ -172,7 +172,7 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
 
     Bytes and memory too: cachesim replay trace.parquet -p lru -s 5% -w 32 --precision int8,int4
     """
-    from .engine import replay as run_replay
+    from .simulate.access import replay as run_replay
     from .policies import get_policy
     from .sizes import parse_sizes
     policies = [get_policy(p) for p in policy]
@@ -194,7 +194,7 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
             if not precisions:
                 records.append(rec)
             for prec in precisions:
-                from .cost import costs_for
+                from .costs.model import costs_for
                 kw = {} if link_gbps is None else {"link_gbps": link_gbps}
                 records.append({**rec, **costs_for(res, trace, prec, **kw)})
     if as_json:
@@ -231,7 +231,7 @@ def convert(src, dst, fmt, batch_size, num_tables):
     Example: cachesim convert train.txt kaggle.parquet --format criteo --batch-size 128
     """
     import time
-    from .traces import read_trace, write_trace
+    from .io import read_trace, write_trace
     t0 = time.perf_counter()
     check_output_file(dst, "OUT")
     opts = {k: v for k, v in (("batch_size", batch_size), ("num_tables", num_tables)) if v}
@@ -274,7 +274,7 @@ def memory(trace_path, fmt, batch_size, rows_text, dim, precisions, sizes, cache
 
     Example: cachesim memory --rows criteo-kaggle --dim 16 --precision int8,int4 --size 5%,1%
     """
-    from .cost import format_memory, memory_records, parse_dims, parse_rows
+    from .costs.model import format_memory, memory_records, parse_dims, parse_rows
     if rows_text is not None:
         rows = parse_rows(rows_text)
         default_dims = 16
@@ -340,7 +340,7 @@ def sweep(trace_path, fmt, batch_size, policies, sizes, ways, precisions, per_ta
     Example: cachesim sweep trace.parquet --policy lru,lfu --size 1%,5% --ways 32,none
     --precision fp32,int8,int4 -o results.parquet
     """
-    from .cost import DEFAULT_LINK_GBPS
+    from .costs.model import DEFAULT_LINK_GBPS
     from .sweep import check_parts_dir, parts_dir, run_sweep
     if out:
         check_output_file(out, "-o")
@@ -387,7 +387,7 @@ def analyze(trace_path, fmt, batch_size, as_json, plots_dir, window, top_k, forc
 
     Example: cachesim analyze kaggle_train_head10k.tsv --plots plots/
     """
-    from .traces.analysis import analyze as run_analysis, format_summary, write_plots
+    from .analysis.profile import analyze as run_analysis, format_summary, write_plots
     if plots_dir:
         check_output_dir(plots_dir, "--plots", force)
     trace = _read(trace_path, fmt, batch_size)
@@ -446,8 +446,8 @@ def generate(out, samples, tables, rows, alpha, bag_size, batch_size, drift, loc
     Like a real trace: cachesim generate like.parquet --like kaggle_train_head10k.tsv
     --accesses 2600000 --plot mrc.png
     """
-    from .traces import generate as gen
-    from .traces.tabular import write_trace
+    from .synth import generate as gen
+    from .io.tabular import write_trace
     if plot_path and not like_path:
         raise CachesimError("--plot compares the curves of --like TRACE and the generated "
                             "trace: add --like TRACE")
@@ -529,7 +529,7 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj,
 
     import warnings
 
-    from .traces import mrc as curves
+    from .analysis import mrc as curves
     for name, path in (("-o", output), ("--plot", plot_path), ("--torchrec", torchrec_path)):
         if path:
             check_output_file(path, name)
@@ -579,7 +579,7 @@ def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json)
 
     Example: cachesim allocate kaggle_train_head10k.tsv --budget 64KiB --precision fp16
     """
-    from .allocate import allocate as run_allocate
+    from .analysis.allocate import allocate as run_allocate
     trace = _read(trace_path, fmt, batch_size)
     res = run_allocate(trace, budget, cache_precision=cache_precision, dim=dim)
     if as_json:
@@ -667,7 +667,7 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, device, e
         click.echo(json.dumps(records, indent=1))
     else:
         _print_table(records, ["policy", "size", "ways", "precision", "seed", "auc", "logloss",
-                               "accuracy", "hit_ratio", "h2d_bytes", "d2h_bytes",
+                               "accuracy", "base_rate", "hit_ratio", "h2d_bytes", "d2h_bytes",
                                "samples_per_s"])
 
 

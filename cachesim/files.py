@@ -198,7 +198,7 @@ def atomic_write(path, data, option: str | None = None) -> Path:
 
 
 def _marker_text(command: str, names) -> str:
-    from . import __version__
+    from .version import __version__
     return json.dumps({"written_by": "cachesim", "cachesim_version": __version__,
                        "command": command, "files": sorted(names)}, indent=1) + "\n"
 

@@ -7,7 +7,7 @@ as one line on stderr with exit status 2.
   (None); default 32, FBGEMM's.
 - `SIZES`: comma-separated cache sizes (`cachesim.sizes.parse_sizes`), kept as text.
 - `SEEDS`: comma-separated whole numbers.
-- `PRECISIONS`: comma-separated storage precisions (`cachesim.cost.precision_names`).
+- `PRECISIONS`: comma-separated storage precisions (`cachesim.costs.model.precision_names`).
 - `POLICIES` / `POLICY`: comma-separated policy names / one (`cachesim.policies.get_policy`).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import click
 
 from .errors import CachesimError
-from .result import DEFAULT_WAYS
+from .simulate.result import DEFAULT_WAYS
 WAYS_HELP = ("Ways per set of the set-associative cache: a positive integer, or full for fully "
              f"associative (default {DEFAULT_WAYS}, FBGEMM's; policies without sets and byte "
              "sizes stay fully associative unless --ways is given).")
@@ -134,7 +134,7 @@ class Precisions(_Type):
     name = "precisions"
 
     def parse(self, value, name):
-        from .cost import precision_names
+        from .costs.model import precision_names
         parts = split(value)
         known = precision_names()
         if not parts:

@@ -3,7 +3,7 @@ cost each result at every storage precision.
 
 `run_sweep(trace, policies, sizes, ...)` returns a `SweepResult` whose `table` (a polars
 DataFrame) has one row per configuration x precision: the replay's counters, the bytes moved and
-the memory figures of `cachesim.cost`. Precision changes only the cost arithmetic, so it never
+the memory figures of `cachesim.costs.model`. Precision changes only the cost arithmetic, so it never
 causes a replay.
 
 Parallelism: a `concurrent.futures.ProcessPoolExecutor` (fork where available, so the workers
@@ -40,12 +40,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .cost import (DEFAULT_LINK_GBPS, cache_row_bytes, costs_for, parse_dims, precision_names,
+from .costs.model import (DEFAULT_LINK_GBPS, cache_row_bytes, costs_for, parse_dims, precision_names,
                    row_layout)
 from .errors import CachesimError
 from .files import atomic_path, check_output_file
 from .policies import get_policy
-from .result import DEFAULT_WAYS
+from .simulate.result import DEFAULT_WAYS
 from .sizes import parse_size
 
 MODES = ("batch", "access")
@@ -173,11 +173,11 @@ def _init_worker(trace) -> None:
 def replay_config(trace, cfg: SweepConfig) -> dict:
     """Replay one configuration; its result as a JSON-safe record with per-table counters."""
     if cfg.mode == "batch":
-        from .batch import replay_batch
+        from .simulate.batch import replay_batch
         res = replay_batch(trace, cfg.policy, cfg.size, ways=cfg.ways, per_table=cfg.per_table,
                            inference=cfg.inference)
     else:
-        from .engine import replay
+        from .simulate.access import replay
         res = replay(trace, cfg.policy, cfg.size, ways=cfg.ways, mode="access")
     return _jsonable(res.to_record(per_table=True))
 
@@ -215,7 +215,7 @@ def parts_dir(out) -> Path:
 
 def trace_fingerprint(trace) -> str:
     """A digest of what a replay reads: keys, batches, tables (and the cachesim version)."""
-    from . import __version__
+    from .version import __version__
     h = hashlib.blake2b(digest_size=16)
     h.update(__version__.encode())
     h.update(np.ascontiguousarray(trace.keys).tobytes())
@@ -250,7 +250,7 @@ def _is_part_file(path: Path) -> bool:
 
 
 def _open_parts(folder: Path, fingerprint: str, fresh: bool) -> None:
-    from . import __version__
+    from .version import __version__
     check_parts_dir(folder, folder.with_name(folder.name[:-len(".parts")]))
     if fresh and folder.exists():
         for p in folder.iterdir():  # only the sweep's own files: anything else stays

@@ -7,10 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 import cachesim
-from cachesim.allocate import _upper_hull, allocate
+from cachesim.analysis.allocate import _upper_hull, allocate
 from cachesim.cli import cli
 from cachesim.errors import CachesimError
-from cachesim.traces.mrc import lru_hits
+from cachesim.analysis.mrc import lru_hits
 
 
 def depth_trace(rng, counts):

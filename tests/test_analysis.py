@@ -10,9 +10,9 @@ from hypothesis import given, strategies as st
 
 import cachesim
 from cachesim.cli import cli
-from cachesim.traces.analysis import (PLOT_FILES, analyze, coverage, log2_bins, reuse_times,
+from cachesim.analysis.profile import (PLOT_FILES, analyze, coverage, log2_bins, reuse_times,
                                       zipf_fit)
-from cachesim.traces.generate import generate
+from cachesim.synth.generate import generate
 from tests import naive
 
 
@@ -117,7 +117,7 @@ def test_result_is_json_safe_and_names_the_fit_range():
 def test_cli_summary_json_and_plots(tmp_path):
     tr = generate(3000, tables=3, rows=2000, alpha=1.1, batch_size=200, seed=2)
     path = tmp_path / "t.parquet"
-    cachesim.traces.write_trace(tr, path)
+    cachesim.io.write_trace(tr, path)
     runner = CliRunner()
     out = runner.invoke(cli, ["analyze", str(path)])
     assert out.exit_code == 0, out.output

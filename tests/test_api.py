@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, strategies as st
 
 import cachesim
-from cachesim.batch import COUNTER_NAMES, _first_lines, _line_order, replay_batch
+from cachesim.simulate.batch import COUNTER_NAMES, _first_lines, _line_order, replay_batch
 from cachesim.errors import CachesimError
-from cachesim.traces import write_trace
+from cachesim.io import write_trace
 from tests import naive
 
 DEMO = cachesim.__file__.rsplit("/", 1)[0] + "/data/criteo_kaggle_head10k.parquet"

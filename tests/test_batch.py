@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from hypothesis import given, strategies as st
 
 import cachesim
-from cachesim.batch import COUNTER_NAMES, BatchCache, replay_batch, table_capacities
+from cachesim.simulate.batch import COUNTER_NAMES, BatchCache, replay_batch, table_capacities
 from cachesim.errors import CachesimError
 from tests import naive
 
@@ -116,7 +116,7 @@ def _compare_with_oracle(tr, policy, capacity, ways, per_table):
     # step by step: the same counters and the same lines as the oracle
     cache = BatchCache.for_trace(tr, capacity if not per_table else list(capacity), ways=ways,
                                  policy=policy)
-    starts = cachesim.batch.batch_starts(tr)
+    starts = cachesim.simulate.batch.batch_starts(tr)
     keys = tr.distinct_keys
     for i, want in enumerate(steps):
         s = cache.step(tr.dense_ids[starts[i]:starts[i + 1]])
@@ -186,7 +186,7 @@ def test_replay_equals_steps_and_resumes(policy):
     check_invariants(res, tr.n_distinct)
     caps, _ = table_capacities(tr, "5%")
     a = BatchCache.for_trace(tr, caps, ways=4, policy=policy)
-    starts = cachesim.batch.batch_starts(tr)
+    starts = cachesim.simulate.batch.batch_starts(tr)
     for i in range(len(starts) - 1):
         a.step(tr.dense_ids[starts[i]:starts[i + 1]])
     # run() in two pieces (resuming from the arrays) gives the same counters

@@ -134,6 +134,6 @@ def test_batch_cache_larger_than_the_keys_replays_as_all_keys():
 
 
 def test_shards_with_an_empty_sample_is_an_error():
-    from cachesim.traces.mrc import shards_curve
+    from cachesim.analysis.mrc import shards_curve
     with pytest.raises(cachesim.CachesimError, match="sampled none"):
         shards_curve(np.arange(1, 101, dtype=np.int64), rate=1e-9)  # fmix64(0) = 0 is always sampled

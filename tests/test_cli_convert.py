@@ -6,8 +6,8 @@ from click.testing import CliRunner
 
 import cachesim
 from cachesim.cli import cli
-from cachesim.traces import read_parquet_metadata, read_trace
-from cachesim.traces.fbgemm import write_fbgemm_npz
+from cachesim.io import read_parquet_metadata, read_trace
+from cachesim.io.fbgemm import write_fbgemm_npz
 
 
 def convert(*args):

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 import cachesim
 from cachesim.cli import cli
-from cachesim.cost import (costs_for, memory_cost, metadata_bytes, row_layout, transfer_cost)
+from cachesim.costs.model import (costs_for, memory_cost, metadata_bytes, row_layout, transfer_cost)
 from tests import naive
 
 # DLRM's Criteo Kaggle tables C1..C26 (shared/data/README.md)
@@ -192,7 +192,7 @@ def test_costs_for_access_result_uses_misses():
 
 def test_costs_for_batch_result_matches_the_step_api():
     """Bytes from the counters equal the bytes a user of BatchCache.step actually moves."""
-    from cachesim.batch import BatchCache, batch_starts, replay_batch
+    from cachesim.simulate.batch import BatchCache, batch_starts, replay_batch
     rng = np.random.default_rng(7)
     n = 3000
     tr = cachesim.Trace(table=rng.integers(0, 2, n), row=rng.zipf(1.3, n) % 300,

@@ -39,7 +39,7 @@ def test_missing_file_fails_not_skips(tmp_path):
 def test_ship_writes_the_demo_trace_in_the_current_folder_only(tmp_path, monkeypatch):
     import cachesim
     from cachesim.errors import CachesimError
-    from cachesim.traces.criteo import ship
+    from cachesim.io.criteo import ship
     shipped = ROOT / "cachesim" / "data" / "criteo_kaggle_head10k.parquet"
     before = shipped.stat().st_mtime_ns
     monkeypatch.chdir(tmp_path)

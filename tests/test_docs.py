@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import cachesim
 from cachesim.cli import cli
-from cachesim.traces import format_names
+from cachesim.io import format_names
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 COMMANDS = sorted(cli.commands)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cachesim import cost
-from cachesim.batch import replay_batch
+from cachesim.costs import model as cost
+from cachesim.simulate.batch import replay_batch
 from cachesim.errors import CachesimError
 from cachesim.executor import get_xp, train
 from cachesim.executor.train import with_batches
-from cachesim.traces.generate import generate
+from cachesim.synth.generate import generate
 
 COUNTERS = ("calls", "requested_indices", "unique_indices", "unique_misses",
             "conflict_unique_misses", "conflict_misses", "evictions", "misses")
@@ -192,7 +192,7 @@ def test_cli_train_json(tmp_path):
     tr = generate(200, tables=3, rows=100, batch_size=16, seed=2, teacher=True, dim=4)
     path = tmp_path / "t.parquet"
     try:
-        from cachesim.traces import write_trace
+        from cachesim.io import write_trace
     except ImportError:
         pytest.skip("no trace writer yet")
     write_trace(tr, path)
@@ -227,7 +227,7 @@ def test_gpu_check_script_dry_run(capsys):
 
 
 def _trace_file(tmp_path):
-    from cachesim.traces import write_trace
+    from cachesim.io import write_trace
     path = tmp_path / "t.parquet"
     write_trace(generate(200, tables=3, rows=100, batch_size=16, seed=2, teacher=True, dim=4),
                 path)

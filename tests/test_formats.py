@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 from hypothesis import given, strategies as st
 
-from cachesim.traces import (Trace, dense_remap, infer_format, read_parquet_metadata, read_trace,
+from cachesim.io import (Trace, dense_remap, infer_format, read_parquet_metadata, read_trace,
                              write_trace)
-from cachesim.traces.fbgemm import write_fbgemm_npz
-from cachesim.traces.tabular import _first_bad_line
+from cachesim.io.fbgemm import write_fbgemm_npz
+from cachesim.io.tabular import _first_bad_line
 from tests import naive
 
 FIELDS = ("table", "row", "batch", "sample", "ts", "size", "labels", "dense", "table_rows",

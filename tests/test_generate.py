@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 import cachesim
 from cachesim.cli import cli
 from cachesim.errors import CachesimError
-from cachesim.traces import generate as gen
+from cachesim.synth import generate as gen
 from tests import naive
 
 
@@ -30,7 +30,7 @@ def test_copy_from_earlier_matches_naive(vals, data):
 
 
 def test_locality_shortens_reuse_and_keeps_popularity():
-    from cachesim.traces.analysis import reuse_times, zipf_fit
+    from cachesim.analysis.profile import reuse_times, zipf_fit
     plain = gen.generate(200_000, tables=1, rows=20_000, alpha=0.9, seed=4)
     local = gen.generate(200_000, tables=1, rows=20_000, alpha=0.9, seed=4, locality="0.5:100")
     share_short = [np.mean((r > 0) & (r <= 100)) for r in
@@ -159,7 +159,7 @@ def test_cli_generate_writes_and_reads_back(tmp_path):
 
 def test_cli_generate_like_plot(tmp_path):
     src = tmp_path / "src.parquet"
-    cachesim.traces.write_trace(gen.generate(2000, tables=2, rows=3000, batch_size=100, seed=1),
+    cachesim.io.write_trace(gen.generate(2000, tables=2, rows=3000, batch_size=100, seed=1),
                                 src)
     runner = CliRunner()
     res = runner.invoke(cli, ["generate", str(tmp_path / "like.parquet"), "--like", str(src),

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 import cachesim
 from cachesim.cli import cli
-from cachesim.cost import cache_rows_for, memory_cost, parse_rows
+from cachesim.costs.model import cache_rows_for, memory_cost, parse_rows
 from cachesim.errors import CachesimError
 from cachesim.hashing import geometry_note, set_geometry
-from cachesim.traces import Trace, read_trace
+from cachesim.io import Trace, read_trace
 from tests import naive
 
 TOP = 2**63 - 1
@@ -117,7 +117,7 @@ def test_rows_outside_their_table_are_refused_when_linearised():
 
 
 def test_fbgemm_index_of_2_63_minus_1_is_refused(tmp_path):
-    from cachesim.traces.fbgemm import write_fbgemm_npz
+    from cachesim.io.fbgemm import write_fbgemm_npz
     write_fbgemm_npz(tmp_path / "b.npz", np.array([3, TOP]), np.array([0, 1, 2]), 1, 2)
     with pytest.raises(CachesimError, match="b.npz: row 9,223,372,036,854,775,807 of table t0 "
                                             "is 2\\^63-1.*\\(access 1\\)"):

@@ -20,8 +20,8 @@ import cachesim.sweep as sweep_mod
 from cachesim import read_trace, run_sweep
 from cachesim.cli import cli
 from cachesim.sweep import SweepInterrupted, _sigint_held
-from cachesim.traces.generate import generate
-from cachesim.traces.tabular import write_trace
+from cachesim.synth.generate import generate
+from cachesim.io.tabular import write_trace
 
 # one fully associative LFU replay of ~2M accesses takes seconds; the three others under one:
 # sorted longest first, the first part lands while that long one is still in flight

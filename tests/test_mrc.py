@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 import cachesim
 from cachesim.cli import cli
 from cachesim.errors import CachesimError
-from cachesim.traces import mrc as M
+from cachesim.analysis import mrc as M
 from tests import naive
 
 

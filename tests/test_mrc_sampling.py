@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from cachesim.cli import cli
-from cachesim.traces import mrc as M
-from cachesim.traces import read_trace
-from cachesim.traces.generate import generate
+from cachesim.analysis import mrc as M
+from cachesim.io import read_trace
+from cachesim.synth.generate import generate
 
 CRITEO = Path(__file__).resolve().parents[1] / "cachesim/data/criteo_kaggle_head10k.parquet"
 

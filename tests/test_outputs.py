@@ -34,7 +34,7 @@ def trace():
 
 @pytest.fixture(scope="module")
 def trace_file(trace, tmp_path_factory):
-    from cachesim.traces.tabular import write_trace
+    from cachesim.io.tabular import write_trace
     path = tmp_path_factory.mktemp("trace") / "t.parquet"
     write_trace(trace, path)
     return path

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import cachesim
-from cachesim.engine import Replayer
+from cachesim.simulate.access import Replayer
 from cachesim.policies import arc as arc_mod, s3fifo as s3fifo_mod
 from tests import naive
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 import cachesim
-from cachesim.engine import Replayer
-from cachesim.traces.libcachesim_io import ORACLE_DTYPE
+from cachesim.simulate.access import Replayer
+from cachesim.io.libcachesim import ORACLE_DTYPE
 from tests import naive
 
 ORACLES = {"fifo": naive.fifo, "lfu": naive.lfu, "clock": naive.clock,

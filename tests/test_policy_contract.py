@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import cachesim
-from cachesim.engine import Replayer
+from cachesim.simulate.access import Replayer
 
 POLICIES = cachesim.policy_names()
 

@@ -99,7 +99,7 @@ def test_results_from_another_trace_are_refused(report_dir, small_trace, tmp_pat
 
 def test_bad_input_gives_one_line_and_no_report(tmp_path, small_trace):
     trace_file = tmp_path / "t.parquet"
-    from cachesim.traces.tabular import write_trace
+    from cachesim.io.tabular import write_trace
     write_trace(small_trace, trace_file)
     runner = CliRunner()
     out = tmp_path / "rep"
@@ -274,7 +274,7 @@ def test_allocation_splits_the_recommended_cache(report_dir):
 
 
 def test_command_line_is_recorded_from_the_cli(small_trace, tmp_path):
-    from cachesim.traces.tabular import write_trace
+    from cachesim.io.tabular import write_trace
     trace_file = tmp_path / "t.parquet"
     write_trace(small_trace, trace_file)
     out = tmp_path / "rep"

@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 import cachesim
-from cachesim.batch import replay_batch
+from cachesim.simulate.batch import replay_batch
 from cachesim.cli import cli
-from cachesim.cost import costs_for
+from cachesim.costs.model import costs_for
 from cachesim.sweep import make_configs, parts_dir, run_sweep
 
 
@@ -44,7 +44,7 @@ def test_cross_product_checked_before_running():
 
 def test_one_replay_per_config_and_costs_per_precision(monkeypatch):
     calls = []
-    import cachesim.batch as batch_mod
+    import cachesim.simulate.batch as batch_mod
     real = batch_mod.replay_batch
     monkeypatch.setattr(batch_mod, "replay_batch",
                         lambda *a, **k: calls.append(1) or real(*a, **k))

@@ -6,7 +6,7 @@ Three ways to hold the rows, one interface (`gather` a batch, `apply` its row gr
 - `DeviceTable`: every row in FP32 on the device, no cache, no copies (precision fp32, size
   "all": the baseline).
 - `CachedTable`: every row in a `HostStore` at fp32/int8/int4, and an FP32 cache of `n_lines`
-  lines on the device whose slots come from `cachesim.batch.BatchCache.step` (one unified cache
+  lines on the device whose slots come from `cachesim.simulate.batch.BatchCache.step` (one unified cache
   over all tables, so all tables share one embedding dim). Per step, in the order the step API
   prescribes: evicted lines are re-quantized into the store (D2H), missing rows are read from the
   store (H2D) and dequantized into their lines, then the batch trains: cached rows are updated in
@@ -118,7 +118,7 @@ class DeviceTable:
 
 class CachedTable:
     """A host store at `precision` behind an FP32 device cache of `capacity_rows` lines driven by
-    `cachesim.batch.BatchCache` (capacity 0: no cache, every row a conflict miss)."""
+    `cachesim.simulate.batch.BatchCache` (capacity 0: no cache, every row a conflict miss)."""
 
     kind = "cache"
 
@@ -133,7 +133,7 @@ class CachedTable:
         self.cache = None
         self.counters = _zero_counters()
         if capacity_rows > 0:
-            from ..batch import BatchCache
+            from ..simulate.batch import BatchCache
             self.cache = BatchCache(n_keys=n_rows, distinct_keys=distinct_keys,
                                     key_table=key_table, n_tables=n_tables,
                                     capacity_rows=int(capacity_rows), ways=ways, policy=policy)

@@ -1,6 +1,6 @@
 """Row storage at fp32, int8 or int4: encode FP32 rows into bytes, decode them back.
 
-Layouts (one uint8 row of `row_bytes(precision, dim)` bytes; the same as cachesim.cost):
+Layouts (one uint8 row of `row_bytes(precision, dim)` bytes; the same as cachesim.costs.model):
 - fp32: the dim float32 values, 4 x dim bytes.
 - int8: FBGEMM's training layout: fp32 scale and fp32 bias (8 bytes), then dim uint8 codes:
   dim + 8 bytes.

@@ -249,7 +249,7 @@ def train(trace, precision=("int8",), size=("5%",), policy=("lru",), ways: int |
 
     `seed` may be a list (every configuration once per seed). `model` is a preset name
     ("kaggle", "medium", "small") or {'bottom': hidden sizes, 'top': hidden sizes}. With
-    `test_fraction=0` and one epoch the counters equal `cachesim.batch.replay_batch` on the
+    `test_fraction=0` and one epoch the counters equal `cachesim.simulate.batch.replay_batch` on the
     same (batched) trace. `return_state=True` adds the final weights to each record (under
     '_state': MLP params and embedding rows, NumPy), for checks.
     """
@@ -324,7 +324,7 @@ def _make_embeddings(trace, cfg: Config, backend, rows0, dim, rounding, optimize
 
 def _warm_up(policy: str, ids_dtype) -> None:
     """Compile the cache kernels (numba) on a throwaway one-line cache, outside the timing."""
-    from ..batch import BatchCache
+    from ..simulate.batch import BatchCache
     one = np.zeros(1, dtype=np.int64)
     BatchCache(n_keys=1, distinct_keys=one, key_table=np.zeros(1, np.int32), n_tables=1,
                capacity_rows=1, ways=1, policy=policy).step(np.zeros(1, dtype=ids_dtype))
@@ -388,9 +388,12 @@ def _run_one(trace, data: _Data, cfg: Config, shape, backend, rows0, dense_dev, 
     if ys:
         y = np.concatenate(ys)
         p = np.concatenate(probs)
-        rec.update(auc=auc_score(y, p), logloss=log_loss(y, p), accuracy=accuracy(y, p))
+        positives = float(np.mean(y))
+        # accuracy beside the majority-class rate it must beat (alone it reads as a result)
+        rec.update(auc=auc_score(y, p), logloss=log_loss(y, p), accuracy=accuracy(y, p),
+                   base_rate=max(positives, 1.0 - positives))
     else:
-        rec.update(auc=None, logloss=None, accuracy=None)
+        rec.update(auc=None, logloss=None, accuracy=None, base_rate=None)
     rec["train_loss"] = float(losses[-max(1, len(losses) // 10):].mean()) if len(losses) else None
     c = emb.counters
     rec.update({k: int(c[k]) for k in COUNTER_NAMES})
@@ -420,7 +423,8 @@ def results_table(records: list[dict]):
     rows = [{k: v for k, v in r.items() if k != "_state"} for r in records]
     table = pl.DataFrame(rows, infer_schema_length=None)
     casts = {c: pl.Int64 for c in ("ways", "cache_lines") if c in table.columns}
-    casts.update({c: pl.Float64 for c in ("auc", "logloss", "accuracy", "hit_ratio", "train_loss")
+    casts.update({c: pl.Float64 for c in ("auc", "logloss", "accuracy", "base_rate", "hit_ratio",
+                                          "train_loss")
                   if c in table.columns})
     return table.with_columns([pl.col(c).cast(t) for c, t in casts.items()])
 

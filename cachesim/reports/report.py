@@ -132,7 +132,7 @@ def build_report(trace_or_path, out_dir, options: ReportOptions | None = None, *
 
 # -- inputs --------------------------------------------------------------------------------------
 def _load_trace(trace_or_path, fmt, batch_size):
-    from ..traces import Trace, read_trace
+    from ..io import Trace, read_trace
     if isinstance(trace_or_path, Trace):
         trace = trace_or_path
     else:
@@ -209,7 +209,7 @@ def _meta(trace, opt: ReportOptions, t0: float, saved_meta: dict | None) -> dict
     import matplotlib
     import numba
     import polars
-    from .. import __version__
+    from ..version import __version__
     return {
         "trace": str(trace.source),
         "fingerprint": fingerprint(trace),
@@ -230,7 +230,7 @@ def _meta(trace, opt: ReportOptions, t0: float, saved_meta: dict | None) -> dict
 
 # -- computations --------------------------------------------------------------------------------
 def _trace_summary(trace) -> dict:
-    from ..traces.analysis import analyze
+    from ..analysis.profile import analyze
     a = analyze(trace)
     counts = np.bincount(trace.dense_ids, minlength=trace.n_distinct)
     freq = np.sort(counts)[::-1]
@@ -243,7 +243,7 @@ def _trace_summary(trace) -> dict:
 
 def _lru_exact(trace) -> dict:
     """The exact LRU curve, thinned to about 400 log-spaced sizes for plotting."""
-    from ..traces.mrc import mrc
+    from ..analysis.mrc import mrc
     curve = mrc(trace, policy="lru", method="exact")
     size = curve["size"].to_numpy()
     miss = curve["miss_ratio"].to_numpy()
@@ -259,7 +259,7 @@ def _size_texts(fractions) -> list[str]:
 
 def _policy_curves(trace, opt: ReportOptions) -> list[dict]:
     """Access-mode hit ratio per policy (and OPT, the ceiling) at each size."""
-    from ..engine import replay
+    from ..simulate.access import replay
     from ..policies import policy_names
     known = set(policy_names())
     out = []
@@ -297,7 +297,7 @@ def _memory(trace, sweep_rows: list[dict], rec: dict) -> list[dict]:
     size, precision, total, device and ratio copied from the recommendation's own records so
     the section and the box cannot disagree), then the paper's two headline configurations
     (INT8 + 5% and INT4 + 1% of the rows) with the recommended policy's metadata and ways."""
-    from ..cost import memory_records
+    from ..costs.model import memory_records
     out, seen = [], set()
 
     def from_sweep(i, role, c=None):
@@ -380,7 +380,7 @@ def _allocation(trace, opt, budget, rec: dict) -> dict | None:
     """Split the recommended cache's bytes (its FP32 lines) across one cache per table."""
     if trace.n_tables < 2:
         return None
-    from ..allocate import allocate
+    from ..analysis.allocate import allocate
     budget_bytes, why = _allocation_budget(rec, budget)
     if budget_bytes is None:
         return None

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from ..errors import CachesimError
-from ..hashing import fmix64
+from .errors import CachesimError
+from .hashing import fmix64
 
 DEFAULT_DIM = 16
 MAX_ROWS = 2**63 - 1  # rows of all tables together: row ids 0..2^63-2, and their count, fit int64

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import TraceFormatError
 from .formats import Format, load_text, register_format
-from .model import MAX_ROWS, InvalidAccess, Trace, dense_remap
+from ..trace import MAX_ROWS, InvalidAccess, Trace, dense_remap
 
 ORACLE_DTYPE = np.dtype([("t", "<u4"), ("id", "<u8"), ("size", "<u4"), ("next", "<i8")])
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import CachesimError, TraceFormatError
 from .formats import Format, folder_files, register_format
-from .model import InvalidAccess, Trace, rows_per_table
+from ..trace import InvalidAccess, Trace, rows_per_table
 
 NPZ_SUFFIXES = (".npz",)
 PT_SUFFIXES = (".pt.gz", ".pt")

@@ -16,7 +16,7 @@ import polars as pl
 from ..errors import CachesimError, TraceFormatError
 from .criteo import DEFAULT_BATCH_SIZE
 from .formats import Format, load_text, register_format
-from .model import DEFAULT_DIM, Trace
+from ..trace import DEFAULT_DIM, Trace
 from .tabular import check_field_counts, parse_failure, string_ids
 
 _FIX = "Avazu lines are id,click,hour,C1,...,C21 as the header says; fix or drop that line"

@@ -60,7 +60,7 @@ def legend(ax, n_lines: int, title: str | None = None):
 
 def save(fig, path) -> Path:
     """Write `fig` as PNG atomically (`cachesim.files.atomic_path`: the usual file mode)."""
-    from ..files import atomic_path
+    from .files import atomic_path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:

@@ -2,8 +2,8 @@
 
 `replay(trace, policy, capacity, ways=32)` checks its inputs, builds the policy's state, feeds
 the trace to the kernel in chunks (so progress can be shown and a replay could resume from the
-state after any chunk), and wraps the counters in a `Result` (`cachesim.result`); on a trace
-with batches it hands over to `cachesim.batch.replay_batch`, which returns the same type.
+state after any chunk), and wraps the counters in a `Result` (`cachesim.simulate.result`); on a trace
+with batches it hands over to `cachesim.simulate.batch.replay_batch`, which returns the same type.
 """
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import time
 
 import numpy as np
 
-from .errors import CachesimError
-from .hashing import n_sets_for, set_geometry, set_index
-from .policies import EVICTIONS, HITS, MISS_BYTES, MISSES, N_COUNTERS, Setup, get_policy
-from .policies.base import Policy
-from .progress import bar as progress_bar
+from ..errors import CachesimError
+from ..hashing import n_sets_for, set_geometry, set_index
+from ..policies import EVICTIONS, HITS, MISS_BYTES, MISSES, N_COUNTERS, Setup, get_policy
+from ..policies.base import Policy
+from ..progress import bar as progress_bar
 from .result import DEFAULT_WAYS, Result, ratio
-from .sizes import Capacity, parse_size
+from ..sizes import Capacity, parse_size
 
 CHUNK = 1 << 20
 
@@ -105,7 +105,7 @@ def replay(trace, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: in
     way a `Result` (see its docstring: hit_ratio is per access in both modes).
     """
     if isinstance(trace, (str, os.PathLike)):
-        from .traces import read_trace
+        from ..io import read_trace
         trace = read_trace(trace)
     if isinstance(policy, (list, tuple)):
         return [replay(trace, p, capacity, ways, seed=seed, progress=progress, mode=mode,

@@ -36,10 +36,10 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from .errors import CachesimError
-from .hashing import fmix64, set_geometry
+from ..errors import CachesimError
+from ..hashing import fmix64, set_geometry
 from .result import DEFAULT_WAYS, Result, ratio
-from .sizes import parse_size
+from ..sizes import parse_size
 
 # counters per table: columns of `BatchCache.counters`
 # (`misses`: the batch's accesses whose key was not cached when the batch began)
@@ -405,7 +405,7 @@ def _key_records(keys, key_table, group, group_sets, group_set_offset, keyrec):
 # -- the cache -----------------------------------------------------------------------------------
 def _policy_name(policy) -> str:
     """'lru' or 'lfu' from a name, an alias or a Policy; CachesimError for any other policy."""
-    from .policies import get_policy
+    from ..policies import get_policy
     name = getattr(policy, "name", None) or str(policy).strip().lower()
     if name not in BATCH_POLICIES:
         try:
@@ -708,7 +708,7 @@ def replay_batch(trace, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_t
     t0 = time.perf_counter()
     cache = BatchCache.for_trace(trace, cap_arg, ways=ways, policy=name)
     ids = trace.dense_ids
-    from .progress import bar as progress_bar
+    from ..progress import bar as progress_bar
     bar = progress_bar(len(trace), f"{name} {size_text} batch", progress, unit="req",
                        unit_scale=True, delay=2.0)
     n_b = starts.shape[0] - 1

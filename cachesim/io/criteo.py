@@ -9,7 +9,7 @@ tables 0..25 within a line. `labels` (float32 per sample) and `dense` (float32 [
 counts, empty -> 0; DLRM applies log(1 + x) itself) ride on the Trace.
 
 Rebuild the shipped demo trace with
-`python -c "from cachesim.traces.criteo import ship; ship()"`: it writes
+`python -c "from cachesim.io.criteo import ship; ship()"`: it writes
 `criteo_kaggle_head10k.parquet` in the current folder (never into the package).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import polars as pl
 
 from ..errors import CachesimError, TraceFormatError
 from .formats import Format, load_text, register_format
-from .model import DEFAULT_DIM, Trace
+from ..trace import DEFAULT_DIM, Trace
 from .tabular import check_field_counts, first_appearance_ids, first_bad_row, parse_failure
 
 N_DENSE = 13

@@ -1,7 +1,7 @@
 """Trace analysis: sizes, popularity (Zipf fit, hot-set coverage), reuse, working set, drift.
 
 `analyze(trace, window=None) -> dict` (JSON-safe). Aggregations run in polars; the per-access
-passes (reuse time) are numba kernels; stack distances come from `cachesim.traces.mrc`.
+passes (reuse time) are numba kernels; stack distances come from `cachesim.analysis.mrc`.
 """
 from __future__ import annotations
 
@@ -334,7 +334,7 @@ def write_plots(res: dict, folder, trace_name: str | None = None, *, force: bool
 
 def _draw_plots(res: dict, folder, trace_name: str | None = None) -> list:
     from pathlib import Path
-    from ..reports.plots import MAX_TABLE_LINES, figure, legend, save, table_colors
+    from ..plotting import MAX_TABLE_LINES, figure, legend, save, table_colors
     folder = Path(folder)
     name = trace_name or res["source"]
     shown, note = _shown_tables(res, MAX_TABLE_LINES)

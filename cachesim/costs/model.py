@@ -58,10 +58,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .errors import CachesimError
-from .hashing import set_geometry
-from .sizes import parse_size
-from .traces.model import MAX_ROWS
+from ..errors import CachesimError
+from ..hashing import set_geometry
+from ..sizes import parse_size
+from ..trace import MAX_ROWS
 
 DEFAULT_LINK_GBPS = 25.0
 RAW_PCIE4_X16_GBPS = 31.5
@@ -379,7 +379,7 @@ def cache_lines_of(record: dict, trace=None):
         if "n_lines" in pt:
             return [int(x) for x in pt["n_lines"]]
         if trace is not None:
-            from .batch import table_capacities
+            from ..simulate.batch import table_capacities
             caps, _ = table_capacities(trace, record["size"])
             # the record's ways is the largest table's W, so min(caps, W) is every table's W
             ways = caps if not record.get("ways") else np.minimum(caps, int(record["ways"]))

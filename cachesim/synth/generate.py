@@ -22,7 +22,7 @@ import numba
 import numpy as np
 
 from ..errors import CachesimError
-from .model import Trace
+from ..trace import Trace
 
 # -- Criteo constants -----------------------------------------------------------------------------
 CRITEO_SAMPLE = Path(__file__).resolve().parents[2] / "tests" / "data" / "criteo" / \
@@ -453,7 +453,7 @@ def criteo_profile(path=None) -> CriteoProfile:
         return CriteoProfile(**{k: (np.array(v) if isinstance(v, list) else v)
                                 for k, v in c.items()})
     import polars as pl
-    from .analysis import zipf_fit
+    from ..analysis.profile import zipf_fit
     names = ["label"] + [f"I{i}" for i in range(1, 14)] + [f"C{i}" for i in range(1, 27)]
     try:
         df = pl.read_csv(path, separator="\t", has_header=False, new_columns=names,
@@ -562,8 +562,8 @@ def local_ids(trace) -> np.ndarray:
 def fit_profile(trace) -> Profile:
     """Profile of `trace` for `generate_like`: per-table popularity and per-table LRU
     stack-distance distribution (exact, `mrc.stack_distances` on the table's own accesses)."""
-    from .analysis import zipf_fit
-    from .mrc import stack_distances
+    from ..analysis.profile import zipf_fit
+    from ..analysis.mrc import stack_distances
     trace.require_nonempty()
     local = local_ids(trace)
     counts, zipf, depth = [], [], []
@@ -711,7 +711,7 @@ def generate_like(profile: Profile, n_accesses: int, seed: int = 0) -> Trace:
 def lru_miss_ratio_curve(trace, sizes) -> np.ndarray:
     """Exact LRU miss ratio of `trace` (one cache over all tables) at each size in rows
     (`mrc.lru_curve`; sizes past the distinct rows get the compulsory miss ratio)."""
-    from .mrc import lru_curve
+    from ..analysis.mrc import lru_curve
     curve = lru_curve(trace)
     return curve[np.minimum(np.asarray(sizes, dtype=np.int64), curve.shape[0] - 1)]
 
@@ -733,7 +733,7 @@ def compare_curves(real, generated, points: int = 60) -> dict:
 
 def plot_curves(cmp: dict, path, real_name: str, generated_name: str) -> Path:
     """Both miss-ratio curves of `compare_curves` on one plot (PNG, written atomically)."""
-    from ..reports.plots import figure, legend, save
+    from ..plotting import figure, legend, save
     fig, ax = figure(f"Exact LRU miss-ratio curves (mean abs. difference {cmp['mae']:.4f})",
                      trace=real_name, xlabel="cache size (rows, one cache for all tables)",
                      ylabel="miss ratio", xlog=True)

@@ -721,7 +721,7 @@ def shards_curve(keys: np.ndarray, sizes=None, rate: float | None = None,
 def sample_trace(trace, rate: float):
     """The accesses whose key is in the hashed sample, as a Trace with the same tables (and no
     batch column: a miniature simulation replays access by access)."""
-    from .model import Trace
+    from ..trace import Trace
     mask = sample_mask(trace.keys, rate)
     cut = lambda a: None if a is None else a[mask]
     return Trace(table=trace.table[mask], row=trace.row[mask], size=cut(trace.size), table_names=list(trace.table_names),
@@ -744,7 +744,7 @@ def mini_curve(trace, policy: str, sizes, rate: float = 0.01, bytes: bool = Fals
 def _mini(trace, policy, sizes, rate, bytes, adj):
     """`mini_curve`'s miss ratios and the sample's size: (curve, {"rate", "sampled_keys",
     "sample_accesses"})."""
-    from ..engine import replay
+    from ..simulate.access import replay
     sub = sample_trace(trace, rate)
     sizes = np.asarray(sizes, dtype=np.int64)
     out = np.ones(sizes.shape[0], dtype=np.float64)
@@ -846,7 +846,7 @@ def _default_grid(n_distinct: int) -> np.ndarray:
 
 def _table_traces(trace):
     """(table name, single-table Trace) for each table with accesses."""
-    from .model import Trace
+    from ..trace import Trace
     if trace.n_tables == 1:
         yield trace.table_names[0], trace
         return
@@ -1020,7 +1020,7 @@ def torchrec_miss_rate(stats: dict, load_factor: float) -> float:
 def write_atomic(path, data) -> None:
     """Write text or bytes to `path` atomically (`tabular.atomic_path`: temp file in the same
     folder, the usual file mode, os.replace; a missing folder is a CachesimError)."""
-    from .tabular import atomic_path
+    from ..io.tabular import atomic_path
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
 

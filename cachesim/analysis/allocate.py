@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from .errors import CachesimError
-from .traces.mrc import _table_traces, _tables_with_accesses, expected_lookups, lru_hits
+from ..errors import CachesimError
+from .mrc import _table_traces, _tables_with_accesses, expected_lookups, lru_hits
 
 NOTE = ("greedy on the convex hull of each table's miss curve: optimal for convex curves and "
         "equal row costs, else up to the one segment taken in part")
@@ -89,7 +89,7 @@ class Allocation:
 
 def _row_cost(cache_precision: str, dims) -> np.ndarray:
     try:
-        from .cost import cache_row_bytes
+        from ..costs.model import cache_row_bytes
     except ImportError:  # the cost model is optional: fp32 is 4 bytes, fp16 2
         per = {"fp32": 4, "fp16": 2}
         p = str(cache_precision).lower()
@@ -100,7 +100,7 @@ def _row_cost(cache_precision: str, dims) -> np.ndarray:
 
 
 def _parse_budget(budget) -> int:
-    from .sizes import parse_size
+    from ..sizes import parse_size
     if isinstance(budget, (int, np.integer)) and not isinstance(budget, bool):
         value = int(budget)
     else:

@@ -24,7 +24,7 @@ import polars as pl
 from ..errors import CachesimError, TraceFormatError
 from ..files import atomic_path  # noqa: F401  (the one atomic writer, kept importable here)
 from .formats import Format, is_gzip, load_text, register_format
-from .model import InvalidAccess, Trace, dense_remap
+from ..trace import InvalidAccess, Trace, dense_remap
 
 FORMAT_VERSION = 1
 METADATA_KEY = "cachesim"

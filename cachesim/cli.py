@@ -648,7 +648,7 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, device, e
     if out:
         from pathlib import Path
 
-        from .sweep import OUTPUT_SUFFIXES
+        from .files import OUTPUT_SUFFIXES
         if Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
             raise CachesimError(f"-o {out}: write .parquet, .csv or .json")
         check_output_file(out, "-o")

@@ -263,3 +263,21 @@ def _move_into(staging: Path, target: Path, names, shown: str, option: str,
             stale.unlink()
     with atomic_path(target / MARKER, option) as tmp:
         tmp.write_text(_marker_text(command, names), encoding="utf-8")
+
+
+OUTPUT_SUFFIXES = (".parquet", ".csv", ".json")  # what a results table can be written as
+
+
+def write_table(table, path) -> None:
+    """Write `table` to .parquet, .csv or .json atomically (`cachesim.files.atomic_path`)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise CachesimError(f"-o {path}: write .parquet, .csv or .json")
+    with atomic_path(path, "-o") as tmp:
+        if suffix == ".parquet":
+            table.write_parquet(tmp)
+        elif suffix == ".csv":
+            table.write_csv(tmp)
+        else:
+            table.write_json(tmp)

@@ -40,17 +40,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .costs.model import (DEFAULT_LINK_GBPS, cache_row_bytes, costs_for, parse_dims, precision_names,
-                   row_layout)
+from .costs.model import (DEFAULT_LINK_GBPS, cache_row_bytes, costs_for, parse_dims,
+                          precision_names, row_layout)
 from .errors import CachesimError
-from .files import atomic_path, check_output_file
+from .files import OUTPUT_SUFFIXES, atomic_path, check_output_file, write_table
 from .policies import get_policy
 from .simulate.result import DEFAULT_WAYS
 from .sizes import parse_size
 
 MODES = ("batch", "access")
 BATCH_POLICIES = ("lru", "lfu")
-OUTPUT_SUFFIXES = (".parquet", ".csv", ".json")
 
 
 @dataclass(frozen=True)
@@ -562,16 +561,3 @@ def build_table(trace, configs, records: dict, precisions, *, cache_precision="f
     return table.with_columns([pl.col(c).cast(t) for c, t in casts.items()])
 
 
-def write_table(table, path) -> None:
-    """Write `table` to .parquet, .csv or .json atomically (`cachesim.files.atomic_path`)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in OUTPUT_SUFFIXES:
-        raise CachesimError(f"-o {path}: write .parquet, .csv or .json")
-    with atomic_path(path, "-o") as tmp:
-        if suffix == ".parquet":
-            table.write_parquet(tmp)
-        elif suffix == ".csv":
-            table.write_csv(tmp)
-        else:
-            table.write_json(tmp)

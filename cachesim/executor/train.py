@@ -434,7 +434,7 @@ def write_results(records: list[dict], path) -> None:
     import json as _json
     from pathlib import Path
     import polars as pl
-    from ..sweep import write_table
+    from ..files import write_table
     table = results_table(records)
     if Path(path).suffix.lower() == ".csv" and "loss_curve" in table.columns:
         table = table.with_columns(pl.Series("loss_curve",

@@ -484,7 +484,7 @@ def _config_label(r) -> str:
 def accuracy(results: dict, meta: dict, folder: Path) -> Path:
     """Test AUC minus FP32's on the same seed (paired: the seeds' shared noise cancels): each
     seed's difference, and the mean with the ±2 std/√n interval the report's verdict uses."""
-    from .report import AUC_TOLERANCE, auc_comparison
+    from .accuracy import AUC_TOLERANCE, auc_comparison
     plt = _plt()
     training = results["training"]
     tr = [r for r in training if r.get("auc") is not None]

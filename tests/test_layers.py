@@ -1,0 +1,124 @@
+"""The package's folders are layers: a module imports only from its own layer or lower ones,
+and no import cycle joins two modules. The order is the one README.md's "Layout" gives."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "cachesim"
+
+# lowest first; a module belongs to the first entry that is it or its package
+LAYERS = [
+    ["cachesim.errors", "cachesim.version", "cachesim.hashing", "cachesim.sizes",
+     "cachesim.files", "cachesim.progress", "cachesim.plotting"],
+    ["cachesim.trace"],
+    ["cachesim.io"],
+    ["cachesim.policies"],
+    ["cachesim.simulate"],
+    ["cachesim.costs"],
+    ["cachesim.analysis"],
+    ["cachesim.synth"],
+    ["cachesim.executor"],
+    ["cachesim.sweep"],
+    ["cachesim.reports"],
+    ["cachesim.options", "cachesim.cli", "cachesim.demo", "cachesim.__main__", "cachesim"],
+]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def layer_of(module: str) -> int:
+    best = None
+    for i, prefixes in enumerate(LAYERS):
+        for p in prefixes:
+            if module == p or module.startswith(p + "."):
+                if best is None or len(p) > best[1]:
+                    best = (i, len(p))
+    assert best is not None, f"{module} is in no layer: add it to LAYERS and README.md"
+    return best[0]
+
+
+def imports_of(path: Path, modules: set[str]) -> set[str]:
+    """Every cachesim module `path` imports, at module level or inside a function."""
+    me = module_name(path)
+    pkg = me if path.name == "__init__.py" else me.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "cachesim"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and node.module.split(".")[0] == "cachesim":
+                target = node.module
+            else:
+                continue
+            found.add(target)
+            found |= {f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in modules}
+    return {m for m in found if m in modules and m != me}
+
+
+def graph() -> dict[str, set[str]]:
+    paths = sorted(PACKAGE.rglob("*.py"))
+    modules = {module_name(p) for p in paths}
+    return {module_name(p): imports_of(p, modules) for p in paths}
+
+
+def test_every_module_has_a_layer():
+    for module in graph():
+        layer_of(module)
+
+
+def test_no_import_points_up():
+    upward = [f"{m} (layer {layer_of(m)}) imports {t} (layer {layer_of(t)})"
+              for m, targets in graph().items() for t in sorted(targets)
+              if layer_of(t) > layer_of(m)]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_cycle():
+    g = graph()
+    # a package's __init__ importing its own submodules is how packages are built, not a cycle
+    edges = {m: {t for t in ts if not t.startswith(m + ".")} for m, ts in g.items()}
+    index, low, stack, on, cycles = {}, {}, [], set(), []
+
+    def visit(v):  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in edges:
+        if v not in index:
+            visit(v)
+    assert not cycles, cycles
+
+
+def test_the_checker_sees_an_upward_import(tmp_path):
+    """The walk resolves relative imports: a reader importing a report would be caught."""
+    fake = PACKAGE / "io" / "formats.py"
+    modules = set(graph())
+    assert "cachesim.errors" in imports_of(fake, modules)
+    assert layer_of("cachesim.reports.report") > layer_of("cachesim.io.formats")
+    assert layer_of("cachesim.io") > layer_of("cachesim.trace") > layer_of("cachesim.errors")

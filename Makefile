@@ -34,8 +34,13 @@ browser:
 demo: $(STAMP)
 	$(BIN)/python -m cachesim.demo
 
+# Then a small slice again with the JIT off (NUMBA_DISABLE_JIT=1, about 35 s): the kernels run
+# as plain Python against the oracles, so code paths that exist only without numba run too
+JIT_OFF_TESTS := tests/test_trace_derived.py tests/test_batch.py tests/test_fbgemm_cache.py \
+	tests/test_policies_core.py
 test: $(TEST_STAMP) browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q $(JIT_OFF_TESTS) -k "not golden"
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/replay_vs_libcachesim.py

@@ -15,11 +15,8 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 import cachesim  # noqa: E402
+from cachesim.costs import CRITEO_KAGGLE_ROWS as CRITEO_ROWS  # noqa: E402
 from cachesim.simulate.batch import replay_batch  # noqa: E402
-
-# rows per table of Criteo Kaggle as DLRM uses it (C1..C26)
-CRITEO_ROWS = [1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194,
-               27, 14992, 5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572]
 
 
 def zipf_trace(n_accesses: int, batch_samples: int = 2048, alpha: float = 1.05,

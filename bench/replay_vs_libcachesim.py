@@ -116,7 +116,7 @@ def ours_run(trace, name: str, capacity: int) -> tuple[int, Clock, int]:
     """Misses, time, and the peak of numpy allocations during the replay (bytes)."""
     tracemalloc.start()
     with Clock() as c:
-        r = cachesim.replay(trace, name, capacity)
+        r = cachesim.replay(trace, name, capacity, ways=None)  # fully associative, as theirs
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return r.misses, c, peak
@@ -125,7 +125,7 @@ def ours_run(trace, name: str, capacity: int) -> tuple[int, Clock, int]:
 def warm_up(names) -> None:
     tiny = cachesim.Trace.from_keys(np.arange(400) % 37)
     for name in names:
-        cachesim.replay(tiny, name, 20)
+        cachesim.replay(tiny, name, 20, ways=None)
 
 
 def _proc_status_kib(field: str) -> int:
@@ -146,7 +146,7 @@ def e2e_child(path: str, capacity: int) -> None:
         pass
     with Clock() as c:
         trace = read_parquet(Path(path))
-        r = cachesim.replay(trace, "lru", capacity)
+        r = cachesim.replay(trace, "lru", capacity, ways=None)
     peak = _proc_status_kib("VmHWM") * 1024  # Linux: the peak since clear_refs
     print(json.dumps({"wall": c.wall, "cpu": c.cpu, "misses": r.misses, "base_rss": base_rss,
                       "peak_rss": peak}))

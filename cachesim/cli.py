@@ -4,6 +4,7 @@ User mistakes raise CachesimError, printed as one line on stderr with exit statu
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import sys
@@ -12,9 +13,10 @@ import click
 
 from .version import __version__
 from .errors import CachesimError
-from .files import check_output_dir, check_output_file
-from .options import (POLICIES, POLICY, PRECISIONS, SEEDS, SIZES, force_option,
-                      ways_option)
+from .files import atomic_write, check_output_dir, check_output_file
+from .options import (POLICIES, POLICY, PRECISIONS, SEEDS, SIZES, RenamedOption,
+                      cache_model_option, cache_precision_option, fbgemm_options, force_option,
+                      split, ways_option)
 
 
 class _Group(click.Group):
@@ -59,7 +61,7 @@ def _one_line(text: str) -> str:
 
 
 _KWARG_FLAGS = {"mode": "--mode", "ways": "--ways", "per_table": "--per-table",
-                "batch_size": "--batch-size"}
+                "batch_size": "--batch-size", "cache_model": "--cache-model"}
 
 
 def _cli_words(text: str) -> str:
@@ -74,7 +76,8 @@ def _cli_words(text: str) -> str:
         if name == "ways" and value == "None":
             return "--ways full"
         return f"{_KWARG_FLAGS[name]} {value}"
-    return re.sub(r"\b(mode|ways|per_table|batch_size)=(\"\w+\"|'\w+'|[\w-]+)", flag, text)
+    return re.sub(r"\b(mode|ways|per_table|batch_size|cache_model)=(\"\w+\"|'\w+'|[\w-]+)", flag,
+                  text)
 
 
 class _UserError(click.ClickException):
@@ -117,10 +120,6 @@ def _read(path, fmt, batch_size=None):
     return trace
 
 
-def _split(text: str) -> list[str]:
-    return [p.strip() for p in str(text).split(",") if p.strip()]
-
-
 def _print_table(records: list[dict], columns: list[str]) -> None:
     """A plain aligned table on stdout."""
     def fmt(v):
@@ -153,6 +152,8 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
                    "batch (lru, lfu). Default: batch when the trace has batches.")
 @click.option("--per-table", is_flag=True,
               help="Batch mode: one cache per table (a share such as 5% is per table).")
+@cache_model_option()
+@fbgemm_options
 @click.option("--precision", type=PRECISIONS, default=None,
               help="Storage precisions (fp32,int8,int4,...): add the bytes moved and memory of "
                    "each, the same fields as `cachesim sweep` (one record per precision).")
@@ -161,8 +162,8 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
                    "(default: PCIe Gen4 x16, 25).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of records.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_table, precision,
-           link_gbps, as_json, quiet):
+def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_table, cache_model,
+           table_rows, warp, prefetch_pipeline, precision, link_gbps, as_json, quiet):
     """Replay a trace through policies and sizes; print hits and misses.
 
     Example: cachesim replay trace.parquet --policy lru,lfu,opt --size 1000,5%
@@ -172,39 +173,45 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
 
     Bytes and memory too: cachesim replay trace.parquet -p lru -s 5% -w 32 --precision int8,int4
     """
+    from .costs import result_records
     from .simulate.access import replay as run_replay
+    from .simulate.result import resolve_cache_model
     from .policies import get_policy
     from .sizes import parse_sizes
     policies = [get_policy(p) for p in policy]
     caps = parse_sizes(sizes)
-    precisions = precision or []
     trace = _read(trace_path, fmt, batch_size)
+    batch_mode = mode == "batch" or (mode is None and trace.has_batches)
+    trace = _cache_model_trace(trace, table_rows, cache_model if batch_mode else "ideal")
     records, notes = [], []
     for pol in policies:
         for cap in caps:
-            res = run_replay(trace, pol, cap, ways=_ways_for(ways, pol, cap), seed=seed,
-                             progress=not quiet,
-                             mode=mode, per_table=per_table)
+            fbgemm = batch_mode and resolve_cache_model(cache_model) == "fbgemm"
+            with _fbgemm_warnings_shown():  # FBGEMM's ways are its warp's, whatever the size
+                res = run_replay(trace, pol, cap, ways=ways if fbgemm else
+                                 _ways_for(ways, pol, cap), seed=seed,
+                                 progress=not quiet, mode=mode, per_table=per_table,
+                                 cache_model=cache_model, prefetch_pipeline=prefetch_pipeline,
+                                 warp=warp)
             note = None if as_json else _geometry_note(ways, cap, res, trace)
+            if res.cache_model == "fbgemm" and res.policy == "lfu" and not as_json:
+                note = ("under LFU FBGEMM's uvm cache stats fill only num_conflict_misses; "
+                        "unique_misses and conflict_unique_misses are cachesim's own counts "
+                        "(--json has FBGEMM's num_* values)")
             if note and note not in notes:
                 notes.append(note)
                 click.echo(f"cachesim: note: {note}", err=True)
-            batch = getattr(res, "mode", "access") == "batch"
-            rec = res.to_record(per_table=batch and as_json)
-            if not precisions:
-                records.append(rec)
-            for prec in precisions:
-                from .costs.model import costs_for
-                kw = {} if link_gbps is None else {"link_gbps": link_gbps}
-                records.append({**rec, **costs_for(res, trace, prec, **kw)})
+            records += result_records(res, trace, precision or (), per_table=as_json,
+                                      link_gbps=link_gbps)
     if as_json:
         click.echo(json.dumps(records, indent=1))
-    elif precisions:
+    elif precision:
         _print_table(records, ["policy", "size", "capacity", "ways", "precision", "hit_ratio",
                                "h2d_bytes", "d2h_bytes", "transfer_ms_per_step", "total_bytes",
                                "ratio_vs_fp32"])
     elif records and records[0].get("mode") == "batch":
-        _print_table(records, ["policy", "size", "capacity", "ways", "calls", "requested_indices",
+        _print_table(records, ["policy", "cache_model", "size", "capacity", "ways", "calls",
+                               "requested_indices",
                                "unique_indices", "unique_misses", "conflict_unique_misses",
                                "conflict_misses", "evictions", "hit_ratio"])
     else:
@@ -260,8 +267,7 @@ def convert(src, dst, fmt, batch_size, num_tables):
 @click.option("--size", "-s", "sizes", type=SIZES, default="5%", show_default=True,
               help="Cache sizes: rows (100000), a share of the TOTAL rows of all tables (5%; "
                    "not of a trace's distinct keys), or bytes of cache rows (1GiB).")
-@click.option("--cache-precision", default="fp32", show_default=True,
-              type=click.Choice(["fp32", "fp16"]), help="Precision of cached rows.")
+@cache_precision_option()
 @click.option("--policy", "-p", type=POLICY, default="lru", show_default=True,
               help="Cache policy, for its metadata (lru: 8 B per line; lfu: 8 B per row).")
 @ways_option()
@@ -274,7 +280,7 @@ def memory(trace_path, fmt, batch_size, rows_text, dim, precisions, sizes, cache
 
     Example: cachesim memory --rows criteo-kaggle --dim 16 --precision int8,int4 --size 5%,1%
     """
-    from .costs.model import format_memory, memory_records, parse_dims, parse_rows
+    from .costs import format_memory, memory_records, parse_dims, parse_rows
     if rows_text is not None:
         rows = parse_rows(rows_text)
         default_dims = 16
@@ -285,7 +291,7 @@ def memory(trace_path, fmt, batch_size, rows_text, dim, precisions, sizes, cache
         raise CachesimError("memory needs table sizes: give a TRACE or --rows N1,N2,... "
                             "(or --rows criteo-kaggle)")
     dims = parse_dims(dim if dim is not None else default_dims, len(rows))
-    records = memory_records(rows, dims, precisions, _split(sizes),
+    records = memory_records(rows, dims, precisions, split(sizes),
                              cache_precision=cache_precision, policy=policy, align=align,
                              ways=ways)
     if as_json:
@@ -298,7 +304,7 @@ def memory(trace_path, fmt, batch_size, rows_text, dim, precisions, sizes, cache
 @click.argument("trace_path", metavar="TRACE", type=click.Path())
 @_trace_options
 @click.option("--policy", "-p", "policies", type=POLICIES, default="lru,lfu", show_default=True,
-              help="Comma-separated policies (batch mode: lru, lfu).")
+              help="Comma-separated policies (batch mode: those with a batch rule, e.g. lru,lfu).")
 @click.option("--size", "-s", "sizes", type=SIZES, required=True,
               help="Comma-separated sizes: rows (1000) or a share of the distinct keys (5%).")
 @ways_option(many=True)
@@ -311,6 +317,8 @@ def memory(trace_path, fmt, batch_size, rows_text, dim, precisions, sizes, cache
 @click.option("--mode", type=click.Choice(["batch", "access"]), default="batch",
               show_default=True, help="Batch replay (FBGEMM's rules) or access by access.")
 @click.option("--inference", is_flag=True, help="Inference: nothing is written back.")
+@cache_model_option()
+@fbgemm_options
 @click.option("--output", "-o", "out", default=None, type=click.Path(),
               help="Write the table (.parquet, .csv, .json); finished configurations are kept "
                    "in OUT.parts/ so a rerun replays only the missing ones.")
@@ -323,15 +331,14 @@ def memory(trace_path, fmt, batch_size, rows_text, dim, precisions, sizes, cache
                    "effective).")
 @click.option("--dim", default=None, metavar="D|D1,D2,...",
               help="Embedding dim, one for all tables or one per table (default: the trace's).")
-@click.option("--cache-precision", default="fp32", show_default=True,
-              type=click.Choice(["fp32", "fp16"]), help="Precision of cached rows.")
+@cache_precision_option()
 @click.option("--align", type=click.IntRange(min=1), default=1, show_default=True,
               help="Pad stored rows to a multiple of this many bytes (FBGEMM inference: 16).")
 @click.option("--fresh", is_flag=True, help="Discard OUT.parts/ and replay everything.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
 def sweep(trace_path, fmt, batch_size, policies, sizes, ways, precisions, per_table, mode,
-          inference, out, jobs, dask_address, link_gbps, dim, cache_precision, align, fresh,
-          quiet):
+          inference, cache_model, table_rows, warp, prefetch_pipeline, out, jobs, dask_address,
+          link_gbps, dim, cache_precision, align, fresh, quiet):
     """Replay each policy x size x ways once on all cores; cost it at every precision.
 
     One row per configuration x precision: the replay's counters, bytes moved (h2d, d2h, per
@@ -340,18 +347,20 @@ def sweep(trace_path, fmt, batch_size, policies, sizes, ways, precisions, per_ta
     Example: cachesim sweep trace.parquet --policy lru,lfu --size 1%,5% --ways 32,none
     --precision fp32,int8,int4 -o results.parquet
     """
-    from .costs.model import DEFAULT_LINK_GBPS
+    from .costs import DEFAULT_LINK_GBPS
     from .sweep import check_parts_dir, parts_dir, run_sweep
     if out:
         check_output_file(out, "-o")
         check_parts_dir(parts_dir(out), out)
     trace = _read(trace_path, fmt, batch_size)
+    trace = _cache_model_trace(trace, table_rows, cache_model if mode == "batch" else "ideal")
     res = run_sweep(trace, policies, sizes, ways=ways, precisions=precisions,
                     per_table=per_table, mode=mode, inference=inference, out=out, jobs=jobs,
                     dask=dask_address, cache_precision=cache_precision, align=align,
                     link_gbps=DEFAULT_LINK_GBPS if link_gbps is None else link_gbps, dims=dim,
-                    fresh=fresh, progress=not quiet)
-    cols = ["policy", "size", "ways", "per_table", "precision", "hit_ratio",
+                    fresh=fresh, progress=not quiet, cache_model=cache_model,
+                    prefetch_pipeline=prefetch_pipeline, warp=warp)
+    cols = ["policy", "cache_model", "size", "ways", "per_table", "precision", "hit_ratio",
             "h2d_bytes_per_step", "d2h_bytes_per_step", "transfer_vs_no_cache", "total_bytes",
             "ratio_vs_fp32"]
     shown = []
@@ -446,7 +455,7 @@ def generate(out, samples, tables, rows, alpha, bag_size, batch_size, drift, loc
     Like a real trace: cachesim generate like.parquet --like kaggle_train_head10k.tsv
     --accesses 2600000 --plot mrc.png
     """
-    from .synth import generate as gen
+    from .synth import fit, generate as gen
     from .io.tabular import write_trace
     if plot_path and not like_path:
         raise CachesimError("--plot compares the curves of --like TRACE and the generated "
@@ -456,7 +465,7 @@ def generate(out, samples, tables, rows, alpha, bag_size, batch_size, drift, loc
         check_output_file(plot_path, "--plot")
     if like_path:
         real = _read(like_path, None)
-        trace = gen.generate_like(gen.fit_profile(real), accesses or len(real), seed=seed)
+        trace = fit.generate_like(fit.fit_profile(real), accesses or len(real), seed=seed)
     elif criteo:
         trace = gen.criteo_like(samples, seed=seed, batch_size=batch_size)
     else:
@@ -468,15 +477,15 @@ def generate(out, samples, tables, rows, alpha, bag_size, batch_size, drift, loc
     click.echo(f"wrote {out}: {len(trace):,} accesses, {trace.n_tables} tables, "
                f"{trace.n_distinct:,} distinct rows ({trace.source})")
     if plot_path:
-        cmp = gen.compare_curves(real, trace)
-        gen.plot_curves(cmp, plot_path, like_path, out)
+        cmp = fit.compare_curves(real, trace)
+        fit.plot_curves(cmp, plot_path, like_path, out)
         click.echo(f"wrote {plot_path}: exact LRU miss-ratio curves, mean absolute difference "
                    f"{cmp['mae']:.4f} (max {cmp['max_abs']:.4f})")
 
 
 def _numbers(text: str, name: str, kind):
     try:
-        vals = [kind(p) for p in _split(text)]
+        vals = [kind(p) for p in split(text)]
     except ValueError:
         raise CachesimError(f"{name} {text!r}: expected a number or comma-separated numbers, "
                             "one per table") from None
@@ -499,8 +508,8 @@ def _numbers(text: str, name: str, kind):
 @click.option("--s-max", type=click.IntRange(min=1), default=None, metavar="KEYS",
               help="Fixed-size SHARDS: sample up to KEYS keys, starting at --rate (default 1) "
                    "and lowering the rate as more keys come.")
-@click.option("--sizes", "-s", default=None,
-              help="Comma-separated sizes: rows (1000), share of distinct keys (5%), bytes "
+@click.option("--size", "-s", "sizes", cls=RenamedOption, old_names=("--sizes",), default=None,
+              help="Comma-separated sizes: 0, rows (1000), share of distinct keys (5%), bytes "
                    "(128MiB, with --bytes). Default: every size.")
 @click.option("--no-adj", "no_adj", is_flag=True,
               help="Sampled methods without SHARDS_adj (normalise by the sampled accesses).")
@@ -545,7 +554,7 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj,
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     text = (json.dumps(df.to_dicts(), indent=1) + "\n") if as_json else df.write_csv()
     if output:
-        curves.write_atomic(output, text)
+        atomic_write(output, text)
         click.echo(f"wrote {output}: {df.height:,} sizes", err=True)
     else:
         click.echo(text, nl=False)
@@ -558,7 +567,7 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj,
         click.echo(f"wrote {plot_path}", err=True)
     if torchrec_path:
         stats = curves.torchrec_stats(trace, bins=bins)
-        curves.write_atomic(torchrec_path, json.dumps(stats) + "\n")
+        atomic_write(torchrec_path, json.dumps(stats) + "\n")
         click.echo(f"wrote {torchrec_path}: {len(stats)} table(s)", err=True)
 
 
@@ -566,8 +575,7 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj,
 @click.argument("trace_path", metavar="TRACE", type=click.Path())
 @_trace_options
 @click.option("--budget", "-b", required=True, help="Memory for all caches: bytes (2GiB, 500MB).")
-@click.option("--precision", "cache_precision", default="fp32", show_default=True,
-              type=click.Choice(["fp32", "fp16"]), help="Cache precision: fp32 or fp16.")
+@cache_precision_option(old_names=("--precision",))
 @click.option("--dim", type=click.IntRange(min=1), default=None,
               help="Embedding dim of every table (default: the trace's, 16 if unknown).")
 @click.option("--json", "as_json", is_flag=True, help="Print the allocation as JSON.")
@@ -577,7 +585,7 @@ def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json)
     Greedy on each table's convex hull of the exact miss curve, against one unified cache and
     TorchRec's rule (cacheability x expected lookups).
 
-    Example: cachesim allocate kaggle_train_head10k.tsv --budget 64KiB --precision fp16
+    Example: cachesim allocate kaggle_train_head10k.tsv --budget 64KiB --cache-precision fp16
     """
     from .analysis.allocate import allocate as run_allocate
     trace = _read(trace_path, fmt, batch_size)
@@ -607,8 +615,9 @@ def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json)
                    "distinct keys (5%), bytes (64MiB); 0 = no cache, all = every row in FP32 "
                    "on the device.")
 @click.option("--policy", "-p", type=POLICIES, default="lru", show_default=True,
-              help="Comma-separated cache policies: lru, lfu (FBGEMM's batch rules).")
+              help="Comma-separated cache policies with a batch rule: lru, lfu, or a plugin's.")
 @ways_option()
+@cache_model_option()
 @click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto",
               show_default=True, help="gpu needs CuPy and a CUDA GPU; auto uses one if present.")
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True,
@@ -633,8 +642,9 @@ def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json)
               help="Write the records (.parquet, .csv, .json), atomically.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress bars (terminal) or per-configuration lines (elsewhere).")
-def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, device, epochs, seeds, lr,
-          optimizer, rounding, test_fraction, model_name, no_baselines, as_json, out, quiet):
+def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, cache_model, device, epochs,
+          seeds, lr, optimizer, rounding, test_fraction, model_name, no_baselines, as_json, out,
+          quiet):
     """Train DLRM with INT8/INT4 embeddings behind an FP32 cache; report accuracy and bytes.
 
     Trains on the first batches of the trace in order and tests on the rest; adds the fp32
@@ -645,6 +655,7 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, device, e
     --policy lru,lfu --ways 32 --seeds 0,1,2
     """
     from .executor.train import train as run_train, write_results
+    from .simulate.result import resolve_cache_model
     if out:
         from pathlib import Path
 
@@ -653,11 +664,14 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, device, e
             raise CachesimError(f"-o {out}: write .parquet, .csv or .json")
         check_output_file(out, "-o")
     trace = _read(trace_path, fmt, batch_size)
-    records = run_train(trace, precision=precision, size=_split(sizes),
+    records = run_train(trace, precision=precision, size=split(sizes),
                         policy=policy, ways=ways, device=device, epochs=epochs,
                         lr=lr, seed=seeds, test_fraction=test_fraction, rounding=rounding,
                         optimizer=optimizer, model=model_name, baselines=not no_baselines,
-                        progress=not quiet, batch_size=batch_size)
+                        progress=not quiet, batch_size=batch_size,
+                        cache_model=resolve_cache_model(cache_model))
+    for r in records:  # the executor's cache is the ideal model's unless its records say so
+        r.setdefault("cache_model", "ideal")
     labels = str(records[0].get("labels", "")) if records else ""
     if labels.startswith("planted"):
         click.echo(f"note: {trace.source} has no labels: they come from a {labels}", err=True)
@@ -666,9 +680,39 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, device, e
     if as_json:
         click.echo(json.dumps(records, indent=1))
     else:
-        _print_table(records, ["policy", "size", "ways", "precision", "seed", "auc", "logloss",
+        _print_table(records, ["policy", "cache_model", "size", "ways", "precision", "seed",
+                               "auc", "logloss",
                                "accuracy", "base_rate", "hit_ratio", "h2d_bytes", "d2h_bytes",
                                "samples_per_s"])
+
+
+def _cache_model_trace(trace, table_rows, cache_model):
+    """The trace with --table-rows applied; warns once on stderr when the fbgemm model will
+    build its geometry on num_embeddings inferred from the largest row seen."""
+    from .simulate.result import resolve_cache_model
+    fbgemm = resolve_cache_model(cache_model) == "fbgemm"
+    if not table_rows and not fbgemm:
+        return trace  # nothing to do: an access replay does not import the fbgemm model
+    from .simulate.fbgemm import table_rows_warning, with_table_rows
+    if table_rows:
+        trace = with_table_rows(trace, table_rows)
+    msg = table_rows_warning(trace)
+    if msg and fbgemm and trace.has_batches:
+        click.echo(f"cachesim: warning: {msg}", err=True)
+    return trace
+
+
+@contextlib.contextmanager
+def _fbgemm_warnings_shown():
+    """The API's TableRowsInferredWarning, silenced: `_cache_model_trace` printed it once (and
+    imported the fbgemm model, the only one that warns; other replays do not import it)."""
+    import warnings
+
+    fbgemm = sys.modules.get("cachesim.simulate.fbgemm")
+    with warnings.catch_warnings():
+        if fbgemm is not None:
+            warnings.simplefilter("ignore", fbgemm.TableRowsInferredWarning)
+        yield
 
 
 def _geometry_note(ways, cap, res, trace) -> str | None:
@@ -677,6 +721,7 @@ def _geometry_note(ways, cap, res, trace) -> str | None:
     from click.core import ParameterSource
     from .hashing import geometry_note
     if (ways is None or res.ways is None or res.per_table_caches or res.capacity_unit != "rows"
+            or res.cache_model == "fbgemm"  # FBGEMM's sets come from num_embeddings
             or click.get_current_context().get_parameter_source("ways")
             is ParameterSource.DEFAULT):
         return None
@@ -701,7 +746,7 @@ def _ways_for(ways, policy, cap):
               help="Folder for report.html, report.md, the plots, results.json/.parquet "
                    "(new, empty, or an earlier report's).")
 @force_option()
-@click.option("--budget", default=None, help="Device memory budget for cache and metadata "
+@click.option("--budget", "-b", default=None, help="Device memory budget for cache and metadata "
               "(512MiB, 2GiB).")
 @click.option("--target-hit-ratio", type=float, default=0.9, show_default=True,
               help="Hit ratio the recommended configuration must reach.")
@@ -710,7 +755,9 @@ def _ways_for(ways, policy, cap):
 @click.option("--policy", "-p", type=POLICIES, default="lru,lfu", show_default=True,
               help="Policies for the batch sweep (the curves add every access-mode policy).")
 @ways_option()
-@click.option("--sizes", type=SIZES, default="0.5%,1%,2%,5%,10%,20%,50%", show_default=True,
+@cache_model_option()
+@click.option("--size", "-s", "sizes", cls=RenamedOption, old_names=("--sizes",), type=SIZES,
+              default="0.5%,1%,2%,5%,10%,20%,50%", show_default=True,
               help="Cache sizes to sweep, as shares of the distinct rows.")
 @click.option("--link-gbps", type=float, default=None,
               help="Host-device bandwidth in GB/s for time per step (default: PCIe Gen4 x16).")
@@ -720,11 +767,11 @@ def _ways_for(ways, policy, cap):
 @click.option("--from", "from_results", default=None, type=click.Path(),
               help="Saved results to use instead of recomputing: a report's results.json, or a "
                    "table from `cachesim sweep -o` / `cachesim train -o`.")
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes for the sweep.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def report(trace_path, fmt, batch_size, out_dir, force, budget, target_hit_ratio, precision,
-           policy, ways, sizes, link_gbps, train, seeds, from_results, jobs, quiet):
+           policy, ways, cache_model, sizes, link_gbps, train, seeds, from_results, jobs, quiet):
     """Write a sizing report (HTML, Markdown, plots, results) for a trace.
 
     Example: cachesim report trace.parquet -o report/ --budget 2GiB --target-hit-ratio 0.9
@@ -732,13 +779,14 @@ def report(trace_path, fmt, batch_size, out_dir, force, budget, target_hit_ratio
     from .reports.report import ReportOptions, build_report
     from .sizes import parse_size
     fractions = []
-    for text in _split(sizes):
+    for text in split(sizes):
         cap = parse_size(text)
         if cap.kind != "fraction":
-            raise CachesimError(f"--sizes {text}: give shares of the distinct rows, such as 5%")
+            raise CachesimError(f"--size {text}: give shares of the distinct rows, such as 5%")
         fractions.append(cap.value)
     opt = ReportOptions(policies=tuple(policy), precisions=tuple(precision),
-                        ways=ways, target_hit_ratio=target_hit_ratio, budget=budget,
+                        ways=ways, cache_model=cache_model, target_hit_ratio=target_hit_ratio,
+                        budget=budget,
                         link_gbps=link_gbps, train=train, fractions=tuple(fractions),
                         train_seeds=tuple(seeds), jobs=jobs,
                         command=_command_line(), progress=not quiet)

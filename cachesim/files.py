@@ -22,6 +22,7 @@ existed (its results.json carries cachesim's `meta`) counts as marked.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -266,6 +267,23 @@ def _move_into(staging: Path, target: Path, names, shown: str, option: str,
 
 
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".json")  # what a results table can be written as
+
+
+def jsonable(obj):
+    """`obj` with what `json.dumps` cannot write made plain, recursively: dict keys as str,
+    tuples as lists, NumPy arrays and scalars as Python values (`tolist`), a polars DataFrame as
+    its rows (`to_dicts`), and NaN or infinite floats as None (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "to_dicts"):
+        return jsonable(obj.to_dicts())
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def write_table(table, path) -> None:

@@ -27,6 +27,20 @@ def fmix64(k):
 
 
 @numba.njit(cache=True)
+def _fmix64_each(keys, out):
+    for i in range(keys.shape[0]):
+        out[i] = fmix64(keys[i])
+
+
+def fmix64_array(keys: np.ndarray) -> np.ndarray:
+    """fmix64 of each entry of a 1-D uint64 array (other integer dtypes are cast), as uint64."""
+    keys = np.ascontiguousarray(keys, dtype=np.uint64).reshape(-1)
+    out = np.empty(keys.shape[0], dtype=np.uint64)
+    _fmix64_each(keys, out)
+    return out
+
+
+@numba.njit(cache=True)
 def _set_index(keys, n_sets, out):
     s = np.uint64(n_sets)
     for i in range(keys.shape[0]):

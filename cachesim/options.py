@@ -7,15 +7,23 @@ as one line on stderr with exit status 2.
   (None); default 32, FBGEMM's.
 - `SIZES`: comma-separated cache sizes (`cachesim.sizes.parse_sizes`), kept as text.
 - `SEEDS`: comma-separated whole numbers.
-- `PRECISIONS`: comma-separated storage precisions (`cachesim.costs.model.precision_names`).
+- `PRECISIONS`: comma-separated storage precisions (`cachesim.costs.precision_names`).
 - `POLICIES` / `POLICY`: comma-separated policy names / one (`cachesim.policies.get_policy`).
+- `cache_precision_option`: --cache-precision fp32|fp16, the precision of cached rows.
+- `RenamedOption`: an option whose old spelling still works, hidden from --help
+  (`report --sizes` and `mrc --sizes` are now --size; `allocate --precision` is
+  --cache-precision).
+- `cache_model_option`, `fbgemm_options` (--prefetch-pipeline, --warp, --table-rows): the batch
+  replay's cache model and FBGEMM's cache settings.
 """
 from __future__ import annotations
+
+import contextlib
 
 import click
 
 from .errors import CachesimError
-from .simulate.result import DEFAULT_WAYS
+from .simulate.result import CACHE_MODELS, DEFAULT_CACHE_MODEL, DEFAULT_WAYS
 WAYS_HELP = ("Ways per set of the set-associative cache: a positive integer, or full for fully "
              f"associative (default {DEFAULT_WAYS}, FBGEMM's; policies without sets and byte "
              "sizes stay fully associative unless --ways is given).")
@@ -30,9 +38,35 @@ def split(text) -> list[str]:
 
 
 def _name(param, default: str) -> str:
-    if param is not None and getattr(param, "opts", None):
-        return max(param.opts, key=len)
-    return default
+    """The option's name in messages: its longest spelling, old hidden ones aside."""
+    old = getattr(param, "old_names", ())
+    opts = [o for o in getattr(param, "opts", None) or () if o not in old]
+    return max(opts, key=len) if opts else default
+
+
+class RenamedOption(click.Option):
+    """An option whose old spellings (`old_names`) still work but --help shows only the new."""
+
+    def __init__(self, param_decls, old_names=(), **kwargs):
+        self.old_names = tuple(old_names)
+        super().__init__([*param_decls, *self.old_names], **kwargs)
+
+    @contextlib.contextmanager
+    def _new_names_only(self):
+        opts = self.opts
+        self.opts = [o for o in opts if o not in self.old_names]
+        try:
+            yield
+        finally:
+            self.opts = opts
+
+    def get_help_record(self, ctx):
+        with self._new_names_only():
+            return super().get_help_record(ctx)
+
+    def get_error_hint(self, ctx):
+        with self._new_names_only():
+            return super().get_error_hint(ctx)
 
 
 def parse_ways(text, name: str = "--ways") -> int | None:
@@ -134,7 +168,7 @@ class Precisions(_Type):
     name = "precisions"
 
     def parse(self, value, name):
-        from .costs.model import precision_names
+        from .costs import precision_names
         parts = split(value)
         known = precision_names()
         if not parts:
@@ -185,8 +219,62 @@ def ways_option(many: bool = False):
     return click.option("--ways", "-w", type=WAYS, default=str(DEFAULT_WAYS), help=WAYS_HELP)
 
 
+CACHE_MODEL_HELP = (
+    "Batch replay's cache: fbgemm = FBGEMM's training cache exactly (32 ways, or 64 with --warp "
+    "64; a share such as 5% is the load factor on the tables' num_embeddings); ideal = "
+    "cachesim's own what-if cache (any --ways or full, lowest-way ties, LFU locking). Default: "
+    f"{DEFAULT_CACHE_MODEL}.")
+
+
+def cache_model_option():
+    """--cache-model fbgemm|ideal (None: DEFAULT_CACHE_MODEL), the same in every command."""
+    return click.option("--cache-model", type=click.Choice(list(CACHE_MODELS)), default=None,
+                        help=CACHE_MODEL_HELP)
+
+
+def fbgemm_options(f):
+    """--prefetch-pipeline, --warp and --table-rows: FBGEMM's cache (--cache-model fbgemm)."""
+    f = click.option("--table-rows", type=TABLE_ROWS, default=None, metavar="N1,N2,...",
+                     help="num_embeddings of each table, in table order (overrides the trace's "
+                          "table sizes; FBGEMM's load factor is a share of their sum).")(f)
+    f = click.option("--warp", type=click.Choice(["32", "64"]), default=None,
+                     callback=lambda ctx, param, v: None if v is None else int(v),
+                     help="fbgemm: the warp size, which is FBGEMM's ways (64: AMD CDNA; "
+                          "default 32).")(f)
+    f = click.option("--prefetch-pipeline", is_flag=True,
+                     help="fbgemm, lru: FBGEMM's prefetch_pipeline=True: the lines of a batch "
+                          "stay locked until the next batch's insert has run.")(f)
+    return f
+
+
+class TableRows(_Type):
+    name = "table-rows"
+
+    def parse(self, value, name):
+        parts = split(value)
+        try:
+            rows = [int(p) for p in parts]
+        except ValueError:
+            rows = []
+        if not rows or any(r < 1 for r in rows):
+            raise CachesimError(f"{name} {value!r}: give each table's num_embeddings as whole "
+                                "numbers of at least 1, in table order (e.g. 1460,583,10131227)")
+        return rows
+
+
+TABLE_ROWS = TableRows()
+
+
 def force_option(what: str = "folder"):
     """--force: write into a non-empty folder cachesim did not write (the user's files stay)."""
     return click.option("--force", is_flag=True,
                         help=f"Write into a non-empty {what} that cachesim did not write; files "
                              "that are not cachesim's are never overwritten or deleted.")
+
+
+def cache_precision_option(old_names=()):
+    """--cache-precision fp32|fp16: the precision of cached rows, the same in every command
+    (`old_names`: a command's earlier spelling, still accepted, not shown)."""
+    return click.option("--cache-precision", "cache_precision", cls=RenamedOption,
+                        old_names=old_names, default="fp32", show_default=True,
+                        type=click.Choice(["fp32", "fp16"]), help="Precision of cached rows.")

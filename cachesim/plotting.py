@@ -36,12 +36,6 @@ def figure(title: str, *, trace: str | None = None, xlabel: str, ylabel: str,
     return fig, ax
 
 
-def spans_decades(values, decades: float = 2.0) -> bool:
-    """True when the positive values span at least `decades` powers of ten (then use a log axis)."""
-    pos = [float(v) for v in values if v is not None and float(v) > 0]
-    return bool(pos) and max(pos) / min(pos) >= 10.0 ** decades
-
-
 def table_colors(n: int):
     """n distinguishable colours (tab10, then tab20)."""
     from matplotlib import colormaps

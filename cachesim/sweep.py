@@ -3,7 +3,7 @@ cost each result at every storage precision.
 
 `run_sweep(trace, policies, sizes, ...)` returns a `SweepResult` whose `table` (a polars
 DataFrame) has one row per configuration x precision: the replay's counters, the bytes moved and
-the memory figures of `cachesim.costs.model`. Precision changes only the cost arithmetic, so it never
+the memory figures of `cachesim.costs`. Precision changes only the cost arithmetic, so it never
 causes a replay.
 
 Parallelism: a `concurrent.futures.ProcessPoolExecutor` (fork where available, so the workers
@@ -26,7 +26,6 @@ per finished configuration on stderr.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import multiprocessing
 import os
@@ -38,23 +37,23 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from .costs.model import (DEFAULT_LINK_GBPS, cache_row_bytes, costs_for, parse_dims,
+from .costs import (DEFAULT_LINK_GBPS, cache_row_bytes, costs_for, parse_dims,
                           precision_names, row_layout)
 from .errors import CachesimError
-from .files import OUTPUT_SUFFIXES, atomic_path, check_output_file, write_table
-from .policies import get_policy
-from .simulate.result import DEFAULT_WAYS
+from .files import OUTPUT_SUFFIXES, atomic_path, check_output_file, jsonable, write_table
+from .policies import batch_policy_names, get_policy
+from .simulate.result import DEFAULT_WAYS, resolve_cache_model
 from .sizes import parse_size
 
 MODES = ("batch", "access")
-BATCH_POLICIES = ("lru", "lfu")
 
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """One replay of a sweep. `ways=None` is fully associative."""
+    """One replay of a sweep. `ways=None` is fully associative. `cache_model` ('fbgemm' or
+    'ideal' in batch mode, None in access mode), `prefetch_pipeline` and `warp` (fbgemm) are
+    part of the configuration and of its resume key: a part written without them is never
+    taken for another model's result."""
 
     policy: str
     size: str
@@ -62,13 +61,21 @@ class SweepConfig:
     per_table: bool
     mode: str
     inference: bool = False
+    cache_model: str | None = None
+    prefetch_pipeline: bool = False
+    warp: int | None = None
 
     @property
     def key(self) -> str:
         """A file-name-safe id, stable across runs."""
         size = self.size.replace("%", "pct")
-        parts = [self.mode, self.policy, size, f"w{self.ways}" if self.ways else "wfull",
-                 "pertable" if self.per_table else "shared"]
+        parts = [self.mode] + ([self.cache_model] if self.cache_model else [])
+        parts += [self.policy, size, f"w{self.ways}" if self.ways else "wfull",
+                  "pertable" if self.per_table else "shared"]
+        if self.warp:
+            parts.append(f"warp{self.warp}")
+        if self.prefetch_pipeline:
+            parts.append("pipeline")
         if self.mode == "batch" and self.inference:
             parts.append("inference")
         return re.sub(r"[^A-Za-z0-9_.-]", "_", "-".join(parts))
@@ -122,17 +129,27 @@ def parse_per_table(value) -> list[bool]:
 
 
 def make_configs(policies, sizes, ways=(DEFAULT_WAYS,), per_table=(False,), mode="batch",
-                 inference=False) -> list[SweepConfig]:
+                 inference=False, cache_model=None, prefetch_pipeline=False,
+                 warp=None) -> list[SweepConfig]:
     """The cross product, checked: unknown policies, bad sizes and unsupported combinations raise
-    CachesimError before anything runs."""
+    CachesimError before anything runs. `cache_model`: the batch replay's (None: the default
+    model); access mode takes none."""
     if mode not in MODES:
         raise CachesimError(f"--mode {mode!r}: use batch or access")
+    if mode == "access" and (cache_model is not None or prefetch_pipeline or warp is not None):
+        raise CachesimError("--cache-model, --prefetch-pipeline and --warp choose the batch "
+                            "replay's cache; they need --mode batch")
+    model = resolve_cache_model(cache_model) if mode == "batch" else None
+    if model != "fbgemm" and (prefetch_pipeline or warp is not None):
+        raise CachesimError("--prefetch-pipeline and --warp model FBGEMM's cache: they need "
+                            "--cache-model fbgemm")
     names = []
     for p in _split(policies):
         name = get_policy(p).name
-        if mode == "batch" and name not in BATCH_POLICIES:
-            raise CachesimError(f"policy {p!r} has no batch replay (batch mode runs "
-                                f"{', '.join(BATCH_POLICIES)}); use --mode access for it")
+        if mode == "batch" and get_policy(p).batch_rule is None:
+            raise CachesimError(f"policy {p!r} has no batch replay (batch mode runs the policies "
+                                f"with a batch rule: {', '.join(batch_policy_names())}); use "
+                                "--mode access for it")
         names.append(name)
     size_texts = []
     for s in _split(sizes):
@@ -155,7 +172,20 @@ def make_configs(policies, sizes, ways=(DEFAULT_WAYS,), per_table=(False,), mode
                             "over all tables)")
     if not names or not size_texts:
         raise CachesimError("a sweep needs at least one policy and one size")
-    return [SweepConfig(p, s, w, pt, mode, bool(inference) if mode == "batch" else False)
+    if model == "fbgemm":
+        from .simulate.fbgemm import POLICIES as FBGEMM_POLICIES, check_fbgemm_ways
+        other = [p for p in names if p not in FBGEMM_POLICIES]
+        if other:
+            raise CachesimError(f"policy {other[0]!r}: FBGEMM's cache model runs only "
+                                f"{' and '.join(FBGEMM_POLICIES)}; pass --cache-model ideal for "
+                                f"{other[0]}'s batch rule")
+        for w in ways:
+            check_fbgemm_ways(w, warp)
+        if prefetch_pipeline and any(p != "lru" for p in names):
+            raise CachesimError("--prefetch-pipeline needs policy lru: FBGEMM asserts 'Only LRU "
+                                "cache policy supports prefetch_pipeline'")
+    return [SweepConfig(p, s, w, pt, mode, bool(inference) if mode == "batch" else False,
+                        model, bool(prefetch_pipeline), None if warp is None else int(warp))
             for p in names for s in size_texts for w in ways for pt in per_table]
 
 
@@ -174,11 +204,12 @@ def replay_config(trace, cfg: SweepConfig) -> dict:
     if cfg.mode == "batch":
         from .simulate.batch import replay_batch
         res = replay_batch(trace, cfg.policy, cfg.size, ways=cfg.ways, per_table=cfg.per_table,
-                           inference=cfg.inference)
+                           inference=cfg.inference, cache_model=cfg.cache_model,
+                           prefetch_pipeline=cfg.prefetch_pipeline, warp=cfg.warp)
     else:
         from .simulate.access import replay
         res = replay(trace, cfg.policy, cfg.size, ways=cfg.ways, mode="access")
-    return _jsonable(res.to_record(per_table=True))
+    return jsonable(res.to_record(per_table=True))
 
 
 def _run_in_worker(cfg: SweepConfig):
@@ -189,40 +220,11 @@ def _run_with_trace(trace, cfg: SweepConfig):
     return cfg, replay_config(trace, cfg)
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
 # -- the sidecar ---------------------------------------------------------------------------------
 def parts_dir(out) -> Path:
     """The sidecar folder of output `out`: OUT.parts/."""
     out = Path(out)
     return out.with_name(out.name + ".parts")
-
-
-def trace_fingerprint(trace) -> str:
-    """A digest of what a replay reads: keys, batches, tables (and the cachesim version)."""
-    from .version import __version__
-    h = hashlib.blake2b(digest_size=16)
-    h.update(__version__.encode())
-    h.update(np.ascontiguousarray(trace.keys).tobytes())
-    if trace.batch is not None:
-        h.update(np.ascontiguousarray(trace.batch).tobytes())
-    h.update(np.asarray(trace.table_rows, dtype=np.int64).tobytes())
-    h.update(json.dumps(list(trace.table_names)).encode())
-    return h.hexdigest()
 
 
 def _write_atomic_text(path: Path, text: str) -> None:
@@ -452,7 +454,8 @@ def run_sweep(trace, policies, sizes, *, ways=(DEFAULT_WAYS,), precisions=("fp32
               mode: str = "batch", inference: bool = False, out=None, jobs: int | None = None,
               dask: str | None = None, cache_precision: str = "fp32", align: int = 1,
               link_gbps: float = DEFAULT_LINK_GBPS, dims=None, fresh: bool = False,
-              progress: bool = False) -> SweepResult:
+              progress: bool = False, cache_model: str | None = None,
+              prefetch_pipeline: bool = False, warp: int | None = None) -> SweepResult:
     """Replay each (policy, size, ways, per-table) once and cost it at every precision.
 
     `policies`, `sizes`, `ways`, `precisions`: lists or comma-separated text (ways: ints or
@@ -460,11 +463,14 @@ def run_sweep(trace, policies, sizes, *, ways=(DEFAULT_WAYS,), precisions=("fp32
     (.parquet, .csv, .json) atomically, and keep finished configurations in the sidecar
     OUT.parts/ so a rerun replays only the missing ones. `jobs`: worker processes (default: every core).
     `dask`: 'local' (a local cluster of `jobs` worker processes), a scheduler address, or a
-    `dask.distributed.Client`, instead of the process pool.
+    `dask.distributed.Client`, instead of the process pool. `cache_model` ('fbgemm', 'ideal',
+    None: the default), `prefetch_pipeline` and `warp`: the batch replay's cache
+    (`cachesim.simulate.batch.replay_batch`); every row names its cache_model.
     """
     t0 = time.perf_counter()
     trace.require_nonempty()
-    configs = make_configs(policies, sizes, ways, per_table, mode, inference)
+    configs = make_configs(policies, sizes, ways, per_table, mode, inference, cache_model,
+                           prefetch_pipeline, warp)
     precs = _split(precisions)
     for p in precs:
         if p.lower() not in precision_names():
@@ -498,7 +504,7 @@ def run_sweep(trace, policies, sizes, *, ways=(DEFAULT_WAYS,), precisions=("fp32
     folder = None
     if out_path is not None:
         folder = parts_dir(out_path)
-        _open_parts(folder, trace_fingerprint(trace), fresh)
+        _open_parts(folder, trace.fingerprint(), fresh)
         for cfg in configs:
             rec = _load_part(folder, cfg)
             if rec is not None:
@@ -537,7 +543,7 @@ def build_table(trace, configs, records: dict, precisions, *, cache_precision="f
     for cfg in configs:
         rec = records[cfg.key]
         base = {"policy": cfg.policy, "size": cfg.size, "ways": cfg.ways,
-                "per_table": cfg.per_table, "mode": cfg.mode}
+                "per_table": cfg.per_table, "mode": cfg.mode, "cache_model": cfg.cache_model}
         counters = {}
         for k, v in rec.items():
             if (k in ("per_table", "policy", "size", "mode") or isinstance(v, (dict, list))

@@ -3,8 +3,8 @@
 Per access: `table` (int32) and `row` (int64, the trace's own row id; for a single-table cache
 trace, the object id) and, where the source has them, `batch`, `sample`, `ts` and `size` (bytes).
 Per sample (when the source has them): `labels` and `dense` features, for training.
-Per table: `table_names`, `table_rows` (from the source's metadata, else largest row id + 1) and
-`table_dims` (embedding dimension, default 16: DLRM's Criteo Kaggle preset).
+Per table: `table_names`, `table_rows` (from the source's metadata, else largest row id + 1,
+and then `table_rows_inferred` is True) and `table_dims` (embedding dimension, default 16: DLRM's Criteo Kaggle preset).
 
 Checked on construction (`InvalidAccess`, a CachesimError naming the access, which a reader turns
 into its file and line): a negative `size`; where `table_rows` is inferred, a row that is
@@ -18,7 +18,11 @@ Derived once, on first use, and cached on the object:
   and every user-visible key use it;
 - `dense_ids` (int32, 0..n_distinct-1 in order of first access), `distinct_keys` (the map back)
   and `key_table` (the table of each dense id): kernels index arrays with dense ids, never hash;
-- `next_access`: index of the next access to the same key, -1 if none (OPT reads it).
+- `next_access`: index of the next access to the same key, -1 if none (OPT reads it);
+- `batch_starts`: start of each batch (run of equal `batch` values), then len(trace).
+Each is cached keyed by the columns it derives from (their identity): assigning a column
+(`trace.batch = ...`) derives again; a trace made by `dataclasses.replace` starts with no derived
+columns. Change columns by assigning new arrays, never in place.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ import numpy as np
 
 from .errors import CachesimError
 from .hashing import fmix64
+from .numba_util import prefetch
 
 DEFAULT_DIM = 16
 MAX_ROWS = 2**63 - 1  # rows of all tables together: row ids 0..2^63-2, and their count, fit int64
@@ -75,7 +80,12 @@ class Trace:
     dense: np.ndarray | None = None
     source: str = ""
     next_access_given: np.ndarray | None = None
-    _cache: dict = field(default_factory=dict, repr=False)
+    # True when table_rows came from no source (largest row id + 1 per table): FBGEMM's cache
+    # geometry (num_embeddings) then rests on a guess (`cachesim replay --table-rows`)
+    table_rows_inferred: bool = False
+    # derived columns: name -> (the columns it derives from, value); not an argument, so
+    # dataclasses.replace never copies it
+    _derived: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         self.table = np.ascontiguousarray(self.table, dtype=np.int32)
@@ -102,6 +112,7 @@ class Trace:
         if self.table_rows is None:
             self.table_rows = rows_per_table(self.table, self.row, n_tables, self.table_names,
                                              self.source)
+            self.table_rows_inferred = True
         self.table_rows = np.asarray(self.table_rows, dtype=np.int64)
         check_table_rows(self.table_rows, self.source)
         if self.size is not None and n and self.size.min() < 0:
@@ -166,6 +177,24 @@ class Trace:
                                 "(check the file and its --format)")
 
     # -- derived columns ----------------------------------------------------------------------
+    def _derive(self, name: str, sources: tuple, compute):
+        """The derived column `name`: cached while `sources` (the arrays it derives from) are the
+        very objects it was computed from, else computed again by `compute()`."""
+        hit = self._derived.get(name)
+        if hit is not None and len(hit[0]) == len(sources) and all(
+                a is b for a, b in zip(hit[0], sources)):
+            return hit[1]
+        value = compute()
+        self._derived[name] = (sources, value)
+        return value
+
+    def given_remap(self, dense_ids: np.ndarray, distinct_keys: np.ndarray) -> "Trace":
+        """Adopt a reader's dense remap of `keys` (it computed one anyway); returns the trace."""
+        if dense_ids.shape[0] != len(self):
+            raise ValueError("dense_ids must have one entry per access")
+        self._derived["remap"] = ((self.keys,), (dense_ids, distinct_keys))
+        return self
+
     @property
     def table_offsets(self) -> np.ndarray:
         """Linearisation offsets: rows of all earlier tables, int64, one per table."""
@@ -177,34 +206,32 @@ class Trace:
     @property
     def keys(self) -> np.ndarray:
         """Key linearised over tables: (rows of all earlier tables) + row."""
-        if "keys" not in self._cache:
-            if self.n_tables == 1:
-                self._cache["keys"] = self.row
-            else:
-                keys = np.empty(len(self), dtype=np.int64)
-                i = int(_linearise(self.table, self.row, self.table_offsets, self.table_rows,
-                                   keys))
-                if i >= 0:  # table_rows given (metadata) but a row outside them
-                    t, r = int(self.table[i]), int(self.row[i])
-                    if not 0 <= t < min(self.n_tables, len(self.table_rows)):
-                        raise InvalidAccess(i, "table", t, f"table {t} is not one of the "
-                                            f"trace's {len(self.table_rows)} tables",
-                                            "give table_rows and names for every table",
-                                            self.source)
-                    raise InvalidAccess(
-                        i, "row", r, f"row {r:,} of table {self.table_names[t]} is outside its "
-                        f"{int(self.table_rows[t]):,} rows, so its key would be another "
-                        "table's", "rows of a table are 0..rows-1: fix the row or the table's "
-                        "rows", self.source)
-                self._cache["keys"] = keys
-        return self._cache["keys"]
+        return self._derive("keys", (self.table, self.row, self.table_rows, self.table_names),
+                            self._linearised)
+
+    def _linearised(self) -> np.ndarray:
+        if self.n_tables == 1:
+            return self.row
+        keys = np.empty(len(self), dtype=np.int64)
+        i = int(_linearise(self.table, self.row, self.table_offsets, self.table_rows,
+                           keys))
+        if i >= 0:  # table_rows given (metadata) but a row outside them
+            t, r = int(self.table[i]), int(self.row[i])
+            if not 0 <= t < min(self.n_tables, len(self.table_rows)):
+                raise InvalidAccess(i, "table", t, f"table {t} is not one of the "
+                                    f"trace's {len(self.table_rows)} tables",
+                                    "give table_rows and names for every table",
+                                    self.source)
+            raise InvalidAccess(
+                i, "row", r, f"row {r:,} of table {self.table_names[t]} is outside its "
+                f"{int(self.table_rows[t]):,} rows, so its key would be another "
+                "table's", "rows of a table are 0..rows-1: fix the row or the table's "
+                "rows", self.source)
+        return keys
 
     def _remap(self):
-        if "dense_ids" not in self._cache:
-            dense, distinct = dense_remap(self.keys)
-            self._cache["dense_ids"] = dense
-            self._cache["distinct_keys"] = distinct
-        return self._cache["dense_ids"], self._cache["distinct_keys"]
+        keys = self.keys
+        return self._derive("remap", (keys,), lambda: dense_remap(keys))
 
     @property
     def dense_ids(self) -> np.ndarray:
@@ -223,38 +250,103 @@ class Trace:
     @property
     def key_table(self) -> np.ndarray:
         """Table of each dense id (int32)."""
-        if "key_table" not in self._cache:
+        def compute():
             kt = np.zeros(self.n_distinct, dtype=np.int32)
             if self.n_tables > 1:
                 kt[self.dense_ids] = self.table
-            self._cache["key_table"] = kt
-        return self._cache["key_table"]
+            return kt
+        return self._derive("key_table", (self.table, self.dense_ids), compute)
 
     @property
     def next_access(self) -> np.ndarray:
         """Index of the next access to the same key, -1 if none (int64)."""
-        if "next_access" not in self._cache:
-            if self.next_access_given is not None:
-                self._cache["next_access"] = self.next_access_given
-            else:
-                self._cache["next_access"] = next_access(self.dense_ids, self.n_distinct)
-        return self._cache["next_access"]
+        if self.next_access_given is not None:
+            return self.next_access_given
+        return self._derive("next_access", (self.dense_ids,),
+                            lambda: next_access(self.dense_ids, self.n_distinct))
+
+    @property
+    def batch_starts(self) -> np.ndarray:
+        """Start of each batch (consecutive equal `batch` values), then len(trace), int64; a
+        CachesimError if the trace has no batches or its batch ids decrease."""
+        return self._derive("batch_starts", (self.batch,), self._batch_starts)
+
+    def _batch_starts(self) -> np.ndarray:
+        if self.batch is None:
+            raise CachesimError(f"{self.source or 'the trace'} has no batches, so it cannot be "
+                                "replayed in batch mode; read it with batch_size=N (sample-based "
+                                "formats) or use mode=\"access\"")
+        batch = self.batch
+        step = np.diff(batch)
+        if (step < 0).any():
+            i = int(np.flatnonzero(step < 0)[0]) + 1
+            raise CachesimError(f"{self.source or 'the trace'}: batch ids must not decrease, but "
+                                f"access {i} has batch {int(batch[i])} after batch "
+                                f"{int(batch[i - 1])}; sort the trace by batch (or renumber its "
+                                "batches)")
+        cuts = np.flatnonzero(step != 0) + 1
+        return np.concatenate([[0], cuts, [len(self)]]).astype(np.int64)
 
     def row_bytes_fp32(self) -> np.ndarray:
         """Bytes of one fp32 row per table (4 x dim)."""
         return 4 * self.table_dims
 
-    def access_sizes(self) -> np.ndarray | None:
-        return self.size
-
     def slice(self, start: int, stop: int) -> "Trace":
         """Accesses [start, stop) as a new trace with the same tables (no derived columns)."""
-        cut = lambda a: None if a is None else a[start:stop]
-        return Trace(table=self.table[start:stop], row=self.row[start:stop], batch=cut(self.batch),
+        return self.take(slice(start, stop))
+
+    def take(self, index, *, table: int | None = None, batches: bool = True,
+             source: str | None = None) -> "Trace":
+        """The accesses at `index` (a slice, a boolean mask or positions, in that order) as a new
+        trace: every per-access column cut alike (the batch column dropped when `batches` is
+        False), labels and dense features kept (sample ids are kept), no derived columns.
+        With `table=t` every access taken must be of table t: the result is the one-table trace
+        of t (table column 0, t's name, rows and dim)."""
+        cut = lambda a: None if a is None else a[index]
+        row = self.row[index]
+        if table is None:
+            tables = dict(table=self.table[index], table_names=list(self.table_names),
+                          table_rows=self.table_rows.copy(), table_dims=self.table_dims.copy(),
+                          table_rows_inferred=self.table_rows_inferred)
+        else:
+            t = int(table)
+            tables = dict(table=np.zeros(row.shape[0], np.int32), table_names=[self.table_names[t]],
+                          table_rows=self.table_rows[t:t + 1].copy(),
+                          table_dims=self.table_dims[t:t + 1].copy(),
+                          table_rows_inferred=self.table_rows_inferred)
+        return Trace(row=row, batch=cut(self.batch) if batches else None,
                      sample=cut(self.sample), ts=cut(self.ts), size=cut(self.size),
-                     table_names=list(self.table_names), table_rows=self.table_rows.copy(),
-                     table_dims=self.table_dims.copy(), labels=self.labels, dense=self.dense,
-                     source=self.source)
+                     labels=self.labels, dense=self.dense,
+                     source=self.source if source is None else source, **tables)
+
+    def per_table(self):
+        """(t, the one-table trace of table t's accesses, `take(..., table=t)`) for each table
+        t with accesses, in table order; a one-table trace yields itself."""
+        if self.n_tables == 1:
+            yield 0, self
+            return
+        order = np.argsort(self.table, kind="stable")
+        bounds = np.searchsorted(self.table[order], np.arange(self.n_tables + 1))
+        for t, name in enumerate(self.table_names):
+            idx = order[bounds[t]:bounds[t + 1]]
+            if idx.shape[0]:
+                yield t, self.take(idx, table=t, source=f"{self.source}:{name}")
+
+    def fingerprint(self) -> str:
+        """The trace's identity for saved results (a sweep's parts, a report's --from): a
+        BLAKE2b digest of what a replay reads (keys, batches, table rows and names) and the
+        cachesim version, 32 hex digits."""
+        import hashlib
+        import json
+        from .version import __version__
+        h = hashlib.blake2b(digest_size=16)
+        h.update(__version__.encode())
+        h.update(np.ascontiguousarray(self.keys).tobytes())
+        if self.batch is not None:
+            h.update(np.ascontiguousarray(self.batch).tobytes())
+        h.update(np.asarray(self.table_rows, dtype=np.int64).tobytes())
+        h.update(json.dumps(list(self.table_names)).encode())
+        return h.hexdigest()
 
     def __repr__(self) -> str:
         extra = [c for c in ("batch", "sample", "ts", "size") if getattr(self, c) is not None]
@@ -307,31 +399,6 @@ def rows_per_table(table: np.ndarray, row: np.ndarray, n_tables: int,
     return out
 
 
-if numba.config.DISABLE_JIT:
-    def _prefetch(array, index):
-        """No-op without the JIT."""
-else:
-    from llvmlite import ir as _ir
-    from numba.core import cgutils as _cgutils
-    from numba.extending import intrinsic as _intrinsic
-
-    @_intrinsic
-    def _prefetch(typingctx, array, index):
-        """Hint the CPU to load array[index] into cache (LLVM's prefetch: read, high locality)."""
-        def codegen(context, builder, signature, args):
-            aryty = signature.args[0]
-            ary = context.make_array(aryty)(context, builder, args[0])
-            ptr = _cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])
-            i8p, i32 = _ir.IntType(8).as_pointer(), _ir.IntType(32)
-            fn = _cgutils.get_or_insert_function(
-                builder.module, _ir.FunctionType(_ir.VoidType(), [i8p, i32, i32, i32]),
-                "llvm.prefetch.p0i8")
-            builder.call(fn, [builder.bitcast(ptr, i8p), _ir.Constant(i32, 0),
-                              _ir.Constant(i32, 3), _ir.Constant(i32, 1)])
-            return context.get_dummy_value()
-        return numba.types.void(array, index), codegen
-
-
 _AHEAD = 32  # accesses to look ahead: prefetch the slot of key i + _AHEAD while numbering key i
 
 
@@ -350,7 +417,7 @@ def _dense_remap(keys, out, start, slots, distinct, n_distinct):
         if nd >= limit:
             return i, nd
         if i + _AHEAD < n:
-            _prefetch(slots, 2 * (fmix64(np.uint64(keys[i + _AHEAD])) & mask))
+            prefetch(slots, 2 * (fmix64(np.uint64(keys[i + _AHEAD])) & mask))
         k = keys[i]
         h = fmix64(np.uint64(k)) & mask
         while True:
@@ -376,7 +443,7 @@ def _dense_rehash(distinct, slots):
     m = distinct.shape[0]
     for j in range(m):
         if j + _AHEAD < m:
-            _prefetch(slots, 2 * (fmix64(np.uint64(distinct[j + _AHEAD])) & mask))
+            prefetch(slots, 2 * (fmix64(np.uint64(distinct[j + _AHEAD])) & mask))
         k = distinct[j]
         h = fmix64(np.uint64(k)) & mask
         while slots[2 * h + 1] != -1:
@@ -410,7 +477,7 @@ def _dense_remap_direct(keys, lo, first, out, distinct):
     n = keys.shape[0]
     for i in range(n):
         if i + _DIRECT_AHEAD < n:
-            _prefetch(first, keys[i + _DIRECT_AHEAD] - lo)
+            prefetch(first, keys[i + _DIRECT_AHEAD] - lo)
         k = keys[i]
         v = first[k - lo]
         if v == 0:

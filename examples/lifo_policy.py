@@ -1,13 +1,43 @@
 """LIFO, a cachesim plugin: on a miss in a full cache, evict the key inserted last.
-
-Two versions of one policy: `lifo` (a numba kernel, fast) and `lifo-python` (a PythonPolicy,
-slow: a prototype). `cachesim --plugin lifo_policy replay trace.txt -p lifo,lifo-python -s 100`
-"""
+`lifo`: three numba pieces of cachesim's one request loop; `lifo-python`: a slow prototype.
+`cachesim --plugin lifo_policy replay trace.txt -p lifo,lifo-python -s 100`"""
 import numba
 import numpy as np
 
 import cachesim
-from cachesim.policies import EVICTIONS, HITS, MISS_BYTES, MISSES, Policy, PythonPolicy
+from cachesim.policies import Policy, PythonPolicy, loop_state, request_loop
+
+
+def init(setup):  # the policy's state: arrays only, so a replay can resume between chunks
+    resident = np.zeros(setup.n_keys, dtype=np.uint8)
+    stack = np.zeros(setup.n_keys, dtype=np.int32)  # resident keys, the newest last
+    return loop_state(setup, (resident, stack, np.zeros(1, dtype=np.int64)))  # depth
+
+
+@numba.njit(cache=True, inline="always")
+def hit(st, k, now, nx):  # is dense id k resident? (a hit changes nothing in LIFO)
+    return st[0][k] != 0
+
+
+@numba.njit(cache=True, inline="always")
+def evict(st, now):  # take the victim out of the state and return it
+    resident, stack, depth = st
+    depth[0] -= 1
+    resident[stack[depth[0]]] = 0
+    return stack[depth[0]]
+
+
+@numba.njit(cache=True, inline="always")
+def insert(st, k, now, nx):  # make k resident (the loop has made room for it)
+    resident, stack, depth = st
+    stack[depth[0]] = k
+    depth[0] += 1
+    resident[k] = 1
+
+
+kernel = request_loop(globals(), hit=hit, insert=insert, evict=evict)  # counts, sizes, capacity
+cachesim.register_policy(Policy(name="lifo", kernel=kernel, init=init, aliases=("stack",),
+                                description="evict the key inserted last"), replace=True)
 
 
 class LifoPython(PythonPolicy):
@@ -31,50 +61,5 @@ class LifoPython(PythonPolicy):
         return False
 
 
-def init(setup):
-    """State for one replay: arrays only, so a replay can stop and resume between chunks."""
-    n = setup.n_keys
-    resident = np.zeros(n, dtype=np.uint8)
-    stack = np.zeros(n, dtype=np.int32)      # resident keys, the newest last
-    stored = np.zeros(n, dtype=np.int64)     # size each resident takes (1 in unit mode)
-    meta = np.zeros(2, dtype=np.int64)       # [stack depth, used]
-    return (resident, stack, stored, meta)
-
-
-@numba.njit(cache=True)
-def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counters):
-    resident, stack, stored, meta = state
-    depth, used = meta[0], meta[1]
-    has_sizes = sizes.shape[0] > 0
-    for i in range(keys.shape[0]):
-        k = keys[i]
-        t = key_table[k]
-        if resident[k]:
-            counters[t, HITS] += 1
-            continue
-        counters[t, MISSES] += 1
-        s = sizes[i] if has_sizes else 1
-        if has_sizes:
-            counters[t, MISS_BYTES] += s
-        need = 1 if unit else s
-        if need > capacity:
-            continue
-        while used + need > capacity:
-            depth -= 1
-            v = stack[depth]
-            resident[v] = 0
-            used -= stored[v]
-            counters[key_table[v], EVICTIONS] += 1
-        stack[depth] = k
-        depth += 1
-        resident[k] = 1
-        stored[k] = need
-        used += need
-    meta[0] = depth
-    meta[1] = used
-
-
-cachesim.register_policy(Policy(name="lifo", kernel=kernel, init=init, aliases=("stack",),
-                                description="evict the key inserted last"), replace=True)
 cachesim.register_policy(Policy(name="lifo-python", python_class=LifoPython,
                                 description="LIFO as a plain-Python prototype"), replace=True)

@@ -411,8 +411,11 @@ def batch_replay(keys, tables, batches, n_tables, policy, capacity, ways):
     counters; one step per batch: {"slot": {key: line or -1}, "was_hit": {key: bool},
     "evicted": sorted [(line, key)], "filled": sorted [(line, key)]}.
     Lines are numbered cache after cache (table order), set * W + way inside a cache.
+    `policy` "fifo" is FIFO by fill stamp (the rule tests/batch_fifo_plugin.py declares): LRU's
+    rules except that a hit does not restamp its line.
     """
     lfu = policy == "lfu"
+    restamp = policy == "lru"
     caps = [capacity] if isinstance(capacity, int) else list(capacity)
     caches = []  # per cache: W, S, first line
     first = 0
@@ -457,7 +460,7 @@ def batch_replay(keys, tables, batches, n_tables, policy, capacity, ways):
             per_table["unique_indices"][t] += 1
             if k in where:
                 was_hit[k] = True
-                if not lfu:
+                if restamp:
                     stamp[where[k]] = b
             else:
                 was_hit[k] = False

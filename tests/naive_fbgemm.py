@@ -66,7 +66,8 @@ class NaiveFbgemm:
         self.timestep += 1
         t = self.timestep
         stats = [0] * 6
-        own = {"fills": 0, "evictions": 0, "unique_misses": 0, "conflict_unique_misses": 0}
+        own = {"fills": 0, "evictions": 0, "unique_misses": 0, "conflict_unique_misses": 0,
+               "misses": 0}
         if not linear:
             self._unlock_previous([])
             return stats, own, []
@@ -94,6 +95,7 @@ class NaiveFbgemm:
                 if not found:
                     cache_sets[n] = s
                     stats[3] += 1
+                    own["misses"] += occ[idx]  # accesses whose key was not cached at the start
             order = sorted(range(len(uniq)), key=lambda n: cache_sets[n])  # stable radix sort
             sorted_sets = [cache_sets[n] for n in order]
             sorted_idx = [uniq[n] for n in order]
@@ -141,6 +143,7 @@ class NaiveFbgemm:
                     cache_sets[n] = (s << LFU_COUNTER_BITS) | (
                         (1 << LFU_COUNTER_BITS) - 1 - self.lfu[idx])
                     own["unique_misses"] += 1
+                    own["misses"] += occ[idx]
             order = sorted(range(len(uniq)), key=lambda n: cache_sets[n])
             sorted_sets = [cache_sets[n] for n in order]
             sorted_idx = [uniq[n] for n in order]
@@ -208,7 +211,7 @@ def fbgemm_sets(rows, load_factor, ways=32):
 FBGEMM_NAMES = ("num_calls", "num_requested_indices", "num_unique_indices", "num_unique_misses",
                 "num_conflict_unique_misses", "num_conflict_misses")
 OWN_NAMES = ("requested_indices", "unique_indices", "unique_misses", "conflict_unique_misses",
-             "conflict_misses", "fills", "evictions")
+             "conflict_misses", "fills", "evictions", "misses")
 
 
 def replay(batches, table_rows, policy="lru", sets=None, load_factor=None, ways=32,

@@ -45,7 +45,7 @@ def test_batch_hits_and_misses_are_per_access_hand_traced():
     # 2 rows, fully associative. batch 1 [1 2 1]: nothing cached, 3 accesses miss (1 twice);
     # batch 2 [1 3 3]: 1 was cached (a hit), 3 was not (2 misses); 3 evicts 2.
     tr = cachesim.Trace.from_keys([1, 2, 1, 1, 3, 3], batch=[0, 0, 0, 1, 1, 1])
-    r = cachesim.replay(tr, "lru", 2, ways=None)
+    r = cachesim.replay(tr, "lru", 2, ways=None, cache_model="ideal")
     assert (r.mode, r.requests, r.hits, r.misses) == ("batch", 6, 1, 5)
     assert r.hit_ratio == 1 / 6 and r.unique_misses == 3 and r.unique_indices == 4
     assert r.miss_bytes == 5 * 64 and r.evictions == 1   # dim 16 fp32 rows: 64 B
@@ -58,7 +58,7 @@ def test_batch_misses_match_the_oracle():
     keys = rng.zipf(1.3, 3000) % 500
     tr = cachesim.Trace.from_keys(keys, batch=np.arange(3000) // 100)
     for policy, ways in (("lru", 8), ("lfu", None)):
-        r = replay_batch(tr, policy, 60, ways=ways)
+        r = replay_batch(tr, policy, 60, ways=ways, cache_model="ideal")
         tot, per_t, _ = naive.batch_replay(tr.keys.tolist(), tr.table.tolist(), tr.batch.tolist(),
                                            1, policy, 60, ways)
         assert r.misses == tot["misses"] and r.hits == len(tr) - tot["misses"]
@@ -174,7 +174,7 @@ def test_fully_associative_large_caches_match_the_oracle(seed, policy, capacity,
     n = 600
     keys = rng.zipf(1.2, n) % 400
     tr = cachesim.Trace.from_keys(keys, batch=np.arange(n) // batch_len)
-    r = replay_batch(tr, policy, capacity, ways=None)
+    r = replay_batch(tr, policy, capacity, ways=None, cache_model="ideal")
     tot, _, _ = naive.batch_replay(tr.keys.tolist(), tr.table.tolist(), tr.batch.tolist(), 1,
                                    policy, capacity, None)
     for name in COUNTER_NAMES:

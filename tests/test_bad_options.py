@@ -61,7 +61,8 @@ BAD_VALUES = [
     # report
     (["report", TRACE, "-o", "{tmp}/r", "--ways", "abc"], "--ways 'abc'"),
     (["report", TRACE, "-o", "{tmp}/r", "--seeds", "0,x"], "--seeds 'x'"),
-    (["report", TRACE, "-o", "{tmp}/r", "--sizes", "5%,abc"], "--sizes 'abc'"),
+    (["report", TRACE, "-o", "{tmp}/r", "--size", "5%,abc"], "--size 'abc'"),
+    (["report", TRACE, "-o", "{tmp}/r", "--sizes", "5%,abc"], "--size 'abc'"),  # old spelling
     (["report", TRACE, "-o", "{tmp}/r", "--precision", "fp33"], "--precision fp33"),
     (["report", TRACE, "-o", "{tmp}/r", "-p", "nope"], "unknown policy 'nope'"),
     (["report", TRACE, "-o", "{tmp}/r", "--jobs", "0"], "--jobs"),
@@ -75,7 +76,8 @@ BAD_VALUES = [
     (["mrc", TRACE, "--rate", "abc"], "--rate"),
     (["mrc", TRACE, "--method", "guess"], "--method"),
     (["mrc", TRACE, "-p", "bogus", "--method", "mini"], "unknown policy 'bogus'"),
-    (["allocate", TRACE, "--budget", "1GiB", "--precision", "int8"], "--precision"),
+    (["allocate", TRACE, "--budget", "1GiB", "--cache-precision", "int8"], "--cache-precision"),
+    (["allocate", TRACE, "--budget", "1GiB", "--precision", "int8"], "--cache-precision"),
     (["analyze", TRACE, "--window", "0"], "--window"),
     (["allocate", TRACE, "--budget", "1GiB", "--dim", "0"], "--dim"),
     (["convert", TRACE, "{tmp}/o.parquet", "--batch-size", "0"], "--batch-size"),

@@ -77,11 +77,11 @@ def test_hand_traced_lru():
 def test_hand_traced_lfu():
     # one line: [5 5] fills it (count 2); [7] count 1 < 2 is refused; [7 7] count 3 >= 2 evicts 5
     tr = cachesim.Trace.from_keys([5, 5, 7, 7, 7], batch=[0, 0, 1, 2, 2])
-    r = replay_batch(tr, "lfu", 1, ways=None)
+    r = replay_batch(tr, "lfu", 1, ways=None, cache_model="ideal")
     assert (r.calls, r.unique_misses, r.conflict_unique_misses, r.conflict_misses,
             r.evictions) == (3, 3, 1, 1, 1)
     # LRU on the same trace: [7] evicts 5 (unused by the batch), [7 7] hits
-    r = replay_batch(tr, "lru", 1, ways=None)
+    r = replay_batch(tr, "lru", 1, ways=None, cache_model="ideal")
     assert (r.unique_misses, r.conflict_unique_misses, r.evictions) == (2, 0, 1)
 
 
@@ -89,7 +89,7 @@ def test_lines_used_by_the_batch_are_never_taken():
     # 1 line: [1] fills it; [1 2]: 1 hits, 2 finds no line it may take -> conflict, 2 accesses
     tr = cachesim.Trace.from_keys([1, 1, 2, 2], batch=[0, 1, 1, 1])
     for pol in ("lru", "lfu"):
-        r = replay_batch(tr, pol, 1, ways=1)
+        r = replay_batch(tr, pol, 1, ways=1, cache_model="ideal")
         assert (r.unique_misses, r.conflict_unique_misses, r.conflict_misses, r.evictions) == \
             (2, 1, 2, 0)
 
@@ -106,7 +106,7 @@ def batched_traces(draw):
 
 
 def _compare_with_oracle(tr, policy, capacity, ways, per_table):
-    res = replay_batch(tr, policy, capacity, ways=ways, per_table=per_table)
+    res = replay_batch(tr, policy, capacity, ways=ways, per_table=per_table, cache_model="ideal")
     tot, per_t, steps = _oracle(tr, policy, list(capacity) if per_table else capacity, ways)
     for n in COUNTER_NAMES:
         assert getattr(res, n) == tot[n], n
@@ -173,7 +173,7 @@ def test_cache_as_large_as_the_keys_misses_only_compulsorily(policy):
     for kw in ({"capacity": "100%", "ways": None}, {"capacity": tr.n_distinct, "ways": None},
                {"capacity": "100%", "ways": None, "per_table": True},
                {"capacity": tr.n_distinct, "ways": tr.n_distinct}):
-        r = replay_batch(tr, policy, **kw)
+        r = replay_batch(tr, policy, **kw, cache_model="ideal")
         check_invariants(r, tr.n_distinct)
         assert r.unique_misses == tr.n_distinct and r.conflict_unique_misses == 0
         assert r.conflict_misses == 0 and r.evictions == 0, kw
@@ -182,7 +182,7 @@ def test_cache_as_large_as_the_keys_misses_only_compulsorily(policy):
 @pytest.mark.parametrize("policy", ["lru", "lfu"])
 def test_replay_equals_steps_and_resumes(policy):
     tr = _zipf_trace(seed=5)
-    res = replay_batch(tr, policy, "5%", ways=4, per_table=True)
+    res = replay_batch(tr, policy, "5%", ways=4, per_table=True, cache_model="ideal")
     check_invariants(res, tr.n_distinct)
     caps, _ = table_capacities(tr, "5%")
     a = BatchCache.for_trace(tr, caps, ways=4, policy=policy)
@@ -202,9 +202,9 @@ def test_replay_equals_steps_and_resumes(policy):
 
 def test_set_assoc_has_conflicts_and_more_ways_fewer():
     tr = _zipf_trace(seed=9)
-    r1 = replay_batch(tr, "lru", "10%", ways=1)
-    r32 = replay_batch(tr, "lru", "10%", ways=32)
-    full = replay_batch(tr, "lru", "10%", ways=None)
+    r1 = replay_batch(tr, "lru", "10%", ways=1, cache_model="ideal")
+    r32 = replay_batch(tr, "lru", "10%", ways=32, cache_model="ideal")
+    full = replay_batch(tr, "lru", "10%", ways=None, cache_model="ideal")
     for r in (r1, r32, full):
         check_invariants(r, tr.n_distinct)
     assert r1.conflict_unique_misses > r32.conflict_unique_misses
@@ -219,7 +219,7 @@ def test_table_capacities():
     assert caps.tolist() == [max(1, round(0.05 * d)) for d in distinct] and text == "5%"
     caps, _ = table_capacities(tr, 100)  # split in proportion to distinct keys, summing to 100
     assert caps.sum() == 100 and (caps >= 1).all() and caps.argmax() == distinct.argmax()
-    r = replay_batch(tr, "lru", [3, 4, 5], ways=2, per_table=True)
+    r = replay_batch(tr, "lru", [3, 4, 5], ways=2, per_table=True, cache_model="ideal")
     # 3, 4, 5 rows at 2 ways: 2 + 2 + 3 sets, and `capacity` is the lines used, 4 + 4 + 6
     assert r.capacity == 14 and r.per_table_caches and r.n_sets == 2 + 2 + 3
 
@@ -227,32 +227,38 @@ def test_table_capacities():
 # -- errors ------------------------------------------------------------------------------------
 def test_errors():
     tr = _zipf_trace()
-    with pytest.raises(CachesimError, match="batch mode supports lru and lfu.*mode=\"access\" for fifo"):
-        replay_batch(tr, "fifo", "5%")
+    with pytest.raises(CachesimError, match="'fifo' has no batch rule.*with one: lru, lfu;.*"
+                                            "mode=\"access\" for fifo"):
+        replay_batch(tr, "fifo", "5%", cache_model="ideal")
     with pytest.raises(CachesimError, match="has no batches.*batch_size=N.*mode=\"access\""):
-        replay_batch(cachesim.Trace.from_keys([1, 2, 3]), "lru", 2)
+        replay_batch(cachesim.Trace.from_keys([1, 2, 3]), "lru", 2,
+                     cache_model="ideal")
     with pytest.raises(CachesimError, match="must not decrease.*access 2 has batch 0 after batch 1"):
-        replay_batch(cachesim.Trace.from_keys([1, 2, 3], batch=[0, 1, 0]), "lru", 2)
+        replay_batch(cachesim.Trace.from_keys([1, 2, 3], batch=[0, 1, 0]), "lru", 2,
+                     cache_model="ideal")
     with pytest.raises(CachesimError, match="batch mode counts rows"):
-        replay_batch(tr, "lru", "1MiB")
+        replay_batch(tr, "lru", "1MiB", cache_model="ideal")
     with pytest.raises(CachesimError, match="give one per table"):
-        replay_batch(tr, "lru", [1, 2], per_table=True)
+        replay_batch(tr, "lru", [1, 2], per_table=True, cache_model="ideal")
     with pytest.raises(CachesimError, match="needs per-table caches"):
-        replay_batch(tr, "lru", [1, 2, 3])
+        replay_batch(tr, "lru", [1, 2, 3], cache_model="ideal")
     with pytest.raises(CachesimError, match="at least 1"):
-        replay_batch(tr, "lru", "5%", ways=0)
+        replay_batch(tr, "lru", "5%", ways=0, cache_model="ideal")
 
 
 def test_aliases_resolve():
     tr = _zipf_trace()
-    assert replay_batch(tr, "least-recently-used", "5%", ways=8).policy == "lru"
+    assert replay_batch(tr, "least-recently-used", "5%", ways=8,
+                        cache_model="ideal").policy == "lru"
 
 
 # -- engine and CLI ------------------------------------------------------------------------------
 def test_engine_dispatch():
     tr = _zipf_trace()
-    r = cachesim.replay(tr, "lru", "5%", ways=8)  # batched trace: batch mode by default
-    assert r.mode == "batch" and r.to_record() == replay_batch(tr, "lru", "5%", ways=8).to_record() \
+    # batched trace: batch mode by default
+    r = cachesim.replay(tr, "lru", "5%", ways=8, cache_model="ideal")
+    assert r.mode == "batch" and r.to_record() == replay_batch(
+        tr, "lru", "5%", ways=8, cache_model="ideal").to_record() \
         | {"seconds": r.seconds}
     a = cachesim.replay(tr, "lru", "5%", mode="access")
     assert isinstance(a, cachesim.Result) and a.requests == len(tr)
@@ -268,25 +274,31 @@ def test_cli_batch_mode(monkeypatch, tmp_path):
     tr = _zipf_trace()
     monkeypatch.setattr("cachesim.cli._read", lambda *a, **k: tr)
     run = CliRunner().invoke(cachesim.cli.cli, ["replay", "t", "-p", "lru,lfu", "-s", "5%",
+                                                "--cache-model", "ideal",
                                                 "-w", "8", "--per-table", "--json", "-q"])
     assert run.exit_code == 0, run.output
     recs = json.loads(run.output)
-    want = replay_batch(tr, "lfu", "5%", ways=8, per_table=True).to_record(per_table=True)
+    want = replay_batch(tr, "lfu", "5%", ways=8, per_table=True,
+                        cache_model="ideal").to_record(per_table=True)
     assert [r["policy"] for r in recs] == ["lru", "lfu"]
     assert {k: v for k, v in recs[1].items() if k != "seconds"} == \
         {k: v for k, v in want.items() if k != "seconds"}
-    run = CliRunner().invoke(cachesim.cli.cli, ["replay", "t", "-s", "5%", "-w", "8", "-q"])
+    run = CliRunner().invoke(cachesim.cli.cli, ["replay", "t", "-s", "5%", "-w", "8", "-q",
+                                                "--cache-model", "ideal"])
     assert run.exit_code == 0
     head = run.stdout.splitlines()[0].split()  # stderr: the note on the lines used
-    assert head == ["policy", "size", "capacity", "ways", "calls", "requested_indices",
-                    "unique_indices", "unique_misses", "conflict_unique_misses",
-                    "conflict_misses", "evictions", "hit_ratio"]
-    r = replay_batch(tr, "lru", "5%", ways=8)
-    assert run.stdout.splitlines()[1].split()[4:7] == [f"{r.calls:,}", f"{r.requested_indices:,}",
+    assert head == ["policy", "cache_model", "size", "capacity", "ways", "calls",
+                    "requested_indices", "unique_indices", "unique_misses",
+                    "conflict_unique_misses", "conflict_misses", "evictions", "hit_ratio"]
+    r = replay_batch(tr, "lru", "5%", ways=8, cache_model="ideal")
+    assert run.stdout.splitlines()[1].split()[1] == "ideal"
+    assert run.stdout.splitlines()[1].split()[5:8] == [f"{r.calls:,}", f"{r.requested_indices:,}",
                                                        f"{r.unique_indices:,}"]
     run = CliRunner().invoke(cachesim.cli.cli, ["replay", "t", "-p", "opt", "-s", "5%", "-q"])
     assert run.exit_code == 2
-    assert "batch mode supports lru and lfu, FBGEMM's two; use --mode access for opt" in run.output
+    assert "policy 'opt' has no batch rule" in run.output
+    assert "(the policies with one: lru, lfu;" in run.output
+    assert "use --mode access for opt" in run.output
 
 
 def test_cli_trace_without_batches(tmp_path):

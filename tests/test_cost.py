@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 import cachesim
 from cachesim.cli import cli
-from cachesim.costs.model import (costs_for, memory_cost, metadata_bytes, row_layout, transfer_cost)
+from cachesim.costs import (costs_for, memory_cost, metadata_bytes, row_layout, transfer_cost)
 from tests import naive
 
 # DLRM's Criteo Kaggle tables C1..C26 (shared/data/README.md)
@@ -198,7 +198,7 @@ def test_costs_for_batch_result_matches_the_step_api():
     tr = cachesim.Trace(table=rng.integers(0, 2, n), row=rng.zipf(1.3, n) % 300,
                         batch=np.arange(n) // 60, table_dims=[8, 32])
     rb = np.array([8 + 8, 32 + 8])                      # int8 rows
-    res = replay_batch(tr, "lru", 40, ways=4)
+    res = replay_batch(tr, "lru", 40, ways=4, cache_model="ideal")  # BatchCache's model
     c = costs_for(res, tr, "int8")
     cache = BatchCache.for_trace(tr, 40, ways=4, policy="lru")
     starts = batch_starts(tr)

@@ -170,7 +170,7 @@ def test_outputs_into_a_missing_folder_or_onto_a_folder_are_one_line(tmp_path, s
                          (["convert", txt, str(tmp_path / "adir")], "is a folder")):
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
-    r = CliRunner().invoke(cli, ["mrc", txt, "--sizes", "1,10", "-o", str(tmp_path / "m.csv")])
+    r = CliRunner().invoke(cli, ["mrc", txt, "--size", "1,10", "-o", str(tmp_path / "m.csv")])
     assert r.exit_code == 0
     import os
     umask = os.umask(0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from cachesim.costs import model as cost
+from cachesim import costs as cost
 from cachesim.executor import quant
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import cachesim
 from cachesim.cli import cli
-from cachesim.costs.model import cache_rows_for, memory_cost, parse_rows
+from cachesim.costs import cache_rows_for, memory_cost, parse_rows
 from cachesim.errors import CachesimError
 from cachesim.hashing import geometry_note, set_geometry
 from cachesim.io import Trace, read_trace
@@ -153,7 +153,7 @@ def test_access_and_batch_use_the_same_lines(size, ways, sets, used):
     keys = rng.integers(0, 60, 600)
     tr = Trace.from_keys(keys, batch=np.arange(600) // 20)
     a = cachesim.replay(tr, "lru", size, ways=ways, mode="access")
-    b = cachesim.replay(tr, "lru", size, ways=ways, mode="batch")
+    b = cachesim.replay(tr, "lru", size, ways=ways, mode="batch", cache_model="ideal")
     for r in (a, b):
         assert (r.capacity, r.ways, r.n_sets, r.n_lines) == (sets * used, used, sets, sets * used)
         assert r.size == str(size)

@@ -25,7 +25,8 @@ from cachesim.io.tabular import write_trace
 
 # one fully associative LFU replay of ~2M accesses takes seconds; the three others under one:
 # sorted longest first, the first part lands while that long one is still in flight
-ARGS = ["-p", "lfu", "-s", "20%,2%", "--ways", "none,32", "--precision", "int8", "-j", "2"]
+ARGS = ["-p", "lfu", "-s", "20%,2%", "--ways", "none,32", "--cache-model", "ideal",
+        "--precision", "int8", "-j", "2"]
 N_CONFIGS = 4
 EXIT_WITHIN_S = 5.0   # the old code waited for the configurations in flight (minutes)
 
@@ -89,7 +90,7 @@ def test_sigint_keeps_finished_parts_and_rerun_resumes(tmp_path):
     assert _temp_files(parts, tmp_path) == []
     resumed = pl.read_parquet(out)
     fresh = run_sweep(read_trace(trace_path), "lfu", "20%,2%", ways="none,32",
-                      precisions="int8", jobs=2).table
+                      precisions="int8", jobs=2, cache_model="ideal").table
     assert resumed.height == fresh.height == N_CONFIGS
     assert resumed.drop("replay_seconds").equals(fresh.drop("replay_seconds"))
 
@@ -101,7 +102,8 @@ def _small(n=4000):
                           batch=np.arange(n) // 100, table_dims=[16, 16, 32])
 
 
-SMALL = dict(policies="lru,lfu", sizes="2%,10%", ways="none", precisions="int8")
+SMALL = dict(policies="lru,lfu", sizes="2%,10%", ways="none", precisions="int8",
+             cache_model="ideal")
 
 
 def test_sigint_is_held_off_while_a_part_is_written():

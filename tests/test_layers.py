@@ -10,7 +10,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "cachesim"
 # lowest first; a module belongs to the first entry that is it or its package
 LAYERS = [
     ["cachesim.errors", "cachesim.version", "cachesim.hashing", "cachesim.sizes",
-     "cachesim.files", "cachesim.progress", "cachesim.plotting"],
+     "cachesim.files", "cachesim.progress", "cachesim.plotting",
+     "cachesim.numba_util", "cachesim.lazy"],
     ["cachesim.trace"],
     ["cachesim.io"],
     ["cachesim.policies"],

@@ -32,6 +32,37 @@ def test_matches_naive_bytes(pairs, capacity):
     assert (r.hits, r.misses, r.miss_bytes, r.evictions) == naive.lru(keys, capacity, sizes, unit=False)
 
 
+def _feed(kernel, trace, capacity, chunks):
+    """Counters and state after feeding `trace` to `kernel` in the given chunks (rows, one
+    table: the case LRU's hand-specialised loop takes)."""
+    from cachesim.simulate.access import Replayer
+    rp = Replayer(trace, cachesim.get_policy("lru"), capacity, True)
+    empty = np.zeros(0, dtype=np.int64)
+    for start, stop in chunks:
+        kernel(trace.dense_ids[start:stop], empty, empty, trace.key_table, True, capacity, start,
+               rp.state, rp.counters)
+    (pos, queue, meta), _, used = rp.state
+    assert rp.counters[0, 3] > 0  # the trace evicts
+    return rp.counters.tolist(), pos.tolist(), queue[meta[0]:meta[1]].tolist(), meta.tolist(), \
+        used.tolist()
+
+
+def test_fast_path_and_request_loop_are_twins():
+    """LRU keeps a loop specialised for rows and one table (the bench shows it pays); the
+    generic request loop (`lru.replay`) is its tested twin: the same counters and the same
+    state, also across chunks and queue compactions (a small capacity compacts often)."""
+    from cachesim.policies import lru
+    rng = np.random.default_rng(7)
+    for capacity in (1, 3, 40):
+        tr = cachesim.Trace.from_keys(rng.zipf(1.2, 6000) % 300)
+        n = len(tr)
+        chunks = [(0, 1), (1, 2500), (2500, n)]
+        fast = _feed(lru.kernel, tr, capacity, chunks)
+        generic = _feed(lru.replay, tr, capacity, chunks)
+        assert fast == generic, capacity
+        assert fast[0][0][1] == naive.lru(tr.dense_ids.tolist(), capacity)[1]
+
+
 def test_golden_cloudphysics(shared_data):
     exp = json.loads((shared_data / "cloudphysics/expected.json").read_text())
     txt = cachesim.read_trace(shared_data / "cloudphysics/cloudPhysicsIO.txt")

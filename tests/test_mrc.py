@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 import cachesim
 from cachesim.cli import cli
 from cachesim.errors import CachesimError
-from cachesim.analysis import mrc as M
+from cachesim.analysis import mrc as M, shards as S
 from tests import naive
 
 
@@ -128,20 +128,20 @@ def test_cloudphysics_golden(shared_data):
 # -- SHARDS --------------------------------------------------------------------------------------
 @given(keys_st, st.sampled_from([0.3, 0.5, 1.0]))
 def test_shards_fixed_rate_kernel_matches_naive(keys, rate):
-    tmax = int(M._threshold(rate))
+    tmax = int(S._threshold(rate))
     hist_want, sampled_want = naive.shards_fixed_rate(keys, tmax)
     stats = np.zeros(6)
-    hist = M._shards(np.array(keys, dtype=np.int64), np.uint64(tmax), 0, 1024, stats)
+    hist = S._shards(np.array(keys, dtype=np.int64), np.uint64(tmax), 0, 1024, stats)
     assert int(stats[0]) == sampled_want
     assert {d: int(c) for d, c in enumerate(hist) if c} == hist_want
 
 
 @given(keys_st, st.integers(1, 12))
 def test_shards_fixed_size_kernel_matches_naive(keys, s_max):
-    tmax = int(M._threshold(1.0))
+    tmax = int(S._threshold(1.0))
     hist_want, total_want, rate_want = naive.shards_fixed_size(keys, tmax, s_max)
     stats = np.zeros(6)
-    hist = M._shards(np.array(keys, dtype=np.int64), np.uint64(tmax), s_max, 1 << 16, stats)
+    hist = S._shards(np.array(keys, dtype=np.int64), np.uint64(tmax), s_max, 1 << 16, stats)
     assert stats[3] == 1.0  # no bucket merging at this size
     got = {b: w for b, w in enumerate(hist) if w}
     assert got.keys() == hist_want.keys()
@@ -274,7 +274,7 @@ def test_torchrec_histogram_reproduces_exact_curve():
 def test_cli_mrc_outputs(tmp_path, shared_data):
     path = str(shared_data / "cloudphysics/cloudPhysicsIO.txt")
     runner = CliRunner()
-    r = runner.invoke(cli, ["mrc", path, "--sizes", "0,1,20"])
+    r = runner.invoke(cli, ["mrc", path, "--size", "0,1,20"])
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
     assert lines[0] == "size,miss_ratio,hit_ratio" and lines[1] == "0,1.0,0.0"

@@ -31,7 +31,7 @@ def _records(text):
 def test_shards_on_the_criteo_sample_warns_and_marks_small_sizes():
     # 1% of 43,591 keys: 421 keys and 1,462 accesses; 100 sampled rows = 10,000 rows
     r = CliRunner().invoke(cli, ["mrc", str(CRITEO), "--method", "shards",
-                                 "--sizes", "1,99,100,436,9999,10000,20000"])
+                                 "--size", "1,99,100,436,9999,10000,20000"])
     assert r.exit_code == 0, r.output
     err = r.stderr.splitlines()
     assert len(err) == 1 and err[0].startswith("cachesim: warning: the shards sample at rate "
@@ -46,7 +46,7 @@ def test_shards_on_the_criteo_sample_warns_and_marks_small_sizes():
 
 def test_mini_on_the_criteo_sample_warns_and_marks_small_sizes_in_json():
     r = CliRunner().invoke(cli, ["mrc", str(CRITEO), "--method", "mini", "--policy", "fifo",
-                                 "--sizes", "50,436,10000", "--json"])
+                                 "--size", "50,436,10000", "--json"])
     assert r.exit_code == 0, r.output
     assert "cachesim: warning: the mini sample at rate 0.01 holds 421 keys" in r.stderr
     recs = _records(r.stdout)
@@ -84,7 +84,7 @@ def test_per_table_gives_one_warning():
 
 
 def test_exact_has_no_reliable_column_and_no_warning():
-    r = CliRunner().invoke(cli, ["mrc", str(CRITEO), "--sizes", "1,436"])
+    r = CliRunner().invoke(cli, ["mrc", str(CRITEO), "--size", "1,436"])
     assert r.exit_code == 0 and r.stderr == ""
     assert r.stdout.splitlines()[0] == "size,miss_ratio,hit_ratio"
 
@@ -110,7 +110,7 @@ def test_s_max_fills_the_sample_and_beats_the_fixed_rate(criteo):
 
 def test_cli_s_max_differs_from_the_rate_and_does_not_warn():
     runner = CliRunner()
-    sizes = ["--sizes", "1000,5000,20000", "--json"]
+    sizes = ["--size", "1000,5000,20000", "--json"]
     a = runner.invoke(cli, ["mrc", str(CRITEO), "--method", "shards", "--s-max", "8192", *sizes])
     b = runner.invoke(cli, ["mrc", str(CRITEO), "--method", "shards", *sizes])
     assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output

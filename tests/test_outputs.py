@@ -18,7 +18,7 @@ from cachesim.reports.report import ReportOptions, build_report
 SMALL = ReportOptions(fractions=(0.01, 0.05), precisions=("fp32", "int8"),
                       curve_policies=("lru",), policies=("lru",), jobs=1,
                       target_hit_ratio=0.5)
-SMALL_ARGS = ["-q", "--sizes", "1%,5%", "--precision", "fp32,int8", "-p", "lru", "--jobs", "1"]
+SMALL_ARGS = ["-q", "--size", "1%,5%", "--precision", "fp32,int8", "-p", "lru", "--jobs", "1"]
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ from click.testing import CliRunner
 import cachesim
 from cachesim.simulate.batch import replay_batch
 from cachesim.cli import cli
-from cachesim.costs.model import costs_for
+from cachesim.costs import costs_for
 from cachesim.sweep import make_configs, parts_dir, run_sweep
+from tests import naive
 
 
 def _trace(n=4000, seed=1):
@@ -25,11 +26,13 @@ def _same(a: pl.DataFrame, b: pl.DataFrame) -> bool:
     return a.drop("replay_seconds").equals(b.drop("replay_seconds"))
 
 
-SWEEP = dict(policies="lru,lfu", sizes="2%,10%", ways="8,none", precisions="fp32,int8,int4")
+# the ideal model: any ways, fully associative too (FBGEMM's model has 32 or 64 ways only)
+SWEEP = dict(policies="lru,lfu", sizes="2%,10%", ways="8,none", precisions="fp32,int8,int4",
+             cache_model="ideal")
 
 
 def test_cross_product_checked_before_running():
-    cfgs = make_configs("lru,lfu", "1%,5%,100", "32,none", "both", "batch")
+    cfgs = make_configs("lru,lfu", "1%,5%,100", "32,none", "both", "batch", cache_model="ideal")
     assert len(cfgs) == 2 * 3 * 2 * 2
     assert len({c.key for c in cfgs}) == len(cfgs)
     with pytest.raises(cachesim.CachesimError, match="in bytes"):
@@ -57,7 +60,7 @@ def test_one_replay_per_config_and_costs_per_precision(monkeypatch):
                    & (pl.col("ways") == 8) & (~pl.col("per_table"))
                    & (pl.col("precision") == "int4")).to_dicts()
     assert len(row) == 1
-    direct = replay_batch(tr, "lfu", "10%", ways=8)
+    direct = replay_batch(tr, "lfu", "10%", ways=8, cache_model="ideal")
     want = costs_for(direct, tr, "int4")
     for k in ("unique_misses", "conflict_unique_misses", "evictions", "calls", "n_lines"):
         assert row[0][k] == getattr(direct, k)
@@ -114,9 +117,11 @@ def test_recost_without_replay_and_fresh(tmp_path):
 
 def test_parts_of_another_trace_are_refused(tmp_path):
     out = tmp_path / "r.json"
-    run_sweep(_trace(seed=1), out=out, jobs=1, policies="lru", sizes="5%", ways="none")
+    run_sweep(_trace(seed=1), out=out, jobs=1, policies="lru", sizes="5%", ways="none",
+              cache_model="ideal")
     with pytest.raises(cachesim.CachesimError, match="--fresh"):
-        run_sweep(_trace(seed=2), out=out, jobs=1, policies="lru", sizes="5%", ways="none")
+        run_sweep(_trace(seed=2), out=out, jobs=1, policies="lru", sizes="5%", ways="none",
+                  cache_model="ideal")
     assert json.loads(out.read_text())[0]["policy"] == "lru"
 
 
@@ -137,7 +142,8 @@ def test_dask_gives_the_same_table():
     distributed = pytest.importorskip("dask.distributed",
                                       reason="dask is the optional 'dist' extra")
     tr = _trace(n=2000)
-    args = dict(policies="lru", sizes="5%,10%", ways="none", precisions="int8")
+    args = dict(policies="lru", sizes="5%,10%", ways="none", precisions="int8",
+                cache_model="ideal")
     # an in-process cluster keeps the test fast; `dask="local"` starts worker processes
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
@@ -158,8 +164,30 @@ def test_cli_sweep_writes_table_and_reports(tmp_path):
                                    "-o", str(out), "-j", "2"])
     assert res.exit_code == 0, res.output
     assert "replayed 2 of 2 configurations (0 reused)" in res.output
+    # worked by hand: 299 distinct keys, so 5% = 15 rows and 10% = 30; rows 0..299 of 16 fp32
+    # (64 bytes) or int8 + scale/bias (24 bytes); fp32 cache lines plus 16 bytes (tag, LRU
+    # stamp) each; transfers (misses + write-backs) / (2 x 2000); ratio = 300 x 64 / total
+    hits = [naive.lru(keys.tolist(), c)[0] for c in (15, 30)]
+    assert hits == [103, 185]  # hit ratios 0.0515 and 0.0925
+    assert res.stdout.splitlines() == [
+        "policy  cache_model  size  ways  per_table  precision  hit_ratio  h2d_bytes_per_step  "
+        "d2h_bytes_per_step  transfer_vs_no_cache  total_bytes  ratio_vs_fp32",
+        "   lru            -    5%  none         no       fp32     0.0515                   -  "
+        "                 -                0.9447       20,400         0.9412",
+        "   lru            -    5%  none         no       int8     0.0515                   -  "
+        "                 -                0.9447        8,400         2.2857",
+        "   lru            -   10%  none         no       fp32     0.0925                   -  "
+        "                 -                0.9000       21,600         0.8889",
+        "   lru            -   10%  none         no       int8     0.0925                   -  "
+        "                 -                0.9000        9,600         2.0000"]
     table = pl.read_parquet(out)
     assert table.height == 4 and {"h2d_bytes", "ratio_vs_fp32", "hit_ratio"} <= set(table.columns)
+    # after a finished sweep, OUT.parts/ holds its manifest and one part per configuration only
+    assert sorted(p.name for p in parts_dir(out).iterdir()) == [
+        "access-lru-10pct-wfull-shared.json", "access-lru-5pct-wfull-shared.json",
+        "manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys.txt", "res.parquet",
+                                                          "res.parquet.parts"]
     res = CliRunner().invoke(cli, ["sweep", str(trace_file), "-s", "5%"])
     assert res.exit_code == 2
     assert res.output.count("\n") == 1 and "--mode access" in res.output
@@ -173,7 +201,8 @@ class _Terminal(io.StringIO):
 def test_progress_lines_when_stderr_is_not_a_terminal(monkeypatch, capsys):
     import cachesim.sweep as sweep_mod
     tr = _trace()
-    args = dict(policies="lru", sizes="2%,10%", ways="8,none", jobs=1, progress=True)
+    args = dict(policies="lru", sizes="2%,10%", ways="8,none", jobs=1, progress=True,
+                cache_model="ideal")
     monkeypatch.setattr(sweep_mod, "LINES_AFTER_S", 1e9)  # before the threshold: nothing
     run_sweep(tr, **args)
     assert capsys.readouterr().err == ""
@@ -193,7 +222,8 @@ def test_progress_bar_on_a_terminal_and_no_lines(monkeypatch):
     monkeypatch.setattr(sweep_mod, "LINES_AFTER_S", 0.0)
     term = _Terminal()
     monkeypatch.setattr("sys.stderr", term)
-    run_sweep(_trace(), policies="lru,lfu", sizes="5%", ways="none", jobs=1, progress=True)
+    run_sweep(_trace(), policies="lru,lfu", sizes="5%", ways="none", jobs=1, progress=True,
+              cache_model="ideal")
     text = term.getvalue()
     assert "sweep: 100%" in text and "2/2" in text and "config" in text
     assert " done:" not in text

@@ -23,7 +23,8 @@ import numba
 import numpy as np
 
 from ..errors import CachesimError
-from .mrc import _table_traces, _tables_with_accesses, expected_lookups, lru_hits
+from .stack import lru_hits
+from .torchrec import tables_with_accesses, expected_lookups
 
 NOTE = ("greedy on the convex hull of each table's miss curve: optimal for convex curves and "
         "equal row costs, else up to the one segment taken in part")
@@ -89,7 +90,7 @@ class Allocation:
 
 def _row_cost(cache_precision: str, dims) -> np.ndarray:
     try:
-        from ..costs.model import cache_row_bytes
+        from ..costs import cache_row_bytes
     except ImportError:  # the cost model is optional: fp32 is 4 bytes, fp16 2
         per = {"fp32": 4, "fp16": 2}
         p = str(cache_precision).lower()
@@ -146,7 +147,7 @@ def allocate(trace, budget, cache_precision: str = "fp32", dim: int | None = Non
     below one row of the cheapest table."""
     trace.require_nonempty()
     budget_b = _parse_budget(budget)
-    tids = _tables_with_accesses(trace)
+    tids = tables_with_accesses(trace)
     dims = trace.table_dims[tids] if dim is None else np.full(len(tids), int(dim))
     if dim is not None and int(dim) < 1:
         raise CachesimError(f"--dim {dim}: an embedding dim is at least 1")
@@ -156,8 +157,8 @@ def allocate(trace, budget, cache_precision: str = "fp32", dim: int | None = Non
             f"budget {budget_b} B is below one cache row ({int(cost.min())} B at "
             f"{cache_precision}, dim {int(dims[np.argmin(cost)])}): raise --budget")
     names, hits, requests = [], [], []
-    for name, tr in _table_traces(trace):
-        names.append(name)
+    for _, tr in trace.per_table():
+        names.append(tr.table_names[0])
         hits.append(lru_hits(tr.dense_ids, tr.n_distinct))
         requests.append(len(tr))
     n_t = len(names)

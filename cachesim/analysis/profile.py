@@ -1,7 +1,7 @@
 """Trace analysis: sizes, popularity (Zipf fit, hot-set coverage), reuse, working set, drift.
 
 `analyze(trace, window=None) -> dict` (JSON-safe). Aggregations run in polars; the per-access
-passes (reuse time) are numba kernels; stack distances come from `cachesim.analysis.mrc`.
+passes (reuse time) are numba kernels; stack distances come from `cachesim.analysis.stack`.
 """
 from __future__ import annotations
 
@@ -192,7 +192,7 @@ def analyze(trace, window: int | None = None, top_k: int | None = None) -> dict:
     distinct keys, between 10 and 1000). Per-table entries in `tables`; the stack distance is
     the one in a single LRU stack shared by all tables (`mrc.stack_distances`), binned as the
     LRU depth (distance + 1: the rows an LRU cache needs to hit)."""
-    from .mrc import stack_distances
+    from .stack import stack_distances
     trace.require_nonempty()
     ids, n_keys, n_tables = trace.dense_ids, trace.n_distinct, trace.n_tables
     key_table = trace.key_table

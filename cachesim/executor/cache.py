@@ -6,12 +6,17 @@ Three ways to hold the rows, one interface (`gather` a batch, `apply` its row gr
 - `DeviceTable`: every row in FP32 on the device, no cache, no copies (precision fp32, size
   "all": the baseline).
 - `CachedTable`: every row in a `HostStore` at fp32/int8/int4, and an FP32 cache of `n_lines`
-  lines on the device whose slots come from `cachesim.simulate.batch.BatchCache.step` (one unified cache
-  over all tables, so all tables share one embedding dim). Per step, in the order the step API
-  prescribes: evicted lines are re-quantized into the store (D2H), missing rows are read from the
-  store (H2D) and dequantized into their lines, then the batch trains: cached rows are updated in
-  FP32 in their lines; conflict-miss rows (no line) are read from the store, and their updates are
-  re-quantized and written straight back (a read-modify-write: H2D then D2H).
+  lines on the device (one unified cache over all tables, so all tables share one embedding
+  dim). `cache_model` picks the rules that give the lines: 'fbgemm' (default) is FBGEMM's
+  training cache, `fbgemm_step.XpFbgemmCache`, whose index lives in device arrays next to the
+  lines (equal to `cachesim.simulate.fbgemm`'s kernel); 'ideal' is
+  `cachesim.simulate.batch.BatchCache.step` on the host (any ways, fully associative too,
+  ties broken by a stated rule; its slots are copied to the device each step). Per step, in
+  the order the step API prescribes: evicted lines are re-quantized into the store (D2H),
+  missing rows are read from the store (H2D) and dequantized into their lines, then the batch
+  trains: cached rows are updated in FP32 in their lines; conflict-miss rows (no line) are read
+  from the store, and their updates are re-quantized and written straight back (a
+  read-modify-write: H2D then D2H).
 - `CachedTable` with no cache (size 0): every unique row of every batch is a conflict miss; every
   update is re-quantized at once.
 
@@ -29,6 +34,8 @@ from .xp import ArrayBackend
 COUNTER_NAMES = ("calls", "requested_indices", "unique_indices", "unique_misses",
                  "conflict_unique_misses", "conflict_misses", "evictions", "misses")
 OPTIMIZERS = ("sgd", "adagrad")
+CACHE_MODELS = ("fbgemm", "ideal")
+FBGEMM_WAYS = (32, 64)  # one way per warp lane (cache_assoc: 32, or 64 on AMD CDNA)
 ADAGRAD_EPS = 1e-8
 
 
@@ -37,6 +44,18 @@ def check_optimizer(name: str) -> str:
         raise CachesimError(f"optimizer {name!r} is not one of {', '.join(OPTIMIZERS)}; "
                             "pass --optimizer sgd or adagrad")
     return name
+
+
+def check_cache_model(cache_model: str, ways) -> str:
+    """The executor's cache model: 'fbgemm' (FBGEMM's rules; 32 or 64 ways) or 'ideal'."""
+    if cache_model not in CACHE_MODELS:
+        raise CachesimError(f"cache model {cache_model!r} is not one of "
+                            f"{', '.join(CACHE_MODELS)}; pass --cache-model fbgemm or ideal")
+    if cache_model == "fbgemm" and (ways is None or int(ways) not in FBGEMM_WAYS):
+        raise CachesimError(f"ways={'full' if ways is None else ways}: FBGEMM's cache has one "
+                            "way per warp lane, 32 (or 64 on AMD); pass --ways 32, or "
+                            "--cache-model ideal for other ways")
+    return cache_model
 
 
 def init_rows(n_rows: int, dim: int, key_table: np.ndarray, table_rows: np.ndarray,
@@ -118,21 +137,41 @@ class DeviceTable:
 
 class CachedTable:
     """A host store at `precision` behind an FP32 device cache of `capacity_rows` lines driven by
-    `cachesim.simulate.batch.BatchCache` (capacity 0: no cache, every row a conflict miss)."""
+    `cache_model`'s rules (capacity 0: no cache, every row a conflict miss).
+
+    'fbgemm': FBGEMM's cache over tables of `table_rows` rows, sized by `fbgemm_size`
+    (`FbgemmCache`'s cache_sets or load_factor; default ceil(capacity_rows / ways) sets);
+    'ideal': `BatchCache`."""
 
     kind = "cache"
 
     def __init__(self, backend: ArrayBackend, rows: np.ndarray, precision: str, *,
                  capacity_rows: int, ways: int | None, policy: str, distinct_keys: np.ndarray,
                  key_table: np.ndarray, n_tables: int, rounding: str = "stochastic",
-                 optimizer: str = "sgd", seed: int = 0):
+                 optimizer: str = "sgd", seed: int = 0, cache_model: str = "fbgemm",
+                 table_rows=None, fbgemm_size: dict | None = None):
         self.backend, self.xp = backend, backend.xp
         n_rows, self.dim = rows.shape
         self.store = HostStore(backend, rows, precision, rounding, seed=seed)
         self.opt = _RowOptimizer(backend, n_rows, optimizer)
         self.cache = None
+        self.cache_model = check_cache_model(cache_model, ways) if capacity_rows > 0 else None
         self.counters = _zero_counters()
-        if capacity_rows > 0:
+        if capacity_rows > 0 and cache_model == "fbgemm":
+            from ..simulate.fbgemm import fbgemm_cache_sets
+            from .fbgemm_step import XpFbgemmCache
+            if table_rows is None:
+                raise ValueError("the fbgemm cache model needs table_rows (num_embeddings)")
+            xp = self.xp
+            size = fbgemm_size or {"cache_sets": fbgemm_cache_sets(capacity_rows, 1.0, int(ways))}
+            self.cache = XpFbgemmCache(xp, np.maximum(table_rows, 1), policy=policy,
+                                       ways=int(ways), n_ids=n_rows, **size)
+            # per dense id, on the device: its linear key and table (the cache hashes the key)
+            self._key_of = xp.asarray(np.asarray(distinct_keys, dtype=np.int64))
+            self._table_of = xp.asarray(np.asarray(key_table, dtype=np.int64))
+            self.n_lines = int(self.cache.n_lines)
+            self.lines = self.xp.zeros((self.n_lines, self.dim), dtype=self.xp.float32)
+        elif capacity_rows > 0:
             from ..simulate.batch import BatchCache
             self.cache = BatchCache(n_keys=n_rows, distinct_keys=distinct_keys,
                                     key_table=key_table, n_tables=n_tables,
@@ -155,13 +194,38 @@ class CachedTable:
 
     @property
     def device_bytes(self) -> int:
-        return (0 if self.lines is None else int(self.lines.nbytes)) + self.opt.nbytes
+        """Lines, optimizer state, and (cache model fbgemm) the cache index beside the lines."""
+        index = 0
+        if self.cache_model == "fbgemm":
+            index = self.cache.index_bytes + int(self._key_of.nbytes + self._table_of.nbytes)
+        return (0 if self.lines is None else int(self.lines.nbytes)) + self.opt.nbytes + index
 
     @property
     def host_bytes(self) -> int:
         return self.store.nbytes
 
     # -- one training step -------------------------------------------------------------------
+    def _step(self, ids: np.ndarray):
+        """Run the cache step on a batch and count it. Returns, on the device: (unique ids,
+        inverse, slot per unique id (-1: conflict miss), evicted slots, filled slots), and on
+        the host: (evicted ids, filled ids)."""
+        xp, c = self.xp, self.counters
+        if self.cache_model == "fbgemm":
+            ids_dev = xp.asarray(ids).astype(xp.int64)
+            st = self.cache.step_keys(self._key_of[ids_dev], self._table_of[ids_dev], ids_dev)
+            got = dict(st.counters, calls=1 if len(ids) else 0, misses=st.missed_accesses)
+            to_host = self.backend.to_host
+        else:
+            st = self.cache.step(ids)
+            got = st.counters
+            to_host = np.asarray
+        for k in COUNTER_NAMES:
+            c[k] += int(got[k])
+        return (xp.asarray(st.unique_ids).astype(xp.int64), xp.asarray(st.inverse),
+                xp.asarray(st.slot).astype(xp.int64), xp.asarray(st.evicted_slots),
+                xp.asarray(st.filled_slots), to_host(st.evicted_ids).astype(np.int64),
+                to_host(st.filled_ids).astype(np.int64))
+
     def gather(self, ids: np.ndarray):
         """(inverse on the device, FP32 rows of the batch's unique ids on the device). Runs the
         cache step (write-backs and fills) first."""
@@ -169,51 +233,46 @@ class CachedTable:
         c = self.counters
         if self.cache is None:
             uid, inverse = np.unique(ids, return_inverse=True)
-            inverse = inverse.reshape(-1)
-            slot = np.full(len(uid), -1, dtype=np.int64)
             for k, v in (("calls", 1), ("requested_indices", len(ids)),
                          ("unique_indices", len(uid)), ("unique_misses", len(uid)),
                          ("conflict_unique_misses", len(uid)), ("conflict_misses", len(ids)),
                          ("misses", len(ids))):
                 c[k] += v
+            uid_dev, inverse = xp.asarray(uid), xp.asarray(inverse.reshape(-1))
+            slot = xp.full(len(uid), -1, dtype=xp.int64)
         else:
-            step = self.cache.step(ids)
-            for k in COUNTER_NAMES:
-                c[k] += int(step.counters[k])
-            uid = np.asarray(step.unique_ids, dtype=np.int64)
-            inverse = np.asarray(step.inverse, dtype=np.int64)
-            slot = np.asarray(step.slot, dtype=np.int64)
-            ev_slots = np.asarray(step.evicted_slots, dtype=np.int64)
-            if len(ev_slots):
-                ev_ids = np.asarray(step.evicted_ids, dtype=np.int64)
-                self.store.write(ev_ids, self.lines[xp.asarray(ev_slots)])
-            fill_slots = np.asarray(step.filled_slots, dtype=np.int64)
-            if len(fill_slots):
-                fill_ids = np.asarray(step.filled_ids, dtype=np.int64)
-                self.lines[xp.asarray(fill_slots)] = self.store.read(fill_ids)
-        cached = slot >= 0
-        rows = xp.empty((len(uid), self.dim), dtype=xp.float32)
-        cached_pos = np.flatnonzero(cached)
-        miss_pos = np.flatnonzero(~cached)
+            uid_dev, inverse, slot, ev_slots, fill_slots, ev_ids, fill_ids = self._step(ids)
+            if len(ev_ids):
+                self.store.write(ev_ids, self.lines[ev_slots])
+            if len(fill_ids):
+                self.lines[fill_slots] = self.store.read(fill_ids)
+        rows, cached_pos, miss_pos, miss_ids = self._rows(uid_dev, slot, count=True)
+        self._last = (uid_dev, slot, cached_pos, miss_pos, miss_ids, rows)
+        return inverse, rows
+
+    def _rows(self, uid_dev, slot, count: bool):
+        """FP32 rows of the unique ids: their line where slot >= 0, else read from the store.
+        Returns (rows, positions cached, positions read, ids read (host))."""
+        xp = self.xp
+        rows = xp.empty((len(uid_dev), self.dim), dtype=xp.float32)
+        cached_pos = xp.flatnonzero(slot >= 0)
+        miss_pos = xp.flatnonzero(slot < 0)
+        miss_ids = self.backend.to_host(uid_dev[miss_pos]).astype(np.int64)
         if len(cached_pos):
-            rows[xp.asarray(cached_pos)] = self.lines[xp.asarray(slot[cached_pos])]
+            rows[cached_pos] = self.lines[slot[cached_pos]]
         if len(miss_pos):
-            rows[xp.asarray(miss_pos)] = self.store.read(uid[miss_pos])
-        self._last = (uid, slot, cached_pos, miss_pos, rows)
-        return xp.asarray(inverse), rows
+            rows[miss_pos] = self.store.read(miss_ids, count=count)
+        return rows, cached_pos, miss_pos, miss_ids
 
     def apply(self, d_rows, lr: float) -> None:
         """Update the rows of the last `gather`: cached ones in their FP32 lines, conflict misses
         re-quantized into the store (D2H)."""
-        xp = self.xp
-        uid, slot, cached_pos, miss_pos, rows = self._last
-        delta = self.opt.step(xp.asarray(uid), d_rows, lr)
+        uid_dev, slot, cached_pos, miss_pos, miss_ids, rows = self._last
+        delta = self.opt.step(uid_dev, d_rows, lr)
         if len(cached_pos):
-            cp = xp.asarray(cached_pos)
-            self.lines[xp.asarray(slot[cached_pos])] += delta[cp]
+            self.lines[slot[cached_pos]] += delta[cached_pos]
         if len(miss_pos):
-            mp = xp.asarray(miss_pos)
-            self.store.write(uid[miss_pos], rows[mp] + delta[mp])
+            self.store.write(miss_ids, rows[miss_pos] + delta[miss_pos])
         self._last = None
 
     # -- evaluation and checks ---------------------------------------------------------------
@@ -222,21 +281,21 @@ class CachedTable:
         cache, its counters and the byte counters do not change."""
         xp = self.xp
         uid, inverse = np.unique(ids, return_inverse=True)
-        slot = self.cache.slot_of[uid] if self.cache is not None else np.full(len(uid), -1)
-        rows = xp.empty((len(uid), self.dim), dtype=xp.float32)
-        cached_pos = np.flatnonzero(slot >= 0)
-        miss_pos = np.flatnonzero(slot < 0)
-        if len(cached_pos):
-            rows[xp.asarray(cached_pos)] = self.lines[xp.asarray(slot[cached_pos])]
-        if len(miss_pos):
-            rows[xp.asarray(miss_pos)] = self.store.read(uid[miss_pos], count=False)
+        uid_dev = xp.asarray(uid).astype(xp.int64)
+        if self.cache is None:
+            slot = xp.full(len(uid), -1, dtype=xp.int64)
+        elif self.cache_model == "fbgemm":
+            slot = self.cache.lines_of(self._key_of[uid_dev], self._table_of[uid_dev])
+        else:
+            slot = xp.asarray(self.cache.slot_of[uid])
+        rows = self._rows(uid_dev, slot, count=False)[0]
         return xp.asarray(inverse.reshape(-1)), rows
 
     def weights(self) -> np.ndarray:
         """Every row as FP32 on the host: the line where cached, else the dequantized store."""
         out = self.store.dequantized()
         if self.cache is not None:
-            line_ids = self.cache.line_ids
+            line_ids = self.backend.to_host(self.xp.asarray(self.cache.line_ids))
             valid = np.flatnonzero(line_ids >= 0)
             out[line_ids[valid]] = self.backend.to_host(self.lines[self.xp.asarray(valid)])
         return out

@@ -1,6 +1,7 @@
 """Row storage at fp32, int8 or int4: encode FP32 rows into bytes, decode them back.
 
-Layouts (one uint8 row of `row_bytes(precision, dim)` bytes; the same as cachesim.costs.model):
+Layouts (one uint8 row of `row_bytes(precision, dim)` bytes, from the one table of row layouts,
+`cachesim.costs.layouts`):
 - fp32: the dim float32 values, 4 x dim bytes.
 - int8: FBGEMM's training layout: fp32 scale and fp32 bias (8 bytes), then dim uint8 codes:
   dim + 8 bytes.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..costs.layouts import row_layout
 from ..errors import CachesimError
 
 PRECISIONS = ("fp32", "int8", "int4")
@@ -43,14 +45,9 @@ def check_rounding(rounding: str) -> str:
 
 
 def row_bytes(precision: str, dim: int) -> int:
-    """Bytes of one stored row: fp32 4 x dim, int8 dim + 8, int4 ceil(dim / 2) + 4."""
-    p = check_precision(precision)
-    dim = int(dim)
-    if p == "fp32":
-        return 4 * dim
-    if p == "int8":
-        return dim + 8
-    return (dim + 1) // 2 + 4
+    """Bytes of one stored row (`costs.layouts.row_layout`): fp32 4 x dim, int8 dim + 8, int4
+    ceil(dim / 2) + 4."""
+    return row_layout(check_precision(precision), dim).row_bytes
 
 
 def _xp_of(a):

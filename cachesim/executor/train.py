@@ -13,8 +13,8 @@ re-quantized at once); any other size (rows, a share such as 5%, or bytes of FP3
 FP32 device cache over the host store. With `baselines=True` both baselines are added.
 
 Labels and dense features come from the trace when it has them (trace.labels, trace.dense, one
-per sample); otherwise labels come from a planted teacher (seed `TEACHER_SEED`) and the dense
-input is a single zero feature; the record says which (`labels`).
+per sample); otherwise labels come from the planted teacher (`synth.teacher.teacher_labels`, seed
+`TEACHER_SEED`) and the dense input is a single zero feature; the record says which (`labels`).
 """
 from __future__ import annotations
 
@@ -25,9 +25,12 @@ import time
 import numpy as np
 
 from ..errors import CachesimError
+from ..policies import batch_policy_names, get_policy
 from ..progress import Lines, bar as progress_bar, rate
 from ..sizes import parse_size
-from .cache import COUNTER_NAMES, CachedTable, DeviceTable, check_optimizer, init_rows
+from ..synth.teacher import teacher_labels
+from .cache import (COUNTER_NAMES, CachedTable, DeviceTable, check_cache_model, check_optimizer,
+                    init_rows)
 from .model import DLRM, model_shape, sigmoid
 from .quant import check_precision, check_rounding
 from .xp import get_xp
@@ -45,18 +48,8 @@ def with_batches(trace, batch_size: int):
     if int(batch_size) < 1:
         raise CachesimError(f"batch size {batch_size}: must be at least 1 sample")
     sample = trace.sample if trace.sample is not None else np.arange(len(trace), dtype=np.int64)
-    return dataclasses.replace(trace, batch=sample // int(batch_size), sample=sample,
-                               _cache=dict(trace._cache))
-
-
-def teacher_labels(trace, n_samples: int, sample: np.ndarray, seed: int = TEACHER_SEED):
-    """Labels from a planted teacher: a N(0, 1) weight per row, the sample's logit the
-    standardised sum of its rows' weights (x 2, shifted by -1), label ~ Bernoulli(sigmoid)."""
-    rng = np.random.default_rng(seed)
-    w = rng.normal(size=trace.n_distinct)
-    logit = np.bincount(sample, weights=w[trace.dense_ids], minlength=n_samples)
-    logit = 2.0 * (logit - logit.mean()) / (logit.std() or 1.0) - 1.0
-    return (rng.random(n_samples) < 1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+    # a new trace: it derives its own columns (keys, dense ids, batch starts) again
+    return dataclasses.replace(trace, batch=sample // int(batch_size), sample=sample)
 
 
 @dataclasses.dataclass
@@ -94,7 +87,7 @@ def prepare_data(trace, batch_size: int | None, test_fraction: float) -> _Data:
             raise CachesimError(f"the trace has {labels.shape[0]} labels for {n_samples} samples")
         source = "trace"
     else:
-        labels = teacher_labels(trace, n_samples, sample)
+        labels = teacher_labels(trace, sample, n_samples, TEACHER_SEED)
         source = f"planted teacher (seed {TEACHER_SEED})"
     if trace.dense is not None:
         dense = np.asarray(trace.dense, dtype=np.float32)
@@ -189,10 +182,13 @@ def configurations(precision, size, policy, ways, baselines: bool) -> list[Confi
     precisions = [check_precision(p) for p in _as_list(precision)]
     sizes = [_norm_size(s) for s in _as_list(size)]
     policies = [str(p).lower() for p in _as_list(policy)]
-    for p in policies:
-        if p not in ("lru", "lfu"):
-            raise CachesimError(f"policy {p!r}: the executor's cache follows the batch rules of "
-                                "lru or lfu (FBGEMM's); pass --policy lru,lfu")
+    for i, p in enumerate(policies):
+        pol = get_policy(p)
+        if pol.batch_rule is None:
+            raise CachesimError(f"policy {p!r}: the executor's cache follows a policy's batch "
+                                "rule, and it has none; pass one of "
+                                f"{', '.join(batch_policy_names())}")
+        policies[i] = pol.name
     out: list[Config] = []
 
     def add(c):
@@ -244,14 +240,22 @@ def train(trace, precision=("int8",), size=("5%",), policy=("lru",), ways: int |
           lr: float = DEFAULT_LR, seed=0, test_fraction: float = 0.1,
           rounding: str = "stochastic", optimizer: str = "sgd", model="kaggle",
           baselines: bool = True, progress: bool = True, curve_points: int = CURVE_POINTS,
-          return_state: bool = False) -> list[dict]:
+          return_state: bool = False, cache_model: str = "fbgemm") -> list[dict]:
     """Train DLRM behind an embedding cache for every configuration; one record each.
 
     `seed` may be a list (every configuration once per seed). `model` is a preset name
     ("kaggle", "medium", "small") or {'bottom': hidden sizes, 'top': hidden sizes}. With
-    `test_fraction=0` and one epoch the counters equal `cachesim.simulate.batch.replay_batch` on the
-    same (batched) trace. `return_state=True` adds the final weights to each record (under
-    '_state': MLP params and embedding rows, NumPy), for checks.
+    `test_fraction=0` and one epoch the counters equal `cachesim.simulate.batch.replay_batch`
+    with the same size, ways and cache_model on the same (batched) trace. `return_state=True`
+    adds the final weights to each record (under '_state': MLP params and embedding rows,
+    NumPy), for checks.
+
+    `cache_model` gives the cached configurations' rules: 'fbgemm' (FBGEMM's training cache,
+    `executor.fbgemm_step`, its index on the device; 32 or 64 ways; the size as
+    `simulate.fbgemm.fbgemm_geometry` reads it: a share is FBGEMM's load factor on the tables'
+    rows, C rows are ceil(C / ways) sets) or 'ideal' (`cachesim.simulate.batch.BatchCache` on
+    the host, any ways; a share is of the distinct keys). The record says which
+    (`cache_model`, None without a cache); its `capacity` is the lines the cache has.
     """
     trace.require_nonempty()
     backend = get_xp(device)
@@ -270,6 +274,14 @@ def train(trace, precision=("int8",), size=("5%",), policy=("lru",), ways: int |
     if ways is not None and int(ways) < 1:
         raise CachesimError(f"--ways {ways}: the number of ways must be at least 1")
     configs = configurations(precision, size, policy, ways, baselines)
+    if any(c.cached for c in configs):
+        check_cache_model(cache_model, ways)
+        from ..simulate.fbgemm import POLICIES as FBGEMM_POLICIES
+        other = [c.policy for c in configs if c.cached and c.policy not in FBGEMM_POLICIES]
+        if cache_model == "fbgemm" and other:
+            raise CachesimError(f"policy {other[0]!r}: FBGEMM's cache model runs only "
+                                f"{' and '.join(FBGEMM_POLICIES)}; pass --cache-model ideal to "
+                                f"train behind {other[0]}'s batch rule")
     seeds = [int(s) for s in _as_list(seed)]
     data = prepare_data(trace, batch_size, float(test_fraction))
     shape = model_shape(model, data.dense.shape[1], trace.n_tables, dim)
@@ -284,7 +296,7 @@ def train(trace, precision=("int8",), size=("5%",), policy=("lru",), ways: int |
             rec = _run_one(trace, data, cfg, shape, backend, rows0, dense_dev, labels_dev,
                            seed=sd, epochs=int(epochs), lr=float(lr), rounding=rounding,
                            optimizer=optimizer, progress=progress, curve_points=curve_points,
-                           dim=dim, return_state=return_state)
+                           dim=dim, return_state=return_state, cache_model=cache_model)
             records.append(rec)
             lines.echo(summary_line(rec, len(records), len(configs) * len(seeds)))
     return records
@@ -311,15 +323,21 @@ def summary_line(rec: dict, i: int, n: int) -> str:
             f"auc {num('auc')}")
 
 
-def _make_embeddings(trace, cfg: Config, backend, rows0, dim, rounding, optimizer, seed):
+def _make_embeddings(trace, cfg: Config, backend, rows0, dim, rounding, optimizer, seed,
+                     cache_model="fbgemm"):
     if cfg.size == "all":
         return DeviceTable(backend, rows0, optimizer), None
     cap = 0 if cfg.size == "0" else capacity_rows(cfg.size, trace.n_distinct, dim)
+    fbgemm_size = None
+    if cap and cache_model == "fbgemm":  # replay's geometry: a share is FBGEMM's load factor
+        from ..simulate.fbgemm import fbgemm_geometry
+        fbgemm_size = fbgemm_geometry(trace, cfg.size, int(cfg.ways))[0]
     emb = CachedTable(backend, rows0, cfg.precision, capacity_rows=cap, ways=cfg.ways,
                       policy=cfg.policy, distinct_keys=trace.distinct_keys,
                       key_table=trace.key_table, n_tables=trace.n_tables, rounding=rounding,
-                      optimizer=optimizer, seed=seed)
-    return emb, cap
+                      optimizer=optimizer, seed=seed, cache_model=cache_model,
+                      table_rows=trace.table_rows, fbgemm_size=fbgemm_size)
+    return emb, (emb.n_lines if fbgemm_size is not None else cap)
 
 
 def _warm_up(policy: str, ids_dtype) -> None:
@@ -331,12 +349,14 @@ def _warm_up(policy: str, ids_dtype) -> None:
 
 
 def _run_one(trace, data: _Data, cfg: Config, shape, backend, rows0, dense_dev, labels_dev, *,
-             seed, epochs, lr, rounding, optimizer, progress, curve_points, dim, return_state):
+             seed, epochs, lr, rounding, optimizer, progress, curve_points, dim, return_state,
+             cache_model="fbgemm"):
     xp = backend.xp
     model = DLRM(shape, xp=xp, seed=seed)
-    emb, cap = _make_embeddings(trace, cfg, backend, rows0, dim, rounding, optimizer, seed)
+    emb, cap = _make_embeddings(trace, cfg, backend, rows0, dim, rounding, optimizer, seed,
+                                cache_model)
     train_batches = data.batches[:data.n_train]
-    if cfg.cached and train_batches:
+    if cfg.cached and train_batches and cache_model == "ideal":  # (fbgemm: no numba)
         _warm_up(cfg.policy, train_batches[0].ids.dtype)
     losses = []
     n_train_samples = sum(_n(b.samples) for b in train_batches)
@@ -380,6 +400,7 @@ def _run_one(trace, data: _Data, cfg: Config, shape, backend, rows0, dense_dev, 
     rec = {"policy": cfg.policy, "size": cfg.size, "ways": cfg.ways, "precision": cfg.precision,
            "capacity": cap if cap is not None else trace.n_distinct,
            "cache_lines": getattr(emb, "n_lines", 0) if cfg.size != "all" else None,
+           "cache_model": cache_model if cfg.cached else None,
            "seed": seed, "device": backend.name, "epochs": epochs,
            "batch_samples": data.batch_samples, "optimizer": optimizer, "rounding": rounding,
            "lr": lr, "model": shape.describe(), "labels": data.label_source,

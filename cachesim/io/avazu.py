@@ -11,13 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
-from ..errors import CachesimError, TraceFormatError
+from ..errors import TraceFormatError
+from ..lazy import lazy_module
 from .criteo import DEFAULT_BATCH_SIZE
 from .formats import Format, load_text, register_format
 from ..trace import DEFAULT_DIM, Trace
-from .tabular import check_field_counts, parse_failure, string_ids
+from .tabular import check_field_counts, parse_failure, samples_per_batch, string_ids
+
+pl = lazy_module("polars")  # imported on first use: oracleGeneral and txt never need it
 
 _FIX = "Avazu lines are id,click,hour,C1,...,C21 as the header says; fix or drop that line"
 
@@ -25,9 +27,7 @@ _FIX = "Avazu lines are id,click,hour,C1,...,C21 as the header says; fix or drop
 def read_avazu(path, batch_size: int | None = None, **_) -> Trace:
     """Read an Avazu CSV file; see the module docstring for the numbering."""
     path = Path(path)
-    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
-    if batch_size < 1:
-        raise CachesimError(f"batch size {batch_size} must be at least 1")
+    batch_size = samples_per_batch(batch_size, DEFAULT_BATCH_SIZE)
     buf, source = load_text(path)  # gzip: the decompressed bytes
     newline = np.flatnonzero(buf[: 1 << 20] == 10)
     header_end = int(newline[0]) if newline.size else buf.size

@@ -17,12 +17,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 from ..errors import CachesimError, TraceFormatError
+from ..lazy import lazy_module
 from .formats import Format, load_text, register_format
 from ..trace import DEFAULT_DIM, Trace
-from .tabular import check_field_counts, first_appearance_ids, first_bad_row, parse_failure
+from .tabular import (check_field_counts, first_appearance_ids, first_bad_row, parse_failure,
+                      samples_per_batch)
+
+pl = lazy_module("polars")  # imported on first use: oracleGeneral and txt never need it
 
 N_DENSE = 13
 N_SPARSE = 26
@@ -42,9 +45,7 @@ def _raise_bad(path, col: pl.Series, row: int, expected: str):
 def read_criteo(path, batch_size: int | None = None, **_) -> Trace:
     """Read a Criteo TSV file; see the module docstring for the numbering."""
     path = Path(path)
-    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
-    if batch_size < 1:
-        raise CachesimError(f"batch size {batch_size} must be at least 1")
+    batch_size = samples_per_batch(batch_size, DEFAULT_BATCH_SIZE)
     buf, source = load_text(path)  # gzip: the decompressed bytes
     if buf.size == 0:
         return _empty(path)

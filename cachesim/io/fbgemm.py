@@ -111,12 +111,15 @@ def _assemble(path, batches, table_rows=None, source=None) -> Trace:
         rows = rows_per_table(table, row, T, source=str(path))
     except InvalidAccess as bad:
         raise TraceFormatError(path, f"{bad.what} (access {bad.index:,})", fix=bad.fix) from None
+    inferred = True
     if table_rows is not None:
         given = np.asarray(table_rows, np.int64).ravel()
         if given.shape[0] == T:
             rows = np.maximum(rows, given)
+            inferred = False
     return Trace(table=table, row=row, batch=batch, sample=sample,
                  table_names=[f"t{i}" for i in range(T)], table_rows=rows,
+                 table_rows_inferred=inferred,
                  source=source or str(path))
 
 

@@ -47,15 +47,16 @@ def read_oracle_general(path, **_):
     _split_records(rec, row.view(np.uint64), ts, size)
     del rec
     top = int(row.view(np.uint64).max()) if n else -1
-    cache = {}
+    remap = None
     if top < MAX_ROWS:  # ids are row numbers: rows = largest id + 1
         rows = top + 1
     else:  # ids past 2^63-2 (hashes): no row count holds them; rows = the distinct objects
-        cache["dense_ids"], cache["distinct_keys"] = dense_remap(row)
-        rows = int(cache["distinct_keys"].shape[0])
-    return Trace(table=np.zeros(n, np.int32), row=row, ts=ts, size=size,
-                 next_access_given=None, source=str(path), table_names=["objects"],
-                 table_rows=np.array([rows], np.int64), _cache=cache)
+        remap = dense_remap(row)
+        rows = int(remap[1].shape[0])
+    trace = Trace(table=np.zeros(n, np.int32), row=row, ts=ts, size=size,
+                  next_access_given=None, source=str(path), table_names=["objects"],
+                  table_rows=np.array([rows], np.int64))
+    return trace if remap is None else trace.given_remap(*remap)
 
 
 def read_txt(path, **_):

@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numba
 import numpy as np
-import polars as pl
 
 from ..errors import CachesimError, TraceFormatError
+from ..lazy import lazy_module
 from ..files import atomic_path  # noqa: F401  (the one atomic writer, kept importable here)
 from .formats import Format, is_gzip, load_text, register_format
 from ..trace import InvalidAccess, Trace, dense_remap
+
+pl = lazy_module("polars")  # imported on first use: oracleGeneral and txt never need it
 
 FORMAT_VERSION = 1
 METADATA_KEY = "cachesim"
@@ -32,6 +34,14 @@ ACCESS_COLUMNS = ("batch", "sample", "ts", "size")
 
 
 # -- shared helpers (also used by the criteo and avazu readers) --------------------------------
+def samples_per_batch(batch_size, default: int) -> int:
+    """A sample-based reader's batch size: `default` when None, else at least 1."""
+    size = default if batch_size is None else int(batch_size)
+    if size < 1:
+        raise CachesimError(f"batch size {size} must be at least 1")
+    return size
+
+
 @numba.njit(cache=True)
 def _first_bad_line(buf, start, sep, expected):
     """(line index from `start`, fields) of the first line whose field count is not `expected`;
@@ -165,6 +175,7 @@ def trace_frame(trace: Trace, *, table_as_names: bool = False) -> tuple[pl.DataF
         "table_names": list(trace.table_names),
         "table_rows": [int(x) for x in trace.table_rows],
         "table_dims": [int(x) for x in trace.table_dims],
+        "table_rows_inferred": bool(trace.table_rows_inferred),
         "source": trace.source,
         "n_samples": None if layout is None else _n_samples(trace),
         "per_sample": layout,
@@ -257,7 +268,8 @@ def _frame_to_trace(df: pl.DataFrame, path, meta: dict | None, *, header_lines: 
     kw = {}
     if meta:
         kw = dict(table_rows=np.asarray(meta["table_rows"], np.int64),
-                  table_dims=np.asarray(meta["table_dims"], np.int64))
+                  table_dims=np.asarray(meta["table_dims"], np.int64),
+                  table_rows_inferred=bool(meta.get("table_rows_inferred", False)))
     try:
         return Trace(table=table, row=arrays["row"], batch=arrays.get("batch"),
                      sample=arrays.get("sample"), ts=arrays.get("ts"), size=arrays.get("size"),

@@ -5,6 +5,8 @@ signature and README.md for a worked example).
 """
 from .base import (EVICTIONS, HITS, MISS_BYTES, MISSES, N_COUNTERS, Policy, PythonPolicy, Setup,
                    all_policies, attach_ways, get_policy, policy_names, register)
+from .base import BatchRule, batch_policy_names
+from .base import loop_state, max_residents, request_loop
 
 # Importing a policy module registers it.
 from . import lru  # noqa: F401,E402
@@ -16,4 +18,5 @@ from .plugins import get_policy, load_entry_points  # noqa: F811,E402
 
 __all__ = ["Policy", "PythonPolicy", "Setup", "register", "attach_ways", "get_policy",
            "policy_names", "all_policies", "HITS", "MISSES", "MISS_BYTES", "EVICTIONS",
-           "N_COUNTERS"]
+           "N_COUNTERS", "BatchRule", "batch_policy_names", "request_loop", "loop_state",
+           "max_residents"]

@@ -21,14 +21,17 @@ list on a ghost hit) blanks its old entry (-1) and appends it where it goes, so 
 touched, and taking a list's LRU skips blanks without reading any key's state: on a miss, the
 missed key's own row is the only random read. A full queue is compacted in place (its live
 entries, at most half of it, moved to the front), so every access is O(1) amortised. `stored`
-sizes (byte mode), `total[list]` (sizes per list) and `p` (float64[1]) complete it.
+sizes (byte mode; shared with the request loop, which sets them), `total[list]` (sizes per
+list), `p` (float64[1]) and `meta` = [ghost list of the current miss (0: none), its size, the
+capacity] complete it. The request loop (`base.request_loop`) counts and evicts until it fits.
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
 
-from .base import EVICTIONS, HITS, MISS_BYTES, MISSES, Policy, Setup, register
+from .base import (EVICTIONS, HITS, Policy, Setup, count_miss, loop_state, register,
+                   request_loop, stored_sizes)
 
 T1, T2, B1, B2 = 1, 2, 3, 4
 SLOT, WHERE = 0, 1  # node columns
@@ -47,10 +50,11 @@ def init(setup: Setup) -> tuple:
     node = np.zeros((n, 2), dtype=np.int32)
     queue = np.zeros((5, 2 * max_per_list(setup) + 64), dtype=np.int32)
     qends = np.zeros((5, 2), dtype=np.int64)
-    stored = np.zeros(0 if setup.unit else n, dtype=np.int64)
+    stored = stored_sizes(setup)
     total = np.zeros(5, dtype=np.int64)
     p = np.zeros(1, dtype=np.float64)
-    return (node, queue, qends, stored, total, p)
+    meta = np.array([0, 0, setup.capacity], dtype=np.int64)
+    return loop_state(setup, (node, queue, qends, stored, total, p, meta), stored)
 
 
 @numba.njit(cache=True)
@@ -78,13 +82,118 @@ def _compact(node, queue, qends, lst):
     qends[lst, 1] = w
 
 
+@numba.njit(cache=True, inline="always")
+def _push(node, queue, qends, lst, k):
+    """Append k to list `lst` (its MRU end), compacting a full queue first."""
+    if qends[lst, 1] == queue.shape[1]:
+        _compact(node, queue, qends, lst)
+    h = qends[lst, 1]
+    queue[lst, h] = k
+    node[k, SLOT] = h
+    node[k, WHERE] = lst
+    qends[lst, 1] = h + 1
+
+
+@numba.njit(cache=True, inline="always")
+def _pop_lru(queue, qends, lst):
+    """Take the oldest live entry of list `lst` (-1 when it has none)."""
+    j = qends[lst, 0]
+    end = qends[lst, 1]
+    while j < end and queue[lst, j] == -1:
+        j += 1
+    qends[lst, 0] = j + 1 if j < end else j
+    return queue[lst, j] if j < end else -1
+
+
+@numba.njit(cache=True, inline="always")
+def hit(st, k, now, nx):  # in T1 or T2: to T2's head
+    node, queue, qends, stored, total, _, _ = st
+    w = node[k, WHERE]
+    if w != T1 and w != T2:
+        return False
+    if w == T2 and node[k, SLOT] == qends[T2, 1] - 1:
+        return True  # already T2's most recent
+    queue[w, node[k, SLOT]] = -1  # blank its entry, append it to T2
+    if w == T1:
+        sz = 1 if stored.shape[0] == 0 else stored[k]
+        total[T1] -= sz
+        total[T2] += sz
+    _push(node, queue, qends, T2, k)
+    return True
+
+
+@numba.njit(cache=True, inline="always")
+def miss(st, k, need):  # a ghost hit adapts p and leaves the ghost list
+    node, queue, _, stored, total, p, meta = st
+    ghost = node[k, WHERE]
+    meta[0] = ghost
+    meta[1] = need
+    if ghost != 0:
+        if ghost == B1:
+            p[0] = min(p[0] + _step(total[B2], total[B1]), float(meta[2]))
+        else:
+            p[0] = max(p[0] - _step(total[B1], total[B2]), 0.0)
+        total[ghost] -= 1 if stored.shape[0] == 0 else stored[k]
+        queue[ghost, node[k, SLOT]] = -1
+        node[k, WHERE] = 0
+    return 1
+
+
+@numba.njit(cache=True, inline="always")
+def evict(st, now):  # one eviction step (the module's doc), then REPLACE
+    node, queue, qends, stored, total, p, meta = st
+    ghost, need, capacity = meta[0], meta[1], meta[2]
+    unit = stored.shape[0] == 0
+    to_ghost = True
+    drop = 0
+    if ghost == 0:
+        if total[T1] + total[B1] + need > capacity:
+            if total[B1] > 0:
+                drop = B1
+            else:  # T1 alone fills the cache: evict its LRU without a ghost
+                to_ghost = False
+        elif total[T1] + total[B1] + total[T2] + total[B2] >= 2 * capacity and total[B2] > 0:
+            drop = B2
+    if drop != 0:  # forget the oldest ghost of `drop`
+        g = _pop_lru(queue, qends, drop)
+        node[g, WHERE] = 0
+        total[drop] -= 1 if unit else stored[g]
+    src = T1
+    if to_ghost:  # REPLACE
+        t1 = total[T1]
+        if not ((t1 > 0 and (t1 > p[0] or (t1 == p[0] and ghost == B2))) or total[T2] == 0):
+            src = T2
+    v = _pop_lru(queue, qends, src)
+    if v == -1:  # only zero-size objects could leave a list empty here
+        return -1
+    sz = 1 if unit else stored[v]
+    total[src] -= sz
+    node[v, WHERE] = 0
+    if to_ghost:  # into the ghost list B1 (from T1) or B2 (from T2)
+        _push(node, queue, qends, src + 2, v)
+        total[src + 2] += sz
+    return v
+
+
+@numba.njit(cache=True, inline="always")
+def insert(st, k, now, nx):  # a ghost hit goes to T2, any other miss to T1
+    node, queue, qends, _, total, _, meta = st
+    dst = T2 if meta[0] != 0 else T1
+    total[dst] += meta[1]
+    _push(node, queue, qends, dst, k)
+
+
+# the request loop with the pieces above: the tested twin (tests/test_policies_advanced.py)
+# of the hand-written loop below, which the bench shows is needed (about 8x faster)
+replay = request_loop(globals(), hit=hit, insert=insert, evict=evict, miss=miss)
+
+
 @numba.njit(cache=True)
 def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counters):
     # Queue operations are written out in place: a call that passes arrays costs more than the
     # operation itself in numba (only the rare compaction is a call).
-    node, queue, qends, stored, total, p = state
+    (node, queue, qends, stored, total, p, _), _, used = state
     qcap = queue.shape[1]
-    has_sizes = sizes.shape[0] > 0
     one_table = counters.shape[0] == 1
     hits = 0
     for i in range(keys.shape[0]):
@@ -110,11 +219,7 @@ def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counte
             node[k, WHERE] = T2
             qends[T2, 1] = h + 1
             continue
-        t = 0 if one_table else key_table[k]
-        counters[t, MISSES] += 1
-        s = sizes[i] if has_sizes else 1
-        if has_sizes:
-            counters[t, MISS_BYTES] += s
+        s = count_miss(counters, 0 if one_table else key_table[k], i, sizes)
         ghost = w
         if ghost != 0:  # leave the ghost list (blank its entry)
             if ghost == B1:
@@ -189,6 +294,7 @@ def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counte
         qends[dst, 1] = h + 1
     if hits:
         counters[0, HITS] += hits
+    used[0] = total[T1] + total[T2]
 
 
 POLICY = register(Policy(

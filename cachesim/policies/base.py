@@ -25,15 +25,156 @@ A slow prototype can instead be a plain Python class (see `PythonPolicy`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import os
+from dataclasses import dataclass
 from typing import Callable
 
+import numba
 import numpy as np
 
 from ..errors import CachesimError
 
 HITS, MISSES, MISS_BYTES, EVICTIONS = 0, 1, 2, 3
 N_COUNTERS = 4
+# batch mode's counters per table, FBGEMM's uvm_cache_stats (columns of batch.BatchCache.counters;
+# `misses`: the batch's accesses whose key was not cached when the batch began)
+BATCH_COUNTER_NAMES = ("requested_indices", "unique_indices", "unique_misses",
+                       "conflict_unique_misses", "conflict_misses", "evictions", "misses")
+(REQUESTED, UNIQUE, UNIQUE_MISSES, CONFLICT_UNIQUE_MISSES, CONFLICT_MISSES, BATCH_EVICTIONS,
+ BATCH_MISSES) = range(len(BATCH_COUNTER_NAMES))
+PREFETCH_AHEAD = 16  # the request loop hints the state of the key this many accesses ahead
+
+
+def max_residents(setup: Setup) -> int:
+    """Most keys a cache can hold at once: rows in unit mode; in bytes, sizes may be 0."""
+    return max(1, min(setup.n_keys, setup.capacity) if setup.unit else setup.n_keys)
+
+
+# The one request loop (libCacheSim's cache_get_base; tests/naive.py's _replay_with_victim).
+# `request_loop` writes it into the policy module, with the policy's pieces as globals, so that
+# numba compiles it per policy, inlines the pieces and caches it (cache=True cannot cache a
+# closure: its free variables are pickled into the cache key anew in every process).
+_LOOP = """
+def {fn}(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counters):
+    st, stored, meta = state
+    used = meta[0]
+    has_sizes = sizes.shape[0] > 0
+    has_next = nxt_access.shape[0] > 0
+    single = counters.shape[0] == 1
+    hits = misses = miss_bytes = evictions = 0
+    n = keys.shape[0]
+    for i in range(n):
+        if i + {ahead_n} < n:
+            {fn}_ahead(st, keys[i + {ahead_n}])
+        k = keys[i]
+        now = t0 + i
+        nx = nxt_access[i] if has_next else -1
+        if {fn}_hit(st, k, now, nx):
+            if single:
+                hits += 1
+            else:
+                counters[key_table[k], {HITS}] += 1
+            continue
+        s = sizes[i] if has_sizes else 1
+        if single:
+            misses += 1
+            miss_bytes += s
+        else:
+            t = key_table[k]
+            counters[t, {MISSES}] += 1
+            if has_sizes:
+                counters[t, {MISS_BYTES}] += s
+        need = 1 if unit else s
+        admit = {fn}_miss(st, k, need)
+        if admit == 0 or need > capacity:  # an object larger than the cache is not inserted
+            continue
+        while used + need > capacity:
+            v = {fn}_evict(st, now)
+            if v < 0:  # nothing left that frees room (only objects of size 0)
+                break
+            used -= 1 if unit else stored[v]
+            if single:
+                evictions += 1
+            else:
+                counters[key_table[v], {EVICTIONS}] += 1
+        if admit == 2:  # room made, but the object is not inserted
+            continue
+        if not unit:
+            stored[k] = s
+        {fn}_insert(st, k, now, nx)
+        used += need
+    if single:
+        counters[0, {HITS}] += hits
+        counters[0, {MISSES}] += misses
+        counters[0, {EVICTIONS}] += evictions
+        if has_sizes:  # without sizes MISS_BYTES stays 0: the engine prices misses by row
+            counters[0, {MISS_BYTES}] += miss_bytes
+    meta[0] = used
+"""
+
+
+@numba.njit(cache=True, inline="always")
+def count_miss(counters, table, i, sizes):
+    """Count a miss of access i for `table` (and its bytes when the trace has sizes); return
+    the object's size (1 without sizes). For the policies that keep their own loop (ARC and
+    S3-FIFO: a ghost hit changes what happens before the capacity rule)."""
+    s = sizes[i] if sizes.shape[0] > 0 else 1
+    counters[table, MISSES] += 1
+    if sizes.shape[0] > 0:
+        counters[table, MISS_BYTES] += s
+    return s
+
+
+@numba.njit(cache=True, inline="always")
+def _no_ahead(st, k):
+    pass
+
+
+@numba.njit(cache=True, inline="always")
+def _admit_all(st, k, need):
+    return 1
+
+
+def request_loop(namespace: dict, *, hit, insert, evict, ahead=None, miss=None,
+                 name: str = "replay"):
+    """The request loop of one access-mode policy, as a numba kernel with the engine's signature
+    (see this module's doc); its state is `loop_state(setup, policy_state)`.
+
+    Pieces (numba functions, best `inline="always"`; `st` is the policy's tuple of arrays):
+    `hit(st, k, now, nx) -> bool` is True when dense id k is resident, after updating the state
+    for the hit; `evict(st, now) -> v` removes a victim from the state and returns it;
+    `insert(st, k, now, nx)` makes k resident (room is made first); `ahead(st, k)` may prefetch
+    k's state. `now` is the access's global index, `nx` its next access (-1: none, or not
+    `needs_next`). The loop counts, keeps `used` and the stored sizes, and applies the capacity
+    rules. Policies with ghosts also give `miss(st, k, need) -> 0 | 1 | 2`, called on every miss
+    before the capacity rule (0: do not insert; 1: make room and insert; 2: make room only), and
+    may return -1 from `evict` when nothing is left that frees room (the loop then inserts);
+    the loop sets the stored size of k before `insert`, so a policy that shares the stored sizes
+    (`loop_state(..., stored=)`) reads it there. `namespace` is the calling module's `globals()`: the loop is compiled there (cached
+    beside the module)."""
+    fn = f"_{name}_loop_{hashlib.sha1(_LOOP.encode()).hexdigest()[:8]}"
+    namespace.update({f"{fn}_hit": hit, f"{fn}_insert": insert, f"{fn}_evict": evict,
+                      f"{fn}_ahead": ahead or _no_ahead, f"{fn}_miss": miss or _admit_all})
+    src = _LOOP.format(fn=fn, ahead_n=PREFETCH_AHEAD, HITS=HITS, MISSES=MISSES,
+                       MISS_BYTES=MISS_BYTES, EVICTIONS=EVICTIONS)
+    path = namespace.get("__file__")  # numba caches a function beside its source file
+    cache = bool(path) and os.path.isfile(path)
+    exec(compile(src, path if cache else f"<{fn}>", "exec"), namespace)  # noqa: S102
+    return numba.njit(cache=cache)(namespace[fn])
+
+
+def loop_state(setup: Setup, policy_state: tuple, stored: np.ndarray | None = None) -> tuple:
+    """The state a `request_loop` kernel takes: the policy's arrays, the stored size of each
+    key (byte mode only; `stored_sizes(setup)`, when the policy shares it) and [used]."""
+    if stored is None:
+        stored = stored_sizes(setup)
+    return (policy_state, stored, np.zeros(1, dtype=np.int64))
+
+
+def stored_sizes(setup: Setup) -> np.ndarray:
+    """The stored size of each dense id (int64), empty when the capacity counts rows."""
+    return np.zeros(0 if setup.unit else setup.n_keys, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -70,6 +211,42 @@ class PythonPolicy:
         raise NotImplementedError
 
 
+BATCH_ORDERS = ("stamp", "count")
+BATCH_ADMISSIONS = ("always", "count-at-least")
+
+
+@dataclass(frozen=True)
+class BatchRule:
+    """How a policy runs in batch mode (README, "Embedding-cache semantics"): data the batch
+    kernel reads, not a callback per access.
+
+    - `order`: which of a set's takeable lines a miss takes first. 'stamp': the oldest stamp
+      (the batch that filled the line, and, with `stamp_on_hit`, of each hit), ties lowest way;
+      the set's misses are served in ascending key. 'count': every access of every batch adds 1
+      to its row's count (cached or not); the lowest count of the line's key first, ties oldest
+      stamp, then lowest way; the misses are served in descending count, ties ascending key.
+    - `stamp_on_hit`: a hit restamps its line (LRU); False keeps the fill stamp (FIFO; LFU's
+      ties).
+    - `admission`: 'always', or 'count-at-least' (order 'count' only): a miss takes a valid line
+      only if its count is at least the count of the line's key; the first refusal leaves every
+      later miss of the set uncached for that batch.
+    """
+
+    order: str = "stamp"
+    stamp_on_hit: bool = True
+    admission: str = "always"
+
+    def __post_init__(self):
+        if self.order not in BATCH_ORDERS:
+            raise ValueError(f"BatchRule order {self.order!r}: use one of {BATCH_ORDERS}")
+        if self.admission not in BATCH_ADMISSIONS:
+            raise ValueError(f"BatchRule admission {self.admission!r}: use one of "
+                             f"{BATCH_ADMISSIONS}")
+        if self.admission == "count-at-least" and self.order != "count":
+            raise ValueError("BatchRule admission 'count-at-least' needs order 'count' (misses "
+                             "are then served in descending count, so a refusal ends the set)")
+
+
 @dataclass(frozen=True)
 class Policy:
     """A registered policy: a numba kernel with its state builder, or a Python class."""
@@ -83,7 +260,13 @@ class Policy:
     needs_next: bool = False
     supports_bytes: bool = True
     set_associative: "Policy | None" = None  # the variant used when --ways is given
-    params: dict = field(default_factory=dict)
+    batch_rule: BatchRule | None = None  # None: no batch mode (access replay only)
+    # device bytes of the policy's own state for a cache of `lines` lines over tables of
+    # `total_rows` rows (the cost model adds the tags); None: not modelled, 0
+    policy_state_bytes: Callable[[int, int], int] | None = None
+    # the victim rule of its W-way variant (policies/setassoc.py RULES: 'lru' last use, 'fifo'
+    # fill, 'lfu' count); `register` then attaches the variant. None: no set-associative mode
+    set_rule: str | None = None
 
     @property
     def is_python(self) -> bool:
@@ -92,6 +275,8 @@ class Policy:
 
 _REGISTRY: dict[str, Policy] = {}
 _ALIASES: dict[str, str] = {}
+# builds the W-way variant of a policy that declares a set_rule (setassoc.py installs it)
+_set_variant: Callable[[Policy], Policy] | None = None
 
 
 def register(policy: Policy, *, replace: bool = False) -> Policy:
@@ -103,6 +288,8 @@ def register(policy: Policy, *, replace: bool = False) -> Policy:
     name = policy.name.lower()
     if name in _REGISTRY and not replace:
         raise ValueError(f"policy {name!r} is already registered (pass replace=True)")
+    if policy.set_rule is not None and policy.set_associative is None and _set_variant:
+        policy = Policy(**{**policy.__dict__, "set_associative": _set_variant(policy)})
     _REGISTRY[name] = policy
     for alias in policy.aliases:
         _ALIASES[alias.lower()] = name
@@ -127,6 +314,11 @@ def get_policy(name: str) -> Policy:
 
 def policy_names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def batch_policy_names() -> list[str]:
+    """The policies that declare a batch rule, in the order they were registered."""
+    return [name for name, p in _REGISTRY.items() if p.batch_rule is not None]
 
 
 def all_policies() -> dict[str, Policy]:

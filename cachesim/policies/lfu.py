@@ -11,164 +11,158 @@ so the order holds); an insertion goes to the newest end of bucket 1; the victim
 key of the lowest bucket. Buckets come from a pool of n_keys + 1 (at most one per resident key,
 plus one while a key moves).
 
-State: per dense id `kprev`, `knext` (links within its bucket) and `kbucket` (-1 when not
-resident); per bucket `bcount`, `bfirst` (oldest key), `blast` (newest key), `bprev`, `bnext`
-(the bucket list; `bnext` also chains free buckets); `stored` sizes (byte mode only);
-`meta` = [lowest bucket, first free bucket, used].
+State, in four arrays (few arrays: each one a piece unpacks costs the loop a reference count):
+`key[k]` = (older, newer key in its bucket, its bucket; -1 for none and when not resident);
+`blink[b]` = (oldest key, newest key, previous bucket, next bucket: the bucket list, whose next
+links also chain the free buckets); `bcount[b]`; `meta` = [lowest bucket, first free bucket].
+The request loop (`base.request_loop`) does the rest.
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
 
-from .base import EVICTIONS, HITS, MISS_BYTES, MISSES, Policy, Setup, register
-from .lru import add_single_table, PREFETCH_AHEAD, prefetch
+from ..numba_util import prefetch
+from .base import BatchRule, Policy, Setup, loop_state, register, request_loop
+
+PREV, NEXT, BUCKET = 0, 1, 2           # columns of key
+FIRST, LAST, BPREV, BNEXT = 0, 1, 2, 3  # columns of blink
 
 
 def init(setup: Setup) -> tuple:
     n = setup.n_keys
-    kprev = np.full(n, -1, dtype=np.int32)
-    knext = np.full(n, -1, dtype=np.int32)
-    kbucket = np.full(n, -1, dtype=np.int32)
+    key = np.full((n, 3), -1, dtype=np.int32)
     nb = n + 1
+    blink = np.full((nb, 4), -1, dtype=np.int32)
+    blink[:, BNEXT] = np.arange(1, nb + 1, dtype=np.int32)  # free chain 0 -> 1 -> ... -> -1
+    blink[-1, BNEXT] = -1
     bcount = np.zeros(nb, dtype=np.int64)
-    bfirst = np.full(nb, -1, dtype=np.int32)
-    blast = np.full(nb, -1, dtype=np.int32)
-    bprev = np.full(nb, -1, dtype=np.int32)
-    bnext = np.arange(1, nb + 1, dtype=np.int32)  # free chain 0 -> 1 -> ... -> nb-1 -> -1
-    bnext[-1] = -1
-    stored = np.zeros(0 if setup.unit else n, dtype=np.int64)
-    meta = np.array([-1, 0, 0], dtype=np.int64)  # lowest bucket, first free bucket, used
-    return (kprev, knext, kbucket, bcount, bfirst, blast, bprev, bnext, stored, meta)
+    meta = np.array([-1, 0], dtype=np.int64)  # lowest bucket, first free bucket
+    return loop_state(setup, (key, blink, bcount, meta))
 
 
 @numba.njit(cache=True, inline="always")
-def _append_key(k, b, kprev, knext, kbucket, bfirst, blast):
+def _append_key(k, b, key, blink):
     """Put key k at the newest end of bucket b."""
-    last = blast[b]
-    kprev[k] = last
-    knext[k] = -1
+    last = blink[b, LAST]
+    key[k, PREV] = last
+    key[k, NEXT] = -1
     if last == -1:
-        bfirst[b] = k
+        blink[b, FIRST] = k
     else:
-        knext[last] = k
-    blast[b] = k
-    kbucket[k] = b
+        key[last, NEXT] = k
+    blink[b, LAST] = k
+    key[k, BUCKET] = b
 
 
 @numba.njit(cache=True, inline="always")
-def _unlink_key(k, b, kprev, knext, bfirst, blast):
+def _unlink_key(k, b, key, blink):
     """Take key k out of bucket b's list; True when b is left empty."""
-    p = kprev[k]
-    n = knext[k]
+    p = key[k, PREV]
+    n = key[k, NEXT]
     if p == -1:
-        bfirst[b] = n
+        blink[b, FIRST] = n
     else:
-        knext[p] = n
+        key[p, NEXT] = n
     if n == -1:
-        blast[b] = p
+        blink[b, LAST] = p
     else:
-        kprev[n] = p
-    return bfirst[b] == -1
+        key[n, PREV] = p
+    return blink[b, FIRST] == -1
 
 
-@numba.njit(cache=True)
-def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counters):
-    kprev, knext, kbucket, bcount, bfirst, blast, bprev, bnext, stored, meta = state
-    lowest, free, used = meta[0], meta[1], meta[2]
-    has_sizes = sizes.shape[0] > 0
-    single = counters.shape[0] == 1
-    hits = misses = miss_bytes = evictions = 0
-    n_keys = keys.shape[0]
-    for i in range(n_keys):
-        if i + PREFETCH_AHEAD < n_keys:
-            prefetch(kbucket, keys[i + PREFETCH_AHEAD])
-        k = keys[i]
-        b = kbucket[k]
-        if b >= 0:
-            if single:
-                hits += 1
-            else:
-                counters[key_table[k], HITS] += 1
-            c = bcount[b] + 1
-            nb = bnext[b]
-            if nb == -1 or bcount[nb] != c:
-                if kprev[k] == -1 and knext[k] == -1:  # alone in its bucket: bump the count
-                    bcount[b] = c
-                    continue
-                nb = free  # a new bucket for count c, right after b
-                free = bnext[nb]
-                bcount[nb] = c
-                bfirst[nb] = -1
-                blast[nb] = -1
-                bprev[nb] = b
-                bnext[nb] = bnext[b]
-                if bnext[b] != -1:
-                    bprev[bnext[b]] = nb
-                bnext[b] = nb
-            if _unlink_key(k, b, kprev, knext, bfirst, blast):  # b is empty: drop it
-                p = bprev[b]
-                n = bnext[b]
-                if p == -1:
-                    lowest = n
-                else:
-                    bnext[p] = n
-                bprev[n] = p  # n != -1: nb follows b
-                bnext[b] = free
-                free = b
-            _append_key(k, nb, kprev, knext, kbucket, bfirst, blast)
-            continue
-        s = sizes[i] if has_sizes else 1
-        if single:
-            misses += 1
-            miss_bytes += s
+@numba.njit(cache=True, inline="always")
+def _new_bucket(c, prev, nxt, blink, bcount, meta):
+    """Take a free bucket for count c and link it between buckets prev and nxt (-1: none)."""
+    nb = meta[1]
+    meta[1] = blink[nb, BNEXT]
+    bcount[nb] = c
+    blink[nb, FIRST] = -1
+    blink[nb, LAST] = -1
+    blink[nb, BPREV] = prev
+    blink[nb, BNEXT] = nxt
+    if nxt != -1:
+        blink[nxt, BPREV] = nb
+    if prev == -1:
+        meta[0] = nb
+    else:
+        blink[prev, BNEXT] = nb
+    return nb
+
+
+@numba.njit(cache=True, inline="always")
+def ahead(st, k):
+    prefetch(st[0], 3 * k)
+
+
+@numba.njit(cache=True, inline="always")
+def hit(st, k, now, nx):
+    key, blink, bcount, meta = st
+    b = key[k, BUCKET]
+    if b < 0:
+        return False
+    c = bcount[b] + 1
+    nb = blink[b, BNEXT]
+    if nb == -1 or bcount[nb] != c:
+        if key[k, PREV] == -1 and key[k, NEXT] == -1:  # alone in its bucket: bump the count
+            bcount[b] = c
+            return True
+        nb = _new_bucket(c, b, nb, blink, bcount, meta)  # for count c, right after b
+    if _unlink_key(k, b, key, blink):  # b is empty: drop it
+        p = blink[b, BPREV]
+        if p == -1:
+            meta[0] = nb
         else:
-            t = key_table[k]
-            counters[t, MISSES] += 1
-            if has_sizes:
-                counters[t, MISS_BYTES] += s
-        need = 1 if unit else s
-        if need > capacity:
-            continue
-        while used + need > capacity:  # evict the oldest key of the lowest bucket
-            b = lowest
-            v = bfirst[b]
-            if _unlink_key(v, b, kprev, knext, bfirst, blast):
-                n = bnext[b]
-                lowest = n
-                if n != -1:
-                    bprev[n] = -1
-                bnext[b] = free
-                free = b
-            kbucket[v] = -1
-            used -= 1 if unit else stored[v]
-            if single:
-                evictions += 1
-            else:
-                counters[key_table[v], EVICTIONS] += 1
-        if lowest == -1 or bcount[lowest] != 1:  # a new bucket for count 1 at the front
-            nb = free
-            free = bnext[nb]
-            bcount[nb] = 1
-            bfirst[nb] = -1
-            blast[nb] = -1
-            bprev[nb] = -1
-            bnext[nb] = lowest
-            if lowest != -1:
-                bprev[lowest] = nb
-            lowest = nb
-        _append_key(k, lowest, kprev, knext, kbucket, bfirst, blast)
-        if not unit:
-            stored[k] = s
-        used += need
-    if single:
-        add_single_table(counters, has_sizes, hits, misses, miss_bytes, evictions)
-    meta[0] = lowest
-    meta[1] = free
-    meta[2] = used
+            blink[p, BNEXT] = nb
+        blink[nb, BPREV] = p
+        blink[b, BNEXT] = meta[1]
+        meta[1] = b
+    _append_key(k, nb, key, blink)
+    return True
+
+
+@numba.njit(cache=True, inline="always")
+def evict(st, now):  # the oldest key of the lowest bucket
+    key, blink, _, meta = st
+    b = meta[0]
+    v = blink[b, FIRST]
+    if _unlink_key(v, b, key, blink):
+        n = blink[b, BNEXT]
+        meta[0] = n
+        if n != -1:
+            blink[n, BPREV] = -1
+        blink[b, BNEXT] = meta[1]
+        meta[1] = b
+    key[v, BUCKET] = -1
+    return v
+
+
+@numba.njit(cache=True, inline="always")
+def insert(st, k, now, nx):
+    key, blink, bcount, meta = st
+    lowest = meta[0]
+    if lowest == -1 or bcount[lowest] != 1:  # a new bucket for count 1 at the front
+        lowest = _new_bucket(1, -1, lowest, blink, bcount, meta)
+    _append_key(k, lowest, key, blink)
+
+
+kernel = request_loop(globals(), hit=hit, insert=insert, evict=evict, ahead=ahead)
+
+
+# batch mode (FBGEMM's LFU): counts of every row, misses by descending count, a miss takes a
+# line only if its count is at least the line key's; a hit keeps the fill stamp (ties)
+BATCH_RULE = BatchRule(order="count", stamp_on_hit=False, admission="count-at-least")
+COUNT_BYTES = 8
+
+
+def policy_state_bytes(lines: int, total_rows: int) -> int:
+    """FBGEMM's LFU state: an int64 count per row of every cached table, plus a sentinel."""
+    return COUNT_BYTES * (int(total_rows) + 1)
 
 
 POLICY = register(Policy(name="lfu", kernel=kernel, init=init,
                          aliases=("least-frequently-used",),
                          description="evict the lowest access count (counts forgotten on "
-                                     "eviction); ties: least recently used"))
+                                     "eviction); ties: least recently used",
+                         batch_rule=BATCH_RULE, policy_state_bytes=policy_state_bytes,
+                         set_rule="lfu"))

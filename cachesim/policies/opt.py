@@ -12,15 +12,16 @@ or 2^62 + the time of the last access for a key never accessed again (unique pri
 victim does not depend on the heap's layout).
 
 State: `hkey` (dense id per heap slot), `hpri` (its priority), `hpos` (heap slot of each dense
-id, -1 when not resident), `stored` sizes (byte mode only), `meta` = [count, used].
+id, -1 when not resident) and `meta` = [count]; the request loop (`base.request_loop`) does
+the rest.
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
 
-from .base import EVICTIONS, HITS, MISS_BYTES, MISSES, Policy, Setup, register
-from .lru import add_single_table, PREFETCH_AHEAD, max_residents, prefetch
+from ..numba_util import prefetch
+from .base import Policy, Setup, loop_state, max_residents, register, request_loop
 
 NEVER = np.int64(1 << 62)
 
@@ -30,9 +31,7 @@ def init(setup: Setup) -> tuple:
     hkey = np.zeros(r, dtype=np.int32)
     hpri = np.zeros(r, dtype=np.int64)
     hpos = np.full(setup.n_keys, -1, dtype=np.int32)
-    stored = np.zeros(0 if setup.unit else setup.n_keys, dtype=np.int64)
-    meta = np.zeros(2, dtype=np.int64)  # count, used
-    return (hkey, hpri, hpos, stored, meta)
+    return loop_state(setup, (hkey, hpri, hpos, np.zeros(1, dtype=np.int64)))
 
 
 @numba.njit(cache=True, inline="always")
@@ -74,61 +73,41 @@ def _sift_down(k, pri, count, hkey, hpri, hpos):
     hpos[k] = j
 
 
-@numba.njit(cache=True)
-def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counters):
-    hkey, hpri, hpos, stored, meta = state
-    count, used = meta[0], meta[1]
-    has_sizes = sizes.shape[0] > 0
-    single = counters.shape[0] == 1
-    hits = misses = miss_bytes = evictions = 0
-    n_keys = keys.shape[0]
-    for i in range(n_keys):
-        if i + PREFETCH_AHEAD < n_keys:
-            prefetch(hpos, keys[i + PREFETCH_AHEAD])
-        k = keys[i]
-        nx = nxt_access[i]
-        pri = nx if nx >= 0 else NEVER + t0 + i
-        j = hpos[k]
-        if j >= 0:
-            if single:
-                hits += 1
-            else:
-                counters[key_table[k], HITS] += 1
-            _sift_up(j, k, pri, hkey, hpri, hpos)  # its priority was now; now it is later
-            continue
-        s = sizes[i] if has_sizes else 1
-        if single:
-            misses += 1
-            miss_bytes += s
-        else:
-            t = key_table[k]
-            counters[t, MISSES] += 1
-            if has_sizes:
-                counters[t, MISS_BYTES] += s
-        need = 1 if unit else s
-        if need > capacity:
-            continue
-        while used + need > capacity:  # evict the root: the farthest next access
-            v = hkey[0]
-            hpos[v] = -1
-            count -= 1
-            if count > 0:
-                _sift_down(hkey[count], hpri[count], count, hkey, hpri, hpos)
-            used -= 1 if unit else stored[v]
-            if single:
-                evictions += 1
-            else:
-                counters[key_table[v], EVICTIONS] += 1
-        _sift_up(count, k, pri, hkey, hpri, hpos)
-        count += 1
-        if not unit:
-            stored[k] = s
-        used += need
-    if single:
-        add_single_table(counters, has_sizes, hits, misses, miss_bytes, evictions)
-    meta[0] = count
-    meta[1] = used
+@numba.njit(cache=True, inline="always")
+def ahead(st, k):
+    prefetch(st[2], k)
 
+
+@numba.njit(cache=True, inline="always")
+def hit(st, k, now, nx):
+    hkey, hpri, hpos, _ = st
+    j = hpos[k]
+    if j < 0:
+        return False
+    _sift_up(j, k, nx if nx >= 0 else NEVER + now, hkey, hpri, hpos)  # its priority was now
+    return True
+
+
+@numba.njit(cache=True, inline="always")
+def evict(st, now):  # the root: the farthest next access
+    hkey, hpri, hpos, meta = st
+    v = hkey[0]
+    hpos[v] = -1
+    meta[0] -= 1
+    count = meta[0]
+    if count > 0:
+        _sift_down(hkey[count], hpri[count], count, hkey, hpri, hpos)
+    return v
+
+
+@numba.njit(cache=True, inline="always")
+def insert(st, k, now, nx):
+    hkey, hpri, hpos, meta = st
+    _sift_up(meta[0], k, nx if nx >= 0 else NEVER + now, hkey, hpri, hpos)
+    meta[0] += 1
+
+
+kernel = request_loop(globals(), hit=hit, insert=insert, evict=evict, ahead=ahead)
 
 POLICY = register(Policy(name="opt", kernel=kernel, init=init, needs_next=True,
                          aliases=("belady", "min", "optimal"),

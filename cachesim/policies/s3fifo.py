@@ -21,8 +21,10 @@ counts differently (tests/test_input_checks.py holds a trace on which the two di
 
 State: `link[k] = (toward head, toward tail)`, shared by the three queues (a key is in at most
 one); `code[k]` = queue (0 none, 1 small, 2 main, 3 ghost) + 4 x count; `stored` sizes (byte
-mode); `ends[queue] = (head, tail)`; `total[queue]` (sizes per queue);
-`meta` = [evicted yet (0/1), small size, main size, ghost size].
+mode; shared with the request loop, which sets them); `ends[queue] = (head, tail)`;
+`total[queue]` (sizes per queue); `meta` = [evicted yet (0/1), small size, main size, ghost
+size, current miss came from the ghost (0/1)]. The request loop (`base.request_loop`) counts
+and evicts until the object fits.
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ import numba
 import numpy as np
 
 from ..errors import CachesimError
-from .base import EVICTIONS, HITS, MISS_BYTES, MISSES, Policy, Setup, register
+from .base import (EVICTIONS, HITS, Policy, Setup, count_miss, loop_state, register,
+                   request_loop, stored_sizes)
 
 SMALL, MAIN, GHOST = 1, 2, 3
 UP, DOWN = 0, 1
@@ -53,21 +56,134 @@ def init(setup: Setup) -> tuple:
     n = setup.n_keys
     link = np.full((n, 2), -1, dtype=np.int32)
     code = np.zeros(n, dtype=np.uint8)
-    stored = np.zeros(0 if setup.unit else n, dtype=np.int64)
+    stored = stored_sizes(setup)
     ends = np.full((4, 2), -1, dtype=np.int64)
     total = np.zeros(4, dtype=np.int64)
-    meta = np.array([0, small, main, ghost], dtype=np.int64)
-    return (link, code, stored, ends, total, meta)
+    meta = np.array([0, small, main, ghost, 0], dtype=np.int64)
+    return loop_state(setup, (link, code, stored, ends, total, meta), stored)
+
+
+@numba.njit(cache=True, inline="always")
+def _push_head(link, ends, q, v):
+    """Put v at the head (newest end) of queue q."""
+    h = ends[q, 0]
+    link[v, UP] = -1
+    link[v, DOWN] = h
+    if h != -1:
+        link[h, UP] = v
+    else:
+        ends[q, 1] = v
+    ends[q, 0] = v
+
+
+@numba.njit(cache=True, inline="always")
+def _pop_tail(link, ends, q):
+    """Take the oldest key out of queue q (not empty) and return it."""
+    v = ends[q, 1]
+    up = link[v, UP]
+    ends[q, 1] = up
+    if up != -1:
+        link[up, DOWN] = -1
+    else:
+        ends[q, 0] = -1
+    return v
+
+
+@numba.njit(cache=True, inline="always")
+def hit(st, k, now, nx):  # in small or main: count + 1 (capped at 3)
+    code = st[1]
+    c = code[k]
+    q = c & 3
+    if q == SMALL or q == MAIN:
+        if c < 12:
+            code[k] = c + 4
+        return True
+    return False
+
+
+@numba.njit(cache=True, inline="always")
+def miss(st, k, need):  # leave the ghost; an object of small's size or more is not cached
+    link, code, stored, ends, total, meta = st
+    from_ghost = (code[k] & 3) == GHOST
+    meta[4] = from_ghost
+    if from_ghost:  # unlink k from the ghost
+        up = link[k, UP]
+        down = link[k, DOWN]
+        if up != -1:
+            link[up, DOWN] = down
+        else:
+            ends[GHOST, 0] = down
+        if down != -1:
+            link[down, UP] = up
+        else:
+            ends[GHOST, 1] = up
+        total[GHOST] -= 1 if stored.shape[0] == 0 else stored[k]
+        code[k] = 0
+    if need > meta[1]:
+        return 0
+    return 1 if from_ghost or need < meta[1] else 2  # as large as small: room made, not cached
+
+
+@numba.njit(cache=True, inline="always")
+def evict(st, now):  # from main if over its share or small is empty, else from small
+    link, code, stored, ends, total, meta = st
+    unit = stored.shape[0] == 0
+    meta[0] = 1  # evicted yet
+    main_cap, ghost_cap = meta[2], meta[3]
+    while True:  # until one object leaves (moves from small to main free nothing)
+        from_main = total[MAIN] > main_cap or total[SMALL] == 0
+        q = MAIN if from_main else SMALL
+        while total[q] > 0:
+            v = _pop_tail(link, ends, q)
+            count = code[v] >> 2
+            sz = 1 if unit else stored[v]
+            if from_main:
+                if count >= 1:  # reinsert at main's head, one count less
+                    code[v] = MAIN + ((count - 1) << 2)
+                    _push_head(link, ends, MAIN, v)
+                    continue
+            elif count >= MOVE_TO_MAIN:  # small -> main, count reset
+                code[v] = MAIN
+                total[SMALL] -= sz
+                total[MAIN] += sz
+                _push_head(link, ends, MAIN, v)
+                continue
+            total[q] -= sz  # evicted
+            code[v] = 0
+            if not from_main and sz <= ghost_cap:  # small's victim: its key enters the ghost
+                code[v] = GHOST
+                while total[GHOST] + sz > ghost_cap:
+                    g = _pop_tail(link, ends, GHOST)
+                    code[g] = 0
+                    total[GHOST] -= 1 if unit else stored[g]
+                total[GHOST] += sz
+                _push_head(link, ends, GHOST, v)
+            return v
+
+
+@numba.njit(cache=True, inline="always")
+def insert(st, k, now, nx):  # a ghost hit, or a miss while small is full before any eviction,
+    link, code, stored, ends, total, meta = st  # goes to main; any other to small
+    dst = SMALL
+    if meta[4] or (meta[0] == 0 and total[SMALL] >= meta[1]):
+        dst = MAIN
+    code[k] = dst
+    total[dst] += 1 if stored.shape[0] == 0 else stored[k]
+    _push_head(link, ends, dst, k)
+
+
+# the request loop with the pieces above: the tested twin (tests/test_policies_advanced.py)
+# of the hand-written loop below, which the bench shows is needed (about 8x faster)
+replay = request_loop(globals(), hit=hit, insert=insert, evict=evict, miss=miss)
 
 
 @numba.njit(cache=True)
 def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counters):
     # The queue operations are written out in place: a call that passes arrays costs more than
     # the operation itself in numba.
-    link, code, stored, ends, total, meta = state
+    (link, code, stored, ends, total, meta), _, used = state
     evicted_yet = meta[0]
     small_cap, main_cap, ghost_cap = meta[1], meta[2], meta[3]
-    has_sizes = sizes.shape[0] > 0
     one_table = counters.shape[0] == 1
     hits = 0
     for i in range(keys.shape[0]):
@@ -82,11 +198,7 @@ def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counte
             else:
                 counters[key_table[k], HITS] += 1
             continue
-        t = 0 if one_table else key_table[k]
-        counters[t, MISSES] += 1
-        s = sizes[i] if has_sizes else 1
-        if has_sizes:
-            counters[t, MISS_BYTES] += s
+        s = count_miss(counters, 0 if one_table else key_table[k], i, sizes)
         from_ghost = q == GHOST
         if from_ghost:  # unlink k from the ghost
             up = link[k, UP]
@@ -180,6 +292,7 @@ def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counte
     if hits:
         counters[0, HITS] += hits
     meta[0] = evicted_yet
+    used[0] = total[SMALL] + total[MAIN]
 
 
 POLICY = register(Policy(

@@ -1,14 +1,15 @@
-"""Set-associative caches: `--ways W` turns lru, lfu and fifo into W-way caches.
+"""Set-associative caches: `--ways W` turns a policy that declares a `set_rule` (lru, lfu,
+fifo, or a plugin) into W-way caches.
 
 A cache of C rows has S = ceil(C / W) sets of W lines (W = 1: direct-mapped; W = C: one set,
 the fully associative policy exactly). A key may live only in its set, fmix64(key) mod S of its
 linearised key (as FBGEMM's cache; the engine computes it per dense id in `Setup.set_of`).
 On a miss the key takes its set's lowest empty line; in a full set the policy's own rule picks
-the victim among the set's W lines:
+the victim among the set's W lines, by the rule the policy declares (`Policy.set_rule`):
 
-- lru: the line used least recently;
-- fifo: the line filled first;
-- lfu: the line with the lowest count (1 on insertion, +1 per hit, forgotten on eviction),
+- 'lru': the line used least recently;
+- 'fifo': the line filled first;
+- 'lfu': the line with the lowest count (1 on insertion, +1 per hit, forgotten on eviction),
   ties to the least recently used.
 
 Rows only: a line holds one row whatever its size.
@@ -24,10 +25,11 @@ from functools import partial
 import numba
 import numpy as np
 
+from . import base
 from .base import EVICTIONS, HITS, MISSES, MISS_BYTES, Policy, Setup, all_policies, attach_ways
 
 LRU, FIFO, LFU = 0, 1, 2
-RULES = {"lru": LRU, "fifo": FIFO, "lfu": LFU}
+RULES = {"lru": LRU, "fifo": FIFO, "lfu": LFU}  # a policy's set_rule -> the kernel's rule
 
 
 def init(setup: Setup, rule: int) -> tuple:
@@ -89,17 +91,24 @@ def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counte
         slot_of[k] = victim
 
 
-def _variant(name: str) -> Policy:
-    return Policy(name=name, kernel=kernel, init=partial(init, rule=RULES[name]),
-                  supports_bytes=False,
-                  description=f"{name} within each set of a W-way set-associative cache")
+def variant(policy: Policy) -> Policy:
+    """The W-way variant of a policy that declares a `set_rule`."""
+    if policy.set_rule not in RULES:
+        raise ValueError(f"policy {policy.name!r}: set_rule {policy.set_rule!r} is not one of "
+                         f"{', '.join(RULES)}")
+    return Policy(name=policy.name, kernel=kernel,
+                  init=partial(init, rule=RULES[policy.set_rule]), supports_bytes=False,
+                  description=f"{policy.name} within each set of a W-way set-associative cache "
+                              f"({policy.set_rule}'s victim rule)")
 
 
 def attach_all() -> list[str]:
-    """Give each of lru, lfu and fifo that is registered its set-associative variant."""
-    present = [name for name in RULES if name in all_policies()]
+    """Give each registered policy that declares a set_rule its set-associative variant, and
+    have `register` do so for the policies registered later."""
+    present = [name for name, p in all_policies().items() if p.set_rule is not None]
     for name in present:
-        attach_ways(name, _variant(name))
+        attach_ways(name, variant(all_policies()[name]))
+    base._set_variant = variant
     return present
 
 

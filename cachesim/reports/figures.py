@@ -24,8 +24,10 @@ LINE_STYLES = {
     "target": ":",        # the target hit ratio
     "no_cache": ":",      # transfers with no cache
 }
-#: Line style per policy on the transfers plot (in the sweep's policy order).
+#: Line style per policy on the transfers plot (in the sweep's policy order); past four
+#: policies the styles repeat with the next of TRANSFER_MARKERS, so every policy differs.
 TRANSFER_POLICY_STYLES = ("-", "--", "-.", (0, (5, 1, 1, 1, 1, 1)))
+TRANSFER_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 STYLE_WORDS = {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dash-dot",
                (0, (5, 1, 1, 1, 1, 1)): "dash-dot-dot"}
 #: Two curves closer than this at every point are drawn once and named together ("LFU = SIEVE").
@@ -35,6 +37,30 @@ NEAR_TOL = 0.01
 #: One marker per policy (hollow), so curves that run together stay apart.
 MARKERS = {"lru": "o", "lfu": "s", "fifo": "^", "clock": "v", "sieve": "D", "s3fifo": "P",
            "arc": "X", "random": "h"}
+#: What a caption calls each marker.
+MARKER_WORDS = {"o": "circles", "s": "squares", "^": "triangles", "v": "down triangles",
+                "D": "diamonds", "P": "plus signs", "X": "crosses", "h": "hexagons",
+                "p": "pentagons", "<": "left triangles", ">": "right triangles",
+                "d": "thin diamonds", "*": "stars"}
+#: Colours and markers for the policies that have none above (plugins), taken in turn: every
+#: colour with the first marker, then every colour with the next, and so on.
+_EXTRA_COLORS = ("#ff7f0e", "#bcbd22", "#aec7e8", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+                 "#f7b6d2", "#dbdb8d", "#9edae5")
+_EXTRA_MARKERS = ("p", "<", ">", "d", "*", "o", "s", "^")
+
+
+def policy_styles(names) -> dict:
+    """{policy: (colour, marker)} for every name, any number of them: the named policies keep
+    their own; the others (in the order given) take the next unused pair of the extra colours x
+    markers cycle, so no two policies of one figure look the same until that cycle (80 pairs)
+    runs out."""
+    names = list(dict.fromkeys(names))
+    out = {n: (_COLORS[n], MARKERS.get(n, "o")) for n in names if n in _COLORS}
+    fresh = [(c, m) for m in _EXTRA_MARKERS for c in _EXTRA_COLORS if (c, m) not in
+             set(out.values())]
+    for j, n in enumerate(n for n in names if n not in out):
+        out[n] = fresh[j % len(fresh)]
+    return out
 
 
 def style_word(style) -> str:
@@ -241,6 +267,8 @@ def hit_ratio_figure(results: dict, meta: dict, opt):
 
     # top: what the recommendation uses
     series, mode = batch_series(results)
+    acc = access_series(results)
+    look = policy_styles([*series, *acc])
     xs = [x for s in series.values() for x in s[0]]
     ticks = {}
     for pol, (x, y, sizes, nbytes) in series.items():
@@ -248,8 +276,8 @@ def hit_ratio_figure(results: dict, meta: dict, opt):
             ticks.setdefault(si, (xi, si, bi))
     for group in coincident_groups({p: (s[2], s[1]) for p, s in series.items()}):
         x, y = series[group[0]][:2]
-        axb.plot(x, y, LINE_STYLES["policy"], color=_COLORS.get(group[0]),
-                 marker=MARKERS.get(group[0], "o"), ms=5, mfc="none", mew=1.3, lw=1.8,
+        axb.plot(x, y, LINE_STYLES["policy"], color=look[group[0]][0],
+                 marker=look[group[0]][1], ms=5, mfc="none", mew=1.3, lw=1.8,
                  label=_group_label(group))
     axb.axhline(target, color="#444", ls=LINE_STYLES["target"], lw=1.3,
                 label=f"target {_pct_text(target)}")
@@ -286,15 +314,14 @@ def hit_ratio_figure(results: dict, meta: dict, opt):
         m = (size >= lo) & (size <= hi)
         axa.plot(size[m], hit[m], LINE_STYLES["lru_exact"], color=_COLORS["lru"], lw=1.0,
                  alpha=0.45, label="LRU, exact (every size)")
-    acc = access_series(results)
     for group in coincident_groups({p: (v[2], v[1]) for p, v in acc.items()}):
         x, y = acc[group[0]][:2]
         if group == ["opt"]:
             axa.plot(x, y, LINE_STYLES["opt"], color=_COLORS["opt"], marker="s", ms=4, lw=1.6,
                      label="OPT (Belady), the ceiling")
         else:
-            axa.plot(x, y, LINE_STYLES["policy"], color=_COLORS.get(group[0]),
-                     marker=MARKERS.get(group[0], "o"), ms=5, mfc="none", mew=1.2, lw=1.4,
+            axa.plot(x, y, LINE_STYLES["policy"], color=look[group[0]][0],
+                     marker=look[group[0]][1], ms=5, mfc="none", mew=1.2, lw=1.4,
                      label=_group_label(group))
     if curves:
         caps: dict = {}
@@ -354,6 +381,14 @@ def transfer_styles(results: dict) -> dict:
     return {p: TRANSFER_POLICY_STYLES[i % len(TRANSFER_POLICY_STYLES)] for i, p in enumerate(pols)}
 
 
+def transfer_markers(results: dict) -> dict:
+    """{policy: marker} on the transfers plot: with `transfer_styles`, a pair no other policy
+    of the plot has (circles for the first four, squares for the next four, ...)."""
+    pols = list(dict.fromkeys(r["policy"] for r in results["sweep"]))
+    n = len(TRANSFER_POLICY_STYLES)
+    return {p: TRANSFER_MARKERS[(i // n) % len(TRANSFER_MARKERS)] for i, p in enumerate(pols)}
+
+
 def transfers_figure(results: dict, meta: dict):
     plt = _plt()
     sw = results["sweep"]
@@ -361,6 +396,7 @@ def transfers_figure(results: dict, meta: dict):
     precs = list(dict.fromkeys(r["precision"] for r in sw))
     pols = list(dict.fromkeys(r["policy"] for r in sw))
     styles = transfer_styles(results)
+    markers = transfer_markers(results)
     per_step = bool(sw) and sw[0].get("steps") is not None
     if not per_step:  # access-mode sweep (no batches): totals over the trace, one "step"
         sw = [{**r, "steps": 1, "h2d_bytes_per_step": r.get("h2d_bytes"),
@@ -377,8 +413,8 @@ def transfers_figure(results: dict, meta: dict):
                 continue
             x, h2d, d2h = zip(*pts)
             tot = np.add(h2d, d2h) / div
-            ax.plot(x, tot, styles[pol], color=_PREC_COLORS.get(prec), marker="o", ms=3.5,
-                    label=f"{prec.upper()} {pol.upper()}")
+            ax.plot(x, tot, ls=styles[pol], color=_PREC_COLORS.get(prec), marker=markers[pol],
+                    ms=3.5, label=f"{prec.upper()} {pol.upper()}")  # ls=: a dash tuple too
         base = [r for r in sw if r["precision"] == prec and r["policy"] == pols[0]]
         if base and base[0].get("no_cache_transfer_bytes") and base[0].get("steps"):
             nb = base[0]["no_cache_transfer_bytes"] / base[0]["steps"] / div
@@ -408,7 +444,11 @@ def transfers_figure(results: dict, meta: dict):
 def transfers_caption(results: dict) -> str:
     sw = results["sweep"]
     per_step = bool(sw) and sw[0].get("steps") is not None
-    pols = ", ".join(f"{p.upper()} {style_word(s)}" for p, s in transfer_styles(results).items())
+    markers = transfer_markers(results)
+    several = len(set(markers.values())) > 1  # past four policies, markers tell them apart
+    pols = ", ".join(f"{p.upper()} {style_word(s)}"
+                     + (f" with {MARKER_WORDS[markers[p]]}" if several else "")
+                     for p, s in transfer_styles(results).items())
     nocache = ("every unique row of every batch fetched" if per_step else
                "every access fetched")
     return ("H2D + D2H bytes " + ("per training step" if per_step else "over the whole trace")

@@ -17,7 +17,6 @@ earlier report, a `cachesim sweep` table or a `cachesim train` table instead of 
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import shlex
@@ -29,24 +28,26 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CachesimError
-from ..files import check_output_dir, output_dir
+from ..files import check_output_dir, jsonable, output_dir
+from ..policies import batch_policy_names
 from ..sizes import format_bytes, parse_size
 from .render import Figure, Section, Table, to_html, to_markdown
 from .accuracy import AUC_TOLERANCE, auc_comparison
 
 DEFAULT_FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 DEFAULT_PRECISIONS = ("fp32", "fp16", "int8", "int4")
-SECTION_KEYS = ("summary", "trace", "curves", "transfers", "memory", "accuracy", "allocation",
-                "provenance")
 
 
 @dataclass
 class ReportOptions:
-    policies: tuple = ("lru", "lfu")
+    # the sweep's policies: every registered policy with a batch rule unless given
+    policies: tuple = field(default_factory=lambda: tuple(batch_policy_names()))
+    # access-mode curves: `policies`, then these (those registered), then OPT
     curve_policies: tuple = ("lru", "lfu", "fifo", "clock", "sieve", "s3fifo", "arc")
     fractions: tuple = DEFAULT_FRACTIONS
     precisions: tuple = DEFAULT_PRECISIONS
     ways: int | None = 32
+    cache_model: str | None = None  # batch replay's: 'fbgemm', 'ideal', None = the default
     target_hit_ratio: float = 0.9
     budget: str | None = None
     link_gbps: float | None = None
@@ -124,7 +125,7 @@ def build_report(trace_or_path, out_dir, options: ReportOptions | None = None, *
                     f"{results['meta']['created']}, {results['meta']['seconds']:.1f} s")
         (tmp / "report.html").write_text(to_html(title, subtitle, sections), encoding="utf-8")
         (tmp / "report.md").write_text(to_markdown(title, subtitle, sections), encoding="utf-8")
-        (tmp / "results.json").write_text(json.dumps(_jsonable(results), indent=1),
+        (tmp / "results.json").write_text(json.dumps(jsonable(results), indent=1),
                                           encoding="utf-8")
         _results_table(results).write_parquet(tmp / "results.parquet")
     return Path(out_dir)
@@ -143,8 +144,11 @@ def _load_trace(trace_or_path, fmt, batch_size):
 
 
 def fingerprint(trace) -> dict:
-    """What identifies a trace for saved results: its length, tables and distinct keys."""
-    return {"accesses": len(trace), "tables": trace.n_tables, "distinct": trace.n_distinct,
+    """What identifies a trace for saved results: `digest`, the one trace fingerprint
+    (`Trace.fingerprint`: a hash of its keys, batches and tables), and its length, tables,
+    distinct keys and batches, which the report shows."""
+    return {"digest": trace.fingerprint(), "accesses": len(trace), "tables": trace.n_tables,
+            "distinct": trace.n_distinct,
             "batches": int(np.unique(trace.batch).shape[0]) if trace.has_batches else 0}
 
 
@@ -224,6 +228,7 @@ def _meta(trace, opt: ReportOptions, t0: float, saved_meta: dict | None) -> dict
         "budget": opt.budget,
         "precisions": list(opt.precisions),
         "ways": opt.ways,
+        "cache_model": _cache_model(trace, opt),
         "from_results": bool(saved_meta),
     }
 
@@ -260,13 +265,15 @@ def _size_texts(fractions) -> list[str]:
 def _policy_curves(trace, opt: ReportOptions) -> list[dict]:
     """Access-mode hit ratio per policy (and OPT, the ceiling) at each size."""
     from ..simulate.access import replay
-    from ..policies import policy_names
+    from ..policies import get_policy, policy_names
     known = set(policy_names())
     out = []
-    for pol in [p for p in (*opt.curve_policies, "opt") if p in known]:
+    names = [get_policy(p).name for p in opt.policies]
+    names += [p for p in (*opt.curve_policies, "opt") if p in known]
+    for pol in dict.fromkeys(names):
         for text in _size_texts(opt.fractions):
             try:
-                r = replay(trace, pol, text, mode="access")
+                r = replay(trace, pol, text, ways=None, mode="access")  # fully associative
             except CachesimError:  # a policy that cannot run at this size (S3-FIFO below 10 rows)
                 continue
             out.append({"policy": pol, "size": text, "capacity": r.capacity,
@@ -275,14 +282,24 @@ def _policy_curves(trace, opt: ReportOptions) -> list[dict]:
     return out
 
 
+def _cache_model(trace, opt: ReportOptions) -> str | None:
+    """The batch replay's cache model of this report (None: the trace replays per access)."""
+    from ..simulate.result import resolve_cache_model
+    return resolve_cache_model(opt.cache_model) if trace.has_batches else None
+
+
 def _sweep(trace, opt: ReportOptions) -> list[dict]:
     from ..sweep import run_sweep
     mode = "batch" if trace.has_batches else "access"
-    policies = list(opt.policies) if mode == "batch" else list(opt.policies)
+    model = _cache_model(trace, opt)
+    policies = list(opt.policies)
+    if model == "fbgemm":  # FBGEMM's cache is lru or lfu; other batch rules are cachesim's own
+        from ..simulate.fbgemm import POLICIES as FBGEMM_POLICIES
+        policies = [p for p in policies if p in FBGEMM_POLICIES] or ["lru"]
     kwargs = {} if opt.link_gbps is None else {"link_gbps": opt.link_gbps}
     res = run_sweep(trace, policies, _size_texts(opt.fractions),
                     ways=[opt.ways], precisions=list(opt.precisions), mode=mode,
-                    jobs=opt.jobs, progress=opt.progress, **kwargs)
+                    jobs=opt.jobs, progress=opt.progress, cache_model=model, **kwargs)
     return res.table.to_dicts()
 
 
@@ -297,7 +314,7 @@ def _memory(trace, sweep_rows: list[dict], rec: dict) -> list[dict]:
     size, precision, total, device and ratio copied from the recommendation's own records so
     the section and the box cannot disagree), then the paper's two headline configurations
     (INT8 + 5% and INT4 + 1% of the rows) with the recommended policy's metadata and ways."""
-    from ..costs.model import memory_records
+    from ..costs import memory_records
     out, seen = [], set()
 
     def from_sweep(i, role, c=None):
@@ -341,7 +358,7 @@ def _training(trace, opt: ReportOptions, extra=()) -> list[dict]:
     (precision, size, policy) in `extra` not covered yet; every configuration on every seed."""
     from ..executor import train
     common = dict(ways=opt.ways, seed=list(opt.train_seeds), model=opt.train_model,
-                  progress=opt.progress)
+                  progress=opt.progress, cache_model=_cache_model(trace, opt) or "ideal")
     recs = train(trace, precision=list(opt.train_precisions), size=list(opt.train_sizes),
                  policy=[opt.policies[0]], **common)
     done = {(r["precision"], str(r["size"]), r.get("policy")) for r in recs}
@@ -352,7 +369,9 @@ def _training(trace, opt: ReportOptions, extra=()) -> list[dict]:
         recs += train(trace, precision=[prec], size=[size], policy=[pol], baselines=False,
                       **common)
         done.add((prec, str(size), pol))
-    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in recs]
+    # the executor's cache is the ideal model's BatchCache unless its records say otherwise
+    return [{"cache_model": "ideal", **{k: v for k, v in r.items() if not k.startswith("_")}}
+            for r in recs]
 
 
 def _allocation_budget(rec: dict, budget) -> tuple[int | None, str]:
@@ -394,7 +413,7 @@ def _allocation(trace, opt, budget, rec: dict) -> dict | None:
     out["greedy"]["rows_per_table"] = [t["rows"] for t in rec["tables"]]
     out["torchrec"]["rows_per_table"] = [t["torchrec_rows"] for t in rec["tables"]]
     out["table_names"] = [t["table"] for t in rec["tables"]]
-    return _jsonable(out)
+    return jsonable(out)
 
 
 # -- recommendation ------------------------------------------------------------------------------
@@ -586,7 +605,10 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
     sw = results["sweep"]
     mode = sw[0].get("mode", "batch") if sw else "batch"
     s.paragraphs.append(
-        ("Batch replay with FBGEMM's rules (" if mode == "batch" else "Per-access replay (")
+        (("Batch replay through FBGEMM's training cache (cache model fbgemm, "
+          if sw[0].get("cache_model") == "fbgemm" else
+          "Batch replay through cachesim's ideal cache (cache model ideal, not FBGEMM's: ")
+         if mode == "batch" else "Per-access replay (")
         + f"{opt.ways}-way set-associative): host-to-device bytes fetch missing rows at the "
         "storage precision; device-to-host bytes write back every evicted line (no dirty bit) "
         f"and every conflict-miss update. Time per step at {sw[0].get('link_gbps', 25):g} GB/s.")
@@ -745,25 +767,6 @@ def _allocation_rows(al: dict) -> list[list]:
 
 
 # -- results files -------------------------------------------------------------------------------
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return None if math.isnan(v) or math.isinf(v) else v
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if hasattr(obj, "to_dicts"):
-        return obj.to_dicts()
-    return obj
-
-
 def _results_table(results: dict):
     """Every number in results.json as one long table: section, path, value (float) or text."""
     import polars as pl
@@ -786,7 +789,7 @@ def _results_table(results: dict):
                 num.append(float(v))
                 text.append(None)
 
-    for section, v in _jsonable(results).items():
+    for section, v in jsonable(results).items():
         walk(section, "", v)
     return pl.DataFrame({"section": sec, "path": path, "value": num, "text": text},
                         schema={"section": pl.String, "path": pl.String, "value": pl.Float64,

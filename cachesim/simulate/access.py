@@ -90,7 +90,9 @@ def resolve_capacity(trace, size) -> tuple[Capacity, int, bool]:
 
 
 def replay(trace, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: int = 0,
-           progress: bool = False, mode: str | None = None, per_table: bool = False):
+           progress: bool = False, mode: str | None = None, per_table: bool = False,
+           cache_model: str | None = None, prefetch_pipeline: bool = False,
+           warp: int | None = None):
     """Replay `trace` (a `Trace`, or a path `cachesim.read_trace` reads) through `policy` (a name
     or a Policy; a list of them gives a list of Results, in order) with a cache of `capacity`.
 
@@ -102,23 +104,31 @@ def replay(trace, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: in
     no other ways than the default. `mode`: "access" (one access at a time, every policy),
     "batch" (FBGEMM's embedding-cache rules per training batch, lru and lfu; `per_table` gives
     each table its own cache), or None: batch when the trace has batches, else access. Either
-    way a `Result` (see its docstring: hit_ratio is per access in both modes).
+    way a `Result` (see its docstring: hit_ratio is per access in both modes). Batch mode only:
+    `cache_model` ("fbgemm": FBGEMM's training cache exactly, "ideal": cachesim's own, None:
+    `result.DEFAULT_CACHE_MODEL`), and for fbgemm `prefetch_pipeline` and `warp` (32 or 64);
+    see `cachesim.simulate.batch.replay_batch`.
     """
     if isinstance(trace, (str, os.PathLike)):
         from ..io import read_trace
         trace = read_trace(trace)
     if isinstance(policy, (list, tuple)):
         return [replay(trace, p, capacity, ways, seed=seed, progress=progress, mode=mode,
-                       per_table=per_table) for p in policy]
+                       per_table=per_table, cache_model=cache_model,
+                       prefetch_pipeline=prefetch_pipeline, warp=warp) for p in policy]
     trace.require_nonempty()
     if mode is None:
         mode = "batch" if trace.has_batches else "access"
     if mode == "batch":
         from .batch import replay_batch
         return replay_batch(trace, policy, capacity, ways=ways, per_table=per_table,
-                            progress=progress)
+                            progress=progress, cache_model=cache_model,
+                            prefetch_pipeline=prefetch_pipeline, warp=warp)
     if mode != "access":
         raise CachesimError(f"mode={mode!r}: use mode=\"access\" or mode=\"batch\"")
+    if cache_model is not None or prefetch_pipeline or warp is not None:
+        raise CachesimError("--cache-model, --prefetch-pipeline and --warp choose the batch "
+                            "replay's cache; they need batch mode (mode=\"batch\")")
     if per_table:
         raise CachesimError("per-table caches (per_table=True) need batch mode (mode=\"batch\")")
     pol = get_policy(policy) if isinstance(policy, str) else policy

@@ -2,7 +2,10 @@
 
 An embedding cache does not see single accesses: each training step looks up a whole batch of
 rows, deduplicates it, and fills the cache for the batch's misses set by set. The rules
-(README, "Embedding-cache semantics"), for batch b:
+(README, "Embedding-cache semantics"), for batch b, with LRU and LFU as the two built-in
+`policies.BatchRule`s: any registered policy that declares one replays here, "LFU" below
+standing for order 'count' (and admission 'count-at-least'), "an LRU hit stamps" for
+`stamp_on_hit`, "LRU" for order 'stamp':
 
 1. keys are linearised over tables (`trace.keys`); kernels index per-row arrays by dense id;
 2. a cache of C rows and W ways has S = ceil(C / W) sets (W above C is lowered to C; W = C is
@@ -28,26 +31,34 @@ W_t = min(W, C_t) ways; lines are numbered table after table.
 from __future__ import annotations
 
 import time
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba.core import cgutils, types
-from numba.extending import intrinsic
 
 from ..errors import CachesimError
 from ..hashing import fmix64, set_geometry
-from .result import DEFAULT_WAYS, Result, ratio
+from ..numba_util import prefetch
+from .result import DEFAULT_WAYS, Result, batch_result_of, resolve_cache_model
 from ..sizes import parse_size
 
-# counters per table: columns of `BatchCache.counters`
-# (`misses`: the batch's accesses whose key was not cached when the batch began)
-REQUESTED, UNIQUE, UNIQUE_MISSES, CONFLICT_UNIQUE_MISSES, CONFLICT_MISSES, EVICTIONS, MISSES = \
-    range(7)
-COUNTER_NAMES = ("requested_indices", "unique_indices", "unique_misses", "conflict_unique_misses",
-                 "conflict_misses", "evictions", "misses")
-BATCH_POLICIES = ("lru", "lfu")
+# counters per table: columns of `BatchCache.counters`, defined once in policies/base.py
+from ..policies.base import (BATCH_COUNTER_NAMES as COUNTER_NAMES,  # noqa: E402
+                             BATCH_EVICTIONS as EVICTIONS, BATCH_MISSES as MISSES,
+                             CONFLICT_MISSES, CONFLICT_UNIQUE_MISSES, REQUESTED, UNIQUE,
+                             UNIQUE_MISSES)
+
+#: A policy's `BatchRule` as the kernel takes it (`kernel_rule`): order the set's lines by the
+#: key's count (else by stamp), restamp a line on a hit, admit a miss only at a count at least
+#: the line key's.
+KernelRule = namedtuple("KernelRule", "by_count stamp_on_hit admit_by_count")
+#: A cache's arrays (the KR_* and per-line comments below); `step` and `run` resume from them.
+BatchState = namedtuple("BatchState", "keyrec count set_start line_id line_stamp line_used "
+                                      "line_count set_mark set_head")
+#: Per-step working arrays (`_batch_step`'s docstring says which hold its output).
+Scratch = namedtuple("Scratch", "uniq ucnt ukey utab uslot inverse was_hit miss_next touched "
+                                "mid mkey mcnt ev_slot ev_id fill_slot fill_id ckey ccnt way_buf")
 
 
 # -- kernels -------------------------------------------------------------------------------------
@@ -68,27 +79,6 @@ _NONE = np.int64(np.iinfo(np.int64).max)
 _SMALL = 32          # up to this many misses in a set, insertion sort instead of argsort
 _SMALL_SET = 64      # up to this many ways, pick each line by a min scan instead of a sort
 _AHEAD = 32          # prefetch the row of the key this many accesses ahead
-
-
-if numba.config.DISABLE_JIT:
-    def _prefetch(arr, flat_index):
-        """No-op without the JIT."""
-else:
-    @intrinsic
-    def _prefetch(typingctx, arr, flat_index):
-        """Hint the CPU to fetch element `flat_index` of the C-contiguous `arr` into its caches
-        (LLVM's llvm.prefetch: read, high locality). A batch's keys are known in advance, so the
-        kernel asks for rows a few accesses ahead instead of waiting on each cold one."""
-        def codegen(context, builder, signature, args):
-            ary = context.make_array(signature.args[0])(context, builder, args[0])
-            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                "llvm.prefetch")
-            ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
-            builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
-            return context.get_dummy_value()
-        return types.void(arr, flat_index), codegen
 
 
 @numba.njit(cache=True)
@@ -250,18 +240,28 @@ def _first_lines(ckey, ccnt, n, lfu, k, out):
 
 
 @numba.njit(cache=True)
-def _batch_step(ids, lo, hi, b, lfu, way_bits, state, scratch, counters):
-    """Apply the batch ids[lo:hi] (dense ids) as batch number `b` (>= 1, increasing).
+def _batch_step(ids, lo, hi, b, rule, way_bits, state, scratch, counters):
+    """Apply the batch ids[lo:hi] (dense ids) as batch number `b` (>= 1, increasing) under the
+    `KernelRule` `rule`, to the `BatchState` `state`.
 
-    Writes into `scratch` (each array at least hi - lo long, the last three at least the largest
-    set): uniq[:nu] (first-occurrence order), uslot[:nu] (line after the step, -1 for a conflict
-    miss), inverse[:hi-lo], was_hit[:nu], ev_slot/ev_id[:ne], fill_slot/fill_id[:nf].
-    Returns (nu, ne, nf).
+    Writes into the `Scratch` `scratch` (each array at least hi - lo long, ckey, ccnt and way_buf
+    at least the largest set): uniq[:nu] (first-occurrence order), uslot[:nu] (line after the
+    step, -1 for a conflict miss), inverse[:hi-lo], was_hit[:nu], ev_slot/ev_id[:ne],
+    fill_slot/fill_id[:nf]. Returns (nu, ne, nf).
     """
-    (keyrec, count, set_start, line_id, line_stamp, line_used, line_count,
-     set_mark, set_head) = state
-    (uniq, ucnt, ukey, utab, uslot, inverse, was_hit, miss_next, touched, mid, mkey, mcnt,
-     ev_slot, ev_id, fill_slot, fill_id, ckey, ccnt, way_buf) = scratch
+    lfu = rule.by_count  # lines ordered by their key's count (LFU), else by stamp
+    stamp_on_hit = rule.stamp_on_hit
+    admit_by_count = rule.admit_by_count
+    keyrec, count, set_start = state.keyrec, state.count, state.set_start
+    line_id, line_stamp, line_used = state.line_id, state.line_stamp, state.line_used
+    line_count, set_mark, set_head = state.line_count, state.set_mark, state.set_head
+    uniq, ucnt, ukey, utab = scratch.uniq, scratch.ucnt, scratch.ukey, scratch.utab
+    uslot, inverse, was_hit = scratch.uslot, scratch.inverse, scratch.was_hit
+    miss_next, touched = scratch.miss_next, scratch.touched
+    mid, mkey, mcnt = scratch.mid, scratch.mkey, scratch.mcnt
+    ev_slot, ev_id, fill_slot, fill_id = (scratch.ev_slot, scratch.ev_id, scratch.fill_slot,
+                                          scratch.fill_id)
+    ckey, ccnt, way_buf = scratch.ckey, scratch.ccnt, scratch.way_buf
     bb = np.int64(b) << 32
     way_mask = (np.int64(1) << way_bits) - 1
     # 1. deduplicate, count, look up each key at its first access (its row is in cache then);
@@ -270,7 +270,7 @@ def _batch_step(ids, lo, hi, b, lfu, way_bits, state, scratch, counters):
     nt = 0
     for i in range(lo, hi):
         if i + _AHEAD < hi:
-            _prefetch(keyrec, ids[i + _AHEAD] * 4)
+            prefetch(keyrec, ids[i + _AHEAD] * 4)
         k = ids[i]
         m = keyrec[k, KR_MARK]
         if (m >> 32) == b:  # a repeat: only its multiplicity (counters and LFU counts below)
@@ -292,7 +292,7 @@ def _batch_step(ids, lo, hi, b, lfu, way_bits, state, scratch, counters):
             was_hit[u] = 1
             uslot[u] = s
             line_used[s] = b
-            if not lfu:
+            if stamp_on_hit:
                 line_stamp[s] = b
         else:
             was_hit[u] = 0
@@ -344,7 +344,8 @@ def _batch_step(ids, lo, hi, b, lfu, way_bits, state, scratch, counters):
         else:
             n_order = 0 if small else _first_lines(ckey, ccnt, nw, lfu, nm, way_buf)
         j = 0
-        full = False  # no line left, or (LFU) a refusal: every later key of the set conflicts
+        full = False  # no line left, or a refusal (admission by count): every later key of
+        #               the set conflicts
         for mi in range(nm):
             u = mid[mi]
             if not full:
@@ -353,7 +354,7 @@ def _batch_step(ids, lo, hi, b, lfu, way_bits, state, scratch, counters):
                 else:
                     w = way_buf[j] if j < n_order else -1
                 ln = l0 + w
-                if w >= 0 and not (lfu and mcnt[mi] < line_count[ln]):  # empty: count -1
+                if w >= 0 and not (admit_by_count and mcnt[mi] < line_count[ln]):  # empty: -1
                     if small:
                         ckey[w] = _NONE
                         ccnt[w] = _NONE
@@ -385,10 +386,10 @@ def _batch_step(ids, lo, hi, b, lfu, way_bits, state, scratch, counters):
 
 
 @numba.njit(cache=True)
-def _replay_batches(ids, starts, b0, lfu, way_bits, state, scratch, counters):
+def _replay_batches(ids, starts, b0, rule, way_bits, state, scratch, counters):
     """Batches ids[starts[i]:starts[i+1]] in order, numbered b0, b0 + 1, ..."""
     for i in range(starts.shape[0] - 1):
-        _batch_step(ids, starts[i], starts[i + 1], b0 + i, lfu, way_bits, state, scratch,
+        _batch_step(ids, starts[i], starts[i + 1], b0 + i, rule, way_bits, state, scratch,
                     counters)
 
 
@@ -403,19 +404,23 @@ def _key_records(keys, key_table, group, group_sets, group_set_offset, keyrec):
 
 
 # -- the cache -----------------------------------------------------------------------------------
-def _policy_name(policy) -> str:
-    """'lru' or 'lfu' from a name, an alias or a Policy; CachesimError for any other policy."""
-    from ..policies import get_policy
-    name = getattr(policy, "name", None) or str(policy).strip().lower()
-    if name not in BATCH_POLICIES:
-        try:
-            name = get_policy(name).name
-        except CachesimError:
-            pass
-    if name not in BATCH_POLICIES:
-        raise CachesimError(f"batch mode supports lru and lfu, FBGEMM's two; use mode=\"access\" "
-                            f"for {getattr(policy, 'name', policy)}")
-    return name
+def batch_policy(policy):
+    """The registered policy of a name, an alias or a Policy, if it declares a batch rule;
+    CachesimError naming the policies that do otherwise."""
+    from ..policies import batch_policy_names, get_policy
+    pol = get_policy(getattr(policy, "name", policy))
+    if pol.batch_rule is None:
+        raise CachesimError(f"policy {pol.name!r} has no batch rule, so it cannot replay in batch "
+                            f"mode (the policies with one: {', '.join(batch_policy_names())}; a "
+                            "policy declares one with Policy(batch_rule=...)); use "
+                            f"mode=\"access\" for {pol.name}")
+    return pol
+
+
+def kernel_rule(rule) -> KernelRule:
+    """The kernel's form of a `policies.BatchRule`."""
+    return KernelRule(rule.order == "count", bool(rule.stamp_on_hit),
+                      rule.admission == "count-at-least")
 
 
 @dataclass
@@ -443,8 +448,11 @@ class BatchCache:
 
     def __init__(self, n_keys, distinct_keys, key_table, n_tables, capacity_rows, ways=None,
                  policy="lru"):
-        self.policy = _policy_name(policy)
-        self.lfu = self.policy == "lfu"
+        pol = batch_policy(policy)
+        self.policy = pol.name
+        self.rule = pol.batch_rule
+        self._rule = kernel_rule(pol.batch_rule)
+        self.lfu = self._rule.by_count  # per-row counts are kept
         self.n_keys = int(n_keys)
         self.n_tables = int(n_tables)
         self.distinct_keys = np.ascontiguousarray(distinct_keys, dtype=np.int64)
@@ -506,7 +514,7 @@ class BatchCache:
         np.cumsum(np.repeat(group_ways, group_sets), out=set_start[1:])
         self.max_set_lines = int(group_ways.max())
         self.way_bits = max(1, (self.max_set_lines - 1).bit_length())
-        self._state = (
+        self._state = BatchState(
             keyrec,
             np.zeros(n if self.lfu else 0, np.int64),  # LFU count of every key
             set_start,
@@ -532,7 +540,7 @@ class BatchCache:
     @property
     def line_ids(self) -> np.ndarray:
         """Dense id held by each line, -1 when empty (a copy)."""
-        return self._state[3] >> TABLE_BITS
+        return self._state.line_id >> TABLE_BITS
 
     @property
     def slot_of(self) -> np.ndarray:
@@ -553,7 +561,7 @@ class BatchCache:
     def _scratch_for(self, n: int):
         if n > self._scratch_len:
             n, w = max(n, 1), self.max_set_lines
-            self._scratch = (
+            self._scratch = Scratch(
                 # per unique key (int32 where it fits: these are touched at random)
                 np.empty(n, np.int32), np.empty(n, np.int32),                         # uniq ucnt
                 np.empty(n, np.int64), np.empty(n, np.int32),                         # ukey utab
@@ -590,11 +598,11 @@ class BatchCache:
         before = self.counters.copy()
         self._check_stamps(1)
         self.calls += 1
-        nu, ne, nf = _batch_step(ids, 0, n, self.calls, self.lfu, self.way_bits, self._state, sc,
-                                 self.counters)
-        (uniq, _, _, _, uslot, inverse, was_hit, _, _, _, _, _,
-         ev_slot, ev_id, fill_slot, fill_id, _, _, _) = sc
-        uniq_first = uniq[:nu]
+        nu, ne, nf = _batch_step(ids, 0, n, self.calls, self._rule, self.way_bits, self._state,
+                                 sc, self.counters)
+        uslot, inverse, was_hit = sc.uslot, sc.inverse, sc.was_hit
+        ev_slot, ev_id, fill_slot, fill_id = sc.ev_slot, sc.ev_id, sc.fill_slot, sc.fill_id
+        uniq_first = sc.uniq[:nu]
         order = np.argsort(self.distinct_keys[uniq_first], kind="stable")
         unique_ids = uniq_first[order].astype(np.int64)
         rank = np.empty(nu, dtype=np.int64)
@@ -619,7 +627,7 @@ class BatchCache:
             raise ValueError("starts must rise from 0 to len(ids)")
         sc = self._scratch_for(int(np.diff(starts).max()))
         self._check_stamps(starts.shape[0] - 1)
-        _replay_batches(ids, starts, self.calls + 1, self.lfu, self.way_bits, self._state, sc,
+        _replay_batches(ids, starts, self.calls + 1, self._rule, self.way_bits, self._state, sc,
                         self.counters)
         self.calls += starts.shape[0] - 1
 
@@ -629,24 +637,9 @@ BatchResult = Result  # the one result type; this name stays for old callers
 
 
 def batch_starts(trace) -> np.ndarray:
-    """Start of each batch (consecutive equal `trace.batch` values), then len(trace)."""
-    if "batch_starts" in trace._cache:
-        return trace._cache["batch_starts"]
-    if trace.batch is None:
-        raise CachesimError(f"{trace.source or 'the trace'} has no batches, so it cannot be "
-                            "replayed in batch mode; read it with batch_size=N (sample-based "
-                            "formats) or use mode=\"access\"")
-    batch = trace.batch
-    step = np.diff(batch)
-    if (step < 0).any():
-        i = int(np.flatnonzero(step < 0)[0]) + 1
-        raise CachesimError(f"{trace.source or 'the trace'}: batch ids must not decrease, but "
-                            f"access {i} has batch {int(batch[i])} after batch {int(batch[i - 1])};"
-                            " sort the trace by batch (or renumber its batches)")
-    cuts = np.flatnonzero(step != 0) + 1
-    starts = np.concatenate([[0], cuts, [len(trace)]]).astype(np.int64)
-    trace._cache["batch_starts"] = starts  # derived once per trace, like its dense ids
-    return starts
+    """Start of each batch (consecutive equal `trace.batch` values), then len(trace): the trace's
+    own `batch_starts` (derived once per batch column, checked there)."""
+    return trace.batch_starts
 
 
 def table_capacities(trace, capacity) -> tuple[np.ndarray, str]:
@@ -683,16 +676,37 @@ def table_capacities(trace, capacity) -> tuple[np.ndarray, str]:
 
 
 def replay_batch(trace, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_table=False,
-                 inference=False, progress=False) -> Result:
-    """Replay `trace` batch by batch through an FBGEMM-style cache (lru or lfu).
+                 inference=False, progress=False, cache_model=None, prefetch_pipeline=False,
+                 warp=None) -> Result:
+    """Replay `trace` batch by batch through an FBGEMM-style cache, under the batch rule of
+    `policy` (lru, lfu, or any registered policy that declares a `BatchRule`).
+
+    `cache_model`: "fbgemm" (FBGEMM's training cache exactly: `simulate.fbgemm.
+    replay_batch_fbgemm`, where a share is the load factor on num_embeddings and `warp`,
+    `prefetch_pipeline` apply), "ideal" (this module's cache, below), or None for
+    `result.DEFAULT_CACHE_MODEL`. The rest of this docstring is the ideal model's.
 
     `capacity`: rows (1000) or a share of the distinct keys ('5%'); with `per_table` also a list of
     rows, one per table. `ways`: 32 (FBGEMM's) by default, None for fully associative.
     `inference` is recorded for the cost model (the cache rules are the same). The trace needs
     batches (`trace.batch`). Returns a `Result` with mode 'batch'.
     """
+    model = resolve_cache_model(cache_model)
+    if model == "fbgemm":
+        from .fbgemm import POLICIES as FBGEMM_POLICIES, replay_batch_fbgemm
+        name = batch_policy(policy).name
+        if name not in FBGEMM_POLICIES:
+            raise CachesimError(f"policy {name!r}: FBGEMM's cache model runs only "
+                                f"{' and '.join(FBGEMM_POLICIES)}; use cache_model=\"ideal\" "
+                                f"for {name}'s batch rule")
+        return replay_batch_fbgemm(trace, policy, capacity, ways, per_table=per_table,
+                                   inference=inference, prefetch_pipeline=prefetch_pipeline,
+                                   warp=warp, progress=progress)
+    if prefetch_pipeline or warp is not None:
+        raise CachesimError("--prefetch-pipeline and --warp model FBGEMM's cache: they need "
+                            "--cache-model fbgemm (the ideal model has no pipeline or warp)")
     trace.require_nonempty()
-    name = _policy_name(policy)
+    name = batch_policy(policy).name
     starts = batch_starts(trace)
     if per_table:
         caps, size_text = table_capacities(trace, capacity)
@@ -727,25 +741,9 @@ def replay_batch(trace, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_t
 def batch_result(trace, cache: BatchCache, size_text: str, seconds: float = 0.0,
                  inference: bool = False) -> Result:
     """The `Result` (mode 'batch') of a cache's running counters."""
-    c = cache.counters
-    tot = cache.totals()
-    per_table = {"table": list(trace.table_names)}
-    for i, nm in enumerate(COUNTER_NAMES):
-        per_table[nm] = c[:, i].tolist()
-    req_t, miss_t = c[:, REQUESTED], c[:, MISSES]
-    row_bytes = trace.row_bytes_fp32()
-    per_table.update(requests=req_t.tolist(), hits=(req_t - miss_t).tolist(),
-                     miss_bytes=(miss_t * row_bytes).tolist())
-    requests, misses = tot["requested_indices"], tot["misses"]
-    return Result(policy=cache.policy, size=size_text, capacity=cache.reported_lines,
-                  capacity_unit="rows", ways=None if cache.fully_associative else cache.ways,
-                  mode="batch", requests=requests, hits=requests - misses, misses=misses,
-                  hit_ratio=ratio(requests - misses, requests), miss_ratio=ratio(misses, requests),
-                  miss_bytes=int((miss_t * row_bytes).sum()),
-                  request_bytes=int((req_t * row_bytes).sum()), evictions=tot["evictions"],
-                  seconds=seconds, n_sets=cache.n_sets, n_lines=cache.reported_lines,
-                  per_table_caches=cache.per_table_caches, inference=bool(inference),
-                  calls=tot["calls"], requested_indices=requests,
-                  unique_indices=tot["unique_indices"], unique_misses=tot["unique_misses"],
-                  conflict_unique_misses=tot["conflict_unique_misses"],
-                  conflict_misses=tot["conflict_misses"], per_table=per_table)
+    return batch_result_of(trace, COUNTER_NAMES, cache.counters, policy=cache.policy,
+                           size=size_text, capacity=cache.reported_lines,
+                           ways=None if cache.fully_associative else cache.ways, seconds=seconds,
+                           n_sets=cache.n_sets, n_lines=cache.reported_lines,
+                           per_table_caches=cache.per_table_caches, inference=bool(inference),
+                           cache_model="ideal", calls=cache.calls)

@@ -25,7 +25,12 @@ with file and function. For one batch (one `_prefetch` call, time step t = 2, 3,
 
 Counters, per batch: FBGEMM's uvm cache stats under FBGEMM's names (`num_*`; under LFU FBGEMM
 fills only num_conflict_misses: lfu_cache_populate takes no stats tensor), and our own counts,
-defined the same way for both policies, under names without the prefix.
+defined the same way for both policies, under names without the prefix, and per table.
+
+`replay_batch_fbgemm` is the batch replay's `cache_model="fbgemm"` (`replay_batch`,
+`cachesim replay --cache-model fbgemm`): FBGEMM's geometry from a cache size
+(`fbgemm_geometry`), the tables' num_embeddings (`with_table_rows`; a
+`TableRowsInferredWarning` when the trace only implies them), and a `Result`.
 """
 from __future__ import annotations
 
@@ -35,15 +40,25 @@ import numpy as np
 from ._bitonic32 import sort32
 from ..errors import CachesimError
 from ..hashing import fmix64
-from .batch import _prefetch  # llvm.prefetch hint (TODO lead: move to a shared low layer)
+from ..numba_util import prefetch
+from ..policies.base import (BATCH_COUNTER_NAMES, BATCH_EVICTIONS, BATCH_MISSES,
+                             CONFLICT_MISSES, CONFLICT_UNIQUE_MISSES, REQUESTED, UNIQUE,
+                             UNIQUE_MISSES)
 
 FBGEMM_COUNTERS = ("num_calls", "num_requested_indices", "num_unique_indices",
                    "num_unique_misses", "num_conflict_unique_misses", "num_conflict_misses")
 OWN_COUNTERS = ("requested_indices", "unique_indices", "unique_misses",
-                "conflict_unique_misses", "conflict_misses", "fills", "evictions")
+                "conflict_unique_misses", "conflict_misses", "fills", "evictions", "misses")
+# `misses`: the batch's accesses whose key was not cached when the batch began (every access to
+# a unique miss), so that hits = requested_indices - misses means what it means in batch.py
 COUNTER_NAMES = FBGEMM_COUNTERS + OWN_COUNTERS
 (N_CALLS, N_REQ, N_UNIQ, N_UMISS, N_CUMISS, N_CMISS,
- REQ, UNIQ, UMISS, CUMISS, CMISS, FILLS, EVICTIONS) = range(len(COUNTER_NAMES))
+ REQ, UNIQ, UMISS, CUMISS, CMISS, FILLS, EVICTIONS, MISSES) = range(len(COUNTER_NAMES))
+# per-table counters (`FbgemmCache.table_counts`): the batch replay's, in its order
+TABLE_COUNTERS = BATCH_COUNTER_NAMES
+(T_REQ, T_UNIQ, T_UMISS, T_CUMISS, T_CMISS, T_EVICT, T_MISSES) = (
+    REQUESTED, UNIQUE, UNIQUE_MISSES, CONFLICT_UNIQUE_MISSES, CONFLICT_MISSES, BATCH_EVICTIONS,
+    BATCH_MISSES)
 POLICIES = ("lru", "lfu")
 DIRECT_IDS_MAX = 1 << 26  # up to this many rows in all, per-key arrays are indexed by row
 AHEAD = 16  # prefetch the state of the key (or set) this many positions ahead
@@ -261,12 +276,13 @@ def _unlock(prev_lines, n_prev, lock_cnt, ways):
 
 @numba.njit(cache=True)
 def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
-         hash_off, set_base, tbl_sets, cache_key, cache_id, lru_state, counts, lock_cnt, mark,
-         prev_lines, n_prev, out):
+         hash_off, set_base, tbl_sets, cache_key, cache_id, cache_tab, lru_state, counts,
+         lock_cnt, mark, prev_lines, n_prev, out, tout):
     """Replay batches keys[starts[b]:starts[b+1]] (linear keys, their tables, and their ids:
     indices into `counts` and `mark`, one per distinct key) at time steps ts0, ts0 + 1, ...
-    State arrays are updated in place; per-batch counters go to out[b]. Returns the number of
-    lines of the last batch still locked (listed in prev_lines)."""
+    State arrays are updated in place; per-batch counters go to out[b], and per-table ones are
+    added to tout[table] (TABLE_COUNTERS; an eviction counts for the evicted key's table).
+    Returns the number of lines of the last batch still locked (listed in prev_lines)."""
     n_sets_total = cache_key.shape[0]
     max_n = 0
     for b in range(starts.shape[0] - 1):
@@ -276,6 +292,7 @@ def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
     uset = np.empty(max_n, np.int64)
     uocc = np.empty(max_n, np.int64)
     uline = np.empty(max_n, np.int64)
+    utab = np.empty(max_n, np.int64)
     mu = np.empty(max_n, np.int64)
     comp = np.empty(max_n, np.int64)
     cost = np.empty(ways, np.int64)
@@ -293,7 +310,7 @@ def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
         nu = 0
         for i in range(lo, hi):
             if i + AHEAD < hi:
-                _prefetch(mark, ids[i + AHEAD])
+                prefetch(mark, ids[i + AHEAD])
             d = ids[i]
             m = mark[d]
             if (m >> 32) == ts:
@@ -305,6 +322,7 @@ def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
                 ukey[nu] = k
                 uid[nu] = d
                 uocc[nu] = 1
+                utab[nu] = t
                 h = np.uint64(k - hash_off[t])
                 uset[nu] = set_base[t] + np.int64(fmix64(h) % np.uint64(tbl_sets[t]))
                 nu += 1
@@ -314,13 +332,14 @@ def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
                 counts[uid[u]] += uocc[u]
         # 4. find (LRU: stamp and lock the hits)
         nm = 0
+        n_miss = 0
         for u in range(nu):
             if u + AHEAD < nu:
-                _prefetch(cache_key, uset[u + AHEAD] * ways)
+                prefetch(cache_key, uset[u + AHEAD] * ways)
                 if lfu:
-                    _prefetch(counts, uid[u + AHEAD])
+                    prefetch(counts, uid[u + AHEAD])
                 else:
-                    _prefetch(lru_state, uset[u + AHEAD] * ways)
+                    prefetch(lru_state, uset[u + AHEAD] * ways)
             s = uset[u]
             k = ukey[u]
             uline[u] = -1
@@ -335,6 +354,9 @@ def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
             if uline[u] < 0:
                 mu[nm] = u
                 nm += 1
+                n_miss += uocc[u]
+                tout[utab[u], T_UMISS] += 1
+                tout[utab[u], T_MISSES] += uocc[u]
         # 5. misses by set, then insert set by set
         if nm > 1:
             _order_misses(mu, nm, ukey, uset, comp, n_sets_total)
@@ -344,8 +366,8 @@ def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
         j = 0
         while j < nm:
             if j + AHEAD < nm:
-                _prefetch(lru_state, uset[mu[j + AHEAD]] * ways)
-                _prefetch(cache_id, uset[mu[j + AHEAD]] * ways)
+                prefetch(lru_state, uset[mu[j + AHEAD]] * ways)
+                prefetch(cache_id, uset[mu[j + AHEAD]] * ways)
             s = uset[mu[j]]
             e = j + 1
             while e < nm and uset[mu[e]] == s:
@@ -380,8 +402,10 @@ def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
                     u = mu[j + n_ins]
                 if cache_key[s, w] != -1:
                     n_evict += 1
+                    tout[cache_tab[s, w], T_EVICT] += 1
                 cache_key[s, w] = ukey[u]
                 cache_id[s, w] = uid[u]
+                cache_tab[s, w] = utab[u]
                 if not lfu:
                     lru_state[s, w] = ts
                     if lock:
@@ -390,18 +414,24 @@ def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
                 n_ins += 1
             n_fill += n_ins
             n_cum += SL - n_ins
+            for q in range(j + n_ins, e):  # the misses left without a way
+                tout[utab[mu[q]], T_CUMISS] += 1
             j = e
         # 6. lookup after populate (LFU may have replaced a line the batch hit)
         n_cm = 0
         for u in range(nu):
             ln = uline[u]
             if u + AHEAD < nu and uline[u + AHEAD] >= 0:
-                _prefetch(cache_key, uline[u + AHEAD])
+                prefetch(cache_key, uline[u + AHEAD])
             if ln >= 0 and cache_key[ln // ways, ln % ways] != ukey[u]:
                 ln = -1
                 uline[u] = -1
+            t = utab[u]
+            tout[t, T_REQ] += uocc[u]
+            tout[t, T_UNIQ] += 1
             if ln < 0:
                 n_cm += uocc[u]
+                tout[t, T_CMISS] += uocc[u]
         # 7. prefetch pipeline: the backward of the previous batch unlocks its lines
         if lock:
             n_prev = _unlock(prev_lines, n_prev, lock_cnt, ways)
@@ -424,6 +454,7 @@ def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
         o_[CMISS] = n_cm
         o_[FILLS] = n_fill
         o_[EVICTIONS] = n_evict
+        o_[MISSES] = n_miss
     return n_prev
 
 
@@ -440,10 +471,12 @@ class FbgemmCache:
 
     Give `cache_sets` or `load_factor` (a share of the tables' total rows, as FBGEMM's
     cache_load_factor). `per_table=True` gives each table its own cache (sets from its own rows,
-    at least 1), keyed by the table's own row. `prefetch_pipeline` (LRU only) locks the lines of
-    each batch until after the next batch's insert, as FBGEMM's prefetch_pipeline=True with
-    prefetch(b + 1) before backward(b). `step(table_ids, rows)` runs one batch and returns its
-    counters (a dict, COUNTER_NAMES); `totals()` sums all batches so far.
+    at least 1; or `cache_sets`, one for all or one per table), keyed by the table's own row.
+    `prefetch_pipeline` (LRU only) locks the lines of each batch until after the next batch's
+    insert, as FBGEMM's prefetch_pipeline=True with prefetch(b + 1) before backward(b).
+    `step(table_ids, rows)` runs one batch and returns its counters (a dict, COUNTER_NAMES);
+    `totals()` sums all batches so far; `table_counts` holds the per-table counters
+    (TABLE_COUNTERS).
     """
 
     def __init__(self, table_rows, cache_sets: int | None = None, load_factor: float | None = None,
@@ -467,15 +500,21 @@ class FbgemmCache:
         if load_factor is not None and not float(load_factor) > 0:
             raise CachesimError(f"load_factor {load_factor}: must be > 0 (a share of the "
                                 "tables' rows, e.g. 0.05)")
-        if cache_sets is not None and int(cache_sets) < 1:
-            raise CachesimError(f"cache_sets {cache_sets}: must be at least 1")
         T = self.table_rows.size
+        if cache_sets is not None:
+            cache_sets = np.atleast_1d(np.asarray(cache_sets, dtype=np.int64)).reshape(-1)
+            if cache_sets.size == 0 or (cache_sets < 1).any():
+                raise CachesimError(f"cache_sets {cache_sets.tolist()}: every cache needs at "
+                                    "least 1 set")
+            if cache_sets.size not in (1, T) or (cache_sets.size > 1 and not per_table):
+                raise CachesimError(f"cache_sets: {cache_sets.size} set counts for {T} tables; "
+                                    "give one, or one per table with per_table=True")
         self.offsets = np.zeros(T, dtype=np.int64)
         np.cumsum(self.table_rows[:-1], out=self.offsets[1:])
         self.total_rows = int(self.table_rows.sum())
         if per_table:
             if cache_sets is not None:
-                sets = np.full(T, int(cache_sets), dtype=np.int64)
+                sets = np.broadcast_to(cache_sets, (T,)).copy()
             else:
                 sets = np.array([fbgemm_cache_sets(r, load_factor, ways) for r in self.table_rows],
                                 dtype=np.int64)
@@ -484,7 +523,7 @@ class FbgemmCache:
             np.cumsum(sets[:-1], out=self.set_base[1:])
             self.hash_off = self.offsets.copy()
         else:
-            S = int(cache_sets) if cache_sets is not None else fbgemm_cache_sets(
+            S = int(cache_sets[0]) if cache_sets is not None else fbgemm_cache_sets(
                 self.total_rows, load_factor, ways)
             self.tbl_sets = np.full(T, S, dtype=np.int64)
             self.set_base = np.zeros(T, dtype=np.int64)
@@ -496,6 +535,7 @@ class FbgemmCache:
         S, W = self.n_sets, self.ways
         self.cache_key = np.full((S, W), -1, dtype=np.int64)   # lxu_cache_state
         self.cache_id = np.full((S, W), -1, dtype=np.int64)
+        self.cache_tab = np.zeros((S, W), dtype=np.int64)      # table of each line's key
         self.lru_state = np.zeros((S, W), dtype=np.int64)      # lxu_state (LRU)
         self.lock_cnt = np.zeros((S, W), dtype=np.int32)       # lxu_cache_locking_counter
         # per-key arrays (LFU counts, batch marks) are indexed by an id per distinct key: the
@@ -511,6 +551,7 @@ class FbgemmCache:
         self.n_prev = 0
         self.timestep = FIRST_TIMESTEP
         self.batches: list[np.ndarray] = []
+        self.table_counts = np.zeros((T, len(TABLE_COUNTERS)), dtype=np.int64)
 
     @property
     def capacity_rows(self) -> int:
@@ -524,8 +565,9 @@ class FbgemmCache:
         self.n_prev = _run(keys, tables, ids, starts, np.int64(self.timestep),
                            self.policy == "lfu", self.prefetch_pipeline, self.ways, self.pairs,
                            self.hash_off, self.set_base, self.tbl_sets, self.cache_key,
-                           self.cache_id, self.lru_state, self.counts, self.lock_cnt, self.mark,
-                           self.prev_lines, np.int64(self.n_prev), out)
+                           self.cache_id, self.cache_tab, self.lru_state, self.counts,
+                           self.lock_cnt, self.mark, self.prev_lines, np.int64(self.n_prev), out,
+                           self.table_counts)
         self.timestep += n_b
         self.batches.append(out)
         return out
@@ -586,6 +628,26 @@ class FbgemmCache:
         return dict(zip(COUNTER_NAMES, (int(v) for v in self.per_batch().sum(axis=0))))
 
 
+def _feed(trace, cache: "FbgemmCache", bar=None) -> None:
+    """Run every batch of `trace` through `cache`, about 4M accesses a kernel call."""
+    trace.require_nonempty()
+    starts = trace.batch_starts
+    if (trace.row < 0).any() or (trace.row >= trace.table_rows[trace.table]).any():
+        raise CachesimError(f"{trace.source or 'the trace'}: a row is outside its table's "
+                            "table_rows; FBGEMM needs every row in [0, num_embeddings)")
+    tables = trace.table.astype(np.int64)
+    keys = trace.row + cache.offsets[tables]  # FBGEMM's linearisation on the cache's table_rows
+    ids = trace.dense_ids.astype(np.int64)
+    n_b = starts.shape[0] - 1
+    per_chunk = max(1, (1 << 22) // max(1, len(trace) // n_b))
+    for i in range(0, n_b, per_chunk):
+        j = min(n_b, i + per_chunk)
+        a, z = starts[i], starts[j]
+        cache._run(keys[a:z], tables[a:z], ids[a:z], starts[i:j + 1] - a)
+        if bar is not None:
+            bar.update(int(z - a))
+
+
 def replay_fbgemm(trace, policy: str = "lru", load_factor: float | None = None,
                   sets: int | None = None, *, per_table: bool = False,
                   prefetch_pipeline: bool = False, ways: int = 32) -> dict:
@@ -595,26 +657,164 @@ def replay_fbgemm(trace, policy: str = "lru", load_factor: float | None = None,
     total rows (per table with `per_table`), or give `sets`. Returns {"per_batch": {name: array},
     "total": {name: int}, "n_sets", "ways", "capacity_rows", "policy"}.
     """
-    from .batch import batch_starts  # shared batch boundaries (the trace caches them)
-    trace.require_nonempty()
-    starts = batch_starts(trace)
     cache = FbgemmCache(trace.table_rows, cache_sets=sets, load_factor=load_factor, policy=policy,
                         ways=ways, prefetch_pipeline=prefetch_pipeline, per_table=per_table,
                         n_ids=trace.n_distinct)
-    keys = np.ascontiguousarray(trace.keys, dtype=np.int64)
-    tables = trace.table.astype(np.int64)
-    ids = trace.dense_ids.astype(np.int64)
-    if (trace.row < 0).any() or (trace.row >= trace.table_rows[trace.table]).any():
-        raise CachesimError(f"{trace.source or 'the trace'}: a row is outside its table's "
-                            "table_rows; FBGEMM needs every row in [0, num_embeddings)")
-    n_b = starts.shape[0] - 1
-    per_chunk = max(1, (1 << 22) // max(1, len(trace) // n_b))
-    for i in range(0, n_b, per_chunk):
-        j = min(n_b, i + per_chunk)
-        a, z = starts[i], starts[j]
-        cache._run(keys[a:z], tables[a:z], ids[a:z], starts[i:j + 1] - a)
+    _feed(trace, cache)
     pb = cache.per_batch()
     return {"policy": policy, "n_sets": cache.n_sets, "ways": cache.ways,
             "capacity_rows": cache.capacity_rows,
             "per_batch": {nm: pb[:, c] for c, nm in enumerate(COUNTER_NAMES)},
             "total": cache.totals()}
+
+
+# -- the batch replay's `cache_model="fbgemm"` ----------------------------------------------------
+class TableRowsInferredWarning(UserWarning):
+    """FBGEMM's cache geometry was built on table sizes inferred from the largest row seen."""
+
+
+def table_rows_warning(trace) -> str | None:
+    """The warning to show when `trace`'s num_embeddings are inferred (None when given)."""
+    if not getattr(trace, "table_rows_inferred", False):
+        return None
+    return (f"{trace.source or 'the trace'} has no table sizes; num_embeddings inferred from the "
+            "largest row seen per table; pass --table-rows N1,N2,... or a Parquet file with "
+            "metadata")
+
+
+def with_table_rows(trace, table_rows):
+    """`trace` with the tables' num_embeddings set to `table_rows` (one per table, each above
+    the table's largest row), no longer inferred; keys linearise on them from then on."""
+    import dataclasses
+
+    from ..trace import rows_per_table
+    rows = np.asarray(table_rows, dtype=np.int64).reshape(-1)
+    if rows.shape[0] != trace.n_tables:
+        raise CachesimError(f"--table-rows gives {rows.shape[0]} tables but "
+                            f"{trace.source or 'the trace'} has {trace.n_tables}; give one "
+                            "num_embeddings per table, in table order")
+    seen = rows_per_table(trace.table, trace.row, trace.n_tables, trace.table_names)
+    bad = np.flatnonzero(seen > rows)
+    if bad.size:
+        t = int(bad[0])
+        raise CachesimError(f"--table-rows: table {trace.table_names[t]} has {int(rows[t]):,} "
+                            f"rows, but {trace.source or 'the trace'} uses row {int(seen[t]) - 1:,}"
+                            " of it; give at least the largest row + 1")
+    return dataclasses.replace(trace, table_rows=rows, table_rows_inferred=False)
+
+
+def check_fbgemm_ways(ways, warp=None) -> int:
+    """The ways of FBGEMM's cache: the warp size (32, or 64 on AMD CDNA with warp=64); `ways` may
+    be 32 (the default) or the warp size. CachesimError naming both options otherwise."""
+    if warp is not None and int(warp) not in (32, 64):
+        raise CachesimError(f"--warp {warp}: FBGEMM's cache has one way per warp lane; use 32 "
+                            "(NVIDIA) or 64 (AMD CDNA)")
+    if ways is None or int(ways) not in (32, 64) or (warp is not None and int(ways) not in
+                                                      (32, int(warp))):
+        shown = "full" if ways is None else ways
+        raise CachesimError(f"--ways {shown} with --cache-model fbgemm: FBGEMM's cache has one "
+                            "way per warp lane, 32 (or 64 with --warp 64, AMD CDNA); use "
+                            "--cache-model ideal for other ways")
+    return int(warp) if warp is not None else int(ways)
+
+
+def fbgemm_geometry(trace, capacity, ways: int = 32, per_table: bool = False):
+    """(FbgemmCache size arguments, the size as text, the load factor or None) for `capacity`.
+
+    - a share ('5%') is FBGEMM's cache_load_factor: of the tables' total rows (num_embeddings),
+      or of each table's rows with `per_table`;
+    - rows (1000) are lines: ceil(rows / ways) sets (at least 1); with `per_table`, the load
+      factor rows / total rows applied to every table, as TorchRec gives each table one;
+    - bytes (128MiB) are lines of fp32 rows at the widest table's dim (FBGEMM's cache rows are
+      max_D wide), whole sets that fit (at least 1); with `per_table`, the load factor that
+      spends the bytes on every table alike;
+    - a list (with `per_table`): rows per table, ceil(rows / ways) sets each.
+    """
+    from ..sizes import parse_size
+    rows = np.asarray(trace.table_rows, dtype=np.int64)
+    total = int(rows.sum())
+    if isinstance(capacity, (list, tuple, np.ndarray)):
+        caps = np.asarray(capacity, dtype=np.int64).reshape(-1)
+        if not per_table:
+            raise CachesimError("one row count per table needs per-table caches (per_table=True)")
+        if caps.shape[0] != trace.n_tables or (caps < 1).any():
+            raise CachesimError(f"per-table capacities: got {caps.size} row counts for "
+                                f"{trace.n_tables} tables; give one per table, each at least 1")
+        sets = np.maximum(1, -(-caps // ways))
+        return {"cache_sets": sets}, ",".join(str(int(c)) for c in caps), None
+    cap = parse_size(capacity)
+    if cap.kind == "fraction":
+        return {"load_factor": cap.value}, cap.text, cap.value
+    if cap.kind == "rows":
+        if per_table:
+            lf = int(cap.value) / max(1, total)
+            return {"load_factor": lf}, cap.text, lf
+        return {"cache_sets": max(1, -(-int(cap.value) // ways))}, cap.text, None
+    row_bytes = 4 * np.asarray(trace.table_dims, dtype=np.int64)
+    if per_table:
+        lf = int(cap.value) / max(1, int((rows * row_bytes).sum()))
+        return {"load_factor": lf}, cap.text, lf
+    lines = int(cap.value) // int(row_bytes.max())
+    return {"cache_sets": max(1, lines // ways)}, cap.text, None
+
+
+def replay_batch_fbgemm(trace, policy: str = "lru", capacity="5%", ways=32, *,
+                        per_table: bool = False, inference: bool = False,
+                        prefetch_pipeline: bool = False, warp: int | None = None,
+                        progress: bool = False):
+    """`replay_batch(..., cache_model="fbgemm")`: `trace` through FBGEMM's training cache,
+    wrapped in a `Result` (mode 'batch', cache_model 'fbgemm').
+
+    The geometry is `fbgemm_geometry`'s, on `trace.table_rows` as num_embeddings (a
+    `TableRowsInferredWarning` when they were inferred). hits/misses count accesses whose row
+    was cached when their batch began, as in the ideal model. The FBGEMM-named fields
+    (`num_calls` ... `num_conflict_misses`) are FBGEMM's uvm cache stats exactly (under LFU
+    FBGEMM fills only num_conflict_misses); `calls`, `unique_misses`, `conflict_unique_misses`,
+    `evictions` and the rest are cachesim's own counts, defined alike for LRU and LFU (under LRU
+    they equal FBGEMM's).
+    """
+    import time
+    import warnings
+
+    from ..policies import get_policy
+    from ..progress import bar as progress_bar
+    from .result import batch_result_of
+    pol = policy if hasattr(policy, "name") else get_policy(str(policy))
+    name = pol.name
+    if name not in POLICIES:
+        if getattr(pol, "batch_rule", None) is not None:  # a batch rule of cachesim's own
+            raise CachesimError(f"policy {name!r}: FBGEMM's training cache is lru or lfu; use "
+                                f"--cache-model ideal to replay {name}'s batch rule")
+        raise CachesimError(f"batch mode supports lru and lfu, FBGEMM's two; use mode=\"access\" "
+                            f"for {name}")
+    if prefetch_pipeline and name != "lru":
+        raise CachesimError("--prefetch-pipeline needs policy lru: FBGEMM asserts 'Only LRU cache "
+                            "policy supports prefetch_pipeline'")
+    w = check_fbgemm_ways(ways, warp)
+    trace.require_nonempty()
+    msg = table_rows_warning(trace)
+    if msg:
+        warnings.warn(msg, TableRowsInferredWarning, stacklevel=3)
+    size_kw, size_text, load_factor = fbgemm_geometry(trace, capacity, w, per_table)
+    t0 = time.perf_counter()
+    cache = FbgemmCache(np.maximum(trace.table_rows, 1), policy=name, ways=w,
+                        prefetch_pipeline=prefetch_pipeline, per_table=per_table,
+                        n_ids=trace.n_distinct, **size_kw)
+    bar = progress_bar(len(trace), f"{name} {size_text} fbgemm", progress, unit="req",
+                       unit_scale=True, delay=2.0)
+    _feed(trace, cache, bar)
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    tot = cache.totals()
+    per = {}
+    if per_table:
+        per = {"n_sets": cache.tbl_sets.tolist(), "n_lines": (cache.tbl_sets * w).tolist()}
+    return batch_result_of(
+        trace, TABLE_COUNTERS, cache.table_counts, policy=name, size=size_text,
+        capacity=cache.capacity_rows, ways=cache.ways, seconds=seconds, n_sets=cache.n_sets,
+        n_lines=cache.capacity_rows, per_table_caches=bool(per_table), inference=bool(inference),
+        calls=int(np.count_nonzero(cache.per_batch()[:, REQ])), cache_model="fbgemm",
+        load_factor=load_factor, prefetch_pipeline=bool(prefetch_pipeline),
+        table_rows_inferred=bool(trace.table_rows_inferred),
+        **{nm: tot[nm] for nm in FBGEMM_COUNTERS}, per_table=per)

@@ -3,7 +3,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..errors import CachesimError
+
 DEFAULT_WAYS = 32  # FBGEMM's cache associativity; `ways=None` is fully associative
+# Batch replay's cache models: "fbgemm" is FBGEMM's training cache exactly (simulate/fbgemm.py:
+# 32 or 64 ways, sets from the load factor on num_embeddings, its bitonic ties, its locking);
+# "ideal" is cachesim's own what-if cache (simulate/batch.py: any ways or fully associative,
+# lowest-way ties, LFU locking). The default is this one constant.
+CACHE_MODELS = ("fbgemm", "ideal")
+DEFAULT_CACHE_MODEL = "fbgemm"
 
 
 @dataclass
@@ -25,10 +33,20 @@ class Result:
       them, else None (a replay does not: they depend on the storage precision, see
       `cachesim.costs_for` and `cachesim replay --precision`; `cachesim.train` measures them).
 
-    Batch mode only (None in access mode): `calls` (batches) and FBGEMM's `uvm_cache_stats`
-    counters `requested_indices` (= requests), `unique_indices`, `unique_misses`,
-    `conflict_unique_misses`, `conflict_misses`; `n_sets`, `n_lines`, `per_table_caches`,
-    `inference`. `per_table` holds each table's counters (lists in table order).
+    Batch mode only (None in access mode): `cache_model` ('fbgemm' or 'ideal', see
+    CACHE_MODELS), `calls` (batches) and the counters `requested_indices` (= requests),
+    `unique_indices`, `unique_misses`, `conflict_unique_misses`, `conflict_misses`: cachesim's
+    own counts, defined alike for LRU and LFU in both models (the names of FBGEMM's
+    `uvm_cache_stats`; under LRU in the fbgemm model they equal FBGEMM's values); `n_sets`,
+    `n_lines`, `per_table_caches`, `inference`. `per_table` holds each table's counters (lists
+    in table order).
+
+    cache_model 'fbgemm' only (else None): `num_calls`, `num_requested_indices`,
+    `num_unique_indices`, `num_unique_misses`, `num_conflict_unique_misses`,
+    `num_conflict_misses`: FBGEMM's `get_uvm_cache_stats` values under FBGEMM's names (under LFU
+    FBGEMM fills only num_conflict_misses, the other five are 0); `load_factor` (FBGEMM's
+    cache_load_factor when the size was a share, else None), `prefetch_pipeline`, and
+    `table_rows_inferred` (num_embeddings came from the largest row seen, not the trace).
     """
 
     policy: str
@@ -58,6 +76,16 @@ class Result:
     unique_misses: int | None = None
     conflict_unique_misses: int | None = None
     conflict_misses: int | None = None
+    cache_model: str | None = None
+    load_factor: float | None = None
+    prefetch_pipeline: bool = False
+    table_rows_inferred: bool | None = None
+    num_calls: int | None = None
+    num_requested_indices: int | None = None
+    num_unique_indices: int | None = None
+    num_unique_misses: int | None = None
+    num_conflict_unique_misses: int | None = None
+    num_conflict_misses: int | None = None
     per_table: dict = field(default_factory=dict, repr=False)
 
     def to_record(self, per_table: bool = False) -> dict:
@@ -66,6 +94,42 @@ class Result:
         if not per_table:
             rec.pop("per_table")
         return rec
+
+
+def batch_result_of(trace, names, counts, **fields) -> Result:
+    """A batch-mode `Result` from per-table counters: `counts` [tables, len(names)] with the
+    columns `names` (requested_indices, unique_indices, unique_misses, conflict_unique_misses,
+    conflict_misses, evictions, misses; others ride along per table); `fields` gives the rest
+    (policy, size, capacity, ways, n_sets, n_lines, calls, seconds, cache_model, ...)."""
+    col = {nm: counts[:, i] for i, nm in enumerate(names)}
+    per_table = {"table": list(trace.table_names)}
+    per_table.update({nm: v.tolist() for nm, v in col.items()})
+    req_t, miss_t = col["requested_indices"], col["misses"]
+    row_bytes = trace.row_bytes_fp32()
+    per_table.update(requests=req_t.tolist(), hits=(req_t - miss_t).tolist(),
+                     miss_bytes=(miss_t * row_bytes).tolist())
+    per_table.update(fields.pop("per_table", {}))
+    tot = {nm: int(v.sum()) for nm, v in col.items()}
+    requests, misses = tot["requested_indices"], tot["misses"]
+    return Result(capacity_unit="rows", mode="batch", requests=requests, hits=requests - misses,
+                  misses=misses, hit_ratio=ratio(requests - misses, requests),
+                  miss_ratio=ratio(misses, requests), miss_bytes=int((miss_t * row_bytes).sum()),
+                  request_bytes=int((req_t * row_bytes).sum()), evictions=tot["evictions"],
+                  requested_indices=requests, unique_indices=tot["unique_indices"],
+                  unique_misses=tot["unique_misses"],
+                  conflict_unique_misses=tot["conflict_unique_misses"],
+                  conflict_misses=tot["conflict_misses"], per_table=per_table, **fields)
+
+
+def resolve_cache_model(cache_model) -> str:
+    """'fbgemm' or 'ideal' from a name (None: DEFAULT_CACHE_MODEL); CachesimError otherwise."""
+    if cache_model is None:
+        return DEFAULT_CACHE_MODEL
+    name = str(cache_model).strip().lower()
+    if name not in CACHE_MODELS:
+        raise CachesimError(f"--cache-model {cache_model!r}: use fbgemm (FBGEMM's training cache) "
+                            "or ideal (cachesim's own: any ways, fully associative)")
+    return name
 
 
 def ratio(part: int, whole: int) -> float:

@@ -162,8 +162,12 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
                    "(default: PCIe Gen4 x16, 25).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of records.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--stream/--no-stream", "stream", default=None,
+              help="Read the trace in chunks, in memory bounded by the cache, not the trace "
+                   "(access mode, oracle-general and txt files). Default: stream such files "
+                   "over 1 GiB.")
 def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_table, cache_model,
-           table_rows, warp, prefetch_pipeline, precision, link_gbps, as_json, quiet):
+           table_rows, warp, prefetch_pipeline, precision, link_gbps, as_json, quiet, stream):
     """Replay a trace through policies and sizes; print hits and misses.
 
     Example: cachesim replay trace.parquet --policy lru,lfu,opt --size 1000,5%
@@ -180,6 +184,10 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
     from .sizes import parse_sizes
     policies = [get_policy(p) for p in policy]
     caps = parse_sizes(sizes)
+    if _streams(trace_path, fmt, stream, mode=mode, per_table=per_table, cache_model=cache_model,
+                table_rows=table_rows, warp=warp, prefetch_pipeline=prefetch_pipeline,
+                precision=precision):
+        return _replay_streamed(trace_path, fmt, policies, caps, ways, seed, quiet, as_json)
     trace = _read(trace_path, fmt, batch_size)
     batch_mode = mode == "batch" or (mode is None and trace.has_batches)
     trace = _cache_model_trace(trace, table_rows, cache_model if batch_mode else "ideal")
@@ -359,7 +367,8 @@ def sweep(trace_path, fmt, batch_size, policies, sizes, ways, precisions, per_ta
                     dask=dask_address, cache_precision=cache_precision, align=align,
                     link_gbps=DEFAULT_LINK_GBPS if link_gbps is None else link_gbps, dims=dim,
                     fresh=fresh, progress=not quiet, cache_model=cache_model,
-                    prefetch_pipeline=prefetch_pipeline, warp=warp)
+                    prefetch_pipeline=prefetch_pipeline, warp=warp,
+                    source=_dask_source(dask_address, trace_path, fmt, batch_size, table_rows))
     cols = ["policy", "cache_model", "size", "ways", "per_table", "precision", "hit_ratio",
             "h2d_bytes_per_step", "d2h_bytes_per_step", "transfer_vs_no_cache", "total_bytes",
             "ratio_vs_fp32"]
@@ -375,6 +384,16 @@ def sweep(trace_path, fmt, batch_size, policies, sizes, ways, precisions, per_ta
         where = f"; wrote {res.table.height} rows to {out}" if out else ""
         click.echo(f"sweep: replayed {len(res.ran)} of {len(res.configs)} configurations "
                    f"({len(res.reused)} reused) in {res.seconds:.1f} s{where}", err=True)
+
+
+def _dask_source(dask_address, trace_path, fmt, batch_size, table_rows):
+    """A Dask cluster's workers read the trace file themselves (a path every worker sees); the
+    embedded local cluster's too (a sweep never ships the trace per task)."""
+    if not dask_address:
+        return None
+    from .sweep import TraceSource
+    return TraceSource.of(trace_path, fmt, None if batch_size is None else
+                          {"batch_size": batch_size}, table_rows)
 
 
 # -- analyze, mrc, allocate, generate (trace analysis) -------------------------------------------
@@ -713,6 +732,48 @@ def _fbgemm_warnings_shown():
         if fbgemm is not None:
             warnings.simplefilter("ignore", fbgemm.TableRowsInferredWarning)
         yield
+
+
+def _streams(path, fmt, stream, **batch_only) -> bool:
+    """Whether `cachesim replay` streams: --stream, or by default an oracle-general or txt file
+    over `STREAM_THRESHOLD` bytes replayed in access mode without --precision."""
+    if stream is False:
+        return False
+    from pathlib import Path
+    from .io.stream import streamable
+    given = [k for k, v in batch_only.items() if v and (k != "mode" or v == "batch")]
+    if stream is None:
+        if not Path(path).is_file() or streamable(path, fmt) is None or given:
+            return False
+        from .simulate.stream import STREAM_THRESHOLD
+        return Path(path).stat().st_size > STREAM_THRESHOLD
+    if given:
+        opt = "--" + given[0].replace("_", "-")
+        raise CachesimError(f"--stream replays in access mode without costs; drop {opt} or "
+                            "--stream")
+    return True
+
+
+def _replay_streamed(path, fmt, policies, caps, ways, seed, quiet, as_json) -> None:
+    """`cachesim replay --stream`: one first pass, then one streamed pass per replay."""
+    from .costs import result_records
+    from .simulate.stream import StreamSource
+    records, notes = [], []
+    with StreamSource(path, fmt) as src:
+        for pol in policies:
+            for cap in caps:
+                res = src.replay(pol, cap, ways=_ways_for(ways, pol, cap), seed=seed,
+                                 progress=not quiet)
+                note = None if as_json else _geometry_note(ways, cap, res, src.meta)
+                if note and note not in notes:
+                    notes.append(note)
+                    click.echo(f"cachesim: note: {note}", err=True)
+                records += result_records(res, None, (), per_table=as_json)
+    if as_json:
+        click.echo(json.dumps(records, indent=1))
+    else:
+        _print_table(records, ["policy", "size", "capacity", "ways", "requests", "hits",
+                               "misses", "hit_ratio", "miss_bytes"])
 
 
 def _geometry_note(ways, cap, res, trace) -> str | None:

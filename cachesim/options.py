@@ -23,11 +23,11 @@ import contextlib
 import click
 
 from .errors import CachesimError
+from .sizes import parse_ways
 from .simulate.result import CACHE_MODELS, DEFAULT_CACHE_MODEL, DEFAULT_WAYS
 WAYS_HELP = ("Ways per set of the set-associative cache: a positive integer, or full for fully "
              f"associative (default {DEFAULT_WAYS}, FBGEMM's; policies without sets and byte "
              "sizes stay fully associative unless --ways is given).")
-_FULL = ("full", "none", "fa")
 
 
 def split(text) -> list[str]:
@@ -67,27 +67,6 @@ class RenamedOption(click.Option):
     def get_error_hint(self, ctx):
         with self._new_names_only():
             return super().get_error_hint(ctx)
-
-
-def parse_ways(text, name: str = "--ways") -> int | None:
-    """One way count: a positive integer, or full/none (None: fully associative)."""
-    if text is None:
-        return None
-    if isinstance(text, int) and not isinstance(text, bool):
-        value = text
-    else:
-        s = str(text).strip().lower()
-        if s in _FULL:
-            return None
-        try:
-            value = int(s)
-        except ValueError:
-            raise CachesimError(f"{name} {text!r}: give a positive whole number of ways, or full "
-                                "for fully associative (e.g. --ways 32)") from None
-    if value < 1:
-        raise CachesimError(f"{name} {text!r}: the number of ways must be at least 1 (or full "
-                            "for fully associative)")
-    return value
 
 
 class _Type(click.ParamType):

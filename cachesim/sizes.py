@@ -93,3 +93,35 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
         n /= 1024
     return f"{n} B"
+
+
+_FULL = ("full", "none", "fa")  # spellings of "fully associative"
+
+
+def parse_ways(text, name: str = "--ways") -> int | None:
+    """One way count: a positive integer, or full/none (None: fully associative)."""
+    if text is None:
+        return None
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        s = str(text).strip().lower()
+        if s in _FULL:
+            return None
+        try:
+            value = int(s)
+        except ValueError:
+            raise CachesimError(f"{name} {text!r}: give a positive whole number of ways, or full "
+                                "for fully associative (e.g. --ways 32)") from None
+    if value < 1:
+        raise CachesimError(f"{name} {text!r}: the number of ways must be at least 1 (or full "
+                            "for fully associative)")
+    return value
+
+
+def parse_ways_list(values, name: str = "--ways") -> list[int | None]:
+    """`32,full`: a list of way counts (None: fully associative); an empty list is [None]."""
+    if values is None or (isinstance(values, int) and not isinstance(values, bool)):
+        return [parse_ways(values, name)]
+    parts = values.split(",") if isinstance(values, str) else list(values)
+    return [parse_ways(p, name) for p in parts if str(p).strip()] or [None]

@@ -43,7 +43,7 @@ from .errors import CachesimError
 from .files import OUTPUT_SUFFIXES, atomic_path, check_output_file, jsonable, write_table
 from .policies import batch_policy_names, get_policy
 from .simulate.result import DEFAULT_WAYS, resolve_cache_model
-from .sizes import parse_size
+from .sizes import parse_size, parse_ways_list
 
 MODES = ("batch", "access")
 
@@ -99,24 +99,6 @@ def _split(values) -> list[str]:
     return [str(v).strip() for v in values]
 
 
-def parse_ways(values) -> list[int | None]:
-    """`32,none`: a list of way counts; none/full = fully associative."""
-    out = []
-    for v in ([values] if isinstance(values, int) or values is None else _split(values)):
-        if v is None or str(v).lower() in ("none", "full", "fa"):
-            out.append(None)
-            continue
-        try:
-            w = int(v)
-        except ValueError:
-            raise CachesimError(f"--ways {v!r}: give whole numbers or 'none' (fully "
-                                "associative), e.g. --ways 32,none") from None
-        if w < 1:
-            raise CachesimError(f"--ways {w}: the number of ways must be at least 1")
-        out.append(w)
-    return out or [None]
-
-
 def parse_per_table(value) -> list[bool]:
     """`both`, `yes` or `no` (or a bool): the per-table settings to sweep."""
     if isinstance(value, bool):
@@ -158,7 +140,7 @@ def make_configs(policies, sizes, ways=(DEFAULT_WAYS,), per_table=(False,), mode
             raise CachesimError(f"sweep size {s!r} is in bytes: a sweep costs rows, so give rows "
                                 "(1000) or a share of the distinct keys (5%)")
         size_texts.append(cap.text)
-    ways = parse_ways(ways) if not isinstance(ways, list) else ways
+    ways = parse_ways_list(ways) if not isinstance(ways, list) else ways
     per_table = parse_per_table(per_table) if not isinstance(per_table, list) else per_table
     if mode == "access" and any(w is not None and w != DEFAULT_WAYS for w in ways):
         # (the default 32 leaves a policy without a set-associative form fully associative,
@@ -218,6 +200,83 @@ def _run_in_worker(cfg: SweepConfig):
 
 def _run_with_trace(trace, cfg: SweepConfig):
     return cfg, replay_config(trace, cfg)
+
+
+def _table_sub(trace, t: int):
+    """Table t's one-table sub-trace."""
+    import numpy as np
+    idx = np.flatnonzero(trace.table == t)
+    return trace if trace.n_tables == 1 else trace.take(idx, table=t,
+                                                         source=f"{trace.source}:{trace.table_names[t]}")
+
+
+def _run_table_with_trace(trace, plan, t: int):
+    from .simulate.tables import replay_table
+    return replay_table(_table_sub(trace, t), plan, t)
+
+
+# -- workers that read the trace themselves (a Dask cluster) -------------------------------------
+@dataclass(frozen=True)
+class TraceSource:
+    """Where every worker finds the trace: `path` (a local or shared path, e.g. on NFS, that
+    `cachesim.io.read_trace` reads; object storage is not supported by read_trace), its `format`
+    and reader `options`, and `table_rows` (the --table-rows text, applied after reading)."""
+
+    path: str
+    format: str | None = None
+    options: tuple = ()
+    table_rows: str | None = None
+
+    @classmethod
+    def of(cls, path, format=None, options=None, table_rows=None) -> "TraceSource":
+        p = str(path)
+        if "://" not in p:
+            p = os.path.abspath(p)  # workers may run in another directory
+        return cls(p, format, tuple(sorted((options or {}).items())), table_rows)
+
+
+_WORKER_TRACE: dict = {}  # one trace per worker process: {(path, mtime, size, ...): Trace}
+_WORKER_READS = [0]  # how many times this process read a trace (a test counts them)
+
+
+def _source_trace(source: TraceSource, fingerprint: str):
+    """The trace `source` names, read once per worker process (kept while the file's mtime and
+    size stay), checked against the client's fingerprint."""
+    try:
+        st = os.stat(source.path)
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = None  # read_trace reports it
+    key = (source, stamp)
+    trace = _WORKER_TRACE.get(key)
+    if trace is None:
+        from .io import read_trace
+        trace = read_trace(source.path, format=source.format, **dict(source.options))
+        if source.table_rows:
+            from .simulate.fbgemm import with_table_rows
+            trace = with_table_rows(trace, source.table_rows)
+        _WORKER_READS[0] += 1
+        if trace.fingerprint() != fingerprint:
+            import socket
+            try:
+                from dask.distributed import get_worker
+                who = get_worker().address
+            except (ImportError, ValueError):
+                who = socket.gethostname()
+            raise CachesimError(f"worker {who} sees a different trace at {source.path}; all "
+                                "workers must see the same file (a shared path: NFS, or a copy "
+                                "of the same file at the same path on every host)")
+        _WORKER_TRACE.clear()
+        _WORKER_TRACE[key] = trace
+    return trace
+
+
+def _run_from_source(source: TraceSource, fingerprint: str, cfg: SweepConfig):
+    return cfg, replay_config(_source_trace(source, fingerprint), cfg)
+
+
+def _run_table_from_source(source: TraceSource, fingerprint: str, plan, t: int):
+    return _run_table_with_trace(_source_trace(source, fingerprint), plan, t)
 
 
 # -- the sidecar ---------------------------------------------------------------------------------
@@ -363,7 +422,8 @@ def _stop_pool(pool) -> None:
             p.join(timeout=2)
 
 
-def _execute(trace, pending: list[SweepConfig], jobs: int, dask, on_done, progress: bool):
+def _execute(trace, pending: list[SweepConfig], jobs: int, dask, on_done, progress: bool,
+             source=None):
     """Replay `pending`, calling on_done(cfg, record) as each finishes (in the parent)."""
     from .progress import Lines, bar as progress_bar
     bar = progress_bar(len(pending), "sweep", progress and len(pending) > 0, unit="config",
@@ -387,7 +447,7 @@ def _execute(trace, pending: list[SweepConfig], jobs: int, dask, on_done, progre
 
     try:
         if dask is not None:
-            _execute_dask(trace, pending, jobs, dask, finished)
+            _execute_dask(trace, pending, jobs, dask, finished, source)
         elif jobs <= 1 or len(pending) <= 1:
             for cfg in pending:
                 finished(cfg, replay_config(trace, cfg))
@@ -412,14 +472,14 @@ def _execute_pool(trace, pending, jobs, finished):
     pool.shutdown(wait=True)
 
 
-def _execute_dask(trace, pending, jobs, address, finished):
+def _execute_dask(trace, pending, jobs, address, finished, source=None):
     try:
         from dask.distributed import Client, LocalCluster, as_completed as dask_completed
     except ImportError:
         raise CachesimError("--dask needs dask.distributed: pip install 'cachesim[dist]'") from None
     cluster = None
     if isinstance(address, Client):  # the caller's own client: use it, leave it open
-        _submit_all(address, trace, pending, finished, dask_completed)
+        _submit_all(address, trace, pending, finished, dask_completed, source)
         return
     if address == "local":
         cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
@@ -432,21 +492,54 @@ def _execute_dask(trace, pending, jobs, address, finished):
             raise CachesimError(f"--dask {address}: cannot reach the scheduler ({err}); check "
                                 "the address, or use --dask local") from None
     try:
-        _submit_all(client, trace, pending, finished, dask_completed)
+        _submit_all(client, trace, pending, finished, dask_completed, source)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
 
 
-def _submit_all(client, trace, pending, finished, dask_completed):
-    shared = client.scatter(trace, broadcast=True)
-    futures = [client.submit(_run_with_trace, shared, cfg, pure=False) for cfg in pending]
+def _submit_all(client, trace, pending, finished, dask_completed, source=None):
+    """Submit every configuration; per-table ones as one task per table (merged here, exactly:
+    `simulate.tables`). With a `source` the workers read the trace themselves; without one the
+    in-memory trace is scattered to every worker once."""
+    import numpy as np
+
+    from .simulate.tables import splittable, table_plan
+    if source is not None:
+        shared, fp = source, trace.fingerprint()
+        one, by_table = _run_from_source, _run_table_from_source
+        extra = (fp,)
+    else:
+        shared, extra = client.scatter(trace, broadcast=True), ()
+        one, by_table = _run_with_trace, _run_table_with_trace
+    futures, plans, waiting = {}, {}, {}
+    tables = [t for t, n in enumerate(np.bincount(trace.table, minlength=trace.n_tables)) if n]
+    for cfg in pending:
+        if cfg.mode == "batch" and splittable(cfg.per_table, trace.n_tables, cfg.prefetch_pipeline):
+            plan = plans[cfg.key] = table_plan(trace, cfg.policy, cfg.size, cfg.ways,
+                                               cache_model=cfg.cache_model,
+                                               inference=cfg.inference, warp=cfg.warp)
+            waiting[cfg.key] = {}
+            for t in tables:
+                fut = client.submit(by_table, shared, *extra, plan, t, pure=False)
+                futures[fut] = (cfg, t)
+        else:
+            futures[client.submit(one, shared, *extra, cfg, pure=False)] = (cfg, None)
     try:
-        for fut in dask_completed(futures):
-            finished(*fut.result())
+        for fut in dask_completed(list(futures)):
+            cfg, t = futures[fut]
+            if t is None:
+                finished(*fut.result())
+                continue
+            parts = waiting[cfg.key]
+            parts[t] = fut.result()
+            if len(parts) == len(tables):
+                from .simulate.tables import merge_tables
+                res = merge_tables(trace, plans[cfg.key], parts)
+                finished(cfg, jsonable(res.to_record(per_table=True)))
     except BaseException:
-        client.cancel(futures)  # nothing keeps running on the cluster after a Ctrl-C
+        client.cancel(list(futures))  # nothing keeps running on the cluster after a Ctrl-C
         raise
 
 
@@ -455,7 +548,8 @@ def run_sweep(trace, policies, sizes, *, ways=(DEFAULT_WAYS,), precisions=("fp32
               dask: str | None = None, cache_precision: str = "fp32", align: int = 1,
               link_gbps: float = DEFAULT_LINK_GBPS, dims=None, fresh: bool = False,
               progress: bool = False, cache_model: str | None = None,
-              prefetch_pipeline: bool = False, warp: int | None = None) -> SweepResult:
+              prefetch_pipeline: bool = False, warp: int | None = None,
+              source: "TraceSource | None" = None) -> SweepResult:
     """Replay each (policy, size, ways, per-table) once and cost it at every precision.
 
     `policies`, `sizes`, `ways`, `precisions`: lists or comma-separated text (ways: ints or
@@ -465,7 +559,9 @@ def run_sweep(trace, policies, sizes, *, ways=(DEFAULT_WAYS,), precisions=("fp32
     `dask`: 'local' (a local cluster of `jobs` worker processes), a scheduler address, or a
     `dask.distributed.Client`, instead of the process pool. `cache_model` ('fbgemm', 'ideal',
     None: the default), `prefetch_pipeline` and `warp`: the batch replay's cache
-    (`cachesim.simulate.batch.replay_batch`); every row names its cache_model.
+    (`cachesim.simulate.batch.replay_batch`); every row names its cache_model. `source`
+    (a `TraceSource`: the file `trace` was read from): Dask workers read the trace from there
+    themselves (a path all of them see), once per worker process, instead of receiving it.
     """
     t0 = time.perf_counter()
     trace.require_nonempty()
@@ -524,7 +620,7 @@ def run_sweep(trace, policies, sizes, *, ways=(DEFAULT_WAYS,), precisions=("fp32
         ran.append(cfg.key)
 
     try:
-        _execute(trace, pending, jobs, dask, on_done, progress)
+        _execute(trace, pending, jobs, dask, on_done, progress, source)
     except KeyboardInterrupt:
         raise SweepInterrupted(len(records), len(configs), folder) from None
     table = build_table(trace, configs, records, precs, cache_precision=cache_precision,

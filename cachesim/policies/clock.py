@@ -15,6 +15,7 @@ import numpy as np
 
 from ..numba_util import prefetch
 from .base import Policy, Setup, loop_state, max_residents, register, request_loop
+from .fifo import ring_pop, ring_push
 
 
 def init(setup: Setup) -> tuple:
@@ -40,28 +41,19 @@ def hit(st, k, now, nx):
 @numba.njit(cache=True, inline="always")
 def evict(st, now):
     ring, flag, meta = st
-    rsize = ring.shape[0]
-    tail = meta[0]
-    v = ring[tail]
+    v = ring_pop(ring, meta)
     while flag[v] == 2:  # second chance: clear the bit, move the key to the head
         flag[v] = 1
-        head = tail + meta[1]
-        ring[head - rsize if head >= rsize else head] = v
-        tail = tail + 1 if tail + 1 < rsize else 0
-        v = ring[tail]
-    meta[0] = tail + 1 if tail + 1 < rsize else 0
-    meta[1] -= 1
+        ring_push(ring, meta, v)
+        v = ring_pop(ring, meta)
     flag[v] = 0
     return v
 
 
 @numba.njit(cache=True, inline="always")
 def insert(st, k, now, nx):
-    ring, flag, meta = st
-    head = meta[0] + meta[1]
-    ring[head - ring.shape[0] if head >= ring.shape[0] else head] = k
-    meta[1] += 1
-    flag[k] = 1
+    ring_push(st[0], st[2], k)
+    st[1][k] = 1
 
 
 kernel = request_loop(globals(), hit=hit, insert=insert, evict=evict, ahead=ahead)

@@ -18,27 +18,38 @@ def init(setup: Setup) -> tuple:
 
 
 @numba.njit(cache=True, inline="always")
+def ring_push(ring, meta, k):
+    """Append k at the newest end of the ring (meta = [oldest slot, count])."""
+    slot = meta[0] + meta[1]
+    ring[slot - ring.shape[0] if slot >= ring.shape[0] else slot] = k
+    meta[1] += 1
+
+
+@numba.njit(cache=True, inline="always")
+def ring_pop(ring, meta):
+    """Take the oldest entry out of the ring and return it."""
+    v = ring[meta[0]]
+    meta[0] = meta[0] + 1 if meta[0] + 1 < ring.shape[0] else 0
+    meta[1] -= 1
+    return v
+
+
+@numba.njit(cache=True, inline="always")
 def hit(st, k, now, nx):
     return st[1][k] != 0
 
 
 @numba.njit(cache=True, inline="always")
 def evict(st, now):
-    ring, resident, meta = st
-    v = ring[meta[0]]
-    meta[0] = meta[0] + 1 if meta[0] + 1 < ring.shape[0] else 0
-    meta[1] -= 1
-    resident[v] = 0
+    v = ring_pop(st[0], st[2])
+    st[1][v] = 0
     return v
 
 
 @numba.njit(cache=True, inline="always")
 def insert(st, k, now, nx):
-    ring, resident, meta = st
-    slot = meta[0] + meta[1]
-    ring[slot - ring.shape[0] if slot >= ring.shape[0] else slot] = k
-    meta[1] += 1
-    resident[k] = 1
+    ring_push(st[0], st[2], k)
+    st[1][k] = 1
 
 
 kernel = request_loop(globals(), hit=hit, insert=insert, evict=evict)

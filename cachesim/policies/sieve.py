@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from .base import Policy, Setup, loop_state, register, request_loop
+from .clock import hit  # the same visited bit: st[1] is flag, 2 after a hit
 
 NEWER, OLDER = 0, 1
 
@@ -24,15 +25,6 @@ def init(setup: Setup) -> tuple:
     link = np.full((n, 2), -1, dtype=np.int32)
     flag = np.zeros(n, dtype=np.uint8)
     return loop_state(setup, (link, flag, np.array([-1, -1, -1], dtype=np.int64)))
-
-
-@numba.njit(cache=True, inline="always")
-def hit(st, k, now, nx):
-    flag = st[1]
-    if flag[k] != 0:
-        flag[k] = 2
-        return True
-    return False
 
 
 @numba.njit(cache=True, inline="always")

@@ -52,15 +52,22 @@ class Replayer:
         if start != self.position:
             raise ValueError(f"chunks must be fed in order: expected start {self.position}")
         tr = self.trace
-        keys = tr.dense_ids[start:stop]
         sizes = tr.size[start:stop] if tr.size is not None else self._empty
+        nxt = tr.next_access[start:stop] if self.policy.needs_next else self._empty
+        self.feed_arrays(tr.dense_ids[start:stop], sizes, nxt)
+
+    def feed_arrays(self, keys, sizes, nxt) -> None:
+        """Replay the next accesses given as arrays: dense ids, sizes (empty: none) and, for a
+        policy that `needs_next`, their next access (global index, -1 if none). A streamed
+        replay feeds chunks this way (`cachesim.simulate.stream`)."""
+        start = self.position
         if self.policy.is_python:
             self._feed_python(keys, sizes)
         else:
-            nxt = tr.next_access[start:stop] if self.policy.needs_next else self._empty
-            self.policy.kernel(keys, sizes, nxt, tr.key_table, self.unit, self.capacity, start,
+            self.policy.kernel(keys, sizes, nxt if self.policy.needs_next else self._empty,
+                               self.trace.key_table, self.unit, self.capacity, start,
                                self.state, self.counters)
-        self.position = stop
+        self.position = start + int(keys.shape[0])
 
     def _feed_python(self, keys, sizes) -> None:
         obj, kt, c = self.state, self.trace.key_table, self.counters
@@ -131,6 +138,28 @@ def replay(trace, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: in
                             "replay's cache; they need batch mode (mode=\"batch\")")
     if per_table:
         raise CachesimError("per-table caches (per_table=True) need batch mode (mode=\"batch\")")
+    pol, pol_run, cap, capacity_value, unit, ways = plan(trace, policy, capacity, ways)
+    t_start = time.perf_counter()
+    r = Replayer(trace, pol_run, capacity_value, unit, ways, seed)
+    n = len(trace)
+    bar = progress_bar(n, f"{pol.name} {cap.text}", progress, unit="req", unit_scale=True,
+                       delay=2.0)
+    for start in range(0, n, CHUNK):
+        stop = min(n, start + CHUNK)
+        r.feed(start, stop)
+        if bar is not None:
+            bar.update(stop - start)
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - t_start
+    return _result(trace, pol.name, cap, capacity_value, unit, ways, r.counters, seconds)
+
+
+def plan(trace, policy, capacity, ways):
+    """Check an access replay's policy, size and ways against `trace` (a `Trace`, or anything
+    with its `source`, `has_sizes` and `n_distinct`): (policy, the policy that runs (its
+    set-associative form or itself), parsed size, capacity in rows or bytes, unit?, ways or
+    None)."""
     pol = get_policy(policy) if isinstance(policy, str) else policy
     cap, capacity_value, unit = resolve_capacity(trace, capacity)
     if ways is not None:
@@ -154,28 +183,16 @@ def replay(trace, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: in
         pol_run = pol
     if not unit and not pol_run.supports_bytes:
         raise CachesimError(f"policy {pol.name!r} counts rows only: give the size as rows or %")
-    t_start = time.perf_counter()
-    r = Replayer(trace, pol_run, capacity_value, unit, ways, seed)
-    n = len(trace)
-    bar = progress_bar(n, f"{pol.name} {cap.text}", progress, unit="req", unit_scale=True,
-                       delay=2.0)
-    for start in range(0, n, CHUNK):
-        stop = min(n, start + CHUNK)
-        r.feed(start, stop)
-        if bar is not None:
-            bar.update(stop - start)
-    if bar is not None:
-        bar.close()
-    seconds = time.perf_counter() - t_start
-    return _result(trace, pol.name, cap, capacity_value, unit, ways, r.counters, seconds)
+    return pol, pol_run, cap, capacity_value, unit, ways
 
 
-def _result(trace, name, cap, capacity_value, unit, ways, counters, seconds) -> Result:
+def _result(trace, name, cap, capacity_value, unit, ways, counters, seconds,
+            req_bytes: int | None = None) -> Result:
     hits_t, misses_t = counters[:, HITS], counters[:, MISSES]
     req_t = hits_t + misses_t
     if trace.has_sizes:
         miss_bytes_t = counters[:, MISS_BYTES]
-        req_bytes = int(trace.size.sum())
+        req_bytes = int(trace.size.sum()) if req_bytes is None else req_bytes
     else:
         row_bytes = trace.row_bytes_fp32()
         miss_bytes_t = misses_t * row_bytes

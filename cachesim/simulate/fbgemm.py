@@ -628,16 +628,42 @@ class FbgemmCache:
         return dict(zip(COUNTER_NAMES, (int(v) for v in self.per_batch().sum(axis=0))))
 
 
-def _feed(trace, cache: "FbgemmCache", bar=None) -> None:
-    """Run every batch of `trace` through `cache`, about 4M accesses a kernel call."""
+@numba.njit(cache=True)
+def _linear_keys(table, row, offsets, table_rows, out):
+    """out[i] = row[i] + offsets[table[i]] (FBGEMM's linearisation on the cache's table_rows), in
+    one pass; returns the first access whose row is outside its table, -1 if none."""
+    for i in range(row.shape[0]):
+        t = table[i]
+        r = row[i]
+        if r < 0 or r >= table_rows[t]:
+            return i
+        out[i] = r + offsets[t]
+    return -1
+
+
+def feed_arrays(trace, cache: "FbgemmCache"):
+    """(linear keys, tables, dense ids, batch starts) of `trace` as `cache._run` takes them; a
+    CachesimError naming the access when a row is outside its table."""
     trace.require_nonempty()
     starts = trace.batch_starts
-    if (trace.row < 0).any() or (trace.row >= trace.table_rows[trace.table]).any():
-        raise CachesimError(f"{trace.source or 'the trace'}: a row is outside its table's "
-                            "table_rows; FBGEMM needs every row in [0, num_embeddings)")
-    tables = trace.table.astype(np.int64)
-    keys = trace.row + cache.offsets[tables]  # FBGEMM's linearisation on the cache's table_rows
-    ids = trace.dense_ids.astype(np.int64)
+    tables = np.ascontiguousarray(trace.table)
+    if tables.dtype not in (np.int32, np.int64):
+        tables = tables.astype(np.int64)
+    keys = np.empty(len(trace), dtype=np.int64)
+    bad = int(_linear_keys(tables, np.ascontiguousarray(trace.row, dtype=np.int64),
+                           cache.offsets, np.asarray(trace.table_rows, dtype=np.int64), keys))
+    if bad >= 0:
+        raise CachesimError(f"{trace.source or 'the trace'}: access {bad} has row "
+                            f"{int(trace.row[bad])}, outside table {int(trace.table[bad])}'s "
+                            f"{int(trace.table_rows[trace.table[bad]])} rows (table_rows); "
+                            "FBGEMM needs every row in [0, num_embeddings)")
+    ids = np.ascontiguousarray(trace.dense_ids)  # int32: the kernel reads it as is
+    return keys, tables, ids, starts
+
+
+def _feed(trace, cache: "FbgemmCache", bar=None) -> None:
+    """Run every batch of `trace` through `cache`, about 4M accesses a kernel call."""
+    keys, tables, ids, starts = feed_arrays(trace, cache)
     n_b = starts.shape[0] - 1
     per_chunk = max(1, (1 << 22) // max(1, len(trace) // n_b))
     for i in range(0, n_b, per_chunk):
@@ -774,11 +800,29 @@ def replay_batch_fbgemm(trace, policy: str = "lru", capacity="5%", ways=32, *,
     they equal FBGEMM's).
     """
     import time
+
+    from ..progress import bar as progress_bar
+    t0 = time.perf_counter()
+    cache, size_text, load_factor = fbgemm_cache_for(trace, policy, capacity, ways,
+                                                     per_table=per_table, warp=warp,
+                                                     prefetch_pipeline=prefetch_pipeline,
+                                                     stacklevel=4)
+    bar = progress_bar(len(trace), f"{cache.policy} {size_text} fbgemm", progress, unit="req",
+                       unit_scale=True, delay=2.0)
+    _feed(trace, cache, bar)
+    if bar is not None:
+        bar.close()
+    return fbgemm_result(trace, cache, size_text, load_factor, time.perf_counter() - t0,
+                         inference=inference)
+
+
+def fbgemm_cache_for(trace, policy, capacity, ways, *, per_table=False, warp=None,
+                     prefetch_pipeline=False, stacklevel=3):
+    """(an empty FbgemmCache for `trace`, the size as text, the load factor or None): the
+    geometry of `replay_batch_fbgemm` (its checks, and its TableRowsInferredWarning)."""
     import warnings
 
     from ..policies import get_policy
-    from ..progress import bar as progress_bar
-    from .result import batch_result_of
     pol = policy if hasattr(policy, "name") else get_policy(str(policy))
     name = pol.name
     if name not in POLICIES:
@@ -794,27 +838,28 @@ def replay_batch_fbgemm(trace, policy: str = "lru", capacity="5%", ways=32, *,
     trace.require_nonempty()
     msg = table_rows_warning(trace)
     if msg:
-        warnings.warn(msg, TableRowsInferredWarning, stacklevel=3)
+        warnings.warn(msg, TableRowsInferredWarning, stacklevel=stacklevel)
     size_kw, size_text, load_factor = fbgemm_geometry(trace, capacity, w, per_table)
-    t0 = time.perf_counter()
     cache = FbgemmCache(np.maximum(trace.table_rows, 1), policy=name, ways=w,
                         prefetch_pipeline=prefetch_pipeline, per_table=per_table,
                         n_ids=trace.n_distinct, **size_kw)
-    bar = progress_bar(len(trace), f"{name} {size_text} fbgemm", progress, unit="req",
-                       unit_scale=True, delay=2.0)
-    _feed(trace, cache, bar)
-    if bar is not None:
-        bar.close()
-    seconds = time.perf_counter() - t0
+    return cache, size_text, load_factor
+
+
+def fbgemm_result(trace, cache: FbgemmCache, size_text: str, load_factor, seconds: float = 0.0,
+                  inference: bool = False):
+    """The `Result` (mode 'batch', cache_model 'fbgemm') of `cache`'s counters over `trace`."""
+    from .result import batch_result_of
     tot = cache.totals()
     per = {}
-    if per_table:
-        per = {"n_sets": cache.tbl_sets.tolist(), "n_lines": (cache.tbl_sets * w).tolist()}
+    if cache.per_table:
+        per = {"n_sets": cache.tbl_sets.tolist(),
+               "n_lines": (cache.tbl_sets * cache.ways).tolist()}
     return batch_result_of(
-        trace, TABLE_COUNTERS, cache.table_counts, policy=name, size=size_text,
+        trace, TABLE_COUNTERS, cache.table_counts, policy=cache.policy, size=size_text,
         capacity=cache.capacity_rows, ways=cache.ways, seconds=seconds, n_sets=cache.n_sets,
-        n_lines=cache.capacity_rows, per_table_caches=bool(per_table), inference=bool(inference),
+        n_lines=cache.capacity_rows, per_table_caches=cache.per_table, inference=bool(inference),
         calls=int(np.count_nonzero(cache.per_batch()[:, REQ])), cache_model="fbgemm",
-        load_factor=load_factor, prefetch_pipeline=bool(prefetch_pipeline),
+        load_factor=load_factor, prefetch_pipeline=cache.prefetch_pipeline,
         table_rows_inferred=bool(trace.table_rows_inferred),
         **{nm: tot[nm] for nm in FBGEMM_COUNTERS}, per_table=per)

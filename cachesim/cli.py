@@ -152,7 +152,7 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
                    "batch (lru, lfu). Default: batch when the trace has batches.")
 @click.option("--per-table", is_flag=True,
               help="Batch mode: one cache per table (a share such as 5% is per table).")
-@cache_model_option()
+@cache_model_option(inference=True)
 @fbgemm_options
 @click.option("--precision", type=PRECISIONS, default=None,
               help="Storage precisions (fp32,int8,int4,...): add the bytes moved and memory of "
@@ -166,8 +166,12 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
               help="Read the trace in chunks, in memory bounded by the cache, not the trace "
                    "(access mode, oracle-general and txt files). Default: stream such files "
                    "over 1 GiB.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Batch mode: split each replay over N processes by ranges of cache sets (by "
+                   "tables with --per-table); the merged counts are exactly one process's.")
 def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_table, cache_model,
-           table_rows, warp, prefetch_pipeline, precision, link_gbps, as_json, quiet, stream):
+           table_rows, warp, prefetch_pipeline, precision, link_gbps, as_json, quiet, stream,
+           jobs):
     """Replay a trace through policies and sizes; print hits and misses.
 
     Example: cachesim replay trace.parquet --policy lru,lfu,opt --size 1000,5%
@@ -187,22 +191,35 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
     if _streams(trace_path, fmt, stream, mode=mode, per_table=per_table, cache_model=cache_model,
                 table_rows=table_rows, warp=warp, prefetch_pipeline=prefetch_pipeline,
                 precision=precision):
-        return _replay_streamed(trace_path, fmt, policies, caps, ways, seed, quiet, as_json)
+        return _replay_streamed(trace_path, fmt, policies, caps, ways, seed, quiet, as_json,
+                                batch=mode != "access" and _is_parquet(trace_path, fmt))
     trace = _read(trace_path, fmt, batch_size)
     batch_mode = mode == "batch" or (mode is None and trace.has_batches)
+    if jobs and jobs > 1 and (not batch_mode or cache_model == "fbgemm-inference"):
+        raise CachesimError(f"--jobs {jobs} splits a batch replay (--mode batch, --cache-model "
+                            "fbgemm or ideal) by cache sets; drop --jobs for this replay")
     trace = _cache_model_trace(trace, table_rows, cache_model if batch_mode else "ideal")
     records, notes = [], []
     for pol in policies:
         for cap in caps:
-            fbgemm = batch_mode and resolve_cache_model(cache_model) == "fbgemm"
+            fbgemm = batch_mode and (cache_model == "fbgemm-inference"
+                                     or resolve_cache_model(cache_model) == "fbgemm")
             with _fbgemm_warnings_shown():  # FBGEMM's ways are its warp's, whatever the size
-                res = run_replay(trace, pol, cap, ways=ways if fbgemm else
-                                 _ways_for(ways, pol, cap), seed=seed,
-                                 progress=not quiet, mode=mode, per_table=per_table,
-                                 cache_model=cache_model, prefetch_pipeline=prefetch_pipeline,
-                                 warp=warp)
+                if jobs and jobs > 1:
+                    from .simulate.partition import replay_partitioned
+                    res = replay_partitioned(trace, pol, cap, parts=jobs,
+                                             ways=ways if fbgemm else _ways_for(ways, pol, cap),
+                                             per_table=per_table, cache_model=cache_model,
+                                             prefetch_pipeline=prefetch_pipeline, warp=warp)
+                else:
+                    res = run_replay(trace, pol, cap, ways=ways if fbgemm else
+                                     _ways_for(ways, pol, cap), seed=seed,
+                                     progress=not quiet, mode=mode, per_table=per_table,
+                                     cache_model=cache_model,
+                                     prefetch_pipeline=prefetch_pipeline, warp=warp)
             note = None if as_json else _geometry_note(ways, cap, res, trace)
-            if res.cache_model == "fbgemm" and res.policy == "lfu" and not as_json:
+            if (res.cache_model in ("fbgemm", "fbgemm-inference") and res.policy == "lfu"
+                    and not as_json):
                 note = ("under LFU FBGEMM's uvm cache stats fill only num_conflict_misses; "
                         "unique_misses and conflict_unique_misses are cachesim's own counts "
                         "(--json has FBGEMM's num_* values)")
@@ -709,7 +726,8 @@ def _cache_model_trace(trace, table_rows, cache_model):
     """The trace with --table-rows applied; warns once on stderr when the fbgemm model will
     build its geometry on num_embeddings inferred from the largest row seen."""
     from .simulate.result import resolve_cache_model
-    fbgemm = resolve_cache_model(cache_model) == "fbgemm"
+    fbgemm = (cache_model == "fbgemm-inference"  # FBGEMM's inference cache: the same geometry
+              or resolve_cache_model(cache_model) == "fbgemm")
     if not table_rows and not fbgemm:
         return trace  # nothing to do: an access replay does not import the fbgemm model
     from .simulate.fbgemm import table_rows_warning, with_table_rows
@@ -747,30 +765,52 @@ def _streams(path, fmt, stream, **batch_only) -> bool:
             return False
         from .simulate.stream import STREAM_THRESHOLD
         return Path(path).stat().st_size > STREAM_THRESHOLD
+    if _is_parquet(path, fmt) and batch_only["mode"] != "access":
+        from .simulate.result import resolve_cache_model
+        if resolve_cache_model(batch_only["cache_model"]) != "ideal":
+            raise CachesimError("--stream replays a Parquet trace in batch mode with the ideal "
+                                "cache model only; add --cache-model ideal, or drop --stream")
+        given = [k for k in given if k not in ("mode", "cache_model")]
     if given:
         opt = "--" + given[0].replace("_", "-")
-        raise CachesimError(f"--stream replays in access mode without costs; drop {opt} or "
-                            "--stream")
+        raise CachesimError(f"--stream replays without costs, per-table caches or FBGEMM's "
+                            f"settings; drop {opt} or --stream")
     return True
 
 
-def _replay_streamed(path, fmt, policies, caps, ways, seed, quiet, as_json) -> None:
-    """`cachesim replay --stream`: one first pass, then one streamed pass per replay."""
+def _is_parquet(path, fmt) -> bool:
+    return fmt == "parquet" or (fmt is None and str(path).lower().endswith((".parquet", ".pq")))
+
+
+def _replay_streamed(path, fmt, policies, caps, ways, seed, quiet, as_json,
+                     batch: bool = False) -> None:
+    """`cachesim replay --stream`: one first pass, then one streamed pass per replay (batch:
+    a cachesim Parquet trace through the ideal batch cache)."""
     from .costs import result_records
-    from .simulate.stream import StreamSource
+    from .simulate.stream import StreamSource, replay_batch_stream
     records, notes = [], []
-    with StreamSource(path, fmt) as src:
+    with contextlib.ExitStack() as stack:
+        src = None if batch else stack.enter_context(StreamSource(path, fmt))
         for pol in policies:
             for cap in caps:
-                res = src.replay(pol, cap, ways=_ways_for(ways, pol, cap), seed=seed,
-                                 progress=not quiet)
-                note = None if as_json else _geometry_note(ways, cap, res, src.meta)
+                w = _ways_for(ways, pol, cap)
+                if batch:
+                    res = replay_batch_stream(path, pol, cap.text, w, progress=not quiet)
+                    note = None
+                else:
+                    res = src.replay(pol, cap, ways=w, seed=seed, progress=not quiet)
+                    note = None if as_json else _geometry_note(ways, cap, res, src.meta)
                 if note and note not in notes:
                     notes.append(note)
                     click.echo(f"cachesim: note: {note}", err=True)
                 records += result_records(res, None, (), per_table=as_json)
     if as_json:
         click.echo(json.dumps(records, indent=1))
+    elif batch:
+        _print_table(records, ["policy", "cache_model", "size", "capacity", "ways", "calls",
+                               "requested_indices", "unique_indices", "unique_misses",
+                               "conflict_unique_misses", "conflict_misses", "evictions",
+                               "hit_ratio"])
     else:
         _print_table(records, ["policy", "size", "capacity", "ways", "requests", "hits",
                                "misses", "hit_ratio", "miss_bytes"])
@@ -782,7 +822,7 @@ def _geometry_note(ways, cap, res, trace) -> str | None:
     from click.core import ParameterSource
     from .hashing import geometry_note
     if (ways is None or res.ways is None or res.per_table_caches or res.capacity_unit != "rows"
-            or res.cache_model == "fbgemm"  # FBGEMM's sets come from num_embeddings
+            or res.cache_model in ("fbgemm", "fbgemm-inference")  # sets from num_embeddings
             or click.get_current_context().get_parameter_source("ways")
             is ParameterSource.DEFAULT):
         return None

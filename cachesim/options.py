@@ -24,7 +24,8 @@ import click
 
 from .errors import CachesimError
 from .sizes import parse_ways
-from .simulate.result import CACHE_MODELS, DEFAULT_CACHE_MODEL, DEFAULT_WAYS
+from .simulate.result import (CACHE_MODELS, DEFAULT_CACHE_MODEL, DEFAULT_WAYS,
+                               INFERENCE_CACHE_MODEL)
 WAYS_HELP = ("Ways per set of the set-associative cache: a positive integer, or full for fully "
              f"associative (default {DEFAULT_WAYS}, FBGEMM's; policies without sets and byte "
              "sizes stay fully associative unless --ways is given).")
@@ -205,8 +206,14 @@ CACHE_MODEL_HELP = (
     f"{DEFAULT_CACHE_MODEL}.")
 
 
-def cache_model_option():
-    """--cache-model fbgemm|ideal (None: DEFAULT_CACHE_MODEL), the same in every command."""
+def cache_model_option(inference: bool = False):
+    """--cache-model fbgemm|ideal (None: DEFAULT_CACHE_MODEL), the same in every command;
+    `inference` adds fbgemm-inference (FBGEMM's inference cache: `cachesim replay` only)."""
+    if inference:
+        return click.option(
+            "--cache-model", type=click.Choice(list(CACHE_MODELS) + [INFERENCE_CACHE_MODEL]),
+            default=None, help=CACHE_MODEL_HELP + " fbgemm-inference = FBGEMM's inference cache "
+            "(IntNBitTableBatchedEmbeddingBagsCodegen: -w 32, or -w 1 direct-mapped, LRU only).")
     return click.option("--cache-model", type=click.Choice(list(CACHE_MODELS)), default=None,
                         help=CACHE_MODEL_HELP)
 

@@ -8,7 +8,11 @@ causes a replay.
 
 Parallelism: a `concurrent.futures.ProcessPoolExecutor` (fork where available, so the workers
 inherit the trace and the compiled kernels; spawn otherwise or when numba's own thread pool has
-started), or a Dask cluster (`dask="local"` or a scheduler address; the `dist` extra).
+started), or a Dask cluster (`dask="local"` or a scheduler address; the `dist` extra). On Dask
+the workers read the trace themselves from `source` (a `TraceSource`: a path all of them see),
+once per worker process, checked by fingerprint; without a source the in-memory trace is
+scattered to every worker once. Per-table configurations run as one task per table, merged
+exactly (`simulate.tables`).
 
 Resuming: each finished configuration is written at once, atomically, to the sidecar folder
 `OUT.parts/` next to the output (one JSON file per configuration, plus `manifest.json`, which
@@ -228,7 +232,7 @@ class TraceSource:
     table_rows: str | None = None
 
     @classmethod
-    def of(cls, path, format=None, options=None, table_rows=None) -> "TraceSource":
+    def of(cls, path, format=None, options=None, table_rows=None) -> TraceSource:
         p = str(path)
         if "://" not in p:
             p = os.path.abspath(p)  # workers may run in another directory
@@ -248,26 +252,28 @@ def _source_trace(source: TraceSource, fingerprint: str):
     except OSError:
         stamp = None  # read_trace reports it
     key = (source, stamp)
-    trace = _WORKER_TRACE.get(key)
-    if trace is None:
+    hit = _WORKER_TRACE.get(key)
+    if hit is None:
         from .io import read_trace
         trace = read_trace(source.path, format=source.format, **dict(source.options))
         if source.table_rows:
             from .simulate.fbgemm import with_table_rows
             trace = with_table_rows(trace, source.table_rows)
         _WORKER_READS[0] += 1
-        if trace.fingerprint() != fingerprint:
-            import socket
-            try:
-                from dask.distributed import get_worker
-                who = get_worker().address
-            except (ImportError, ValueError):
-                who = socket.gethostname()
-            raise CachesimError(f"worker {who} sees a different trace at {source.path}; all "
-                                "workers must see the same file (a shared path: NFS, or a copy "
-                                "of the same file at the same path on every host)")
+        hit = (trace, trace.fingerprint())
         _WORKER_TRACE.clear()
-        _WORKER_TRACE[key] = trace
+        _WORKER_TRACE[key] = hit
+    trace, seen = hit
+    if seen != fingerprint:
+        import socket
+        try:
+            from dask.distributed import get_worker
+            who = get_worker().address
+        except (ImportError, ValueError):
+            who = socket.gethostname()
+        raise CachesimError(f"worker {who} sees a different trace at {source.path}; all "
+                            "workers must see the same file (a shared path: NFS, or a copy "
+                            "of the same file at the same path on every host)")
     return trace
 
 
@@ -549,7 +555,7 @@ def run_sweep(trace, policies, sizes, *, ways=(DEFAULT_WAYS,), precisions=("fp32
               link_gbps: float = DEFAULT_LINK_GBPS, dims=None, fresh: bool = False,
               progress: bool = False, cache_model: str | None = None,
               prefetch_pipeline: bool = False, warp: int | None = None,
-              source: "TraceSource | None" = None) -> SweepResult:
+              source: TraceSource | None = None) -> SweepResult:
     """Replay each (policy, size, ways, per-table) once and cost it at every precision.
 
     `policies`, `sizes`, `ways`, `precisions`: lists or comma-separated text (ways: ints or

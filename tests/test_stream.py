@@ -8,7 +8,7 @@ import pytest
 
 from cachesim.errors import CachesimError
 from cachesim.io import read_trace
-from cachesim.io.stream import KeyMap, stream_chunks
+from cachesim.io.stream import KeyMap, parquet_chunks, stream_chunks
 from cachesim.policies import policy_names
 from cachesim.simulate.access import replay
 from cachesim.simulate.stream import StreamSource, replay_stream
@@ -83,6 +83,16 @@ def test_keys_first_seen_in_late_chunks(tmp_path):
             for name in ("lru", "opt", "arc"):
                 want = replay(trace, name, 40, None)
                 assert _fields(src.replay(name, 40, None)) == _fields(want)
+
+
+def test_txt_stream_equals_in_memory(shared_data):
+    path = shared_data / "cloudphysics" / "cloudPhysicsIO.txt"
+    trace = read_trace(path)
+    with StreamSource(path, chunk_accesses=1000) as src:
+        assert len(src) == len(trace) > 100000
+        for name, ways in (("lru", 32), ("opt", None), ("sieve", None)):
+            want = replay(trace, name, "1%", ways)
+            assert _fields(src.replay(name, "1%", ways)) == _fields(want)
 
 
 def test_keymap_grows_and_numbers_in_first_access_order():
@@ -173,3 +183,77 @@ def test_cli_stream_refuses_batch_options(shared_data):
                "--precision", "int8")
     assert res.exit_code == 2
     assert "drop --precision or --stream" in res.output and "Traceback" not in res.output
+
+
+# -- batch mode ----------------------------------------------------------------------------------
+def _batched(tmp_path, n=1500, seed=3):
+    """A Parquet trace cachesim wrote: 3 tables, batches of 1 to 30 accesses, keys that keep
+    arriving."""
+    from cachesim.io import write_trace
+    from cachesim.trace import Trace
+    rng = np.random.default_rng(seed)
+    table = rng.integers(0, 3, n).astype(np.int32)
+    row = np.minimum(rng.zipf(1.3, n), 400) - 1 + np.arange(n) // 300
+    batch = np.cumsum(rng.random(n) < 0.08)
+    p = tmp_path / "batched.parquet"
+    write_trace(Trace(table=table, row=row, batch=batch, source="test"), p)
+    return p
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_batch_stream_equals_in_memory(tmp_path, chunk):
+    from cachesim.simulate.batch import replay_batch
+    from cachesim.simulate.stream import replay_batch_stream
+    path = _batched(tmp_path, n=400 if chunk == 1 else 1500)
+    trace = read_trace(path)
+    assert trace.batch_starts.shape[0] > 25  # many batches, so chunk boundaries cut some
+    for name in ("lru", "lfu"):
+        for size, ways in (("10%", 4), (30, None)):
+            want = replay_batch(trace, name, size, ways, cache_model="ideal")
+            got = replay_batch_stream(path, name, size, ways, chunk_accesses=chunk)
+            assert want.hits > 0 and want.evictions > 0
+            assert _fields(got) == _fields(want), (name, size, ways, chunk)
+
+
+def test_batch_stream_kaggle_sample():
+    """The shipped sample: 26 tables, batches of 3,328 accesses cut by chunks of 777."""
+    from pathlib import Path
+    from cachesim.simulate.batch import replay_batch
+    from cachesim.simulate.stream import replay_batch_stream
+    path = Path(__file__).resolve().parent.parent / "cachesim" / "data" / \
+        "criteo_kaggle_head10k.parquet"
+    trace = read_trace(path)
+    sizes = [len(t) for t in list(parquet_chunks(path, 777))[1:]]
+    assert max(sizes) <= 777 and len(sizes) > 300 and sum(sizes) == len(trace)
+    assert 3328 % 777  # batches of 128 samples x 26 tables: chunk boundaries cut batches
+    for name in ("lru", "lfu"):
+        want = replay_batch(trace, name, "5%", 32, cache_model="ideal")
+        got = replay_batch_stream(path, name, "5%", 32, chunk_accesses=777)
+        assert _fields(got) == _fields(want)
+
+
+def test_batch_stream_user_errors(tmp_path):
+    import polars as pl
+    from cachesim.simulate.stream import replay_batch_stream
+    plain = tmp_path / "plain.parquet"
+    pl.DataFrame({"table": [0, 1], "row": [1, 2], "batch": [0, 0]}).write_parquet(plain)
+    with pytest.raises(CachesimError, match="cachesim convert"):
+        replay_batch_stream(plain, "lru", 1, None)
+    with pytest.raises(CachesimError, match="batch mode counts rows"):
+        replay_batch_stream(_batched(tmp_path), "lru", "1MiB", None)
+
+
+def test_cli_batch_stream(monkeypatch):
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "cachesim" / "data" / \
+        "criteo_kaggle_head10k.parquet"
+    args = ("replay", path, "-p", "lru,lfu", "-s", "5%,2000", "--cache-model", "ideal",
+            "--json", "-q")
+    streamed, memory = _cli(*args, "--stream"), _cli(*args)
+    assert streamed.exit_code == 0 and memory.exit_code == 0, streamed.output + memory.output
+    assert _records(streamed.output) == _records(memory.output)
+    assert [r["mode"] for r in _records(streamed.output)] == ["batch"] * 4
+    res = _cli("replay", path, "-p", "lru", "-s", "5%", "--stream", "-q")
+    assert res.exit_code == 2 and "--cache-model ideal" in res.output
+    res = _cli("replay", path, "-p", "lru", "-s", "5%", "--stream", "--mode", "access", "-q")
+    assert res.exit_code == 2 and "oracle-general and txt" in res.output

@@ -31,7 +31,9 @@ def _split_records(rec, obj_id, ts, size):
         size[i] = r["size"]
 
 
-def read_oracle_general(path, **_):
+def oracle_records(path) -> np.ndarray:
+    """A read-only map of an oracleGeneral file's records (a TraceFormatError when the file is
+    not whole 24-byte records)."""
     nbytes = path.stat().st_size
     if nbytes % ORACLE_DTYPE.itemsize:
         whole = nbytes // ORACLE_DTYPE.itemsize
@@ -39,9 +41,13 @@ def read_oracle_general(path, **_):
             path, f"file is {nbytes} bytes, not a whole number of 24-byte oracleGeneral records;"
             f" the last record is cut short", offset=whole * ORACLE_DTYPE.itemsize,
             fix="the file is truncated: copy it again, or cut it to a multiple of 24 bytes")
+    return (np.memmap(path, dtype=ORACLE_DTYPE, mode="r") if nbytes
+            else np.zeros(0, dtype=ORACLE_DTYPE))
+
+
+def read_oracle_general(path, **_):
     # a read-only map, not a copy, split into columns in one pass (faster than fromfile)
-    rec = (np.memmap(path, dtype=ORACLE_DTYPE, mode="r") if nbytes
-           else np.zeros(0, dtype=ORACLE_DTYPE))
+    rec = oracle_records(path)
     n = rec.shape[0]
     row, ts, size = (np.empty(n, np.int64) for _ in range(3))
     _split_records(rec, row.view(np.uint64), ts, size)
@@ -68,24 +74,30 @@ def read_txt(path, **_):
     try:
         keys = np.array(lines, dtype=np.int64) if lines else np.zeros(0, np.int64)
     except (ValueError, OverflowError):
-        for i, ln in enumerate(lines, 1):
-            try:
-                ok = -2**63 <= int(ln) < 2**63
-            except ValueError:
-                ok = False
-            if not ok:
-                text = ln[:40].decode("utf-8", "replace").strip()
-                found = f"{text!r}" if text else "an empty line"
-                raise TraceFormatError(path, f"expected one integer key a line (a row id "
-                                       f"0..2^63-2), found {found}", line=i,
-                                       fix="fix or drop that line, or pass --format if the file "
-                                           "is another format") from None
+        raise_bad_line(path, lines, -2**63, 2**63)
         raise
     try:
         return Trace.from_keys(keys, source=str(path))
     except InvalidAccess as bad:
         raise TraceFormatError(path, f"key {bad.value:,} is outside 0..2^63-2 (keys are row ids)",
                                line=bad.index + 1, fix="fix or drop that line") from None
+
+
+def raise_bad_line(path, lines: list[bytes], lo: int, hi: int, first_line: int = 1) -> None:
+    """Raise the TraceFormatError of the first of `lines` that is not an integer in lo..hi-1
+    (`first_line`: the line number of lines[0]); return if there is none."""
+    for i, ln in enumerate(lines, first_line):
+        try:
+            ok = lo <= int(ln) < hi
+        except ValueError:
+            ok = False
+        if not ok:
+            text = ln[:40].decode("utf-8", "replace").strip()
+            found = f"{text!r}" if text else "an empty line"
+            raise TraceFormatError(path, f"expected one integer key a line (a row id "
+                                   f"0..2^63-2), found {found}", line=i,
+                                   fix="fix or drop that line, or pass --format if the file "
+                                       "is another format") from None
 
 
 def _sniff_txt(head: bytes) -> bool:

@@ -6,7 +6,7 @@ oracleGeneral through a read-only memory map of its 24-byte records, txt (one ke
 block of lines at a time. `streamable(path, fmt)` names the stream format of a file, or None.
 
 `KeyMap` numbers keys in order of first access, as `Trace.dense_ids` does (so a streamed replay
-sees the very ids an in-memory one does): an open-addressing table that grows 4x when half full
+sees the very ids an in-memory one does): an open-addressing table that doubles when half full
 (the same kernels as `cachesim.trace.dense_remap`'s hash path), `add` for the first pass and
 `lookup` for the later ones.
 """
@@ -19,8 +19,8 @@ import numpy as np
 
 from ..errors import CachesimError, TraceFormatError
 from ..hashing import fmix64
-from ..trace import MAX_ROWS, _dense_rehash, _dense_remap
-from .libcachesim import ORACLE_DTYPE
+from ..trace import MAX_ROWS, Trace, _dense_rehash, _dense_remap
+from .libcachesim import ORACLE_DTYPE, oracle_records, raise_bad_line
 
 STREAM_FORMATS = ("oracle-general", "txt")
 _ORACLE_SUFFIXES = (".oraclegeneral.bin", ".oraclegeneral", ".oracle")
@@ -44,23 +44,10 @@ def streamable(path, fmt: str | None = None) -> str | None:
     return None
 
 
-def _oracle_records(path: Path) -> np.ndarray:
-    """A read-only map of the records (checks the file is whole records)."""
-    nbytes = path.stat().st_size
-    if nbytes % ORACLE_DTYPE.itemsize:
-        whole = nbytes // ORACLE_DTYPE.itemsize
-        raise TraceFormatError(
-            path, f"file is {nbytes} bytes, not a whole number of 24-byte oracleGeneral records;"
-            f" the last record is cut short", offset=whole * ORACLE_DTYPE.itemsize,
-            fix="the file is truncated: copy it again, or cut it to a multiple of 24 bytes")
-    return (np.memmap(path, dtype=ORACLE_DTYPE, mode="r") if nbytes
-            else np.zeros(0, dtype=ORACLE_DTYPE))
-
-
 def _oracle_chunks(path: Path, chunk: int):
     # read into one reused buffer, not a memory map: mapped file pages count as resident
     # memory, so a map read to the end would hold the whole file
-    n = _oracle_records(path).shape[0]
+    n = oracle_records(path).shape[0]
     buf = np.empty(min(chunk, n), dtype=ORACLE_DTYPE)
     with open(path, "rb") as f:
         for start in range(0, n, chunk):
@@ -81,19 +68,8 @@ def _txt_keys(lines: list[bytes], path: Path, first_line: int) -> np.ndarray:
         keys = None
     if keys is not None and (keys.size == 0 or (keys.min() >= 0 and keys.max() < MAX_ROWS)):
         return keys
-    for i, ln in enumerate(lines):
-        try:
-            ok = 0 <= int(ln) < MAX_ROWS
-        except ValueError:
-            ok = False
-        if not ok:
-            text = ln[:40].decode("utf-8", "replace").strip()
-            found = f"{text!r}" if text else "an empty line"
-            raise TraceFormatError(path, f"expected one integer key a line (a row id "
-                                   f"0..2^63-2), found {found}", line=first_line + i,
-                                   fix="fix or drop that line, or pass --format if the file "
-                                       "is another format") from None
-    raise AssertionError("unreachable")
+    raise_bad_line(path, lines, 0, MAX_ROWS, first_line)
+    raise AssertionError("a key outside 0..2^63-2 that every line check passed")
 
 
 def _txt_chunks(path: Path, chunk: int):
@@ -122,9 +98,44 @@ def stream_chunks(path, chunk_accesses: int, fmt: str | None = None):
         return _oracle_chunks(path, int(chunk_accesses))
     if kind == "txt":
         return _txt_chunks(path, int(chunk_accesses))
-    raise CachesimError(f"{path}: streamed replay reads oracle-general and txt files only "
-                        f"(format {fmt or 'from the suffix'}); replay it in memory (--no-stream) "
-                        "or convert it")
+    raise CachesimError(f"{path}: a streamed access replay reads oracle-general and txt "
+                        f"files only (format {fmt or 'from the suffix'}; a Parquet trace cachesim "
+                        "wrote streams in batch mode, with --cache-model ideal); replay it in "
+                        "memory (--no-stream)")
+
+
+def parquet_chunks(path, chunk_accesses: int):
+    """(metadata trace, then one `Trace` per chunk) of a Parquet trace cachesim wrote (its
+    metadata gives the tables' names, rows and dims, so that every chunk linearises keys as the
+    whole file would): the first item is an empty Trace with the file's tables."""
+    from . import tabular
+    path = Path(path)
+    try:
+        meta = tabular.read_parquet_metadata(path)
+        lf = tabular.pl.scan_parquet(path)
+        schema = lf.collect_schema()
+        n = int(lf.select(tabular.pl.len()).collect().item())
+    except (tabular.pl.exceptions.PolarsError, OSError, ValueError) as err:
+        raise TraceFormatError(path, f"not a readable Parquet file ({err})".splitlines()[0],
+                               fix="check the file was written completely") from None
+    if not meta or ("table" in schema and not schema["table"].is_integer()):
+        raise CachesimError(f"{path}: a streamed Parquet replay needs a trace cachesim wrote "
+                            "(its metadata names the tables and their rows) with numbered "
+                            "tables; convert it with `cachesim convert`, or replay it in memory")
+    yield Trace(table=np.zeros(0, np.int32), row=np.zeros(0, np.int64),
+                table_names=list(meta["table_names"]),
+                table_rows=np.asarray(meta["table_rows"], np.int64),
+                table_dims=np.asarray(meta["table_dims"], np.int64), source=str(path))
+    if n == 0:
+        return
+    if hasattr(lf, "collect_batches"):  # polars' streaming engine: one pass over the file
+        frames = lf.collect_batches(chunk_size=int(chunk_accesses), maintain_order=True,
+                                    lazy=True)
+    else:  # older polars: a slice per chunk
+        frames = (lf.slice(start, int(chunk_accesses)).collect()
+                  for start in range(0, n, int(chunk_accesses)))
+    for df in frames:
+        yield tabular._frame_to_trace(df, path, meta, header_lines=0)
 
 
 @numba.njit(cache=True)
@@ -150,13 +161,13 @@ class KeyMap:
     """Keys -> dense ids (int32) in order of first access, growing as keys arrive."""
 
     def __init__(self):
-        self._cap = 1 << 12  # slots; grows 4x when half full
+        self._cap = 1 << 12  # slots; doubles when half full (32-64 bytes of slots a key)
         self._slots = np.full(2 * self._cap, -1, dtype=np.int64)
         self._distinct = np.empty(self._cap // 2, dtype=np.int64)
         self.n = 0
 
     def _grow(self) -> None:
-        self._cap *= 4
+        self._cap *= 2  # not 4x as `dense_remap`: the map stays for the whole replay
         self._slots = np.full(2 * self._cap, -1, dtype=np.int64)
         _dense_rehash(self._distinct[:self.n], self._slots)
         grown = np.empty(self._cap // 2, dtype=np.int64)

@@ -40,7 +40,8 @@ import numpy as np
 from ..errors import CachesimError
 from ..hashing import fmix64, set_geometry
 from ..numba_util import prefetch
-from .result import DEFAULT_WAYS, Result, batch_result_of, resolve_cache_model
+from .result import (DEFAULT_WAYS, INFERENCE_CACHE_MODEL, Result, batch_result_of,
+                     resolve_cache_model)
 from ..sizes import parse_size
 
 # counters per table: columns of `BatchCache.counters`, defined once in policies/base.py
@@ -675,6 +676,20 @@ def table_capacities(trace, capacity) -> tuple[np.ndarray, str]:
     return caps, cap.text
 
 
+def ideal_capacity(trace, capacity, per_table: bool = False):
+    """(the ideal model's `capacity_rows`: rows, or rows per table with `per_table`, the size as
+    text) for `capacity` as `replay_batch` takes it."""
+    if per_table:
+        return table_capacities(trace, capacity)
+    if isinstance(capacity, (list, tuple, np.ndarray)):
+        raise CachesimError("one row count per table needs per-table caches (per_table=True)")
+    cap = parse_size(capacity)
+    if cap.is_bytes:
+        raise CachesimError(f"cache size {cap.text!r}: batch mode counts rows; give rows "
+                            "(1000) or a share of the distinct keys (5%)")
+    return cap.resolve(trace.n_distinct), cap.text
+
+
 def replay_batch(trace, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_table=False,
                  inference=False, progress=False, cache_model=None, prefetch_pipeline=False,
                  warp=None) -> Result:
@@ -683,7 +698,8 @@ def replay_batch(trace, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_t
 
     `cache_model`: "fbgemm" (FBGEMM's training cache exactly: `simulate.fbgemm.
     replay_batch_fbgemm`, where a share is the load factor on num_embeddings and `warp`,
-    `prefetch_pipeline` apply), "ideal" (this module's cache, below), or None for
+    `prefetch_pipeline` apply), "fbgemm-inference" (FBGEMM's inference cache: `simulate.
+    fbgemm_inference`, ways 32 or 1), "ideal" (this module's cache, below), or None for
     `result.DEFAULT_CACHE_MODEL`. The rest of this docstring is the ideal model's.
 
     `capacity`: rows (1000) or a share of the distinct keys ('5%'); with `per_table` also a list of
@@ -691,6 +707,11 @@ def replay_batch(trace, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_t
     `inference` is recorded for the cost model (the cache rules are the same). The trace needs
     batches (`trace.batch`). Returns a `Result` with mode 'batch'.
     """
+    if cache_model is not None and str(cache_model).strip().lower() == INFERENCE_CACHE_MODEL:
+        from .fbgemm_inference import replay_batch_fbgemm_inference  # FBGEMM's inference cache
+        return replay_batch_fbgemm_inference(trace, policy, capacity, ways, per_table=per_table,
+                                             prefetch_pipeline=prefetch_pipeline, warp=warp,
+                                             progress=progress)
     model = resolve_cache_model(cache_model)
     if model == "fbgemm":
         from .fbgemm import POLICIES as FBGEMM_POLICIES, replay_batch_fbgemm
@@ -708,17 +729,7 @@ def replay_batch(trace, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_t
     trace.require_nonempty()
     name = batch_policy(policy).name
     starts = batch_starts(trace)
-    if per_table:
-        caps, size_text = table_capacities(trace, capacity)
-        cap_arg = caps
-    else:
-        if isinstance(capacity, (list, tuple, np.ndarray)):
-            raise CachesimError("one row count per table needs per-table caches (per_table=True)")
-        cap = parse_size(capacity)
-        if cap.is_bytes:
-            raise CachesimError(f"cache size {cap.text!r}: batch mode counts rows; give rows "
-                                "(1000) or a share of the distinct keys (5%)")
-        cap_arg, size_text = cap.resolve(trace.n_distinct), cap.text
+    cap_arg, size_text = ideal_capacity(trace, capacity, per_table)
     t0 = time.perf_counter()
     cache = BatchCache.for_trace(trace, cap_arg, ways=ways, policy=name)
     ids = trace.dense_ids

@@ -335,7 +335,8 @@ def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
         n_miss = 0
         for u in range(nu):
             if u + AHEAD < nu:
-                prefetch(cache_key, uset[u + AHEAD] * ways)
+                for q in range(0, ways, 8):  # every 64-byte line of the set's row
+                    prefetch(cache_key, uset[u + AHEAD] * ways + q)
                 if lfu:
                     prefetch(counts, uid[u + AHEAD])
                 else:
@@ -366,8 +367,10 @@ def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
         j = 0
         while j < nm:
             if j + AHEAD < nm:
-                prefetch(lru_state, uset[mu[j + AHEAD]] * ways)
-                prefetch(cache_id, uset[mu[j + AHEAD]] * ways)
+                for q in range(0, ways, 8):
+                    prefetch(lru_state, uset[mu[j + AHEAD]] * ways + q)
+                    prefetch(cache_id, uset[mu[j + AHEAD]] * ways + q)
+                    prefetch(cache_tab, uset[mu[j + AHEAD]] * ways + q)
             s = uset[mu[j]]
             e = j + 1
             while e < nm and uset[mu[e]] == s:

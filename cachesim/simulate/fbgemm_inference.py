@@ -206,7 +206,7 @@ class FbgemmInferenceCache:
             self.table_counts = self._assoc.table_counts
         else:
             # the geometry checks of the 32-way cache, on a 1-set probe (no big arrays)
-            probe = FbgemmCache(table_rows, cache_sets=1)
+            probe = FbgemmCache(table_rows, cache_sets=1, n_ids=1)
             if (cache_sets is None) == (load_factor is None):
                 raise CachesimError("give the cache size as cache_sets or load_factor, not both")
             if load_factor is not None and not float(load_factor) > 0:

@@ -12,6 +12,9 @@ DEFAULT_WAYS = 32  # FBGEMM's cache associativity; `ways=None` is fully associat
 # lowest-way ties, LFU locking). The default is this one constant.
 CACHE_MODELS = ("fbgemm", "ideal")
 DEFAULT_CACHE_MODEL = "fbgemm"
+# FBGEMM's inference cache (simulate/fbgemm_inference.py): `replay_batch` and `cachesim replay`
+# only; resolve_cache_model (sweeps, reports, the executor) does not take it
+INFERENCE_CACHE_MODEL = "fbgemm-inference"
 
 
 @dataclass

@@ -9,15 +9,17 @@ state across chunks; the `Result` equals the in-memory `replay`'s counter for co
 Why a first pass and not a map that grows during the replay: a size given as a share ('1%')
 needs the number of distinct keys before the first access, set-associative caches need every
 key's set, and each policy allocates its state by the number of keys (`Setup.n_keys`); with the
-count known, state is allocated once and no policy has to grow. The extra pass costs one read
-of the file and one hash lookup per access (about a fifth of an LRU replay, bench/RESULTS.md).
+count known, state is allocated once and no policy has to grow. The first pass costs about what
+the in-memory reader's read and renumbering cost, and each streamed replay reads the file again
+and looks each key up (bench/RESULTS.md, "Streamed replay": 20M requests, first pass 1.25 s,
+streamed LRU 1.13 s, against 1.60 s and 0.53 s in memory).
 
 OPT needs each access's next access: a backward pass over the dense ids (written to a temporary
 file by one more forward pass) writes it to a second temporary file, 8 bytes an access, read back
 a chunk at a time. Both files are plain binary read with `readinto` into reused buffers, not
 memory maps, whose pages would count as resident memory up to the whole file.
 
-Peak memory: the key map (16-64 bytes a distinct key), the policy's state, and one chunk.
+Peak memory: the key map (40-80 bytes a distinct key), the policy's state, and one chunk.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ import numba
 import numpy as np
 
 from ..errors import CachesimError
-from ..io.stream import KeyMap, stream_chunks, streamable
+from ..io.stream import KeyMap, parquet_chunks, stream_chunks, streamable
 from ..progress import bar as progress_bar
 from ..trace import DEFAULT_DIM
 from .access import CHUNK, Replayer, _result, plan
@@ -194,3 +196,79 @@ def replay_stream(path, policy, capacity, ways: int | None = DEFAULT_WAYS, *, se
     in memory bounded by the key map, the policy's state and one chunk."""
     with StreamSource(path, fmt, chunk_accesses, tmp_dir) as src:
         return src.replay(policy, capacity, ways, seed=seed, progress=progress)
+
+
+# -- batch mode ----------------------------------------------------------------------------------
+def _whole_batches(chunks, keymap: KeyMap, source: str):
+    """(dense ids, batch starts) of the whole batches of each chunk of a batched trace; a batch
+    cut by a chunk boundary is carried into the next chunk."""
+    carry_ids = np.zeros(0, dtype=np.int32)
+    carry_batch = np.zeros(0, dtype=np.int64)
+    for tr in chunks:
+        if tr.batch is None:
+            raise CachesimError(f"{source}: batch mode needs a `batch` column")
+        ids = np.concatenate([carry_ids, keymap.lookup(tr.keys)])
+        batch = np.concatenate([carry_batch, tr.batch])
+        if batch.shape[0] == 0:
+            continue
+        if carry_batch.shape[0] and tr.batch.shape[0] and tr.batch[0] < carry_batch[-1]:
+            raise CachesimError(f"{source}: batch ids must not decrease, but batch "
+                                f"{int(tr.batch[0])} comes after batch {int(carry_batch[-1])}; "
+                                "sort the trace by batch (or renumber its batches)")
+        tr.batch_starts  # noqa: B018 (checks the chunk's batches do not decrease)
+        cut = int(np.searchsorted(batch, batch[-1], side="left"))
+        if cut:
+            yield ids[:cut], _starts(batch[:cut])
+        carry_ids, carry_batch = ids[cut:], batch[cut:]
+    if carry_ids.shape[0]:
+        yield carry_ids, _starts(carry_batch)
+
+
+def _starts(batch: np.ndarray) -> np.ndarray:
+    cuts = np.flatnonzero(np.diff(batch) != 0) + 1
+    return np.concatenate([[0], cuts, [batch.shape[0]]]).astype(np.int64)
+
+
+def replay_batch_stream(path, policy="lru", capacity="5%", ways: int | None = DEFAULT_WAYS, *,
+                        chunk_accesses: int = CHUNK, progress: bool = False) -> Result:
+    """Batch replay (the ideal cache model, one cache over all tables) of a Parquet trace that
+    cachesim wrote, read in chunks of `chunk_accesses` accesses: the same Result as
+    `replay_batch(read_trace(path), policy, capacity, ways, cache_model="ideal")`. A first pass
+    numbers the keys and their tables; the replay then feeds whole batches (a batch cut by a
+    chunk boundary waits for the rest of it)."""
+    from ..sizes import parse_size
+    from .batch import BatchCache, batch_policy, batch_result
+    name = batch_policy(policy).name
+    cap = parse_size(capacity)
+    if cap.is_bytes:
+        raise CachesimError(f"cache size {cap.text!r}: batch mode counts rows; give rows "
+                            "(1000) or a share of the distinct keys (5%)")
+    chunks = parquet_chunks(path, chunk_accesses)
+    meta = next(chunks)
+    keymap, tables, n = KeyMap(), [], 0
+    for tr in chunks:
+        before = keymap.n
+        ids = keymap.add(tr.keys)
+        new = ids >= before
+        kt = np.empty(keymap.n - before, dtype=np.int32)
+        kt[ids[new] - before] = tr.table[new]
+        tables.append(kt)
+        n += len(tr)
+    if n == 0:
+        raise CachesimError(f"{path}: the trace has no accesses (check the file and its "
+                            "--format)")
+    key_table = np.concatenate(tables)
+    t0 = time.perf_counter()
+    cache = BatchCache(keymap.n, keymap.distinct_keys, key_table, meta.n_tables,
+                       cap.resolve(keymap.n), ways=ways, policy=name)
+    bar = progress_bar(n, f"{name} {cap.text} batch", progress, unit="req", unit_scale=True,
+                       delay=2.0)
+    chunks = parquet_chunks(path, chunk_accesses)
+    next(chunks)
+    for ids, starts in _whole_batches(chunks, keymap, str(path)):
+        cache.run(ids, starts)
+        if bar is not None:
+            bar.update(ids.shape[0])
+    if bar is not None:
+        bar.close()
+    return batch_result(meta, cache, cap.text, time.perf_counter() - t0)

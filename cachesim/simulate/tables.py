@@ -105,9 +105,10 @@ def merge_tables(trace, plan: TablePlan, parts: dict) -> Result:
         names = COUNTER_NAMES
         caps = np.asarray(plan.caps, dtype=np.int64)
         g_sets, g_ways = set_geometry(caps, caps if plan.ways is None else plan.ways)
-        fields = dict(capacity=int((g_sets * g_ways).sum()), ways=None if plan.ways is None
-                      else int(g_ways.max()), n_sets=int(g_sets.sum()),
-                      n_lines=int((g_sets * g_ways).sum()), cache_model="ideal")
+        lines = int((g_sets * g_ways).sum())
+        fields = {"capacity": lines, "n_lines": lines, "n_sets": int(g_sets.sum()),
+                  "ways": None if plan.ways is None else int(g_ways.max()),
+                  "cache_model": "ideal"}
     counts = np.zeros((trace.n_tables, len(names)), dtype=np.int64)
     for t, p in parts.items():
         if p.cache_model != plan.cache_model or p.policy != plan.policy:

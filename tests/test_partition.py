@@ -1,0 +1,104 @@
+"""replay_partitioned: a batch replay split by set ranges (or by tables) over processes merges
+to exactly the single-process Result."""
+import numpy as np
+import pytest
+
+import cachesim
+from cachesim.errors import CachesimError
+from cachesim.simulate.batch import replay_batch
+from cachesim.simulate.partition import balance_tables, replay_partitioned
+
+
+def random_trace(seed, n_tables=3, n=6000, batch=300):
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(50, 900, n_tables)
+    table = rng.integers(0, n_tables, n).astype(np.int32)
+    # skewed rows so that sets see hits, several misses per batch and evictions
+    row = (rng.zipf(1.3, n) - 1) % rows[table]
+    bsz = rng.integers(batch // 2, batch * 2, n // batch + 2)
+    b = np.repeat(np.arange(bsz.size), bsz)[:n]
+    return cachesim.Trace(table=table, row=row.astype(np.int64), batch=b, table_rows=rows,
+                          source=f"random-{seed}")
+
+
+def record(res):
+    rec = res.to_record(per_table=True)
+    rec.pop("seconds")
+    return rec
+
+
+CASES = [  # (cache_model, per_table, ways, capacity, prefetch_pipeline)
+    ("fbgemm", False, 32, "5%", False),
+    ("fbgemm", False, 32, "3%", True),
+    ("fbgemm", True, 32, "8%", False),
+    ("ideal", False, 32, "10%", False),
+    ("ideal", False, 4, "10%", False),
+    ("ideal", True, 32, "10%", False),
+]
+
+
+@pytest.mark.parametrize("policy,model,per_table,ways,cap,pipe",
+                         [(pol, *case) for pol in ("lru", "lfu") for case in CASES
+                          if pol == "lru" or not case[-1]])  # the pipeline is LRU only
+def test_partitioned_equals_single_process(policy, model, per_table, ways, cap, pipe):
+    for seed, parts in ((1, 2), (2, 3)):
+        tr = random_trace(seed)
+        kw = dict(ways=ways, per_table=per_table, cache_model=model)
+        if pipe:
+            kw["prefetch_pipeline"] = True
+        one = replay_batch(tr, policy, cap, **kw)
+        split = replay_partitioned(tr, policy, cap, parts=parts, **kw)
+        assert one.evictions > 0 and one.hits > 0  # the trace exercises the cache
+        assert record(split) == record(one)
+        assert split.calls == len(tr.batch_starts) - 1  # counted once, not per part
+
+
+def test_fbgemm_num_calls_counted_once():
+    tr = random_trace(5)
+    res = replay_partitioned(tr, "lru", "5%", parts=3, cache_model="fbgemm")
+    assert res.num_calls == len(tr.batch_starts) - 1
+    lfu = replay_partitioned(tr, "lfu", "5%", parts=3, cache_model="fbgemm")
+    assert lfu.num_calls == 0  # FBGEMM's LFU populate takes no stats
+
+
+def test_more_parts_than_sets_still_exact():
+    tr = random_trace(7, n=2000)
+    one = replay_batch(tr, "lru", 40, ways=32, cache_model="fbgemm")  # 2 sets
+    assert one.n_sets == 2
+    assert record(replay_partitioned(tr, "lru", 40, parts=5, cache_model="fbgemm")) == record(one)
+    full = replay_batch(tr, "lru", "10%", ways=None, cache_model="ideal")  # one set
+    assert record(replay_partitioned(tr, "lru", "10%", parts=2, ways=None,
+                                     cache_model="ideal")) == record(full)
+
+
+def test_balance_tables_spreads_load():
+    parts = balance_tables(np.array([100, 60, 50, 10]), 2)
+    load = np.bincount(parts, weights=[100, 60, 50, 10], minlength=2)
+    assert load.tolist() in ([110.0, 110.0],)  # 100+10 and 60+50
+
+
+def test_bad_jobs_is_a_user_error():
+    with pytest.raises(CachesimError, match="--jobs 0"):
+        replay_partitioned(random_trace(1, n=500), "lru", "5%", parts=0)
+
+
+def test_cli_replay_jobs_matches_one_process(shared_data):
+    import json
+
+    from click.testing import CliRunner
+
+    from cachesim.cli import cli
+    path = str(shared_data / "criteo/kaggle_train_head10k.tsv")
+    args = ["replay", path, "--batch-size", "512", "-p", "lru,lfu", "-s", "5%", "--mode", "batch",
+            "--json", "-q"]
+    one = CliRunner().invoke(cli, args)
+    two = CliRunner().invoke(cli, args + ["--jobs", "2"])
+    assert one.exit_code == 0 and two.exit_code == 0, (one.output, two.output)
+    recs = [json.loads(r.stdout) for r in (one, two)]
+    for r in recs:
+        for rec in r:
+            rec.pop("seconds")
+    assert recs[0] == recs[1] and recs[0][0]["misses"] > 0
+    bad = CliRunner().invoke(cli, ["replay", path, "--batch-size", "512", "-s", "5%", "--mode",
+                                   "access", "--jobs", "2"])
+    assert bad.exit_code == 2 and "--jobs 2 splits a batch replay" in bad.output

@@ -267,14 +267,18 @@ def test_sweep_names_the_model_and_resumes_by_it(small, tmp_path):
 def test_report_names_the_model(small, tmp_path):
     _, path = small
     out = tmp_path / "rep"
-    run = _cli("report", path, "-o", out, "--sizes", "10%,50%", "--precision", "fp32",
+    run = _cli("report", path, "-o", out, "--size", "10%,50%", "--precision", "fp32",
                "-p", "lru", "--cache-model", "fbgemm", "--jobs", "1", "-q")
     assert run.exit_code == 0, run.output
     res = json.loads((out / "results.json").read_text())
     assert res["meta"]["cache_model"] == "fbgemm"
     assert {r["cache_model"] for r in res["sweep"]} == {"fbgemm"}
-    assert "Batch replay through FBGEMM's training cache (cache model fbgemm" in \
-        (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "Batch replay through FBGEMM's training cache (cache model fbgemm" in md
+    # the recommendation itself names the model it was replayed with
+    summary = md.split("## Recommendation", 1)[1].split("\n## ", 1)[0]
+    assert "Replayed through FBGEMM's training cache, batch by batch (cache model fbgemm)." \
+        in summary
 
 
 def test_train_names_the_model(small):

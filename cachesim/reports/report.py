@@ -282,6 +282,15 @@ def _policy_curves(trace, opt: ReportOptions) -> list[dict]:
     return out
 
 
+def _cache_model_words(model: str | None) -> str:
+    """The sentence naming the batch cache model the recommendation was replayed with."""
+    if model == "fbgemm":
+        return " Replayed through FBGEMM's training cache, batch by batch (cache model fbgemm)."
+    if model:
+        return f" Replayed through cachesim's {model} cache model, not FBGEMM's."
+    return ""
+
+
 def _cache_model(trace, opt: ReportOptions) -> str | None:
     """The batch replay's cache model of this report (None: the trace replays per access)."""
     from ..simulate.result import resolve_cache_model
@@ -523,7 +532,8 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
             f"Use a {_describe(best)}: hit ratio {_pct(best['hit_ratio'])} (target "
             f"{_pct(rec['target_hit_ratio'])}, {rec['status']}), {format_bytes(best['total_bytes'])} "
             f"of embedding memory in all ({best['ratio_vs_fp32']:.2f}x less than every row in "
-            f"FP32), {format_bytes(best['device_bytes'])} of it on the device.")
+            f"FP32), {format_bytes(best['device_bytes'])} of it on the device."
+            + _cache_model_words(meta.get("cache_model")))
         rows = []
         for label, c in (("recommended", best), ("runner-up", runner)):
             if c is None:

@@ -469,7 +469,20 @@ def fbgemm_cache_sets(total_rows: int, load_factor: float, ways: int = 32) -> in
     return 1 if sets == 0 else sets
 
 
-class FbgemmCache:
+class BatchCounters:
+    """Counters kept per batch (`self.batches`: arrays of [n, len(COUNTER_NAMES)])."""
+
+    def per_batch(self) -> np.ndarray:
+        """Counters of every batch so far, [batches, len(COUNTER_NAMES)]."""
+        if not self.batches:
+            return np.zeros((0, len(COUNTER_NAMES)), dtype=np.int64)
+        return np.concatenate(self.batches)
+
+    def totals(self) -> dict:
+        return dict(zip(COUNTER_NAMES, (int(v) for v in self.per_batch().sum(axis=0))))
+
+
+class FbgemmCache(BatchCounters):
     """FBGEMM's training cache over tables of `table_rows` rows (num_embeddings) each.
 
     Give `cache_sets` or `load_factor` (a share of the tables' total rows, as FBGEMM's
@@ -621,14 +634,6 @@ class FbgemmCache:
         out = self._run(keys, tables, self._ids_of(keys), np.array([0, keys.size], np.int64))
         return dict(zip(COUNTER_NAMES, (int(v) for v in out[0])))
 
-    def per_batch(self) -> np.ndarray:
-        """Counters of every batch so far, [batches, len(COUNTER_NAMES)]."""
-        if not self.batches:
-            return np.zeros((0, len(COUNTER_NAMES)), dtype=np.int64)
-        return np.concatenate(self.batches)
-
-    def totals(self) -> dict:
-        return dict(zip(COUNTER_NAMES, (int(v) for v in self.per_batch().sum(axis=0))))
 
 
 @numba.njit(cache=True)

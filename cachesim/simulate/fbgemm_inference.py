@@ -31,7 +31,8 @@ import numpy as np
 
 from ..errors import CachesimError
 from ..hashing import fmix64
-from .fbgemm import (CMISS, COUNTER_NAMES, CUMISS, EVICTIONS, FBGEMM_COUNTERS, FILLS, MISSES,
+from .fbgemm import (BatchCounters, CMISS, COUNTER_NAMES, CUMISS, EVICTIONS, FBGEMM_COUNTERS,
+                     FILLS, MISSES,
                      N_CALLS, N_CMISS, N_CUMISS, N_REQ, POLICIES, REQ, T_CMISS, T_CUMISS,
                      T_EVICT, T_MISSES, T_REQ, T_UMISS, T_UNIQ, TABLE_COUNTERS, UMISS, UNIQ,
                      FbgemmCache, _feed, fbgemm_cache_sets, fbgemm_geometry, table_rows_warning,
@@ -172,7 +173,7 @@ def _run_direct(keys, tables, ids, starts, ts0, cache_key, cache_tab, lru_state,
 
 
 # -- Python API -----------------------------------------------------------------------------------
-class FbgemmInferenceCache:
+class FbgemmInferenceCache(BatchCounters):
     """FBGEMM's inference cache over tables of `table_rows` rows (num_embeddings) each.
 
     Give `cache_sets` or `load_factor` (FBGEMM's cache_load_factor, a share of the tables' total
@@ -262,14 +263,6 @@ class FbgemmInferenceCache:
         out = self._run(keys, tables, ids, np.array([0, keys.size], np.int64))
         return dict(zip(COUNTER_NAMES, (int(v) for v in out[0])))
 
-    def per_batch(self) -> np.ndarray:
-        """Counters of every batch so far, [batches, len(COUNTER_NAMES)]."""
-        if not self.batches:
-            return np.zeros((0, len(COUNTER_NAMES)), dtype=np.int64)
-        return np.concatenate(self.batches)
-
-    def totals(self) -> dict:
-        return dict(zip(COUNTER_NAMES, (int(v) for v in self.per_batch().sum(axis=0))))
 
     def cache_miss_counter(self) -> dict:
         """The op's cache_miss_counter (MISS_COUNTER_NAMES): a lookup before each populate

@@ -275,6 +275,15 @@ def _unlock(prev_lines, n_prev, lock_cnt, ways):
 
 
 @numba.njit(cache=True)
+def max_batch(starts):
+    """The largest batch of `starts` (batch b is [starts[b], starts[b + 1])): scratch size."""
+    n = 0
+    for b in range(starts.shape[0] - 1):
+        n = max(n, starts[b + 1] - starts[b])
+    return n
+
+
+@numba.njit(cache=True)
 def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
          hash_off, set_base, tbl_sets, cache_key, cache_id, cache_tab, lru_state, counts,
          lock_cnt, mark, prev_lines, n_prev, out, tout):
@@ -284,9 +293,7 @@ def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
     added to tout[table] (TABLE_COUNTERS; an eviction counts for the evicted key's table).
     Returns the number of lines of the last batch still locked (listed in prev_lines)."""
     n_sets_total = cache_key.shape[0]
-    max_n = 0
-    for b in range(starts.shape[0] - 1):
-        max_n = max(max_n, starts[b + 1] - starts[b])
+    max_n = max_batch(starts)
     ukey = np.empty(max_n, np.int64)
     uid = np.empty(max_n, np.int64)
     uset = np.empty(max_n, np.int64)

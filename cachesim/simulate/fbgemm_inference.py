@@ -31,8 +31,8 @@ import numpy as np
 
 from ..errors import CachesimError
 from ..hashing import fmix64
-from .fbgemm import (BatchCounters, CMISS, COUNTER_NAMES, CUMISS, EVICTIONS, FBGEMM_COUNTERS,
-                     FILLS, MISSES,
+from .fbgemm import (BatchCounters, max_batch, CMISS, COUNTER_NAMES, CUMISS, EVICTIONS,
+                     FBGEMM_COUNTERS, FILLS, MISSES,
                      N_CALLS, N_CMISS, N_CUMISS, N_REQ, POLICIES, REQ, T_CMISS, T_CUMISS,
                      T_EVICT, T_MISSES, T_REQ, T_UMISS, T_UNIQ, TABLE_COUNTERS, UMISS, UNIQ,
                      FbgemmCache, _feed, fbgemm_cache_sets, fbgemm_geometry, table_rows_warning,
@@ -75,9 +75,7 @@ def _run_direct(keys, tables, ids, starts, ts0, cache_key, cache_tab, lru_state,
     Counters go to out[b] (COUNTER_NAMES) and tout[table] (TABLE_COUNTERS; an eviction counts
     for the evicted key's table)."""
     C = cache_key.shape[0]
-    max_n = 0
-    for b in range(starts.shape[0] - 1):
-        max_n = max(max_n, starts[b + 1] - starts[b])
+    max_n = max_batch(starts)
     ukey = np.empty(max_n, np.int64)
     uset = np.empty(max_n, np.int64)
     uocc = np.empty(max_n, np.int64)

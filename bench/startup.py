@@ -249,7 +249,8 @@ def main() -> None:
     except (subprocess.CalledProcessError, OSError) as err:
         c_label = f"getting libCacheSim's source failed: {err}"
     if binary is not None:
-        c_job = (c_simulator_cmd(binary), None, ROOT)
+        # in bench/out/: the C simulator writes TRACE.cachesim into its working folder
+        c_job = (c_simulator_cmd(binary), None, OUT)
     else:
         print(f"C simulator not built ({c_label}); timing the libcachesim wheel instead")
         c_label = "libcachesim WHEEL (a Python process), NOT the C simulator: " + c_label

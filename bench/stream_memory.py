@@ -9,6 +9,17 @@ the distinct keys, unit object sizes. The hit counts of all three are checked to
 is deleted at the end (`--keep` keeps it).
 
     flock /tmp/bench.lock .venv/bin/python bench/stream_memory.py --requests 50000000
+
+`--batch`: the same for a batched trace through FBGEMM's cache model (`cachesim replay`'s
+default, batch mode): `--tables` tables of `--rows` rows each, Zipf-like rows per table, batches
+of `--batch-accesses` accesses, written as a folder of cachesim Parquet parts (4M accesses each,
+bench/out/stream_memory_parts/) and, unless `--no-single`, one Parquet file made from them by
+polars' streaming sink (bench/out/stream_memory.parquet). Measured: `--stream` on the file and on
+the folder, and `--no-stream` on the file (unless `--no-in-memory`; a folder of Parquet files
+has no in-memory reader), LRU at `--size` (default 1%: FBGEMM's load factor on the rows); the
+hit counts are checked to agree.
+
+    flock /tmp/bench.lock .venv/bin/python bench/stream_memory.py --batch --requests 5000000
 """
 from __future__ import annotations
 
@@ -62,12 +73,94 @@ def measure(cmd: list[str]) -> dict:
             "out": proc.stdout}
 
 
+def generate_batched(folder: Path, n: int, tables: int, rows: int, batch: int, seed: int = 0,
+                     part: int = 1 << 22) -> None:
+    """Write the batched trace as cachesim Parquet parts of `part` accesses (whole batches need
+    not fit a part: the streamed reader joins them), one part in memory at a time."""
+    from cachesim.io import write_trace
+    from cachesim.trace import Trace
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=False)
+    for i, start in enumerate(range(0, n, part)):
+        m = min(part, n - start)
+        rank = np.minimum((rows ** rng.random(m)).astype(np.int64), rows) - 1
+        scatter = (rank * 0x9E3779B1) % rows  # hot rows spread over the table's row ids
+        write_trace(Trace(table=rng.integers(0, tables, m).astype(np.int32), row=scatter,
+                          batch=(start + np.arange(m)) // batch,
+                          table_rows=np.full(tables, rows, np.int64), source="bench"),
+                    folder / f"part-{i}.parquet")
+
+
+def single_file(folder: Path, path: Path) -> None:
+    """One Parquet file of the parts (polars' streaming sink, cachesim's metadata kept)."""
+    import polars as pl
+
+    from cachesim.io.tabular import METADATA_KEY, read_parquet_metadata
+    meta = read_parquet_metadata(next(folder.glob("*.parquet")))
+    files = sorted(folder.glob("*.parquet"), key=lambda f: int(f.stem.split("-")[1]))
+    pl.scan_parquet([str(f) for f in files]).sink_parquet(
+        path, compression="lz4", metadata={METADATA_KEY: json.dumps(meta)})
+
+
+def main_batch(args) -> None:
+    import shutil
+    folder, path = OUT / "stream_memory_parts", OUT / "stream_memory.parquet"
+    t0 = time.perf_counter()
+    generate_batched(folder, args.requests, args.tables, args.rows, args.batch_accesses)
+    gib = sum(f.stat().st_size for f in folder.iterdir()) / 2**30
+    print(f"{folder.relative_to(ROOT)}: {args.requests:,} accesses, {args.tables} tables of "
+          f"{args.rows:,} rows, batches of {args.batch_accesses:,}, {gib:.2f} GiB, written in "
+          f"{time.perf_counter() - t0:.0f} s")
+    ours = [str(CLI), "replay", "-p", "lru", "-s", args.size, "-q", "--json"]
+    runs = [("cachesim --stream (folder)", [str(folder), "--stream"])]
+    if not args.no_single:
+        single_file(folder, path)
+        runs.insert(0, ("cachesim --stream (file)", [str(path), "--stream"]))
+        if not args.no_in_memory:
+            runs.append(("cachesim --no-stream (file)", [str(path), "--no-stream"]))
+    rows = {}
+    try:
+        for label, extra in runs:
+            r = measure(ours[:2] + extra[:1] + ours[2:] + extra[1:])
+            rec = json.loads(r["out"].split("@@")[0])[0]
+            r["hits"], r["model"] = rec["hits"], rec["cache_model"]
+            rows[label] = r
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder)
+            path.unlink(missing_ok=True)
+    hits = {r["hits"] for r in rows.values()}
+    print(f"LRU, {rows[runs[0][0]]['model']} cache model, --size {args.size}, "
+          f"{args.requests:,} accesses; hits agree: {len(hits) == 1}")
+    print(f"{'command':40} {'peak RSS GiB':>12} {'B/access':>10} {'seconds':>8} {'hits':>12}")
+    for label, r in rows.items():
+        per = r["peak_rss_gib"] * 2**30 / args.requests
+        print(f"{label:40} {r['peak_rss_gib']:12.2f} {per:10.1f} {r['seconds']:8.1f} "
+              f"{r['hits']:>12}")
+    if len(hits) != 1:
+        raise SystemExit("the replays disagree")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=20_000_000)
     ap.add_argument("--keys", type=int, default=1 << 24, help="Zipf ranks (default 2^24)")
     ap.add_argument("--keep", action="store_true", help="keep the generated file")
+    ap.add_argument("--batch", action="store_true",
+                    help="a batched Parquet trace through FBGEMM's cache model instead")
+    ap.add_argument("--tables", type=int, default=26, help="--batch: tables (default 26)")
+    ap.add_argument("--rows", type=int, default=1 << 20, help="--batch: rows per table")
+    ap.add_argument("--batch-accesses", type=int, default=26 * 2048,
+                    help="--batch: accesses per batch (default 26 x 2048)")
+    ap.add_argument("--size", default="1%", help="--batch: cache size (default 1%%)")
+    ap.add_argument("--no-single", action="store_true",
+                    help="--batch: only the folder (no single file, no in-memory run)")
+    ap.add_argument("--no-in-memory", action="store_true",
+                    help="--batch: skip the in-memory (--no-stream) run")
     args = ap.parse_args()
+    if args.batch:
+        OUT.mkdir(parents=True, exist_ok=True)
+        return main_batch(args)
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / "stream_memory.oracleGeneral.bin"
     t0 = time.perf_counter()

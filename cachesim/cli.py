@@ -16,7 +16,7 @@ from .errors import CachesimError
 from .files import atomic_write, check_output_dir, check_output_file
 from .options import (POLICIES, POLICY, PRECISIONS, SEEDS, SIZES, RenamedOption,
                       cache_model_option, cache_precision_option, fbgemm_options, force_option,
-                      split, ways_option)
+                      per_table_option, split, ways_option)
 
 
 class _Group(click.Group):
@@ -120,6 +120,12 @@ def _read(path, fmt, batch_size=None):
     return trace
 
 
+def _yes_no(record: dict, names) -> dict:
+    """A copy of `record` with its flags `names` as yes/no for a printed table (None stays)."""
+    return dict(record, **{c: None if record.get(c) is None else "yes" if record[c] else "no"
+                           for c in names})
+
+
 def _print_table(records: list[dict], columns: list[str]) -> None:
     """A plain aligned table on stdout."""
     def fmt(v):
@@ -150,9 +156,8 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
 @click.option("--mode", type=click.Choice(["access", "batch"]), default=None,
               help="access: one access at a time; batch: embedding-cache semantics per training "
                    "batch (lru, lfu). Default: batch when the trace has batches.")
-@click.option("--per-table", is_flag=True,
-              help="Batch mode: one cache per table (a share such as 5% is per table).")
-@cache_model_option(inference=True)
+@per_table_option()
+@cache_model_option()
 @fbgemm_options
 @click.option("--precision", type=PRECISIONS, default=None,
               help="Storage precisions (fp32,int8,int4,...): add the bytes moved and memory of "
@@ -164,14 +169,23 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--stream/--no-stream", "stream", default=None,
               help="Read the trace in chunks, in memory bounded by the cache, not the trace "
-                   "(access mode, oracle-general and txt files). Default: stream such files "
+                   "(access mode: oracle-general and txt files; batch mode: Parquet files, "
+                   "folders and datasets, fbgemm-npz and dlrm-pt). Default: stream such traces "
                    "over 1 GiB.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Batch mode: split each replay over N processes by ranges of cache sets (by "
                    "tables with --per-table); the merged counts are exactly one process's.")
+@click.option("--dask", "dask_address", default=None, metavar="ADDRESS|local",
+              help="Batch mode: split each replay as --jobs does, over a Dask cluster (N parts, "
+                   "default one per worker thread); the workers read TRACE themselves, so it "
+                   "must be a path they all see (needs the dist extra).")
+@click.option("--record-cache-miss-counter", is_flag=True,
+              help="fbgemm: FBGEMM's RecordCacheMetrics(record_cache_miss_counter=True): a "
+                   "lookup before each populate, which adds the batch's uncached accesses to "
+                   "num_conflict_misses and fills cache_miss_counter (in --json).")
 def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_table, cache_model,
            table_rows, warp, prefetch_pipeline, precision, link_gbps, as_json, quiet, stream,
-           jobs):
+           jobs, record_cache_miss_counter, dask_address):
     """Replay a trace through policies and sizes; print hits and misses.
 
     Example: cachesim replay trace.parquet --policy lru,lfu,opt --size 1000,5%
@@ -190,22 +204,40 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
     caps = parse_sizes(sizes)
     if _streams(trace_path, fmt, stream, mode=mode, per_table=per_table, cache_model=cache_model,
                 table_rows=table_rows, warp=warp, prefetch_pipeline=prefetch_pipeline,
-                precision=precision):
+                precision=precision, record_cache_miss_counter=record_cache_miss_counter,
+                jobs=jobs or dask_address):
         return _replay_streamed(trace_path, fmt, policies, caps, ways, seed, quiet, as_json,
-                                batch=mode != "access" and _is_parquet(trace_path, fmt))
+                                _streams_batched(trace_path, fmt, mode), batch_size,
+                                per_table=per_table, cache_model=cache_model,
+                                table_rows=table_rows, warp=warp,
+                                prefetch_pipeline=prefetch_pipeline)
     trace = _read(trace_path, fmt, batch_size)
     batch_mode = mode == "batch" or (mode is None and trace.has_batches)
+    if jobs and jobs > 1 and record_cache_miss_counter:
+        raise CachesimError(f"--jobs {jobs} does not model --record-cache-miss-counter's lookup "
+                            "(its forward count is not a sum over set ranges); drop one of them")
     if jobs and jobs > 1 and (not batch_mode or cache_model == "fbgemm-inference"):
         raise CachesimError(f"--jobs {jobs} splits a batch replay (--mode batch, --cache-model "
                             "fbgemm or ideal) by cache sets; drop --jobs for this replay")
+    if dask_address and (not batch_mode or cache_model == "fbgemm-inference"
+                         or record_cache_miss_counter):
+        raise CachesimError(f"--dask {dask_address} splits a batch replay (--mode batch, "
+                            "--cache-model fbgemm or ideal, no --record-cache-miss-counter) by "
+                            "cache sets; drop --dask for this replay")
     trace = _cache_model_trace(trace, table_rows, cache_model if batch_mode else "ideal")
+    on_dask = None if not dask_address else iter(_replay_on_dask(
+        trace, policies, caps, ways, jobs, dask_address, per_table=per_table,
+        cache_model=cache_model, prefetch_pipeline=prefetch_pipeline, warp=warp,
+        source=_dask_source(dask_address, trace_path, fmt, batch_size, table_rows)))
     records, notes = [], []
     for pol in policies:
         for cap in caps:
             fbgemm = batch_mode and (cache_model == "fbgemm-inference"
                                      or resolve_cache_model(cache_model) == "fbgemm")
             with _fbgemm_warnings_shown():  # FBGEMM's ways are its warp's, whatever the size
-                if jobs and jobs > 1:
+                if on_dask is not None:
+                    res = next(on_dask)
+                elif jobs and jobs > 1:
                     from .simulate.partition import replay_partitioned
                     res = replay_partitioned(trace, pol, cap, parts=jobs,
                                              ways=ways if fbgemm else _ways_for(ways, pol, cap),
@@ -216,13 +248,9 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
                                      _ways_for(ways, pol, cap), seed=seed,
                                      progress=not quiet, mode=mode, per_table=per_table,
                                      cache_model=cache_model,
-                                     prefetch_pipeline=prefetch_pipeline, warp=warp)
-            note = None if as_json else _geometry_note(ways, cap, res, trace)
-            if (res.cache_model in ("fbgemm", "fbgemm-inference") and res.policy == "lfu"
-                    and not as_json):
-                note = ("under LFU FBGEMM's uvm cache stats fill only num_conflict_misses; "
-                        "unique_misses and conflict_unique_misses are cachesim's own counts "
-                        "(--json has FBGEMM's num_* values)")
+                                     prefetch_pipeline=prefetch_pipeline, warp=warp,
+                                     record_cache_miss_counter=record_cache_miss_counter)
+            note = _replay_note(res, as_json, ways, cap, trace)
             if note and note not in notes:
                 notes.append(note)
                 click.echo(f"cachesim: note: {note}", err=True)
@@ -337,8 +365,7 @@ def memory(trace_path, fmt, batch_size, rows_text, dim, precisions, sizes, cache
               show_default=True,
               help="Storage precisions to cost (no extra replay): fp32, fp16, bf16, int8, "
                    "int8-fp16qp, int4, int2.")
-@click.option("--per-table", type=click.Choice(["no", "yes", "both"]), default="no",
-              show_default=True, help="One cache over all tables, one per table, or both.")
+@per_table_option(many=True)
 @click.option("--mode", type=click.Choice(["batch", "access"]), default="batch",
               show_default=True, help="Batch replay (FBGEMM's rules) or access by access.")
 @click.option("--inference", is_flag=True, help="Inference: nothing is written back.")
@@ -361,9 +388,13 @@ def memory(trace_path, fmt, batch_size, rows_text, dim, precisions, sizes, cache
               help="Pad stored rows to a multiple of this many bytes (FBGEMM inference: 16).")
 @click.option("--fresh", is_flag=True, help="Discard OUT.parts/ and replay everything.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
+@click.option("--stream/--no-stream", "stream", default=None,
+              help="Read the trace in chunks, never whole: one first pass here, and each worker "
+                   "(local or Dask) opens the file itself (access mode: oracle-general and txt; "
+                   "batch mode: Parquet, fbgemm-npz, dlrm-pt). Default: such traces over 1 GiB.")
 def sweep(trace_path, fmt, batch_size, policies, sizes, ways, precisions, per_table, mode,
           inference, cache_model, table_rows, warp, prefetch_pipeline, out, jobs, dask_address,
-          link_gbps, dim, cache_precision, align, fresh, quiet):
+          link_gbps, dim, cache_precision, align, fresh, quiet, stream):
     """Replay each policy x size x ways once on all cores; cost it at every precision.
 
     One row per configuration x precision: the replay's counters, bytes moved (h2d, d2h, per
@@ -377,21 +408,37 @@ def sweep(trace_path, fmt, batch_size, policies, sizes, ways, precisions, per_ta
     if out:
         check_output_file(out, "-o")
         check_parts_dir(parts_dir(out), out)
-    trace = _read(trace_path, fmt, batch_size)
-    trace = _cache_model_trace(trace, table_rows, cache_model if mode == "batch" else "ideal")
-    res = run_sweep(trace, policies, sizes, ways=ways, precisions=precisions,
-                    per_table=per_table, mode=mode, inference=inference, out=out, jobs=jobs,
-                    dask=dask_address, cache_precision=cache_precision, align=align,
-                    link_gbps=DEFAULT_LINK_GBPS if link_gbps is None else link_gbps, dims=dim,
-                    fresh=fresh, progress=not quiet, cache_model=cache_model,
-                    prefetch_pipeline=prefetch_pipeline, warp=warp,
-                    source=_dask_source(dask_address, trace_path, fmt, batch_size, table_rows))
-    cols = ["policy", "cache_model", "size", "ways", "per_table", "precision", "hit_ratio",
+    if stream and mode == "batch" and _streams_batched(trace_path, fmt, mode) is None:
+        raise CachesimError(f"{trace_path}: sweep --stream --mode batch reads Parquet, "
+                            "fbgemm-npz and dlrm-pt traces; use --mode access for this format, "
+                            "or drop --stream")
+    streamed = _streams(trace_path, fmt, stream, mode=mode)
+    if streamed:  # read in chunks; the workers open the file themselves (`sweep_stream`)
+        from .sweep_stream import StreamedTrace
+        trace = StreamedTrace.open(trace_path, mode, fmt, table_rows=table_rows,
+                                   batch_size=batch_size, progress=not quiet)
+        _cache_model_trace(trace.meta, None, cache_model if mode == "batch" else "ideal")
+    else:
+        trace = _read(trace_path, fmt, batch_size)
+        trace = _cache_model_trace(trace, table_rows, cache_model if mode == "batch" else "ideal")
+    with contextlib.closing(trace) if streamed else contextlib.nullcontext(), \
+            _fbgemm_warnings_shown():  # (`_cache_model_trace` printed it)
+        res = run_sweep(trace, policies, sizes, ways=ways, precisions=precisions,
+                        per_table=per_table, mode=mode, inference=inference, out=out, jobs=jobs,
+                        dask=dask_address, cache_precision=cache_precision, align=align,
+                        link_gbps=DEFAULT_LINK_GBPS if link_gbps is None else link_gbps,
+                        dims=dim, fresh=fresh, progress=not quiet, cache_model=cache_model,
+                        prefetch_pipeline=prefetch_pipeline, warp=warp,
+                        source=None if streamed else _dask_source(
+                            dask_address, trace_path, fmt, batch_size, table_rows))
+    # the cache's options (FBGEMM's warp and pipeline: batch mode only)
+    cache_cols = ["warp", "per_table", "prefetch_pipeline"] if mode == "batch" else ["per_table"]
+    cols = ["policy", "cache_model", "size", "ways", *cache_cols, "precision", "hit_ratio",
             "h2d_bytes_per_step", "d2h_bytes_per_step", "transfer_vs_no_cache", "total_bytes",
             "ratio_vs_fp32"]
     shown = []
     for r in res.table.to_dicts():
-        r["per_table"] = "yes" if r["per_table"] else "no"
+        r = _yes_no(r, ("per_table", "prefetch_pipeline"))
         r["ways"] = "none" if r["ways"] is None else r["ways"]
         for c in ("h2d_bytes_per_step", "d2h_bytes_per_step"):
             r[c] = None if r[c] is None else int(round(r[c]))
@@ -427,7 +474,11 @@ def _dask_source(dask_address, trace_path, fmt, batch_size, table_rows):
 @click.option("--top-k", type=click.IntRange(min=1), default=None,
               help="Hot-set size for drift (default: 1% of distinct rows, 10..1000).")
 @force_option("--plots folder")
-def analyze(trace_path, fmt, batch_size, as_json, plots_dir, window, top_k, force):
+@click.option("--stream/--no-stream", "stream", default=None,
+              help="Read the trace in chunks, in memory bounded by the distinct keys, not the "
+                   "trace (oracle-general and txt files; Parquet with a batch column, "
+                   "fbgemm-npz, dlrm-pt). Default: stream such traces over 1 GiB.")
+def analyze(trace_path, fmt, batch_size, as_json, plots_dir, window, top_k, force, stream):
     """Analyse a trace: sizes, popularity (Zipf fit, hot-set coverage), reuse, working set, drift.
 
     Example: cachesim analyze kaggle_train_head10k.tsv --plots plots/
@@ -435,8 +486,13 @@ def analyze(trace_path, fmt, batch_size, as_json, plots_dir, window, top_k, forc
     from .analysis.profile import analyze as run_analysis, format_summary, write_plots
     if plots_dir:
         check_output_dir(plots_dir, "--plots", force)
-    trace = _read(trace_path, fmt, batch_size)
-    res = run_analysis(trace, window=window, top_k=top_k)
+    if _analysis_streams(trace_path, fmt, stream, "analyze", True):
+        from .analysis.stream import analyze_stream
+        res = analyze_stream(trace_path, window=window, top_k=top_k, fmt=fmt,
+                             progress=not as_json, reader_options={} if batch_size is None
+                             else {"batch_size": batch_size})
+    else:
+        res = run_analysis(_read(trace_path, fmt, batch_size), window=window, top_k=top_k)
     if plots_dir:
         res["plots"] = [str(p) for p in write_plots(res, plots_dir, trace_name=trace_path,
                                                     force=force)]
@@ -562,8 +618,13 @@ def _numbers(text: str, name: str, kind):
                                    "planner (LRU, exact).")
 @click.option("--bins", type=click.IntRange(min=1), default=100, show_default=True,
               help="Histogram bins over load factors 0..1 for --torchrec.")
+@click.option("--stream/--no-stream", "stream", default=None,
+              help="Read the trace in chunks, in memory bounded by the distinct keys, not the "
+                   "trace (oracle-general and txt files; for exact and SHARDS curves in rows "
+                   "over all tables also Parquet, fbgemm-npz, dlrm-pt). Default: stream such "
+                   "traces over 1 GiB.")
 def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj, in_bytes,
-        per_table, output, as_json, plot_path, torchrec_path, bins):
+        per_table, output, as_json, plot_path, torchrec_path, bins, stream):
     """Miss-ratio curve: miss ratio at every cache size, in one pass for LRU.
 
     Example: cachesim mrc cloudPhysicsIO.txt --plot mrc.png -o mrc.csv
@@ -578,11 +639,24 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj,
     for name, path in (("-o", output), ("--plot", plot_path), ("--torchrec", torchrec_path)):
         if path:
             check_output_file(path, name)
-    trace = _read(trace_path, fmt, batch_size)
+    streamed = _analysis_streams(
+        trace_path, fmt, stream, "mrc", method in ("exact", "shards") and not in_bytes
+        and not per_table, torchrec=bool(torchrec_path),
+        bytes=in_bytes and method == "exact" and sizes is None and "unless sizes are given: "
+        "give --size (the streamed "
+        "exact byte curve is computed at the sizes given), or drop --stream")
+    trace = None if streamed else _read(trace_path, fmt, batch_size)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", curves.SampledCurveWarning)
-        df = curves.mrc(trace, policy=policy, sizes=sizes, method=method, rate=rate,
-                        bytes=in_bytes, per_table=per_table, s_max=s_max, adj=not no_adj)
+        kw = dict(policy=policy, sizes=sizes, method=method, rate=rate, bytes=in_bytes,
+                  per_table=per_table, s_max=s_max, adj=not no_adj)
+        if streamed:
+            from .analysis.stream import mrc_stream
+            df = mrc_stream(trace_path, **kw, fmt=fmt, progress=not as_json,
+                            reader_options={} if batch_size is None else
+                            {"batch_size": batch_size})
+        else:
+            df = curves.mrc(trace, **kw)
     for w in caught:
         if issubclass(w.category, curves.SampledCurveWarning):
             click.echo(f"cachesim: warning: {_one_line(w.message)}", err=True)
@@ -654,6 +728,8 @@ def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json)
               help="Comma-separated cache policies with a batch rule: lru, lfu, or a plugin's.")
 @ways_option()
 @cache_model_option()
+@per_table_option()
+@fbgemm_options
 @click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto",
               show_default=True, help="gpu needs CuPy and a CUDA GPU; auto uses one if present.")
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True,
@@ -678,9 +754,9 @@ def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json)
               help="Write the records (.parquet, .csv, .json), atomically.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress bars (terminal) or per-configuration lines (elsewhere).")
-def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, cache_model, device, epochs,
-          seeds, lr, optimizer, rounding, test_fraction, model_name, no_baselines, as_json, out,
-          quiet):
+def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, cache_model, per_table,
+          table_rows, warp, prefetch_pipeline, device, epochs, seeds, lr, optimizer, rounding,
+          test_fraction, model_name, no_baselines, as_json, out, quiet):
     """Train DLRM with INT8/INT4 embeddings behind an FP32 cache; report accuracy and bytes.
 
     Trains on the first batches of the trace in order and tests on the rest; adds the fp32
@@ -689,6 +765,9 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, cache_mod
 
     Example: cachesim train kaggle_train_head10k.tsv --precision int8,int4 --size 1%,5%
     --policy lru,lfu --ways 32 --seeds 0,1,2
+
+    FBGEMM's cache per table, with its prefetch pipeline: cachesim train trace.parquet -s 5%
+    --per-table --prefetch-pipeline --cache-model fbgemm
     """
     from .executor.train import train as run_train, write_results
     from .simulate.result import resolve_cache_model
@@ -699,15 +778,14 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, cache_mod
         if Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
             raise CachesimError(f"-o {out}: write .parquet, .csv or .json")
         check_output_file(out, "-o")
-    trace = _read(trace_path, fmt, batch_size)
+    trace = _cache_model_trace(_read(trace_path, fmt, batch_size), table_rows, cache_model)
     records = run_train(trace, precision=precision, size=split(sizes),
                         policy=policy, ways=ways, device=device, epochs=epochs,
                         lr=lr, seed=seeds, test_fraction=test_fraction, rounding=rounding,
                         optimizer=optimizer, model=model_name, baselines=not no_baselines,
                         progress=not quiet, batch_size=batch_size,
-                        cache_model=resolve_cache_model(cache_model))
-    for r in records:  # the executor's cache is the ideal model's unless its records say so
-        r.setdefault("cache_model", "ideal")
+                        cache_model=resolve_cache_model(cache_model, inference=True),
+                        per_table=per_table, prefetch_pipeline=prefetch_pipeline, warp=warp)
     labels = str(records[0].get("labels", "")) if records else ""
     if labels.startswith("planted"):
         click.echo(f"note: {trace.source} has no labels: they come from a {labels}", err=True)
@@ -716,10 +794,11 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, cache_mod
     if as_json:
         click.echo(json.dumps(records, indent=1))
     else:
-        _print_table(records, ["policy", "cache_model", "size", "ways", "precision", "seed",
-                               "auc", "logloss",
-                               "accuracy", "base_rate", "hit_ratio", "h2d_bytes", "d2h_bytes",
-                               "samples_per_s"])
+        shown = [_yes_no(r, ("per_table", "prefetch_pipeline")) for r in records]
+        _print_table(shown, ["policy", "cache_model", "size", "ways", "warp", "per_table",
+                             "prefetch_pipeline", "precision", "seed", "auc", "logloss",
+                             "accuracy", "base_rate", "hit_ratio", "h2d_bytes", "d2h_bytes",
+                             "samples_per_s"])
 
 
 def _cache_model_trace(trace, table_rows, cache_model):
@@ -752,61 +831,138 @@ def _fbgemm_warnings_shown():
         yield
 
 
+@contextlib.contextmanager
+def _table_rows_warning_once():
+    """The API's TableRowsInferredWarning as one line on stderr, once (the report warns before
+    its replays, which warn again); other warnings pass through."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            shown = set()
+            for w in caught:
+                if w.category.__name__ == "TableRowsInferredWarning":
+                    if str(w.message) not in shown:
+                        shown.add(str(w.message))
+                        click.echo(f"cachesim: warning: {_one_line(w.message)}", err=True)
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def _streams(path, fmt, stream, **batch_only) -> bool:
-    """Whether `cachesim replay` streams: --stream, or by default an oracle-general or txt file
-    over `STREAM_THRESHOLD` bytes replayed in access mode without --precision."""
+    """Whether `cachesim replay` streams: --stream, or by default a trace over `STREAM_THRESHOLD`
+    bytes that a chunked reader reads: an oracle-general or txt file in access mode, or in batch
+    mode (`_streams_batched`) a Parquet file, folder or dataset with a `batch` column (a folder
+    or dataset whatever its size), or fbgemm-npz / dlrm-pt batches; never with --precision,
+    --jobs or --record-cache-miss-counter (they need the whole trace)."""
     if stream is False:
         return False
     from pathlib import Path
-    from .io.stream import streamable
-    given = [k for k, v in batch_only.items() if v and (k != "mode" or v == "batch")]
+    from .io.stream import has_batch_column, source_bytes, streamable
+    batched = _streams_batched(path, fmt, batch_only["mode"])
+    in_memory = ("precision", "jobs", "record_cache_miss_counter")
+    given = [k for k, v in batch_only.items() if v and (k != "mode" or v == "batch")
+             and (k in in_memory or not batched)]
     if stream is None:
-        if not Path(path).is_file() or streamable(path, fmt) is None or given:
+        if given or not Path(path).exists() or (
+                not batched and (not Path(path).is_file() or streamable(path, fmt) is None)):
             return False
+        if batched == "parquet" and not has_batch_column(path):
+            return False  # replayed access by access in memory
+        if batched == "parquet" and Path(path).is_dir():
+            return True  # a Parquet folder or dataset has no in-memory reader
         from .simulate.stream import STREAM_THRESHOLD
-        return Path(path).stat().st_size > STREAM_THRESHOLD
-    if _is_parquet(path, fmt) and batch_only["mode"] != "access":
-        from .simulate.result import resolve_cache_model
-        if resolve_cache_model(batch_only["cache_model"]) != "ideal":
-            raise CachesimError("--stream replays a Parquet trace in batch mode with the ideal "
-                                "cache model only; add --cache-model ideal, or drop --stream")
-        given = [k for k in given if k not in ("mode", "cache_model")]
+        return source_bytes(path) > STREAM_THRESHOLD
     if given:
         opt = "--" + given[0].replace("_", "-")
-        raise CachesimError(f"--stream replays without costs, per-table caches or FBGEMM's "
-                            f"settings; drop {opt} or --stream")
+        what = ("costs, --jobs or the cache miss counter" if batched else
+                "costs, per-table caches or FBGEMM's settings (access mode)")
+        raise CachesimError(f"--stream replays without {what}; drop {opt} or --stream")
     return True
 
 
-def _is_parquet(path, fmt) -> bool:
-    return fmt == "parquet" or (fmt is None and str(path).lower().endswith((".parquet", ".pq")))
+def _streams_batched(path, fmt, mode) -> str | None:
+    """The batched stream format of a replay (`io.stream.batch_streamable`), None in access
+    mode or for a format without batches."""
+    from .io.stream import batch_streamable
+    return None if mode == "access" else batch_streamable(path, fmt)
 
 
-def _replay_streamed(path, fmt, policies, caps, ways, seed, quiet, as_json,
-                     batch: bool = False) -> None:
-    """`cachesim replay --stream`: one first pass, then one streamed pass per replay (batch:
-    a cachesim Parquet trace through the ideal batch cache)."""
+def _analysis_streams(path, fmt, stream, command: str, batched: bool = False,
+                      **in_memory_only) -> bool:
+    """Whether `cachesim mrc` or `analyze` streams (`cachesim.analysis.stream`): --stream, or
+    by default an oracle-general or txt file (with `batched`, also a batched trace:
+    `io.stream.batch_streamable`) over `STREAM_THRESHOLD` bytes, as `replay`, unless an option
+    in `in_memory_only` is given (it needs the whole trace; a string value: the fix)."""
+    if stream is False:
+        return False
+    from pathlib import Path
+    from .io.stream import batch_streamable, has_batch_column, source_bytes, streamable
+    from .simulate.stream import STREAM_THRESHOLD
+    if not Path(path).exists():
+        if stream:
+            raise CachesimError(f"{path}: no such file; {command} --stream reads one "
+                                "oracle-general or txt file")
+        return False
+    kind = None if not batched else batch_streamable(path, fmt)
+    if kind == "parquet" and command == "analyze" and not has_batch_column(path):
+        kind = None  # its windows follow the batch column
+    ok = (Path(path).is_file() and streamable(path, fmt) is not None) or kind is not None
+    given = [(k, v) for k, v in in_memory_only.items() if v]
+    if stream is None:
+        return ok and not given and source_bytes(path) > STREAM_THRESHOLD
+    if not ok:
+        also = (" (and for the exact and SHARDS curves in rows over all tables, Parquet, "
+                "fbgemm-npz and dlrm-pt)" if command == "mrc" else
+                ", and Parquet (with a batch column), fbgemm-npz and dlrm-pt traces")
+        raise CachesimError(f"{path}: {command} --stream reads oracle-general and txt files"
+                            f"{also}; drop --stream to read it in memory")
+    if given:
+        name, fix = given[0]
+        fix = fix if isinstance(fix, str) else f"drop --{name} or --stream"
+        raise CachesimError(f"{command} --stream: --{name} needs the whole trace in memory; "
+                            f"{fix}")
+    return True
+
+
+def _replay_streamed(path, fmt, policies, caps, ways, seed, quiet, as_json, batched=None,
+                     batch_size=None, **model) -> None:
+    """`cachesim replay --stream`: one first pass, then one streamed pass per replay (batched:
+    a Parquet, fbgemm-npz or dlrm-pt trace through any batch model, `model` its options)."""
     from .costs import result_records
-    from .simulate.stream import StreamSource, replay_batch_stream
+    from .simulate.result import resolve_cache_model
+    from .simulate.stream import BatchStreamSource, StreamSource
     records, notes = [], []
+    if batched:
+        opts = {} if batch_size is None else {"batch_size": batch_size}
+        src = BatchStreamSource(path, fmt, table_rows=model.pop("table_rows"),
+                                progress=not quiet, **opts)
+        _cache_model_trace(src.meta, None, model["cache_model"])  # its warning, once
+        fbgemm = (model["cache_model"] == "fbgemm-inference"
+                  or resolve_cache_model(model["cache_model"]) == "fbgemm")
     with contextlib.ExitStack() as stack:
-        src = None if batch else stack.enter_context(StreamSource(path, fmt))
+        if not batched:
+            src = stack.enter_context(StreamSource(path, fmt, progress=not quiet))
         for pol in policies:
             for cap in caps:
-                w = _ways_for(ways, pol, cap)
-                if batch:
-                    res = replay_batch_stream(path, pol, cap.text, w, progress=not quiet)
-                    note = None
+                if batched:
+                    with _fbgemm_warnings_shown():
+                        res = src.replay(pol, cap.text, ways if fbgemm else
+                                         _ways_for(ways, pol, cap), progress=not quiet, **model)
                 else:
-                    res = src.replay(pol, cap, ways=w, seed=seed, progress=not quiet)
-                    note = None if as_json else _geometry_note(ways, cap, res, src.meta)
+                    res = src.replay(pol, cap, ways=_ways_for(ways, pol, cap), seed=seed,
+                                     progress=not quiet)
+                note = _replay_note(res, as_json, ways, cap, src.meta)
                 if note and note not in notes:
                     notes.append(note)
                     click.echo(f"cachesim: note: {note}", err=True)
                 records += result_records(res, None, (), per_table=as_json)
     if as_json:
         click.echo(json.dumps(records, indent=1))
-    elif batch:
+    elif batched:
         _print_table(records, ["policy", "cache_model", "size", "capacity", "ways", "calls",
                                "requested_indices", "unique_indices", "unique_misses",
                                "conflict_unique_misses", "conflict_misses", "evictions",
@@ -814,6 +970,18 @@ def _replay_streamed(path, fmt, policies, caps, ways, seed, quiet, as_json,
     else:
         _print_table(records, ["policy", "size", "capacity", "ways", "requests", "hits",
                                "misses", "hit_ratio", "miss_bytes"])
+
+
+def _replay_note(res, as_json, ways, cap, trace) -> str | None:
+    """The note a replay prints on stderr (none with --json): FBGEMM's LFU counters, or the
+    geometry of whole sets (`_geometry_note`)."""
+    if as_json:
+        return None
+    if res.cache_model in ("fbgemm", "fbgemm-inference") and res.policy == "lfu":
+        return ("under LFU FBGEMM's uvm cache stats fill only num_conflict_misses; "
+                "unique_misses and conflict_unique_misses are cachesim's own counts "
+                "(--json has FBGEMM's num_* values)")
+    return _geometry_note(ways, cap, res, trace)
 
 
 def _geometry_note(ways, cap, res, trace) -> str | None:
@@ -827,6 +995,19 @@ def _geometry_note(ways, cap, res, trace) -> str | None:
             is ParameterSource.DEFAULT):
         return None
     return geometry_note(cap.text, cap.resolve(trace.n_distinct), ways)
+
+
+def _replay_on_dask(trace, policies, caps, ways, parts, address, *, cache_model, source, **kw):
+    """Each policy x size's split replay on the Dask cluster at `address` (`cachesim replay
+    --dask`), in the replay loop's order: one client for all of them."""
+    from .simulate.result import resolve_cache_model
+    from .sweep import replay_split_dask
+    fbgemm = resolve_cache_model(cache_model) == "fbgemm"
+    runs = [(pol, cap, ways if fbgemm else _ways_for(ways, pol, cap))
+            for pol in policies for cap in caps]
+    with _fbgemm_warnings_shown():
+        return replay_split_dask(trace, runs, address, parts, source=source,
+                                 cache_model=cache_model, **kw)
 
 
 def _ways_for(ways, policy, cap):
@@ -857,6 +1038,8 @@ def _ways_for(ways, policy, cap):
               help="Policies for the batch sweep (the curves add every access-mode policy).")
 @ways_option()
 @cache_model_option()
+@per_table_option()
+@fbgemm_options
 @click.option("--size", "-s", "sizes", cls=RenamedOption, old_names=("--sizes",), type=SIZES,
               default="0.5%,1%,2%,5%,10%,20%,50%", show_default=True,
               help="Cache sizes to sweep, as shares of the distinct rows.")
@@ -872,7 +1055,8 @@ def _ways_for(ways, policy, cap):
               help="Worker processes for the sweep.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def report(trace_path, fmt, batch_size, out_dir, force, budget, target_hit_ratio, precision,
-           policy, ways, cache_model, sizes, link_gbps, train, seeds, from_results, jobs, quiet):
+           policy, ways, cache_model, per_table, table_rows, warp, prefetch_pipeline, sizes,
+           link_gbps, train, seeds, from_results, jobs, quiet):
     """Write a sizing report (HTML, Markdown, plots, results) for a trace.
 
     Example: cachesim report trace.parquet -o report/ --budget 2GiB --target-hit-ratio 0.9
@@ -886,13 +1070,17 @@ def report(trace_path, fmt, batch_size, out_dir, force, budget, target_hit_ratio
             raise CachesimError(f"--size {text}: give shares of the distinct rows, such as 5%")
         fractions.append(cap.value)
     opt = ReportOptions(policies=tuple(policy), precisions=tuple(precision),
-                        ways=ways, cache_model=cache_model, target_hit_ratio=target_hit_ratio,
+                        ways=ways, cache_model=cache_model, per_table=per_table,
+                        prefetch_pipeline=prefetch_pipeline, warp=warp,
+                        table_rows=None if table_rows is None else tuple(table_rows),
+                        target_hit_ratio=target_hit_ratio,
                         budget=budget,
                         link_gbps=link_gbps, train=train, fractions=tuple(fractions),
                         train_seeds=tuple(seeds), jobs=jobs,
                         command=_command_line(), progress=not quiet)
-    out = build_report(trace_path, out_dir, opt, from_results=from_results, fmt=fmt,
-                       batch_size=batch_size, force=force)
+    with _table_rows_warning_once():
+        out = build_report(trace_path, out_dir, opt, from_results=from_results, fmt=fmt,
+                           batch_size=batch_size, force=force)
     click.echo(f"wrote {out / 'report.html'} (and report.md, results.json, results.parquet)")
 
 

@@ -13,8 +13,9 @@ as one line on stderr with exit status 2.
 - `RenamedOption`: an option whose old spelling still works, hidden from --help
   (`report --sizes` and `mrc --sizes` are now --size; `allocate --precision` is
   --cache-precision).
-- `cache_model_option`, `fbgemm_options` (--prefetch-pipeline, --warp, --table-rows): the batch
-  replay's cache model and FBGEMM's cache settings.
+- `cache_model_option` (fbgemm|ideal|fbgemm-inference), `per_table_option` (a flag; a sweep's
+  no|yes|both), `fbgemm_options` (--prefetch-pipeline, --warp, --table-rows): the batch
+  replay's cache model and FBGEMM's cache settings, the same in replay, sweep, report, train.
 """
 from __future__ import annotations
 
@@ -202,31 +203,84 @@ def ways_option(many: bool = False):
 CACHE_MODEL_HELP = (
     "Batch replay's cache: fbgemm = FBGEMM's training cache exactly (32 ways, or 64 with --warp "
     "64; a share such as 5% is the load factor on the tables' num_embeddings); ideal = "
-    "cachesim's own what-if cache (any --ways or full, lowest-way ties, LFU locking). Default: "
-    f"{DEFAULT_CACHE_MODEL}.")
+    "cachesim's own what-if cache (any --ways or full, lowest-way ties, LFU locking); "
+    "fbgemm-inference = FBGEMM's inference cache (IntNBitTableBatchedEmbeddingBagsCodegen: lru "
+    "or lfu at -w 32, or 64 with --warp 64; lru at -w 1, direct-mapped; one cache over all "
+    f"tables, nothing written back). Default: {DEFAULT_CACHE_MODEL}.")
 
 
-def cache_model_option(inference: bool = False):
-    """--cache-model fbgemm|ideal (None: DEFAULT_CACHE_MODEL), the same in every command;
-    `inference` adds fbgemm-inference (FBGEMM's inference cache: `cachesim replay` only)."""
-    if inference:
-        return click.option(
-            "--cache-model", type=click.Choice(list(CACHE_MODELS) + [INFERENCE_CACHE_MODEL]),
-            default=None, help=CACHE_MODEL_HELP + " fbgemm-inference = FBGEMM's inference cache "
-            "(IntNBitTableBatchedEmbeddingBagsCodegen: -w 32, or -w 1 direct-mapped, LRU only).")
-    return click.option("--cache-model", type=click.Choice(list(CACHE_MODELS)), default=None,
-                        help=CACHE_MODEL_HELP)
+class CacheModel(_Type):
+    """A batch cache model: fbgemm, ideal or fbgemm-inference (`resolve_cache_model`)."""
+    name = "cache-model"
+
+    def get_metavar(self, param, *args, **kwargs):
+        return "|".join((*CACHE_MODELS, INFERENCE_CACHE_MODEL))
+
+    def parse(self, value, name):
+        from .simulate.result import resolve_cache_model
+        return resolve_cache_model(value, inference=True)
+
+
+class Warp(_Type):
+    """FBGEMM's warp size: 32 (NVIDIA) or 64 (AMD CDNA)."""
+    name = "warp"
+
+    def get_metavar(self, param, *args, **kwargs):
+        return "32|64"
+
+    def parse(self, value, name):
+        if value.strip() not in ("32", "64"):
+            raise CachesimError(f"{name} {value!r}: FBGEMM's cache has one way per warp lane; "
+                                "use 32 (NVIDIA) or 64 (AMD CDNA)")
+        return int(value)
+
+
+class PerTableList(_Type):
+    """`no`, `yes` or `both`: the per-table settings a sweep runs (kept as text)."""
+    name = "per-table"
+
+    def get_metavar(self, param, *args, **kwargs):
+        return "no|yes|both"
+
+    def parse(self, value, name):
+        v = value.strip().lower()
+        if v not in ("no", "yes", "both"):
+            raise CachesimError(f"{name} {value!r}: use no (one cache over all tables), yes (one "
+                                "cache per table) or both")
+        return v
+
+
+CACHE_MODEL, WARP, PER_TABLE_LIST = CacheModel(), Warp(), PerTableList()
+
+
+def cache_model_option():
+    """--cache-model fbgemm|ideal|fbgemm-inference (None: DEFAULT_CACHE_MODEL), the same in
+    every command."""
+    return click.option("--cache-model", type=CACHE_MODEL, default=None, help=CACHE_MODEL_HELP)
+
+
+PER_TABLE_HELP = ("Batch mode: one cache per table instead of one over all tables (fbgemm: one "
+                  "32-way cache per table, keyed by the table's own row, each at least one set; "
+                  "a share such as 5% is of each table's rows; not with fbgemm-inference).")
+
+
+def per_table_option(many: bool = False):
+    """--per-table, the same in every command: a flag, or (`many`, a sweep) no|yes|both."""
+    if many:
+        return click.option("--per-table", type=PER_TABLE_LIST, default="no", show_default=True,
+                            help=PER_TABLE_HELP + " both: sweep the two.")
+    return click.option("--per-table", is_flag=True, help=PER_TABLE_HELP)
 
 
 def fbgemm_options(f):
-    """--prefetch-pipeline, --warp and --table-rows: FBGEMM's cache (--cache-model fbgemm)."""
+    """--prefetch-pipeline, --warp and --table-rows: FBGEMM's caches (--cache-model fbgemm, and
+    --warp and --table-rows for fbgemm-inference too)."""
     f = click.option("--table-rows", type=TABLE_ROWS, default=None, metavar="N1,N2,...",
                      help="num_embeddings of each table, in table order (overrides the trace's "
                           "table sizes; FBGEMM's load factor is a share of their sum).")(f)
-    f = click.option("--warp", type=click.Choice(["32", "64"]), default=None,
-                     callback=lambda ctx, param, v: None if v is None else int(v),
-                     help="fbgemm: the warp size, which is FBGEMM's ways (64: AMD CDNA; "
-                          "default 32).")(f)
+    f = click.option("--warp", type=WARP, default=None,
+                     help="fbgemm, fbgemm-inference: the warp size, which is FBGEMM's ways (64: "
+                          "AMD CDNA; default 32).")(f)
     f = click.option("--prefetch-pipeline", is_flag=True,
                      help="fbgemm, lru: FBGEMM's prefetch_pipeline=True: the lines of a batch "
                           "stay locked until the next batch's insert has run.")(f)

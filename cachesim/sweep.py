@@ -46,7 +46,7 @@ from .costs import (DEFAULT_LINK_GBPS, cache_row_bytes, costs_for, parse_dims,
 from .errors import CachesimError
 from .files import OUTPUT_SUFFIXES, atomic_path, check_output_file, jsonable, write_table
 from .policies import batch_policy_names, get_policy
-from .simulate.result import DEFAULT_WAYS, resolve_cache_model
+from .simulate.result import DEFAULT_WAYS, INFERENCE_CACHE_MODEL, fbgemm_warp
 from .sizes import parse_size, parse_ways_list
 
 MODES = ("batch", "access")
@@ -118,17 +118,15 @@ def make_configs(policies, sizes, ways=(DEFAULT_WAYS,), per_table=(False,), mode
                  inference=False, cache_model=None, prefetch_pipeline=False,
                  warp=None) -> list[SweepConfig]:
     """The cross product, checked: unknown policies, bad sizes and unsupported combinations raise
-    CachesimError before anything runs. `cache_model`: the batch replay's (None: the default
-    model); access mode takes none."""
+    CachesimError before anything runs. `cache_model`: the batch replay's (fbgemm, ideal or
+    fbgemm-inference; None: the default model); access mode takes none. fbgemm-inference is
+    FBGEMM's inference cache, so its configurations are costed as inference (nothing written
+    back), as `inference=True`."""
     if mode not in MODES:
         raise CachesimError(f"--mode {mode!r}: use batch or access")
     if mode == "access" and (cache_model is not None or prefetch_pipeline or warp is not None):
         raise CachesimError("--cache-model, --prefetch-pipeline and --warp choose the batch "
                             "replay's cache; they need --mode batch")
-    model = resolve_cache_model(cache_model) if mode == "batch" else None
-    if model != "fbgemm" and (prefetch_pipeline or warp is not None):
-        raise CachesimError("--prefetch-pipeline and --warp model FBGEMM's cache: they need "
-                            "--cache-model fbgemm")
     names = []
     for p in _split(policies):
         name = get_policy(p).name
@@ -158,18 +156,13 @@ def make_configs(policies, sizes, ways=(DEFAULT_WAYS,), per_table=(False,), mode
                             "over all tables)")
     if not names or not size_texts:
         raise CachesimError("a sweep needs at least one policy and one size")
-    if model == "fbgemm":
-        from .simulate.fbgemm import POLICIES as FBGEMM_POLICIES, check_fbgemm_ways
-        other = [p for p in names if p not in FBGEMM_POLICIES]
-        if other:
-            raise CachesimError(f"policy {other[0]!r}: FBGEMM's cache model runs only "
-                                f"{' and '.join(FBGEMM_POLICIES)}; pass --cache-model ideal for "
-                                f"{other[0]}'s batch rule")
-        for w in ways:
-            check_fbgemm_ways(w, warp)
-        if prefetch_pipeline and any(p != "lru" for p in names):
-            raise CachesimError("--prefetch-pipeline needs policy lru: FBGEMM asserts 'Only LRU "
-                                "cache policy supports prefetch_pipeline'")
+    model = None
+    if mode == "batch":
+        from .simulate.batch import check_model_options
+        model = check_model_options(cache_model, names, ways, per_table, prefetch_pipeline, warp)
+        inference = inference or model == INFERENCE_CACHE_MODEL
+        if warp is not None and fbgemm_warp(model, warp):  # FBGEMM's ways are its warp's
+            ways = list(dict.fromkeys(1 if w == 1 else int(warp) for w in ways))
     return [SweepConfig(p, s, w, pt, mode, bool(inference) if mode == "batch" else False,
                         model, bool(prefetch_pipeline), None if warp is None else int(warp))
             for p in names for s in size_texts for w in ways for pt in per_table]
@@ -187,6 +180,9 @@ def _init_worker(trace) -> None:
 
 def replay_config(trace, cfg: SweepConfig) -> dict:
     """Replay one configuration; its result as a JSON-safe record with per-table counters."""
+    streamed = getattr(trace, "replay_sweep_config", None)
+    if streamed is not None:  # a trace read in chunks (`sweep_stream.StreamedTrace`)
+        return streamed(cfg)
     if cfg.mode == "batch":
         from .simulate.batch import replay_batch
         res = replay_batch(trace, cfg.policy, cfg.size, ways=cfg.ways, per_table=cfg.per_table,
@@ -285,6 +281,48 @@ def _run_table_from_source(source: TraceSource, fingerprint: str, plan, t: int):
     return _run_table_with_trace(_source_trace(source, fingerprint), plan, t)
 
 
+def _run_part_from_source(source: TraceSource, fingerprint: str, plan, p: int):
+    from .simulate.partition import replay_part
+    return replay_part(_source_trace(source, fingerprint), plan, p)
+
+
+def _run_part_with_trace(trace, plan, p: int):
+    from .simulate.partition import replay_part
+    return replay_part(trace, plan, p)
+
+
+def replay_split_dask(trace, runs, client, parts=None, *, source=None, **options) -> list:
+    """`simulate.partition.replay_partitioned(trace, policy, capacity, parts, ways=ways,
+    **options)` for each (policy, capacity, ways) of `runs`, on a Dask cluster (`client`: a
+    `Client`, 'local' or a scheduler address, as `dask_client`): one task per part (set ranges,
+    or tables with per_table=True), all submitted at once, each replay merged exactly; their
+    Results, in order (`seconds`: each replay's wall time from submission to its last part).
+    With a `source` (the file `trace` was read from, a path every worker sees) each worker reads
+    the trace itself, once, checked by fingerprint; without one the trace is scattered to the
+    workers. `parts` defaults to the cluster's worker threads."""
+    from .simulate.partition import merge_parts, plan_parts
+    t0 = time.perf_counter()
+    with dask_client(client, parts) as cl:
+        if parts is None:
+            parts = max(1, sum(cl.nthreads().values()))
+        plans = [plan_parts(trace, pol, cap, parts, ways=w, **options) for pol, cap, w in runs]
+        if source is not None:
+            args = (_run_part_from_source, source, trace.fingerprint())
+        else:
+            args = (_run_part_with_trace, cl.scatter(trace, broadcast=True))
+        futures = [[cl.submit(*args, plan, p, pure=False) for p in range(plan.parts)]
+                   for plan in plans]
+        out = []
+        try:
+            for plan, futs in zip(plans, futures):
+                results = cl.gather(futs)
+                out.append(merge_parts(trace, plan, results, time.perf_counter() - t0))
+        except BaseException:
+            cl.cancel([f for futs in futures for f in futs])  # nothing keeps running after
+            raise
+    return out
+
+
 # -- the sidecar ---------------------------------------------------------------------------------
 def parts_dir(out) -> Path:
     """The sidecar folder of output `out`: OUT.parts/."""
@@ -328,8 +366,9 @@ def _open_parts(folder: Path, fingerprint: str, fresh: bool) -> None:
         old = json.loads(manifest.read_text()).get("trace_fingerprint")
         if old != fingerprint:
             raise CachesimError(f"{folder} holds sweep results of another trace (or another "
-                                "cachesim version); pass --fresh to discard them, or write to "
-                                "another -o path")
+                                "cachesim version, or of this trace swept with the other "
+                                "--stream/--no-stream setting); pass --fresh to discard them, "
+                                "or write to another -o path")
     else:
         _write_atomic_text(manifest, json.dumps({"trace_fingerprint": fingerprint,
                                                  "cachesim": __version__}))
@@ -479,17 +518,27 @@ def _execute_pool(trace, pending, jobs, finished):
 
 
 def _execute_dask(trace, pending, jobs, address, finished, source=None):
+    with dask_client(address, jobs) as client:
+        from dask.distributed import as_completed as dask_completed
+        _submit_all(client, trace, pending, finished, dask_completed, source)
+
+
+@contextlib.contextmanager
+def dask_client(address, jobs=None):
+    """A `dask.distributed.Client`: the caller's own (left open), a local cluster of `jobs`
+    worker processes (address 'local'), or one connected to the scheduler at `address`; closed
+    (and the local cluster with it) at the end."""
     try:
-        from dask.distributed import Client, LocalCluster, as_completed as dask_completed
+        from dask.distributed import Client, LocalCluster
     except ImportError:
         raise CachesimError("--dask needs dask.distributed: pip install 'cachesim[dist]'") from None
-    cluster = None
     if isinstance(address, Client):  # the caller's own client: use it, leave it open
-        _submit_all(address, trace, pending, finished, dask_completed, source)
+        yield address
         return
+    cluster = None
     if address == "local":
-        cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(n_workers=max(1, jobs or os.cpu_count() or 1),
+                               threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
     else:
         try:
@@ -498,7 +547,7 @@ def _execute_dask(trace, pending, jobs, address, finished, source=None):
             raise CachesimError(f"--dask {address}: cannot reach the scheduler ({err}); check "
                                 "the address, or use --dask local") from None
     try:
-        _submit_all(client, trace, pending, finished, dask_completed, source)
+        yield client
     finally:
         client.close()
         if cluster is not None:
@@ -520,9 +569,12 @@ def _submit_all(client, trace, pending, finished, dask_completed, source=None):
         shared, extra = client.scatter(trace, broadcast=True), ()
         one, by_table = _run_with_trace, _run_table_with_trace
     futures, plans, waiting = {}, {}, {}
-    tables = [t for t, n in enumerate(np.bincount(trace.table, minlength=trace.n_tables)) if n]
+    split = getattr(trace, "replay_sweep_config", None) is None  # a streamed trace: whole
+    tables = [t for t, n in enumerate(np.bincount(trace.table, minlength=trace.n_tables))
+              if n] if split else []
     for cfg in pending:
-        if cfg.mode == "batch" and splittable(cfg.per_table, trace.n_tables, cfg.prefetch_pipeline):
+        if split and cfg.mode == "batch" and splittable(cfg.per_table, trace.n_tables,
+                                                       cfg.prefetch_pipeline):
             plan = plans[cfg.key] = table_plan(trace, cfg.policy, cfg.size, cfg.ways,
                                                cache_model=cfg.cache_model,
                                                inference=cfg.inference, warp=cfg.warp)
@@ -626,6 +678,10 @@ def run_sweep(trace, policies, sizes, *, ways=(DEFAULT_WAYS,), precisions=("fp32
         ran.append(cfg.key)
 
     try:
+        prepare = getattr(trace, "prepare_sweep", None)
+        if prepare is not None:  # a streamed trace: its workers open the file themselves
+            prepare(pending)
+            source = None
         _execute(trace, pending, jobs, dask, on_done, progress, source)
     except KeyboardInterrupt:
         raise SweepInterrupted(len(records), len(configs), folder) from None
@@ -645,10 +701,13 @@ def build_table(trace, configs, records: dict, precisions, *, cache_precision="f
     for cfg in configs:
         rec = records[cfg.key]
         base = {"policy": cfg.policy, "size": cfg.size, "ways": cfg.ways,
-                "per_table": cfg.per_table, "mode": cfg.mode, "cache_model": cfg.cache_model}
+                "per_table": cfg.per_table, "mode": cfg.mode, "cache_model": cfg.cache_model,
+                "warp": fbgemm_warp(cfg.cache_model, rec.get("ways")),
+                "prefetch_pipeline": cfg.prefetch_pipeline}
         counters = {}
         for k, v in rec.items():
-            if (k in ("per_table", "policy", "size", "mode") or isinstance(v, (dict, list))
+            if (k in ("per_table", "policy", "size", "mode", "prefetch_pipeline")
+                    or isinstance(v, (dict, list))
                     or v is None):  # a counter the mode does not have (Result: None)
                 continue
             counters["replay_seconds" if k == "seconds" else
@@ -663,7 +722,7 @@ def build_table(trace, configs, records: dict, precisions, *, cache_precision="f
             row.update(costs)
             rows.append(row)
     table = pl.DataFrame(rows, infer_schema_length=None)
-    casts = {c: pl.Int64 for c in ("ways", "ways_used", "steps") if c in table.columns}
+    casts = {c: pl.Int64 for c in ("ways", "ways_used", "warp", "steps") if c in table.columns}
     casts.update({c: pl.Float64 for c in table.columns
                   if c.endswith(("_per_step", "_ms_per_step")) or c == "transfer_vs_no_cache"})
     return table.with_columns([pl.col(c).cast(t) for c, t in casts.items()])

@@ -469,11 +469,11 @@ _DIRECT_AHEAD = 64  # the direct table's loads are cheaper than hashing: look fu
 
 
 @numba.njit(cache=True)
-def _dense_remap_direct(keys, lo, first, out, distinct):
+def _dense_remap_direct(keys, lo, first, out, distinct, nd=0):
     """Number `keys` into `out` in order of first appearance through a direct-address table:
     `first[k - lo]` holds 1 + the id of key k, 0 if not seen yet (so a zeroed table, whose
-    untouched pages the OS never maps, is the empty one). Returns the number of ids."""
-    nd = 0
+    untouched pages the OS never maps, is the empty one), continuing from `nd` ids (`distinct`
+    has room for every new one). Returns the number of ids."""
     n = keys.shape[0]
     for i in range(n):
         if i + _DIRECT_AHEAD < n:
@@ -532,22 +532,140 @@ def _remap_direct(keys: np.ndarray, lo: int, span: int) -> tuple[np.ndarray, np.
 
 
 def _remap_hash(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    n = keys.shape[0]
-    out = np.empty(n, dtype=np.int32)
-    cap = 1 << 12  # slots; grows 4x whenever half full
-    slots = np.full(2 * cap, -1, dtype=np.int64)
-    distinct = np.empty(min(n, cap // 2), dtype=np.int64)
-    i = n_distinct = 0
-    while True:
-        i, n_distinct = _dense_remap(keys, out, i, slots, distinct, n_distinct)
-        if i == n:
-            return out, distinct[:n_distinct].copy()
-        cap *= 4
-        slots = np.full(2 * cap, -1, dtype=np.int64)
-        _dense_rehash(distinct[:n_distinct], slots)
-        grown = np.empty(min(n, cap // 2), dtype=np.int64)
-        grown[:n_distinct] = distinct[:n_distinct]
-        distinct = grown
+    keymap = KeyMap(growth=4, most=keys.shape[0], direct=False)
+    out = keymap.add(keys)
+    return out, keymap.distinct_keys.copy()
+
+
+@numba.njit(cache=True)
+def _lookup(keys, slots, out):
+    """Dense ids of keys that are all in the table `slots`; returns the index of the first
+    missing key, or len(keys) when all are found."""
+    mask = np.uint64(slots.shape[0] // 2 - 1)
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        h = fmix64(np.uint64(k)) & mask
+        while True:
+            v = slots[2 * h + 1]
+            if v == -1:
+                return i
+            if slots[2 * h] == k:
+                out[i] = v
+                break
+            h = (h + np.uint64(1)) & mask
+    return keys.shape[0]
+
+
+DIRECT_KEYMAP_MAX = 1 << 26  # a KeyMap indexes keys directly while all are in [0, this)
+
+
+class KeyMap:
+    """Keys -> dense ids (int32) in order of first access, growing as keys arrive.
+
+    While every key is in [0, DIRECT_KEYMAP_MAX) (row ids, as embedding traces have), a
+    direct-address table (`first[key]` = 1 + id; 256 MiB at most, and the OS maps only the
+    pages touched) numbers them, about 2x faster than hashing; the first key outside that range
+    moves the keys seen so far into an open-addressing table of [key, id] slots that grows
+    `growth`x whenever half full. A streamed replay keeps one for the whole file (growth 2:
+    32-64 bytes of slots a key); `dense_remap` numbers one array with growth 4 (fewer rehashes),
+    `most` = its length (no more distinct keys than accesses) and `direct=False` (it has chosen
+    hashing for its key range)."""
+
+    def __init__(self, growth: int = 2, most: int | None = None, direct: bool = True):
+        self._growth, self._most = growth, most
+        self._first = np.zeros(0, dtype=np.int32) if direct else None
+        self._cap = 1 << 12  # slots
+        self._slots = None if direct else np.full(2 * self._cap, -1, dtype=np.int64)
+        self._distinct = np.empty(1 << 12 if direct else self._room(), dtype=np.int64)
+        self.n = 0
+
+    def _add_direct(self, keys: np.ndarray) -> np.ndarray | None:
+        """Dense ids through the direct table, or None (then hashing) when a key is outside it."""
+        if keys.shape[0] == 0:
+            return np.empty(0, dtype=np.int32)
+        lo, hi = (int(x) for x in _key_range(keys))
+        if lo < 0 or hi >= DIRECT_KEYMAP_MAX:
+            self._to_hash()
+            return None
+        if hi >= self._first.shape[0]:
+            grown = np.zeros(1 << max(12, hi.bit_length()), dtype=np.int32)
+            grown[:self._first.shape[0]] = self._first
+            self._first = grown
+        if self.n + keys.shape[0] > self._distinct.shape[0]:
+            room = max(2 * self._distinct.shape[0], self.n + keys.shape[0])
+            grown = np.empty(min(room, DIRECT_KEYMAP_MAX), dtype=np.int64)
+            grown[:self.n] = self._distinct[:self.n]
+            self._distinct = grown
+        out = np.empty(keys.shape[0], dtype=np.int32)
+        self.n = int(_dense_remap_direct(keys, np.int64(0), self._first, out, self._distinct,
+                                         self.n))
+        return out
+
+    def _to_hash(self) -> None:
+        """From the direct table to hashing, keeping every id."""
+        self._first = None
+        while self._cap // 4 < max(self.n, 1):  # the hash kernel stops at half full
+            self._cap *= 2
+        self._slots = np.full(2 * self._cap, -1, dtype=np.int64)
+        _dense_rehash(self._distinct[:self.n], self._slots)
+        grown = np.empty(max(self._room(), self.n), dtype=np.int64)
+        grown[:self.n] = self._distinct[:self.n]
+        self._distinct = grown
+
+    def _room(self) -> int:
+        half = self._cap // 2
+        return half if self._most is None else min(self._most, half)
+
+    def _grow(self) -> None:
+        self._cap *= self._growth
+        self._slots = np.full(2 * self._cap, -1, dtype=np.int64)
+        _dense_rehash(self._distinct[:self.n], self._slots)
+        grown = np.empty(self._room(), dtype=np.int64)
+        grown[:self.n] = self._distinct[:self.n]
+        self._distinct = grown
+
+    def add(self, keys: np.ndarray) -> np.ndarray:
+        """Dense ids of `keys`, numbering the new ones."""
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        if self._first is not None:
+            out = self._add_direct(keys)
+            if out is not None:
+                return out
+        out = np.empty(keys.shape[0], dtype=np.int32)
+        i = 0
+        while True:
+            i, self.n = _dense_remap(keys, out, i, self._slots, self._distinct, self.n)
+            if i == keys.shape[0]:
+                return out
+            self._grow()
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Dense ids of `keys`, which must all have been added."""
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        if self._first is not None:
+            inside = keys.shape[0] == 0 or (int(keys.min()) >= 0 and
+                                            int(keys.max()) < self._first.shape[0])
+            out = (self._first[keys] - 1).astype(np.int32) if inside else None
+            if out is not None and (out.shape[0] == 0 or int(out.min()) >= 0):
+                return out
+            raise CachesimError("a key of the trace was not in its first pass: the file "
+                                "changed while it was read; replay it again once it is "
+                                "complete")
+        out = np.empty(keys.shape[0], dtype=np.int32)
+        if _lookup(keys, self._slots, out) != keys.shape[0]:
+            raise CachesimError("a key of the trace was not in its first pass: the file "
+                                "changed while it was read; replay it again once it is "
+                                "complete")
+        return out
+
+    @property
+    def distinct_keys(self) -> np.ndarray:
+        """The keys by dense id (a view)."""
+        return self._distinct[:self.n]
+
+    def nbytes(self) -> int:
+        table = self._first if self._first is not None else self._slots
+        return int(table.nbytes + self._distinct.nbytes)
 
 
 @numba.njit(cache=True)

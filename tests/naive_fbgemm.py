@@ -52,8 +52,10 @@ def warp_bitonic_sort(keys, vals):
 class NaiveFbgemm:
     """One FBGEMM cache: lxu_cache_state, lru_state or lfu_state, locking counter."""
 
-    def __init__(self, n_sets, policy="lru", ways=32, lock=False):
+    def __init__(self, n_sets, policy="lru", ways=32, lock=False, record_miss_counter=False):
         self.C, self.W, self.policy, self.lock = n_sets, ways, policy, lock
+        self.record = record_miss_counter  # RecordCacheMetrics.record_cache_miss_counter
+        self.cache_miss_counter = [0, 0]
         self.state = [[-1] * ways for _ in range(n_sets)]       # lxu_cache_state
         self.lru = [[0] * ways for _ in range(n_sets)]          # lru_state
         self.lfu = {}                                           # lfu_state, per linear index
@@ -71,6 +73,16 @@ class NaiveFbgemm:
         if not linear:
             self._unlock_previous([])
             return stats, own, []
+        if self.record:
+            # _prefetch: lxu_cache_lookup before the populate, with the uvm cache stats
+            # (lxu_cache_lookup_kernel adds n_indices - n_hits to num_conflict_misses), then
+            # _update_cache_miss_counter on its locations
+            found = [self._location(idx) >= 0 for idx in linear]
+            stats[5] += found.count(False)  # FBGEMM's counter; cachesim's own excludes it
+            missed = {idx for idx, f in zip(linear, found) if not f}
+            self.cache_miss_counter[0] += 1 if missed else 0
+            self.cache_miss_counter[1] += len(missed)
+        before = stats[5]
         uniq = sorted(set(linear))
         occ = {}
         for x in linear:
@@ -186,9 +198,16 @@ class NaiveFbgemm:
         self._unlock_previous(locations)
         own["requested_indices"] = len(linear)
         own["unique_indices"] = len(uniq)
-        own["conflict_misses"] = stats[5]
+        own["conflict_misses"] = stats[5] - before
         return stats, own, locations
 
+
+    def _location(self, idx):
+        s = cache_slot(idx, self.C)
+        for way in range(self.W):
+            if self.state[s][way] == idx:
+                return s * self.W + way
+        return -1
 
     def _unlock_previous(self, locations):
         """Prefetch pipeline: backward(b - 1) runs after prefetch(b) and calls
@@ -215,18 +234,21 @@ OWN_NAMES = ("requested_indices", "unique_indices", "unique_misses", "conflict_u
 
 
 def replay(batches, table_rows, policy="lru", sets=None, load_factor=None, ways=32,
-           per_table=False, prefetch_pipeline=False):
+           per_table=False, prefetch_pipeline=False, record_miss_counter=False, caches_out=None):
     """batches: list of lists of (table, row). Returns a list of dicts (per batch), with
     FBGEMM_NAMES + OWN_NAMES. per_table: one NaiveFbgemm per table, keyed by the table's row
     (each table's counters are summed per batch)."""
     offs = [sum(table_rows[:t]) for t in range(len(table_rows))]
     if per_table:
         caches = [NaiveFbgemm(sets if sets is not None else fbgemm_sets(r, load_factor, ways),
-                              policy, ways, prefetch_pipeline) for r in table_rows]
+                              policy, ways, prefetch_pipeline, record_miss_counter)
+                  for r in table_rows]
     else:
         total = sum(table_rows)
         caches = [NaiveFbgemm(sets if sets is not None else fbgemm_sets(total, load_factor, ways),
-                              policy, ways, prefetch_pipeline)]
+                              policy, ways, prefetch_pipeline, record_miss_counter)]
+    if caches_out is not None:
+        caches_out.extend(caches)
     result = []
     for batch in batches:
         rec = dict.fromkeys(FBGEMM_NAMES + OWN_NAMES, 0)

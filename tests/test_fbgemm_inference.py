@@ -70,7 +70,7 @@ def test_kernel_equals_naive_by_load_factor(data, model, lf):
 
 
 def test_replay_batch_equals_naive():
-    # through the Trace path (`_feed`, dense ids), over-full sets on a skewed multi-table trace
+    # through the Trace path (`feed_trace`, dense ids), over-full sets on a skewed multi-table trace
     rng = np.random.default_rng(5)
     rows = [300, 40, 900]
     n = 4000

@@ -20,7 +20,7 @@ LAYERS = [
     ["cachesim.analysis"],
     ["cachesim.synth"],
     ["cachesim.executor"],
-    ["cachesim.sweep"],
+    ["cachesim.sweep", "cachesim.sweep_stream"],
     ["cachesim.reports"],
     ["cachesim.options", "cachesim.cli", "cachesim.demo", "cachesim.__main__", "cachesim"],
 ]
@@ -123,3 +123,52 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     assert "cachesim.errors" in imports_of(fake, modules)
     assert layer_of("cachesim.reports.report") > layer_of("cachesim.io.formats")
     assert layer_of("cachesim.io") > layer_of("cachesim.trace") > layer_of("cachesim.errors")
+
+
+def private_uses(path: Path, modules: set[str]) -> list[str]:
+    """Names with a leading underscore that `path` takes from another cachesim module: `from M
+    import _x`, or `m._x` on a module `m` it imported (`_x` defined in M, not dunders)."""
+    me = module_name(path)
+    pkg = me if path.name == "__init__.py" else me.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text())
+    found, aliases = [], {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and node.module.split(".")[0] == "cachesim":
+                target = node.module
+            else:
+                continue
+            for a in node.names:
+                sub = f"{target}.{a.name}"
+                if sub in modules:  # `from . import tabular`: a module
+                    aliases[a.asname or a.name] = sub
+                elif target in modules and a.name.startswith("_") and not a.name.startswith("__") \
+                        and target != me:
+                    found.append(f"{me}: from {target} import {a.name}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id in aliases and node.attr.startswith("_") \
+                and not node.attr.startswith("__"):
+            found.append(f"{me}: {aliases[node.value.id]}.{node.attr}")
+    return found
+
+
+def test_no_module_takes_another_ones_private_names():
+    paths = sorted(PACKAGE.rglob("*.py"))
+    modules = {module_name(p) for p in paths}
+    found = [u for p in paths for u in private_uses(p, modules)]
+    assert not found, found
+
+
+def test_the_private_check_sees_a_private_import(tmp_path, monkeypatch):
+    modules = {"cachesim.io.tabular", "cachesim.trace", "cachesim.io", "cachesim.io.x"}
+    fake = tmp_path / "cachesim" / "io" / "tabular.py"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("from ..trace import _dense_remap, KeyMap\nfrom . import x\nx._y(x.z)\n")
+    monkeypatch.setitem(globals(), "PACKAGE", tmp_path / "cachesim")
+    assert private_uses(fake, modules) == [
+        "cachesim.io.tabular: from cachesim.trace import _dense_remap",
+        "cachesim.io.tabular: cachesim.io.x._y"]

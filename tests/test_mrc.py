@@ -128,7 +128,7 @@ def test_cloudphysics_golden(shared_data):
 # -- SHARDS --------------------------------------------------------------------------------------
 @given(keys_st, st.sampled_from([0.3, 0.5, 1.0]))
 def test_shards_fixed_rate_kernel_matches_naive(keys, rate):
-    tmax = int(S._threshold(rate))
+    tmax = int(S.threshold(rate))
     hist_want, sampled_want = naive.shards_fixed_rate(keys, tmax)
     stats = np.zeros(6)
     hist = S._shards(np.array(keys, dtype=np.int64), np.uint64(tmax), 0, 1024, stats)
@@ -138,7 +138,7 @@ def test_shards_fixed_rate_kernel_matches_naive(keys, rate):
 
 @given(keys_st, st.integers(1, 12))
 def test_shards_fixed_size_kernel_matches_naive(keys, s_max):
-    tmax = int(S._threshold(1.0))
+    tmax = int(S.threshold(1.0))
     hist_want, total_want, rate_want = naive.shards_fixed_size(keys, tmax, s_max)
     stats = np.zeros(6)
     hist = S._shards(np.array(keys, dtype=np.int64), np.uint64(tmax), s_max, 1 << 16, stats)

@@ -27,6 +27,7 @@ HAND_SIZES = [4, 4, 6, 4, 4, 6]   # with 10 bytes the same victims: 24 bytes mis
 @pytest.fixture
 def registry(monkeypatch):
     """Registrations made by a test are undone afterwards (the registry is process-wide)."""
+    base.load_builtins()  # a built-in imported during the test would not register again
     saved = (dict(base._REGISTRY), dict(base._ALIASES), set(plugins._loaded))
     for mod in ("lifo_policy", "readme_lifo", "ep_plugin", "ep_broken_dep"):
         monkeypatch.delitem(sys.modules, mod, raising=False)

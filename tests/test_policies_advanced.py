@@ -210,38 +210,3 @@ def test_same_counts_as_libcachesim_wheel(name):
         assert r.misses == _wheel_misses(name, keys, sizes, capacity), (trial, capacity)
 
 
-# arc and s3fifo keep a hand-written loop (the bench: the request loop ran them about 8x slower);
-# the request loop with their pieces (`replay`) is its tested twin. The last entries of their
-# `meta` are the request loop's scratch (the current miss), not state, so they are not compared.
-TWINS = [(arc_mod, [2], 1000), (s3fifo_mod, [0, 1, 2, 3], 2000)]  # module, meta kept, bytes
-
-
-def _feed_twin(kernel, tr, name, capacity, unit):
-    rp = Replayer(tr, cachesim.get_policy(name), capacity, unit)
-    sizes = tr.size if tr.size is not None else np.zeros(0, dtype=np.int64)
-    empty = np.zeros(0, dtype=np.int64)
-    n = len(tr)
-    for start, stop in [(0, 1), (1, n // 2), (n // 2, n)]:
-        kernel(tr.dense_ids[start:stop], sizes[start:stop], empty, tr.key_table, unit, capacity,
-               start, rp.state, rp.counters)
-    return rp
-
-
-@pytest.mark.parametrize("mod,kept,byte_capacity", TWINS)
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_hand_written_loop_and_request_loop_are_twins(mod, kept, byte_capacity, seed):
-    rng = np.random.default_rng(seed)
-    keys = rng.zipf(1.2, 5000) % 400
-    name = mod.POLICY.name
-    for unit, capacity in ((True, 20), (True, 60), (False, byte_capacity)):  # s3fifo: >= 20
-        tr = cachesim.Trace(table=rng.integers(0, 3, keys.shape[0]), row=keys,
-                            size=None if unit else rng.integers(1, 40, 400)[keys])
-        fast = _feed_twin(mod.kernel, tr, name, capacity, unit)
-        generic = _feed_twin(mod.replay, tr, name, capacity, unit)
-        assert fast.counters.tolist() == generic.counters.tolist(), (name, unit, capacity)
-        assert fast.counters[:, 3].sum() > 0  # it evicts
-        (*arrays_f, meta_f), stored_f, used_f = fast.state
-        (*arrays_g, meta_g), stored_g, used_g = generic.state
-        for a, b in zip([*arrays_f, stored_f, used_f], [*arrays_g, stored_g, used_g], strict=True):
-            np.testing.assert_array_equal(a, b)
-        np.testing.assert_array_equal(meta_f[kept], meta_g[kept])

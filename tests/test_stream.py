@@ -236,7 +236,8 @@ def test_batch_stream_user_errors(tmp_path):
     import polars as pl
     from cachesim.simulate.stream import replay_batch_stream
     plain = tmp_path / "plain.parquet"
-    pl.DataFrame({"table": [0, 1], "row": [1, 2], "batch": [0, 0]}).write_parquet(plain)
+    # Parquet written elsewhere streams (tables inferred), but not with named tables
+    pl.DataFrame({"table": ["a", "b"], "row": [1, 2], "batch": [0, 0]}).write_parquet(plain)
     with pytest.raises(CachesimError, match="cachesim convert"):
         replay_batch_stream(plain, "lru", 1, None)
     with pytest.raises(CachesimError, match="batch mode counts rows"):
@@ -253,7 +254,7 @@ def test_cli_batch_stream(monkeypatch):
     assert streamed.exit_code == 0 and memory.exit_code == 0, streamed.output + memory.output
     assert _records(streamed.output) == _records(memory.output)
     assert [r["mode"] for r in _records(streamed.output)] == ["batch"] * 4
-    res = _cli("replay", path, "-p", "lru", "-s", "5%", "--stream", "-q")
-    assert res.exit_code == 2 and "--cache-model ideal" in res.output
+    res = _cli("replay", path, "-p", "lru", "-s", "5%", "--stream", "--precision", "int8")
+    assert res.exit_code == 2 and "drop --precision or --stream" in res.output
     res = _cli("replay", path, "-p", "lru", "-s", "5%", "--stream", "--mode", "access", "-q")
     assert res.exit_code == 2 and "oracle-general and txt" in res.output

@@ -47,3 +47,25 @@ def test_batch_starts_checks_the_batches():
         cachesim.Trace.from_keys([1, 2, 3]).batch_starts
     with pytest.raises(CachesimError, match="access 2 has batch 0 after batch 1"):
         cachesim.Trace.from_keys([1, 2, 3], batch=[0, 1, 0]).batch_starts
+
+
+def test_keymap_direct_table_then_hashing_numbers_as_dense_remap():
+    """A KeyMap numbers row ids through its direct table and moves to hashing at the first key
+    outside [0, DIRECT_KEYMAP_MAX) (here a negative one, then a huge one), keeping every id."""
+    from cachesim.trace import DIRECT_KEYMAP_MAX, KeyMap, dense_remap
+    rng = np.random.default_rng(4)
+    parts = [rng.integers(0, 5000, 3000), rng.integers(0, 70000, 3000),  # the table grows
+             np.array([-5, 3, -5]), rng.integers(0, 9000, 2000),
+             np.array([DIRECT_KEYMAP_MAX, 1 << 62]), rng.integers(0, 90000, 4000)]
+    for cut in (2, 4, 6):  # direct throughout (2), then hashing from the 3rd or 5th chunk
+        km = KeyMap()
+        got = np.concatenate([km.add(p) for p in parts[:cut]])
+        assert (km._first is not None) == (cut == 2)
+        want_ids, want_keys = dense_remap(np.concatenate(parts[:cut]))
+        assert np.array_equal(got, want_ids)
+        assert np.array_equal(km.distinct_keys, want_keys)
+        assert np.array_equal(km.lookup(np.concatenate(parts[:cut])), want_ids)
+    km = KeyMap()
+    km.add(np.arange(10))
+    with pytest.raises(cachesim.CachesimError, match="not in its first pass"):
+        km.lookup(np.array([3, 11]))

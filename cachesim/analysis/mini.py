@@ -24,10 +24,10 @@ def mini_curve(trace, policy: str, sizes, rate: float = 0.01, bytes: bool = Fals
     N x R, instead of the actual ones, i.e. count the sample's surplus or shortfall of accesses
     (hot keys caught or missed by the hash) as hits. On skewed traces this cuts the error several
     fold (bench/RESULTS.md); `adj=False` is the paper's estimator."""
-    return _mini(trace, policy, sizes, rate, bytes, adj)[0]
+    return run_mini(trace, policy, sizes, rate, bytes, adj)[0]
 
 
-def _mini(trace, policy, sizes, rate, bytes, adj):
+def run_mini(trace, policy, sizes, rate, bytes, adj):
     """`mini_curve`'s miss ratios and the sample's size: (curve, {"rate", "sampled_keys",
     "sample_accesses"})."""
     from ..simulate.access import replay

@@ -9,8 +9,8 @@ import numpy as np
 
 from ..errors import CachesimError
 from ..files import atomic_write
-from .mini import mini_curve, sample_trace, _mini  # noqa: F401  (the curve API, in one place)
-from .shards import _start_rate, sample_mask, shards, shards_curve  # noqa: F401
+from .mini import mini_curve, sample_trace, run_mini  # noqa: F401  (the curve API, in one place)
+from .shards import start_rate, sample_mask, shards, shards_curve  # noqa: F401
 from .stack import (byte_distances, key_sizes, lru_bytes_curve, lru_curve,  # noqa: F401
                     lru_hits, stack_distances)
 from .torchrec import expected_lookups, torchrec_miss_rate, torchrec_stats  # noqa: F401
@@ -63,18 +63,14 @@ def sample_warning(info: dict, what: str = "the sample",
 METHODS = ("exact", "shards", "mini")
 
 
-def _resolve_sizes(sizes, n_distinct: int, total_bytes: int | None) -> np.ndarray | None:
+def resolve_sizes(sizes, n_distinct: int, total_bytes: int | None) -> np.ndarray | None:
     """Sizes as given (ints, '5%', '128MiB', or a comma-separated string) -> int64 rows or bytes
     (bytes when `total_bytes` is given: a share then counts the distinct keys' bytes)."""
     from ..sizes import parse_size
     if sizes is None:
         return None
-    if isinstance(sizes, str):
-        sizes = [p for p in sizes.split(",") if p.strip()]
     out = []
-    for s in np.atleast_1d(np.asarray(sizes, dtype=object)).tolist():
-        if isinstance(s, str) and s.strip().isdigit():
-            s = int(s.strip())
+    for s in _size_items(sizes):
         if isinstance(s, (int, np.integer)) and not isinstance(s, bool):
             if s < 0:
                 raise CachesimError(f"cache size {s} must not be negative")
@@ -93,15 +89,30 @@ def _resolve_sizes(sizes, n_distinct: int, total_bytes: int | None) -> np.ndarra
     return np.asarray(out, dtype=np.int64)
 
 
-def _default_grid(n_distinct: int) -> np.ndarray:
+def _size_items(sizes) -> list:
+    """Sizes as given, one item each: ints, or strings other than whole numbers."""
+    if isinstance(sizes, str):
+        sizes = [p for p in sizes.split(",") if p.strip()]
+    items = np.atleast_1d(np.asarray(sizes, dtype=object)).tolist()
+    return [int(s.strip()) if isinstance(s, str) and s.strip().isdigit() else s for s in items]
+
+
+def needs_distinct(sizes) -> bool:
+    """Whether `resolve_sizes` needs the number of distinct keys: a size given as a share."""
+    from ..sizes import parse_size
+    return sizes is not None and any(isinstance(s, str) and parse_size(s).kind == "fraction"
+                                     for s in _size_items(sizes))
+
+
+def default_grid(n_distinct: int) -> np.ndarray:
     """Sizes for methods that replay once per size: 0, 40 log-spaced sizes and 20 linear ones."""
     g = np.concatenate([[0], np.geomspace(1, max(1, n_distinct), 40),
                         np.linspace(0, n_distinct, 21)])
     return np.unique(np.round(g).astype(np.int64))
 
 
-def _one_curve(trace, policy, sizes, method, rate, bytes, s_max, adj):
-    """(sizes, miss ratios, reliable per size or None when exact, sample info or None)."""
+def checked_method(policy, method, bytes: bool) -> str:
+    """The policy's name, once `method` is known and gives that policy's curve."""
     from ..policies import get_policy
     pol = get_policy(policy).name
     if method not in METHODS:
@@ -109,8 +120,16 @@ def _one_curve(trace, policy, sizes, method, rate, bytes, s_max, adj):
     if method in ("exact", "shards") and pol != "lru":
         raise CachesimError(f"method {method!r} gives LRU's curve only (stack distances); use "
                             f"method 'mini' (--method mini) for {pol}")
+    if method == "shards" and bytes:
+        raise CachesimError("SHARDS here counts rows; use method 'exact' or 'mini' with bytes")
+    return pol
+
+
+def _one_curve(trace, policy, sizes, method, rate, bytes, s_max, adj):
+    """(sizes, miss ratios, reliable per size or None when exact, sample info or None)."""
+    pol = checked_method(policy, method, bytes)
     total_bytes = int(key_sizes(trace).sum()) if bytes else None
-    sz = _resolve_sizes(sizes, trace.n_distinct if method != "shards" or sizes is not None else 0,
+    sz = resolve_sizes(sizes, trace.n_distinct if method != "shards" or sizes is not None else 0,
                         total_bytes)
     if method == "exact":
         if bytes:
@@ -122,14 +141,12 @@ def _one_curve(trace, policy, sizes, method, rate, bytes, s_max, adj):
             return np.arange(curve.shape[0], dtype=np.int64), curve, None, None
         return sz, curve[np.minimum(sz, curve.shape[0] - 1)], None, None
     if method == "shards":
-        if bytes:
-            raise CachesimError("SHARDS here counts rows; use method 'exact' or 'mini' with bytes")
         s, m, info = shards_curve(trace.keys, sz, rate, s_max, adj)
         return s, m, reliable_sizes(s, info["rate"]), info
     if sz is None:
-        sz = _default_grid(total_bytes if bytes else trace.n_distinct)
-    rate = _start_rate(rate, None)
-    m, info = _mini(trace, pol, sz, rate, bytes, adj)
+        sz = default_grid(total_bytes if bytes else trace.n_distinct)
+    rate = start_rate(rate, None)
+    m, info = run_mini(trace, pol, sz, rate, bytes, adj)
     row_bytes = total_bytes / trace.n_distinct if bytes else 1.0
     return sz, m, reliable_sizes(sz, rate, row_bytes), info
 
@@ -152,15 +169,20 @@ def mrc(trace, policy: str = "lru", sizes=None, method: str = "exact",
     (`reliable_sizes`), and warn (SampledCurveWarning, one line) when a sample holds too few keys
     or accesses (`sample_warning`).
     """
+    trace.require_nonempty()
+    sources = ([(tr.table_names[0], tr) for _, tr in trace.per_table()] if per_table
+               else [(None, trace)])
+    return curve_frame([(name, _one_curve(tr, policy, sizes, method, rate, bytes, s_max, adj))
+                        for name, tr in sources], method, per_table)
+
+
+def curve_frame(curves, method: str, per_table: bool):
+    """`mrc`'s DataFrame from [(table name or None, `_one_curve`'s tuple)], warning as it does."""
     import warnings
 
     import polars as pl
-    trace.require_nonempty()
     parts, small = [], []
-    sources = ([(tr.table_names[0], tr) for _, tr in trace.per_table()] if per_table
-               else [(None, trace)])
-    for name, tr in sources:
-        s, m, ok, info = _one_curve(tr, policy, sizes, method, rate, bytes, s_max, adj)
+    for name, (s, m, ok, info) in curves:
         df = pl.DataFrame({"size": np.asarray(s, dtype=np.int64),
                            "miss_ratio": np.asarray(m, dtype=np.float64)})
         df = df.with_columns(hit_ratio=1.0 - pl.col("miss_ratio"))
@@ -177,9 +199,9 @@ def mrc(trace, policy: str = "lru", sizes=None, method: str = "exact",
         parts.append(df)
     if small:
         msg = min(small)[1]
-        if len(sources) > 1:
-            msg = f"{len(small)} of {len(sources)} tables' samples are too small; {msg}"
-        warnings.warn(msg, SampledCurveWarning, stacklevel=2)
+        if len(curves) > 1:
+            msg = f"{len(small)} of {len(curves)} tables' samples are too small; {msg}"
+        warnings.warn(msg, SampledCurveWarning, stacklevel=3)
     return pl.concat(parts)
 
 

@@ -127,17 +127,26 @@ def _popularity(counts) -> dict:
 def _windows(trace, window):
     """Window id per access (0, 1, ... consecutive) and its description."""
     n = len(trace)
-    if window is None:
-        if trace.batch is not None:
-            return _consecutive(trace.batch), "batch"
-        window = max(1, -(-n // 50))
-    window = int(window)
-    if window < 1:
-        raise CachesimError(f"--window {window}: a window holds at least 1 access")
+    if window is None and trace.batch is not None:
+        return consecutive_runs(trace.batch), "batch"
+    window = window_accesses(n, window)
     return np.arange(n, dtype=np.int64) // window, f"{window} accesses"
 
 
-def _consecutive(batch: np.ndarray) -> np.ndarray:
+def window_accesses(n: int, window: int | None) -> int:
+    """Accesses per window: `window`, or by default 1/50 of the n accesses (at least 1)."""
+    window = max(1, -(-n // 50)) if window is None else int(window)
+    if window < 1:
+        raise CachesimError(f"--window {window}: a window holds at least 1 access")
+    return window
+
+
+def default_top_k(n_keys: int) -> int:
+    """Hot-set size for drift: 1% of the distinct keys, between 10 and 1000."""
+    return int(min(1000, max(10, round(0.01 * n_keys))))
+
+
+def consecutive_runs(batch: np.ndarray) -> np.ndarray:
     change = np.empty(batch.shape[0], dtype=np.int64)
     if batch.shape[0]:
         change[0] = 0
@@ -195,22 +204,31 @@ def analyze(trace, window: int | None = None, top_k: int | None = None) -> dict:
     from .stack import stack_distances
     trace.require_nonempty()
     ids, n_keys, n_tables = trace.dense_ids, trace.n_distinct, trace.n_tables
-    key_table = trace.key_table
-    n = len(trace)
     counts = np.bincount(ids, minlength=n_keys)
     acc_t = np.bincount(trace.table, minlength=n_tables)
-    keys_t = np.bincount(key_table, minlength=n_tables)
-
-    reuse = reuse_times(ids, n_keys)
-    r_counts, r_edges = log2_bins(reuse, trace.table, n_tables)
-    depth = stack_distances(ids, n_keys) + 1          # 0 for a first access
-    s_counts, s_edges = log2_bins(depth, trace.table, n_tables)
-
+    reuse = log2_bins(reuse_times(ids, n_keys), trace.table, n_tables)
+    depth = log2_bins(stack_distances(ids, n_keys) + 1, trace.table, n_tables)  # 0: first
     win, win_desc = _windows(trace, window)
-    if top_k is None:
-        top_k = int(min(1000, max(10, round(0.01 * n_keys))))
-    ws = working_set_and_drift(win, ids, int(top_k))
+    ws = working_set_and_drift(win, ids, int(default_top_k(n_keys) if top_k is None else top_k))
+    batches = None
+    if trace.batch is not None:
+        b = consecutive_runs(trace.batch)
+        per_b = working_set_and_drift(b, ids, 1) if win_desc != "batch" else ws
+        batches = {"count": int(b[-1]) + 1, "accesses": _stats(per_b["accesses"]),
+                   "distinct": _stats(per_b["distinct"])}
+    return report(trace.source, trace.table_names, trace.table_rows, trace.key_table, counts,
+                  acc_t, reuse, depth, win_desc, ws, batches)
 
+
+def report(source, table_names, table_rows, key_table, counts, acc_t, reuse, depth, win_desc,
+           ws, batches) -> dict:
+    """`analyze`'s dict from its counts: accesses per key (`counts`, by dense id; `key_table`
+    its table) and per table (`acc_t`), reuse times and stack depths as `log2_bins` per table,
+    the working set and drift (`working_set_and_drift`) and batch statistics (or None)."""
+    n_keys, n_tables = counts.shape[0], len(table_names)
+    n = int(acc_t.sum())
+    keys_t = np.bincount(key_table, minlength=n_tables)
+    (r_counts, r_edges), (s_counts, s_edges) = reuse, depth
     order = np.argsort(key_table, kind="stable")
     split = np.cumsum(keys_t)[:-1]
     counts_t = np.split(counts[order], split)
@@ -218,7 +236,7 @@ def analyze(trace, window: int | None = None, top_k: int | None = None) -> dict:
     for t in range(n_tables):
         pop = _popularity(counts_t[t])
         tables.append({
-            "table": trace.table_names[t], "rows": int(trace.table_rows[t]),
+            "table": table_names[t], "rows": int(table_rows[t]),
             "accesses": int(acc_t[t]), "distinct": int(keys_t[t]),
             "compulsory_miss_ratio": float(keys_t[t] / acc_t[t]) if acc_t[t] else 0.0,
             **pop,
@@ -228,10 +246,10 @@ def analyze(trace, window: int | None = None, top_k: int | None = None) -> dict:
                             "first_accesses": int(keys_t[t])},
         })
     out = {
-        "source": trace.source, "accesses": n, "distinct": n_keys, "n_tables": n_tables,
-        "rows": sum(int(r) for r in trace.table_rows),  # Python ints: exact past 2^63
+        "source": source, "accesses": n, "distinct": n_keys, "n_tables": n_tables,
+        "rows": sum(int(r) for r in table_rows),  # Python ints: exact past 2^63
         "compulsory_miss_ratio": n_keys / n,
-        "batches": None,
+        "batches": batches,
         **_popularity(counts),
         "reuse_time": {"bin_lo": r_edges, "counts": r_counts.sum(axis=0).tolist(),
                        "first_accesses": n_keys,
@@ -245,11 +263,6 @@ def analyze(trace, window: int | None = None, top_k: int | None = None) -> dict:
     out["zipf"]["note"] = (f"least squares of log count on log rank over ranks "
                            f"{out['zipf']['rank_min']}..{out['zipf']['rank_max']} (keys with "
                            f">= {out['zipf']['min_count']} accesses)")
-    if trace.batch is not None:
-        b = _consecutive(trace.batch)
-        per_b = working_set_and_drift(b, ids, 1) if win_desc != "batch" else ws
-        out["batches"] = {"count": int(b[-1]) + 1, "accesses": _stats(per_b["accesses"]),
-                          "distinct": _stats(per_b["distinct"])}
     return out
 
 
@@ -284,6 +297,12 @@ def format_summary(res: dict) -> str:
         lines.append(f"hot-set drift (top {ws['top_k']} rows, consecutive windows): Jaccard mean "
                      f"{np.mean(ws['jaccard']):.3f}; share of accesses to the previous top-k mean"
                      f" {np.mean(ws['share']):.3f}")
+    if res.get("streamed"):
+        st = res["streamed"]
+        exact = (f"estimated: {', '.join(st['estimated'])}; every other number is exact"
+                 if st["estimated"] else "every number is exact")
+        lines.append(f"streamed in {st['passes']} passes of {st['chunk_accesses']:,}-access "
+                     f"chunks: {exact}")
     lines.append("")
     head = ["table", "rows", "accesses", "distinct", "compulsory", "alpha", "R^2", "top 1%"]
     rows = [[t["table"], f"{t['rows']:,}", f"{t['accesses']:,}", f"{t['distinct']:,}",

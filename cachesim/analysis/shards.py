@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import CachesimError
 from ..hashing import fmix64
-from .stack import _compact, _dead_upto, _kill
+from .stack import compact, dead_upto, kill_slot
 
 # A key is sampled when fmix64(linearised key) <= tmax, i.e. with probability R = (tmax+1)/2^64.
 # Stack distances are taken over the sampled keys only and scaled by 1/R. The kernel keeps its own
@@ -144,7 +144,7 @@ def _shards_run(keys, start, s_max, n_buckets, st):
             i += 1
             continue
         if t == cap:
-            t = _compact(bits, tree, slot_owner, last, t)
+            t = compact(bits, tree, slot_owner, last, t)
             dead = 0
             if 2 * t + 64 > cap:
                 meta[_NEED] = _NEED_SLOTS
@@ -153,14 +153,14 @@ def _shards_run(keys, start, s_max, n_buckets, st):
         v = slot_id[pos]
         if v >= 0:
             p = last[v]
-            d = t - p - 1 - (dead - _dead_upto(bits, tree, p))
+            d = t - p - 1 - (dead - dead_upto(bits, tree, p))
             if not fixed_size and d >= hist.shape[0]:
                 meta[_NEED] = _NEED_HIST
                 break
             weight = inv_rate if fixed_size else 1.0
             total += weight
             sampled += 1
-            _kill(bits, tree, p)
+            kill_slot(bits, tree, p)
             dead += 1
             if fixed_size:
                 b = np.int64(d * inv_rate / width)
@@ -200,7 +200,7 @@ def _shards_run(keys, start, s_max, n_buckets, st):
                     rate = (np.float64(tmax) + 1.0) / _TWO64
                     inv_rate = 1.0 / rate
                     if e != v:
-                        _kill(bits, tree, last[e])
+                        kill_slot(bits, tree, last[e])
                         dead += 1
                     last[e] = -1
                     _map_delete(slot_key, slot_id, id_hash,
@@ -229,58 +229,79 @@ def _pow2_at_least(x: int) -> int:
     return 1 << max(0, int(x - 1).bit_length())
 
 
+class ShardsStream:
+    """One SHARDS pass over int64 keys fed chunk by chunk (`feed`), in memory that follows the
+    sampled keys. Fixed rate when s_max == 0: `hist` counts per sampled distance d (scaled
+    distance d / R). Fixed size otherwise: weights per bucket of scaled distance."""
+
+    def __init__(self, tmax, s_max: int, n_buckets: int):
+        self.s_max, self.n_buckets = int(s_max), int(n_buckets)
+        self.accesses = 0
+        fixed_size = s_max > 0
+        n_ids = s_max + 1 if fixed_size else 1024
+        cap = (2 * n_ids + 64 + 63) // 64 * 64
+        self.st = ShardsState(
+            slots=np.full((_pow2_at_least(2 * n_ids), 2), -1, dtype=np.int64),
+            id_hash=np.zeros(n_ids, dtype=np.uint64), id_key=np.zeros(n_ids, dtype=np.int64),
+            last=np.full(n_ids, -1, dtype=np.int64),
+            heap=np.zeros(n_ids if fixed_size else 1, dtype=np.int32),
+            free=np.zeros(n_ids if fixed_size else 1, dtype=np.int32),
+            bits=np.zeros(cap // 64, dtype=np.uint64),
+            tree=np.zeros(cap // 64 + 1, dtype=np.int32),
+            slot_owner=np.empty(cap, dtype=np.int32),
+            hist=np.zeros(n_buckets if fixed_size else 1024, dtype=np.float64),
+            meta=np.zeros(9, dtype=np.int64), fmeta=np.array([0.0, 1.0]),
+            tmax=np.array([tmax], dtype=np.uint64))
+
+    def feed(self, keys: np.ndarray) -> None:
+        """Add one chunk of int64 (linearised) keys."""
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        self.accesses += keys.shape[0]
+        st = self.st
+        i = 0
+        while True:
+            i = _shards_run(keys, i, self.s_max, self.n_buckets, st)
+            need = int(st.meta[_NEED])
+            if need == 0:
+                break
+            if need == _NEED_IDS:  # fixed rate: more sampled keys than ids
+                old = len(st.last)
+                grown = {}
+                for name, fill in (("id_hash", 0), ("id_key", 0), ("last", -1)):
+                    grown[name] = np.full(2 * old, fill, dtype=getattr(st, name).dtype)
+                    grown[name][:old] = getattr(st, name)
+                slots = np.full((_pow2_at_least(4 * old), 2), -1, dtype=np.int64)
+                _map_rehash(st.slots, slots, grown["id_hash"])
+                st = st._replace(slots=slots, **grown)
+            elif need == _NEED_SLOTS:  # more live keys than half the time slots: compacted, grow
+                t = int(st.meta[_T])
+                cap = (4 * t + 64 + 63) // 64 * 64
+                owner = np.empty(cap, dtype=np.int32)
+                owner[:t] = st.slot_owner[:t]
+                st = st._replace(slot_owner=owner, bits=np.zeros(cap // 64, dtype=np.uint64),
+                                 tree=np.zeros(cap // 64 + 1, dtype=np.int32))
+            else:  # a distance beyond the histogram
+                hist = np.zeros(2 * len(st.hist), dtype=np.float64)
+                hist[:len(st.hist)] = st.hist
+                st = st._replace(hist=hist)
+        self.st = st
+
+    def stats(self) -> np.ndarray:
+        """[sampled refs, total weight, final R, bucket width, peak ids, bytes of the state
+        (its arrays only grow)]."""
+        st = self.st
+        return np.array([st.meta[_SAMPLED], st.fmeta[_TOTAL], (float(st.tmax[0]) + 1.0) / _TWO64,
+                         st.fmeta[_WIDTH], st.meta[_PEAK], sum(a.nbytes for a in st)],
+                        dtype=np.float64)
+
+
 def _shards(keys, tmax, s_max, n_buckets, stats):
-    """SHARDS over int64 keys. Fixed rate when s_max == 0: returns counts per sampled distance d
-    (scaled distance d / R). Fixed size otherwise: returns weights per bucket of scaled distance,
-    bucket width in stats[3]. stats = [sampled refs, total weight, final R, width, peak ids,
-    bytes of the state at the end (its arrays only grow)]. Memory follows the sampled keys."""
-    fixed_size = s_max > 0
-    n_ids = s_max + 1 if fixed_size else 1024
-    cap = (2 * n_ids + 64 + 63) // 64 * 64
-    st = ShardsState(
-        slots=np.full((_pow2_at_least(2 * n_ids), 2), -1, dtype=np.int64),
-        id_hash=np.zeros(n_ids, dtype=np.uint64), id_key=np.zeros(n_ids, dtype=np.int64),
-        last=np.full(n_ids, -1, dtype=np.int64),
-        heap=np.zeros(n_ids if fixed_size else 1, dtype=np.int32),
-        free=np.zeros(n_ids if fixed_size else 1, dtype=np.int32),
-        bits=np.zeros(cap // 64, dtype=np.uint64), tree=np.zeros(cap // 64 + 1, dtype=np.int32),
-        slot_owner=np.empty(cap, dtype=np.int32),
-        hist=np.zeros(n_buckets if fixed_size else 1024, dtype=np.float64),
-        meta=np.zeros(9, dtype=np.int64), fmeta=np.array([0.0, 1.0]),
-        tmax=np.array([tmax], dtype=np.uint64))
-    i = 0
-    while True:
-        i = _shards_run(keys, i, s_max, n_buckets, st)
-        need = int(st.meta[_NEED])
-        if need == 0:
-            break
-        if need == _NEED_IDS:  # fixed rate: more sampled keys than ids
-            old = len(st.last)
-            grown = {}
-            for name, fill in (("id_hash", 0), ("id_key", 0), ("last", -1)):
-                grown[name] = np.full(2 * old, fill, dtype=getattr(st, name).dtype)
-                grown[name][:old] = getattr(st, name)
-            slots = np.full((_pow2_at_least(4 * old), 2), -1, dtype=np.int64)
-            _map_rehash(st.slots, slots, grown["id_hash"])
-            st = st._replace(slots=slots, **grown)
-        elif need == _NEED_SLOTS:  # more live keys than half the time slots: compacted, grow
-            t = int(st.meta[_T])
-            cap = (4 * t + 64 + 63) // 64 * 64
-            owner = np.empty(cap, dtype=np.int32)
-            owner[:t] = st.slot_owner[:t]
-            st = st._replace(slot_owner=owner, bits=np.zeros(cap // 64, dtype=np.uint64),
-                             tree=np.zeros(cap // 64 + 1, dtype=np.int32))
-        else:  # a distance beyond the histogram
-            hist = np.zeros(2 * len(st.hist), dtype=np.float64)
-            hist[:len(st.hist)] = st.hist
-            st = st._replace(hist=hist)
-    stats[0] = st.meta[_SAMPLED]
-    stats[1] = st.fmeta[_TOTAL]
-    stats[2] = (float(st.tmax[0]) + 1.0) / _TWO64
-    stats[3] = st.fmeta[_WIDTH]
-    stats[4] = st.meta[_PEAK]
-    stats[5] = sum(a.nbytes for a in st)
-    return st.hist
+    """SHARDS over int64 keys (`ShardsStream` fed once): returns its histogram, and its
+    `stats()` in `stats`."""
+    run = ShardsStream(tmax, s_max, n_buckets)
+    run.feed(keys)
+    stats[:] = run.stats()
+    return run.st.hist
 
 
 @numba.njit(cache=True)
@@ -301,7 +322,7 @@ def _sample_mask(keys, tmax, out):
         out[i] = fmix64(np.uint64(keys[i])) <= tmax
 
 
-def _threshold(rate: float) -> np.uint64:
+def threshold(rate: float) -> np.uint64:
     """Largest sampled hash for a sampling rate in (0, 1]: fmix64(key) <= it with probability
     rate."""
     rate = float(rate)
@@ -314,12 +335,12 @@ def sample_mask(keys: np.ndarray, rate: float) -> np.ndarray:
     """True for the accesses whose key is in the hashed sample: fmix64(key) < rate x 2^64."""
     keys = np.ascontiguousarray(keys, dtype=np.int64)
     out = np.empty(keys.shape[0], dtype=np.bool_)
-    _sample_mask(keys, _threshold(rate), out)
+    _sample_mask(keys, threshold(rate), out)
     return out
 
 
 # -- curves -------------------------------------------------------------------------------------
-def _start_rate(rate, s_max) -> float:
+def start_rate(rate, s_max) -> float:
     """The sampling rate a curve starts at: `rate`, or by default 0.01 at a fixed rate and 1 at a
     fixed size (the sample then fills to s_max keys and the rate falls only as keys exceed it)."""
     if rate is not None:
@@ -327,9 +348,11 @@ def _start_rate(rate, s_max) -> float:
     return 0.01 if s_max is None else 1.0
 
 
-def shards(keys: np.ndarray, rate: float | None = None, s_max: int | None = None,
-           adj: bool = True):
+def shards(keys, rate: float | None = None, s_max: int | None = None, adj: bool = True):
     """SHARDS estimate of the LRU curve from int64 (linearised) keys, in one pass.
+
+    `keys`: an array, or an iterable of arrays (chunks of one trace, fed one at a time: the
+    same result in memory that follows the sample, never the trace).
 
     Fixed rate (`rate`, default 0.01) when `s_max` is None; fixed size otherwise: at most
     `s_max` sampled keys, starting at `rate` (default 1, so the sample fills to s_max keys
@@ -339,20 +362,21 @@ def shards(keys: np.ndarray, rate: float | None = None, s_max: int | None = None
     expected minus the actual (rescaled) sampled references. info["sample_accesses"]: the
     sampled references at the final rate (rescaled ones at a fixed size).
     """
-    keys = np.ascontiguousarray(keys, dtype=np.int64)
-    if keys.shape[0] == 0:
-        raise CachesimError("the trace has no accesses")
-    rate = _start_rate(rate, s_max)
-    tmax = _threshold(rate)
+    rate = start_rate(rate, s_max)
+    tmax = threshold(rate)
     if s_max is not None and int(s_max) < 1:
         raise CachesimError(f"fixed-size SHARDS needs s_max >= 1 keys, got {s_max}")
     smax = 0 if s_max is None else int(s_max)
-    n_buckets = max(1024, 4 * smax)
-    stats = np.zeros(6, dtype=np.float64)
-    hist = _shards(keys, tmax, smax, n_buckets, stats)
-    sampled, total, final_rate, width, peak, state_bytes = stats
+    run = ShardsStream(tmax, smax, max(1024, 4 * smax))
+    for chunk in ([keys] if isinstance(keys, np.ndarray) else keys):
+        run.feed(chunk)
+    n_accesses = run.accesses
+    if n_accesses == 0:
+        raise CachesimError("the trace has no accesses")
+    hist = run.st.hist
+    sampled, total, final_rate, width, peak, state_bytes = run.stats()
     if sampled == 0:
-        raise CachesimError(f"SHARDS at rate {rate:g} sampled none of the {keys.shape[0]:,} "
+        raise CachesimError(f"SHARDS at rate {rate:g} sampled none of the {n_accesses:,} "
                             "accesses: raise --rate (or use --method exact)")
     if smax == 0:
         nz = np.flatnonzero(hist)
@@ -360,7 +384,7 @@ def shards(keys: np.ndarray, rate: float | None = None, s_max: int | None = None
         weights = hist[nz].copy()
         sample_accesses = float(sampled)
         if adj:
-            expected = keys.shape[0] * final_rate
+            expected = n_accesses * final_rate
             if values.shape[0] == 0 or values[0] != 0:
                 values = np.concatenate([[0.0], values])
                 weights = np.concatenate([[0.0], weights])
@@ -373,7 +397,7 @@ def shards(keys: np.ndarray, rate: float | None = None, s_max: int | None = None
         total = total * final_rate
         sample_accesses = float(total)
         if adj:  # each reference adds final_rate in expectation, whatever the rate at its time
-            expected = keys.shape[0] * final_rate
+            expected = n_accesses * final_rate
             if values.shape[0] == 0 or values[0] != (width - 1.0) / 2.0:
                 values = np.concatenate([[(width - 1.0) / 2.0], values])
                 weights = np.concatenate([[0.0], weights])
@@ -386,11 +410,17 @@ def shards(keys: np.ndarray, rate: float | None = None, s_max: int | None = None
     return values, weights, float(total), info
 
 
-def shards_curve(keys: np.ndarray, sizes=None, rate: float | None = None,
-                 s_max: int | None = None, adj: bool = True):
-    """(sizes, miss_ratio) from SHARDS. Default sizes: 0 and every size where the estimate
-    changes, up to the estimated distinct keys."""
+def shards_curve(keys, sizes=None, rate: float | None = None, s_max: int | None = None,
+                 adj: bool = True):
+    """(sizes, miss_ratio, info) from SHARDS (`keys`: an array or an iterable of chunks, as
+    `shards`). Default sizes: 0 and every size where the estimate changes, up to the estimated
+    distinct keys."""
     values, weights, total, info = shards(keys, rate, s_max, adj)
+    return (*estimate_curve(values, weights, total, info, sizes), info)
+
+
+def estimate_curve(values, weights, total, info, sizes=None):
+    """(sizes, miss_ratio) of `shards`' estimate (`shards_curve`'s default sizes when None)."""
     if sizes is None:
         top = int(np.ceil(info["estimated_keys"]))
         sizes = np.unique(np.concatenate([[0, top], np.floor(values).astype(np.int64) + 1]))
@@ -403,4 +433,4 @@ def shards_curve(keys: np.ndarray, sizes=None, rate: float | None = None,
         cum = np.concatenate([[0.0], np.cumsum(weights)])
         hits = cum[np.searchsorted(values, sizes, side="left")]
     miss = np.clip(1.0 - hits / total, 0.0, 1.0) if total > 0 else np.ones(sizes.shape[0])
-    return sizes, miss, info
+    return sizes, miss

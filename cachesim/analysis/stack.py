@@ -10,7 +10,9 @@ key's previous slot dead, so the distance of an access at time t to a key last s
 the live slots strictly between them. Slots are renumbered (compacted) when they run out, so a
 pass holds about 2 x (distinct keys) slots whatever the trace length: O(N log M) time, O(M)
 memory. Byte-capacity curves (`lru_bytes_curve`) weight the slots by object size. SHARDS
-(`shards.py`) reuses the dead-slot counter.
+(`shards.py`) reuses the dead-slot counter. Every pass keeps its state in arrays, so it resumes
+across the chunks of a streamed trace (`LruStackStream`, `byte_distances_kernel`'s state;
+`cachesim.analysis.stream`).
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ def _popcount(x):
 
 
 @numba.njit(cache=True, inline="always")
-def _dead_upto(bits, tree, p):
+def dead_upto(bits, tree, p):
     """Dead slots among 0..p."""
     w = p >> 6
     s = 0
@@ -52,7 +54,7 @@ def _dead_upto(bits, tree, p):
 
 
 @numba.njit(cache=True, inline="always")
-def _kill(bits, tree, p):
+def kill_slot(bits, tree, p):
     """Mark slot p dead."""
     w = p >> 6
     bits[w] |= _ONE << np.uint64(p & 63)
@@ -64,7 +66,7 @@ def _kill(bits, tree, p):
 
 
 @numba.njit(cache=True)
-def _compact(bits, tree, slot_owner, last, t):
+def compact(bits, tree, slot_owner, last, t):
     """Renumber the live slots to 0..live-1 in order and clear the dead marks; returns live.
 
     A slot s < t is live when it is not marked dead; `slot_owner[s]` is its key and
@@ -82,7 +84,7 @@ def _compact(bits, tree, slot_owner, last, t):
     return live
 
 
-def _slots_for(n_keys: int, n_accesses: int) -> int:
+def slots_for(n_keys: int, n_accesses: int) -> int:
     """Slots for a tree over `n_keys` live keys: twice that (so compaction, O(slots), runs at
     most once per n_keys accesses), at most the number of accesses + 1, in whole 64-slot words."""
     cap = min(2 * int(n_keys) + 64, int(n_accesses) + 1)
@@ -112,13 +114,13 @@ def _stack_distances(ids, state, out, reuses_only):
     for i in range(ids.shape[0]):
         k = ids[i]
         if t == cap:
-            t = _compact(bits, tree, slot_owner, last, t)
+            t = compact(bits, tree, slot_owner, last, t)
             dead = 0
         p = last[k]
         if p >= 0:
-            out[n] = t - p - 1 - (dead - _dead_upto(bits, tree, p))
+            out[n] = t - p - 1 - (dead - dead_upto(bits, tree, p))
             n += 1
-            _kill(bits, tree, p)
+            kill_slot(bits, tree, p)
             dead += 1
         elif not reuses_only:
             out[n] = -1
@@ -146,7 +148,7 @@ def stack_distances(dense_ids: np.ndarray, n_distinct: int) -> np.ndarray:
     out = np.empty(ids.shape[0], dtype=np.int64)
     if ids.shape[0] == 0:
         return out
-    _stack_distances(ids, _new_state(n_distinct, _slots_for(n_distinct, ids.shape[0])), out,
+    _stack_distances(ids, _new_state(n_distinct, slots_for(n_distinct, ids.shape[0])), out,
                      False)
     return out
 
@@ -176,18 +178,23 @@ def _checked_ids(dense_ids, n_distinct):
 # at C - 1).
 
 
+def new_byte_state(n_ids: int, cap: int) -> tuple:
+    """State of a byte-distance pass: (bits, tree (Fenwick over slots: dead bytes), cum (cum[s]
+    = bytes of slots 0..s-1), slot_owner, last, meta = [t, dead bytes])."""
+    return (np.zeros(cap // 64, dtype=np.uint64), np.zeros(cap + 1, dtype=np.int64),
+            np.zeros(cap + 1, dtype=np.int64), np.empty(cap, dtype=np.int32),
+            np.full(n_ids, -1, dtype=np.int64), np.zeros(2, dtype=np.int64))
+
+
 @numba.njit(cache=True)
-def _byte_distances(ids, key_size, limit, cap, out):
+def byte_distances_kernel(ids, key_size, limit, state, out):
     """out[i] = s_k + bytes of the distinct keys (of size <= limit) accessed since the last access
-    to k; -1 for a first access; -2 when s_k > limit (never cached in this band)."""
-    n_ids = key_size.shape[0]
-    bits = np.zeros(cap // 64, dtype=np.uint64)
-    tree = np.zeros(cap + 1, dtype=np.int64)   # Fenwick over slots: dead bytes
-    cum = np.zeros(cap + 1, dtype=np.int64)    # cum[s] = bytes of slots 0..s-1
-    slot_owner = np.empty(cap, dtype=np.int32)
-    last = np.full(n_ids, -1, dtype=np.int64)
-    t = 0
-    dead = 0
+    to k; -1 for a first access; -2 when s_k > limit (never cached in this band). `state`
+    (`new_byte_state`) carries over between the chunks of one trace."""
+    bits, tree, cum, slot_owner, last, meta = state
+    cap = slot_owner.shape[0]
+    t = meta[0]
+    dead = meta[1]
     for i in range(ids.shape[0]):
         k = ids[i]
         sk = key_size[k]
@@ -195,7 +202,7 @@ def _byte_distances(ids, key_size, limit, cap, out):
             out[i] = -2
             continue
         if t == cap:
-            t = _compact(bits, tree, slot_owner, last, t)
+            t = compact(bits, tree, slot_owner, last, t)
             for s in range(t):
                 cum[s + 1] = cum[s] + key_size[slot_owner[s]]
             dead = 0
@@ -219,26 +226,60 @@ def _byte_distances(ids, key_size, limit, cap, out):
         slot_owner[t] = k
         cum[t + 1] = cum[t] + sk
         t += 1
+    meta[0] = t
+    meta[1] = dead
 
 
 def key_sizes(trace) -> np.ndarray:
     """The size in bytes of every dense id; CachesimError when a key's size changes."""
     if not trace.has_sizes:
-        raise CachesimError(f"{trace.source or 'the trace'} has no object sizes: a byte-capacity "
-                            "curve needs them; drop --bytes to count rows")
+        _no_sizes(trace.source)
     ids, size = trace.dense_ids, trace.size
     ks = np.zeros(trace.n_distinct, dtype=np.int64)
     ks[ids[::-1]] = size[::-1]  # the first size of each key
+    _check_one_size(ks, ids, size, trace.source, 0, lambda i: trace.keys[i])
+    if (ks < 0).any():
+        raise CachesimError("object sizes must not be negative")
+    return ks
+
+
+def _no_sizes(source):
+    raise CachesimError(f"{source or 'the trace'} has no object sizes: a byte-capacity "
+                        "curve needs them; drop --bytes to count rows")
+
+
+def _check_one_size(ks, ids, size, source, first_access: int, key_of) -> None:
+    """CachesimError at the first access whose size is not its key's first size `ks[id]`."""
     bad = np.flatnonzero(ks[ids] != size)
     if bad.size:
         i = int(bad[0])
         raise CachesimError(
-            f"access {i} of {trace.source or 'the trace'}: key {int(trace.keys[i])} has size "
+            f"access {first_access + i} of {source or 'the trace'}: key {int(key_of(i))} has size "
             f"{int(size[i])} B but {int(ks[ids[i]])} B before; the exact byte curve needs one size "
             "per key: use method 'mini' (it replays), or give each key one size")
-    if (ks < 0).any():
-        raise CachesimError("object sizes must not be negative")
-    return ks
+
+
+class KeySizesStream:
+    """`key_sizes` of a trace fed chunk by chunk: (dense ids, keys, sizes) per chunk."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.accesses = 0
+        self.sizes = np.zeros(0, dtype=np.int64)  # -1: not seen yet
+
+    def feed(self, ids: np.ndarray, keys: np.ndarray, sizes) -> None:
+        if sizes is None:
+            _no_sizes(self.source)
+        if ids.shape[0]:
+            top = int(ids.max()) + 1
+            if top > self.sizes.shape[0]:
+                grow = max(top, 2 * self.sizes.shape[0]) - self.sizes.shape[0]
+                self.sizes = np.concatenate([self.sizes, np.full(grow, -1, np.int64)])
+            fresh = self.sizes[ids] < 0
+            self.sizes[ids[fresh][::-1]] = sizes[fresh][::-1]  # the first size of each new key
+            _check_one_size(self.sizes, ids, sizes, self.source, self.accesses,
+                            lambda i: keys[i])
+        self.accesses += ids.shape[0]
 
 
 def byte_distances(trace, limit: int | None = None) -> np.ndarray:
@@ -249,7 +290,8 @@ def byte_distances(trace, limit: int | None = None) -> np.ndarray:
     lim = int(ks.max()) if limit is None else int(limit)
     out = np.empty(len(trace), dtype=np.int64)
     n_in = int((ks <= lim).sum())
-    _byte_distances(trace.dense_ids, ks, lim, _slots_for(n_in, len(trace)), out)
+    byte_distances_kernel(trace.dense_ids, ks, lim,
+                    new_byte_state(trace.n_distinct, slots_for(n_in, len(trace))), out)
     return out
 
 
@@ -260,7 +302,7 @@ def lru_hits(dense_ids: np.ndarray, n_distinct: int) -> np.ndarray:
     n_distinct = int(n_distinct)
     ids = _checked_ids(dense_ids, n_distinct)
     counts = np.zeros(n_distinct, dtype=np.int64)
-    state = _new_state(n_distinct, _slots_for(n_distinct, ids.shape[0]))
+    state = _new_state(n_distinct, slots_for(n_distinct, ids.shape[0]))
     buf = np.empty(min(_CHUNK, ids.shape[0]), dtype=np.int32)
     for start in range(0, ids.shape[0], _CHUNK):  # packed distances, then one bincount a chunk
         n = _stack_distances(ids[start:start + _CHUNK], state, buf, True)
@@ -268,6 +310,72 @@ def lru_hits(dense_ids: np.ndarray, n_distinct: int) -> np.ndarray:
     hits = np.zeros(n_distinct + 1, dtype=np.int64)
     np.cumsum(counts, out=hits[1:])
     return hits
+
+
+class LruStackStream:
+    """Exact LRU stack distances of a trace fed chunk by chunk as dense ids (the keys numbered,
+    as `cachesim.io.stream.KeyMap.add` does): the state grows with the
+    distinct keys seen (each key's last time slot, 2 x keys + 64 time slots compacted as they
+    fill, the histogram of distances), never with the trace. After the last chunk, `hits()`
+    equals `lru_hits` of the whole trace."""
+
+    def __init__(self):
+        self.accesses = 0
+        self.n_ids = 0  # distinct keys seen
+        self._state = _new_state(0, 64)
+        self.counts = np.zeros(0, dtype=np.int64)  # reuses per stack distance
+
+    def _reserve(self, n_ids: int) -> None:
+        bits, tree, slot_owner, last, meta = self._state
+        if n_ids > last.shape[0]:
+            size = max(n_ids, 2 * last.shape[0], 1024)
+            last = np.concatenate([last, np.full(size - last.shape[0], -1, dtype=np.int32)])
+            self.counts = np.concatenate([self.counts,
+                                          np.zeros(size - self.counts.shape[0], np.int64)])
+        if slot_owner.shape[0] < 2 * n_ids + 64:  # compact, then twice the slots of live keys
+            t = compact(bits, tree, slot_owner, last, int(meta[0]))
+            meta[0], meta[1] = t, 0
+            cap = (max(2 * n_ids + 64, 2 * slot_owner.shape[0]) + 63) // 64 * 64
+            owner = np.empty(cap, dtype=np.int32)
+            owner[:t] = slot_owner[:t]
+            slot_owner = owner
+            bits = np.zeros(cap // 64, dtype=np.uint64)
+            tree = np.zeros(cap // 64 + 1, dtype=np.int32)
+        self._state = (bits, tree, slot_owner, last, meta)
+
+    def feed(self, dense_ids: np.ndarray, reuses_only: bool = True) -> np.ndarray:
+        """Add one chunk of accesses (dense ids 0..: the keys numbered, as `KeyMap.add` does);
+        returns their reuse distances, packed (first accesses left out), or with `reuses_only`
+        False one per access (-1 for a first access)."""
+        ids = np.ascontiguousarray(dense_ids)
+        if ids.dtype not in (np.int32, np.int64):
+            ids = ids.astype(np.int64)
+        if ids.shape[0] == 0:
+            return np.zeros(0, dtype=np.int32)
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0:
+            raise CachesimError(f"dense ids must not be negative, got {lo}; number the keys "
+                                "with KeyMap.add")
+        self.n_ids = max(self.n_ids, hi + 1)
+        self._reserve(self.n_ids)
+        out = np.empty(ids.shape[0], dtype=np.int32)
+        n = _stack_distances(ids, self._state, out, reuses_only)
+        d = out[:n]
+        reuses = d if reuses_only else d[d >= 0]
+        if reuses.shape[0]:
+            b = np.bincount(reuses)
+            self.counts[:b.shape[0]] += b
+        self.accesses += ids.shape[0]
+        return d
+
+    def hits(self) -> np.ndarray:
+        """Hits at every size C = 0..distinct keys seen (as `lru_hits`)."""
+        hits = np.zeros(self.n_ids + 1, dtype=np.int64)
+        np.cumsum(self.counts[:self.n_ids], out=hits[1:])
+        return hits
+
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in self._state) + self.counts.nbytes)
 
 
 def lru_curve(trace) -> np.ndarray:

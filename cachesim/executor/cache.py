@@ -9,7 +9,9 @@ Three ways to hold the rows, one interface (`gather` a batch, `apply` its row gr
   lines on the device (one unified cache over all tables, so all tables share one embedding
   dim). `cache_model` picks the rules that give the lines: 'fbgemm' (default) is FBGEMM's
   training cache, `fbgemm_step.XpFbgemmCache`, whose index lives in device arrays next to the
-  lines (equal to `cachesim.simulate.fbgemm`'s kernel); 'ideal' is
+  lines (equal to `cachesim.simulate.fbgemm`'s kernel; with its prefetch pipeline and per-table
+  caches when asked); 'fbgemm-inference' is the same step under FBGEMM's inference cache's rules
+  (32 or 64 ways, no locking, its first time step; the direct-mapped form is refused); 'ideal' is
   `cachesim.simulate.batch.BatchCache.step` on the host (any ways, fully associative too,
   ties broken by a stated rule; its slots are copied to the device each step). Per step, in
   the order the step API prescribes: evicted lines are re-quantized into the store (D2H),
@@ -28,13 +30,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CachesimError
+from ..simulate.result import FBGEMM_MODELS, INFERENCE_CACHE_MODEL
 from .store import HostStore
 from .xp import ArrayBackend
 
 COUNTER_NAMES = ("calls", "requested_indices", "unique_indices", "unique_misses",
                  "conflict_unique_misses", "conflict_misses", "evictions", "misses")
 OPTIMIZERS = ("sgd", "adagrad")
-CACHE_MODELS = ("fbgemm", "ideal")
+CACHE_MODELS = ("fbgemm", "ideal", INFERENCE_CACHE_MODEL)
 FBGEMM_WAYS = (32, 64)  # one way per warp lane (cache_assoc: 32, or 64 on AMD CDNA)
 ADAGRAD_EPS = 1e-8
 
@@ -47,11 +50,18 @@ def check_optimizer(name: str) -> str:
 
 
 def check_cache_model(cache_model: str, ways) -> str:
-    """The executor's cache model: 'fbgemm' (FBGEMM's rules; 32 or 64 ways) or 'ideal'."""
+    """The executor's cache model: 'fbgemm' (FBGEMM's training rules; 32 or 64 ways),
+    'fbgemm-inference' (FBGEMM's inference cache's rules; 32 or 64 ways) or 'ideal'."""
     if cache_model not in CACHE_MODELS:
         raise CachesimError(f"cache model {cache_model!r} is not one of "
-                            f"{', '.join(CACHE_MODELS)}; pass --cache-model fbgemm or ideal")
-    if cache_model == "fbgemm" and (ways is None or int(ways) not in FBGEMM_WAYS):
+                            f"{', '.join(CACHE_MODELS)}; pass --cache-model fbgemm, ideal or "
+                            f"{INFERENCE_CACHE_MODEL}")
+    if cache_model == INFERENCE_CACHE_MODEL and ways is not None and int(ways) == 1:
+        raise CachesimError(f"--ways 1 with --cache-model {INFERENCE_CACHE_MODEL}: the "
+                            "executor's cache step runs FBGEMM's 32- and 64-way caches, not the "
+                            "direct-mapped one; use --ways 32, or `cachesim replay` / `cachesim "
+                            "sweep` for the direct-mapped cache")
+    if cache_model in FBGEMM_MODELS and (ways is None or int(ways) not in FBGEMM_WAYS):
         raise CachesimError(f"ways={'full' if ways is None else ways}: FBGEMM's cache has one "
                             "way per warp lane, 32 (or 64 on AMD); pass --ways 32, or "
                             "--cache-model ideal for other ways")
@@ -139,9 +149,11 @@ class CachedTable:
     """A host store at `precision` behind an FP32 device cache of `capacity_rows` lines driven by
     `cache_model`'s rules (capacity 0: no cache, every row a conflict miss).
 
-    'fbgemm': FBGEMM's cache over tables of `table_rows` rows, sized by `fbgemm_size`
-    (`FbgemmCache`'s cache_sets or load_factor; default ceil(capacity_rows / ways) sets);
-    'ideal': `BatchCache`."""
+    'fbgemm' and 'fbgemm-inference': FBGEMM's cache over tables of `table_rows` rows, sized by
+    `fbgemm_size` (`FbgemmCache`'s cache_sets or load_factor; default ceil(capacity_rows / ways)
+    sets), one per table with `per_table`, `prefetch_pipeline` (fbgemm, lru) locking the lines
+    of the batch in flight; 'ideal': `BatchCache` (`capacity_rows` one int per table: one cache
+    per table)."""
 
     kind = "cache"
 
@@ -149,15 +161,17 @@ class CachedTable:
                  capacity_rows: int, ways: int | None, policy: str, distinct_keys: np.ndarray,
                  key_table: np.ndarray, n_tables: int, rounding: str = "stochastic",
                  optimizer: str = "sgd", seed: int = 0, cache_model: str = "fbgemm",
-                 table_rows=None, fbgemm_size: dict | None = None):
+                 table_rows=None, fbgemm_size: dict | None = None, per_table: bool = False,
+                 prefetch_pipeline: bool = False):
         self.backend, self.xp = backend, backend.xp
         n_rows, self.dim = rows.shape
         self.store = HostStore(backend, rows, precision, rounding, seed=seed)
         self.opt = _RowOptimizer(backend, n_rows, optimizer)
         self.cache = None
-        self.cache_model = check_cache_model(cache_model, ways) if capacity_rows > 0 else None
+        has_cache = int(np.sum(capacity_rows)) > 0
+        self.cache_model = check_cache_model(cache_model, ways) if has_cache else None
         self.counters = _zero_counters()
-        if capacity_rows > 0 and cache_model == "fbgemm":
+        if has_cache and cache_model in FBGEMM_MODELS:
             from ..simulate.fbgemm import fbgemm_cache_sets
             from .fbgemm_step import XpFbgemmCache
             if table_rows is None:
@@ -165,17 +179,21 @@ class CachedTable:
             xp = self.xp
             size = fbgemm_size or {"cache_sets": fbgemm_cache_sets(capacity_rows, 1.0, int(ways))}
             self.cache = XpFbgemmCache(xp, np.maximum(table_rows, 1), policy=policy,
-                                       ways=int(ways), n_ids=n_rows, **size)
+                                       ways=int(ways), n_ids=n_rows, per_table=per_table,
+                                       prefetch_pipeline=prefetch_pipeline, **size)
+            if cache_model == INFERENCE_CACHE_MODEL:  # the inference op's stamps start at 1
+                from ..simulate.fbgemm_inference import FIRST_TIMESTEP
+                self.cache.timestep = FIRST_TIMESTEP
             # per dense id, on the device: its linear key and table (the cache hashes the key)
             self._key_of = xp.asarray(np.asarray(distinct_keys, dtype=np.int64))
             self._table_of = xp.asarray(np.asarray(key_table, dtype=np.int64))
             self.n_lines = int(self.cache.n_lines)
             self.lines = self.xp.zeros((self.n_lines, self.dim), dtype=self.xp.float32)
-        elif capacity_rows > 0:
+        elif has_cache:
             from ..simulate.batch import BatchCache
             self.cache = BatchCache(n_keys=n_rows, distinct_keys=distinct_keys,
                                     key_table=key_table, n_tables=n_tables,
-                                    capacity_rows=int(capacity_rows), ways=ways, policy=policy)
+                                    capacity_rows=capacity_rows, ways=ways, policy=policy)
             self.n_lines = int(self.cache.n_lines)
             self.lines = self.xp.zeros((self.n_lines, self.dim), dtype=self.xp.float32)
         else:
@@ -196,7 +214,7 @@ class CachedTable:
     def device_bytes(self) -> int:
         """Lines, optimizer state, and (cache model fbgemm) the cache index beside the lines."""
         index = 0
-        if self.cache_model == "fbgemm":
+        if self.cache_model in FBGEMM_MODELS:
             index = self.cache.index_bytes + int(self._key_of.nbytes + self._table_of.nbytes)
         return (0 if self.lines is None else int(self.lines.nbytes)) + self.opt.nbytes + index
 
@@ -210,7 +228,7 @@ class CachedTable:
         inverse, slot per unique id (-1: conflict miss), evicted slots, filled slots), and on
         the host: (evicted ids, filled ids)."""
         xp, c = self.xp, self.counters
-        if self.cache_model == "fbgemm":
+        if self.cache_model in FBGEMM_MODELS:
             ids_dev = xp.asarray(ids).astype(xp.int64)
             st = self.cache.step_keys(self._key_of[ids_dev], self._table_of[ids_dev], ids_dev)
             got = dict(st.counters, calls=1 if len(ids) else 0, misses=st.missed_accesses)
@@ -284,7 +302,7 @@ class CachedTable:
         uid_dev = xp.asarray(uid).astype(xp.int64)
         if self.cache is None:
             slot = xp.full(len(uid), -1, dtype=xp.int64)
-        elif self.cache_model == "fbgemm":
+        elif self.cache_model in FBGEMM_MODELS:
             slot = self.cache.lines_of(self._key_of[uid_dev], self._table_of[uid_dev])
         else:
             slot = xp.asarray(self.cache.slot_of[uid])

@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import CachesimError
 from ..policies import batch_policy_names, get_policy
 from ..progress import Lines, bar as progress_bar, rate
+from ..simulate.result import FBGEMM_MODELS, fbgemm_warp
 from ..sizes import parse_size
 from ..synth.teacher import teacher_labels
 from .cache import (COUNTER_NAMES, CachedTable, DeviceTable, check_cache_model, check_optimizer,
@@ -240,22 +241,28 @@ def train(trace, precision=("int8",), size=("5%",), policy=("lru",), ways: int |
           lr: float = DEFAULT_LR, seed=0, test_fraction: float = 0.1,
           rounding: str = "stochastic", optimizer: str = "sgd", model="kaggle",
           baselines: bool = True, progress: bool = True, curve_points: int = CURVE_POINTS,
-          return_state: bool = False, cache_model: str = "fbgemm") -> list[dict]:
+          return_state: bool = False, cache_model: str = "fbgemm", per_table: bool = False,
+          prefetch_pipeline: bool = False, warp: int | None = None) -> list[dict]:
     """Train DLRM behind an embedding cache for every configuration; one record each.
 
     `seed` may be a list (every configuration once per seed). `model` is a preset name
     ("kaggle", "medium", "small") or {'bottom': hidden sizes, 'top': hidden sizes}. With
     `test_fraction=0` and one epoch the counters equal `cachesim.simulate.batch.replay_batch`
-    with the same size, ways and cache_model on the same (batched) trace. `return_state=True`
-    adds the final weights to each record (under '_state': MLP params and embedding rows,
-    NumPy), for checks.
+    with the same size, ways, cache_model, per_table, prefetch_pipeline and warp on the same
+    (batched) trace. `return_state=True` adds the final weights to each record (under
+    '_state': MLP params and embedding rows, NumPy), for checks.
 
     `cache_model` gives the cached configurations' rules: 'fbgemm' (FBGEMM's training cache,
     `executor.fbgemm_step`, its index on the device; 32 or 64 ways; the size as
     `simulate.fbgemm.fbgemm_geometry` reads it: a share is FBGEMM's load factor on the tables'
-    rows, C rows are ceil(C / ways) sets) or 'ideal' (`cachesim.simulate.batch.BatchCache` on
-    the host, any ways; a share is of the distinct keys). The record says which
-    (`cache_model`, None without a cache); its `capacity` is the lines the cache has.
+    rows, C rows are ceil(C / ways) sets), 'fbgemm-inference' (the same step under FBGEMM's
+    inference cache's rules: 32 or 64 ways, lru or lfu; its direct-mapped form, ways 1, is
+    refused) or 'ideal' (`cachesim.simulate.batch.BatchCache` on the host, any ways; a share is
+    of the distinct keys). `per_table`: one cache per table (both models); `prefetch_pipeline`
+    (fbgemm, lru): FBGEMM's pipeline locks; `warp` (fbgemm models): 32 or 64, the ways. Bad
+    combinations raise CachesimError before training (`simulate.batch.check_model_options`).
+    The record says which (`cache_model`, `per_table`, `prefetch_pipeline`, `warp`; None
+    without a cache); its `capacity` is the lines the cache has.
     """
     trace.require_nonempty()
     backend = get_xp(device)
@@ -274,14 +281,17 @@ def train(trace, precision=("int8",), size=("5%",), policy=("lru",), ways: int |
     if ways is not None and int(ways) < 1:
         raise CachesimError(f"--ways {ways}: the number of ways must be at least 1")
     configs = configurations(precision, size, policy, ways, baselines)
+    cache = dict(cache_model=cache_model, per_table=bool(per_table),
+                 prefetch_pipeline=bool(prefetch_pipeline))
     if any(c.cached for c in configs):
         check_cache_model(cache_model, ways)
-        from ..simulate.fbgemm import POLICIES as FBGEMM_POLICIES
-        other = [c.policy for c in configs if c.cached and c.policy not in FBGEMM_POLICIES]
-        if cache_model == "fbgemm" and other:
-            raise CachesimError(f"policy {other[0]!r}: FBGEMM's cache model runs only "
-                                f"{' and '.join(FBGEMM_POLICIES)}; pass --cache-model ideal to "
-                                f"train behind {other[0]}'s batch rule")
+        from ..simulate.batch import check_model_options
+        check_model_options(cache_model, [c.policy for c in configs if c.cached], [ways],
+                            [bool(per_table)], bool(prefetch_pipeline), warp)
+        if warp is not None and cache_model in FBGEMM_MODELS and int(ways) != 1:
+            # FBGEMM's ways are its warp's (check_model_options allowed ways 32 or the warp)
+            configs = [dataclasses.replace(c, ways=int(warp)) if c.cached else c
+                       for c in configs]
     seeds = [int(s) for s in _as_list(seed)]
     data = prepare_data(trace, batch_size, float(test_fraction))
     shape = model_shape(model, data.dense.shape[1], trace.n_tables, dim)
@@ -296,7 +306,7 @@ def train(trace, precision=("int8",), size=("5%",), policy=("lru",), ways: int |
             rec = _run_one(trace, data, cfg, shape, backend, rows0, dense_dev, labels_dev,
                            seed=sd, epochs=int(epochs), lr=float(lr), rounding=rounding,
                            optimizer=optimizer, progress=progress, curve_points=curve_points,
-                           dim=dim, return_state=return_state, cache_model=cache_model)
+                           dim=dim, return_state=return_state, **cache)
             records.append(rec)
             lines.echo(summary_line(rec, len(records), len(configs) * len(seeds)))
     return records
@@ -324,19 +334,24 @@ def summary_line(rec: dict, i: int, n: int) -> str:
 
 
 def _make_embeddings(trace, cfg: Config, backend, rows0, dim, rounding, optimizer, seed,
-                     cache_model="fbgemm"):
+                     cache_model="fbgemm", per_table=False, prefetch_pipeline=False):
     if cfg.size == "all":
         return DeviceTable(backend, rows0, optimizer), None
     cap = 0 if cfg.size == "0" else capacity_rows(cfg.size, trace.n_distinct, dim)
-    fbgemm_size = None
-    if cap and cache_model == "fbgemm":  # replay's geometry: a share is FBGEMM's load factor
+    fbgemm_size, lines = None, cap
+    if cap and cache_model in FBGEMM_MODELS:  # replay's geometry: a share is the load factor
         from ..simulate.fbgemm import fbgemm_geometry
-        fbgemm_size = fbgemm_geometry(trace, cfg.size, int(cfg.ways))[0]
-    emb = CachedTable(backend, rows0, cfg.precision, capacity_rows=cap, ways=cfg.ways,
+        fbgemm_size = fbgemm_geometry(trace, cfg.size, int(cfg.ways), per_table)[0]
+    elif cap and per_table:  # the ideal model's per-table caches, as replay_batch sizes them
+        from ..simulate.batch import ideal_capacity
+        lines = ideal_capacity(trace, cfg.size, per_table=True)[0]
+        cap = int(np.sum(lines))
+    emb = CachedTable(backend, rows0, cfg.precision, capacity_rows=lines, ways=cfg.ways,
                       policy=cfg.policy, distinct_keys=trace.distinct_keys,
                       key_table=trace.key_table, n_tables=trace.n_tables, rounding=rounding,
                       optimizer=optimizer, seed=seed, cache_model=cache_model,
-                      table_rows=trace.table_rows, fbgemm_size=fbgemm_size)
+                      table_rows=trace.table_rows, fbgemm_size=fbgemm_size, per_table=per_table,
+                      prefetch_pipeline=prefetch_pipeline)
     return emb, (emb.n_lines if fbgemm_size is not None else cap)
 
 
@@ -350,11 +365,11 @@ def _warm_up(policy: str, ids_dtype) -> None:
 
 def _run_one(trace, data: _Data, cfg: Config, shape, backend, rows0, dense_dev, labels_dev, *,
              seed, epochs, lr, rounding, optimizer, progress, curve_points, dim, return_state,
-             cache_model="fbgemm"):
+             cache_model="fbgemm", per_table=False, prefetch_pipeline=False):
     xp = backend.xp
     model = DLRM(shape, xp=xp, seed=seed)
     emb, cap = _make_embeddings(trace, cfg, backend, rows0, dim, rounding, optimizer, seed,
-                                cache_model)
+                                cache_model, per_table, prefetch_pipeline)
     train_batches = data.batches[:data.n_train]
     if cfg.cached and train_batches and cache_model == "ideal":  # (fbgemm: no numba)
         _warm_up(cfg.policy, train_batches[0].ids.dtype)
@@ -401,6 +416,10 @@ def _run_one(trace, data: _Data, cfg: Config, shape, backend, rows0, dense_dev, 
            "capacity": cap if cap is not None else trace.n_distinct,
            "cache_lines": getattr(emb, "n_lines", 0) if cfg.size != "all" else None,
            "cache_model": cache_model if cfg.cached else None,
+           # the cache's geometry options (None without a cache)
+           "per_table": per_table if cfg.cached else None,
+           "prefetch_pipeline": prefetch_pipeline if cfg.cached else None,
+           "warp": fbgemm_warp(cache_model, cfg.ways) if cfg.cached else None,
            "seed": seed, "device": backend.name, "epochs": epochs,
            "batch_samples": data.batch_samples, "optimizer": optimizer, "rounding": rounding,
            "lr": lr, "model": shape.describe(), "labels": data.label_source,
@@ -443,7 +462,7 @@ def results_table(records: list[dict]):
     import polars as pl
     rows = [{k: v for k, v in r.items() if k != "_state"} for r in records]
     table = pl.DataFrame(rows, infer_schema_length=None)
-    casts = {c: pl.Int64 for c in ("ways", "cache_lines") if c in table.columns}
+    casts = {c: pl.Int64 for c in ("ways", "cache_lines", "warp") if c in table.columns}
     casts.update({c: pl.Float64 for c in ("auc", "logloss", "accuracy", "base_rate", "hit_ratio",
                                           "train_loss")
                   if c in table.columns})

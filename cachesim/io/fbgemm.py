@@ -31,7 +31,7 @@ NPZ_SUFFIXES = (".npz",)
 PT_SUFFIXES = (".pt.gz", ".pt")
 
 
-def _files(path, suffixes) -> list[Path]:
+def batch_files(path, suffixes) -> list[Path]:
     path = Path(path)
     if not path.is_dir():
         return [path]
@@ -134,7 +134,7 @@ def read_fbgemm_npz(path, num_tables: int | None = None, batch_size: int | None 
                     **_) -> Trace:
     """Read one .npz batch or a folder of them (see the module docstring)."""
     batches, table_rows = [], None
-    for f in _files(path, NPZ_SUFFIXES):
+    for f in batch_files(path, NPZ_SUFFIXES):
         if not zipfile.is_zipfile(f):
             raise TraceFormatError(f, "not a .npz file (an .npz is a zip archive of .npy arrays)",
                                    fix="write it with numpy.savez, or pass --format for another "
@@ -174,7 +174,7 @@ def read_dlrm_pt(path, **_) -> Trace:
     """Read one dlrm_datasets .pt / .pt.gz batch or a folder of them."""
     torch = _torch()
     batches = []
-    for f in _files(path, PT_SUFFIXES):
+    for f in batch_files(path, PT_SUFFIXES):
         try:
             if f.name.lower().endswith(".gz"):
                 with gzip.open(f, "rb") as fh:

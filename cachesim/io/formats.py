@@ -58,7 +58,7 @@ def get_format(name: str) -> Format:
     return _FORMATS[name]
 
 
-def _natural_key(name: str):
+def natural_key(name: str):
     """Sort key that orders batch_2 before batch_10."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
@@ -67,7 +67,7 @@ def folder_files(path, suffixes) -> list[Path]:
     """Files in folder `path` whose names end in one of `suffixes`, in natural sorted order."""
     p = Path(path)
     files = [f for f in p.iterdir() if f.is_file() and f.name.lower().endswith(tuple(suffixes))]
-    return sorted(files, key=lambda f: _natural_key(f.name))
+    return sorted(files, key=lambda f: natural_key(f.name))
 
 
 GZIP_MAGIC = b"\x1f\x8b"

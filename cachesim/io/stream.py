@@ -5,6 +5,11 @@ chunk (`sizes` None for a format without object sizes), never holding more than 
 oracleGeneral through a read-only memory map of its 24-byte records, txt (one key a line) a
 block of lines at a time. `streamable(path, fmt)` names the stream format of a file, or None.
 
+`batch_chunks(path, chunk_accesses, fmt)` reads a batched trace: a head Trace naming the tables,
+then one Trace (table, row, batch) per chunk: Parquet (`parquet_chunks`: a file, a folder of
+files or a hive-partitioned dataset, polars' streaming engine) or fbgemm-npz / dlrm-pt
+(`tbe_chunks`: one batch file a chunk). `batch_streamable(path, fmt)` names its format.
+
 `KeyMap` numbers keys in order of first access, as `Trace.dense_ids` does (so a streamed replay
 sees the very ids an in-memory one does): an open-addressing table that doubles when half full
 (the same kernels as `cachesim.trace.dense_remap`'s hash path), `add` for the first pass and
@@ -14,12 +19,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numba
 import numpy as np
 
 from ..errors import CachesimError, TraceFormatError
-from ..hashing import fmix64
-from ..trace import MAX_ROWS, Trace, _dense_rehash, _dense_remap
+from ..trace import MAX_ROWS, KeyMap, Trace  # noqa: F401  (KeyMap: used by simulate/stream)
 from .libcachesim import ORACLE_DTYPE, oracle_records, raise_bad_line
 
 STREAM_FORMATS = ("oracle-general", "txt")
@@ -39,8 +42,9 @@ def streamable(path, fmt: str | None = None) -> str | None:
     name = path.name.lower()
     if name.endswith(_ORACLE_SUFFIXES):
         return "oracle-general"
-    if name.endswith(".txt"):
-        return "txt"
+    if name.endswith(".txt"):  # shared with criteo: the in-memory reader's sniffer decides
+        from .formats import infer_format
+        return "txt" if path.is_file() and infer_format(path).name == "txt" else None
     return None
 
 
@@ -99,106 +103,213 @@ def stream_chunks(path, chunk_accesses: int, fmt: str | None = None):
     if kind == "txt":
         return _txt_chunks(path, int(chunk_accesses))
     raise CachesimError(f"{path}: a streamed access replay reads oracle-general and txt "
-                        f"files only (format {fmt or 'from the suffix'}; a Parquet trace cachesim "
-                        "wrote streams in batch mode, with --cache-model ideal); replay it in "
-                        "memory (--no-stream)")
+                        f"files only (format {fmt or 'from the suffix'}; Parquet, fbgemm-npz and "
+                        "dlrm-pt traces stream in batch mode); replay it in memory (--no-stream)")
+
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+BATCH_STREAM_FORMATS = ("parquet", "fbgemm-npz", "dlrm-pt")
+_TABLE_KEYS = ("table_names", "table_rows", "table_dims", "table_rows_inferred")
+CHUNK_ROWS = 1 << 20  # rows per frame of a pass that only reduces (the tables' rows)
+
+
+def parquet_files(path) -> list[Path]:
+    """The Parquet files of `path`: the file itself, or every .parquet / .pq file under the folder
+    (a folder of files, or a hive-partitioned dataset `key=value/.../part.parquet`; names starting
+    with . or _ skipped), in natural order of their paths (`day=2` before `day=10`): the trace's
+    order."""
+    from .formats import natural_key
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    found = [f for f in path.rglob("*") if f.is_file() and f.name.lower().endswith(
+        PARQUET_SUFFIXES) and not any(p.startswith((".", "_")) for p in f.relative_to(path).parts)]
+    if not found:
+        raise CachesimError(f"{path}: the folder holds no .parquet files; a streamed batch "
+                            "replay reads a Parquet file, a folder of them or a hive-partitioned "
+                            "dataset")
+    return sorted(found, key=lambda f: natural_key(f.relative_to(path).as_posix()))
+
+
+def batch_streamable(path, fmt: str | None = None) -> str | None:
+    """The batched stream format of `path` ('parquet', 'fbgemm-npz' or 'dlrm-pt': a file or a
+    folder of such files; Parquet also a hive-partitioned dataset), None when it has none."""
+    from .fbgemm import NPZ_SUFFIXES, PT_SUFFIXES
+    path = Path(path)
+    if fmt is not None:
+        return fmt if fmt in BATCH_STREAM_FORMATS else None
+    kinds = (("parquet", PARQUET_SUFFIXES), ("fbgemm-npz", NPZ_SUFFIXES),
+             ("dlrm-pt", PT_SUFFIXES))
+    names = ([f.name.lower() for f in path.rglob("*") if f.is_file()] if path.is_dir()
+             else [path.name.lower()])
+    for kind, suffixes in kinds:
+        if any(n.endswith(suffixes) for n in names):
+            return kind
+    return None
+
+
+def source_bytes(path) -> int:
+    """Bytes of a trace file, or of every file under a folder (progress: the share read)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _tables_meta(files: list[Path]) -> dict | None:
+    """The tables of cachesim-written Parquet files (names, rows, dims; rows the largest any
+    file gives), None when no file has cachesim's metadata; CachesimError when the files
+    disagree on their tables or only some have the metadata."""
+    from . import tabular
+    metas = [tabular.read_parquet_metadata(f) for f in files]
+    have = [m is not None for m in metas]
+    if not any(have):
+        return None
+    if not all(have):
+        raise CachesimError(f"{files[have.index(False)]}: has no cachesim metadata, but "
+                            f"{files[have.index(True)].name} has; the files of one streamed "
+                            "trace are of one kind (convert them all with `cachesim convert`)")
+    first = metas[0]
+    rows = np.asarray(first["table_rows"], np.int64)
+    for f, m in zip(files[1:], metas[1:]):
+        if (list(m["table_names"]), list(m["table_dims"])) != (list(first["table_names"]),
+                                                                list(first["table_dims"])):
+            raise CachesimError(f"{f}: its tables (names or dims) differ from {files[0].name}'s; "
+                                "the files of one streamed trace share their tables")
+        rows = np.maximum(rows, np.asarray(m["table_rows"], np.int64))
+    return {"table_names": list(first["table_names"]), "table_rows": rows.tolist(),
+            "table_dims": list(first["table_dims"]),
+            "table_rows_inferred": any(bool(m.get("table_rows_inferred")) for m in metas)}
+
+
+def _inferred_tables(lf, path) -> dict:
+    """The tables of Parquet data without cachesim's metadata, as the in-memory reader infers
+    them (tables 0..largest, rows = largest row + 1 per table), from one pass over the table
+    and row columns."""
+    from ..trace import rows_per_table
+    from . import tabular
+    rows = np.zeros(1, np.int64)
+    cols = [c for c in ("table", "row") if c in lf.collect_schema()]
+    for df in lf.select(cols).collect_batches(chunk_size=CHUNK_ROWS, lazy=True):
+        tr = tabular.frame_to_trace(df, path, None, header_lines=0)
+        if len(tr):
+            part = rows_per_table(tr.table, tr.row, int(tr.table.max()) + 1, None, str(path))
+            if part.shape[0] < rows.shape[0]:
+                part = np.concatenate([part, np.zeros(rows.shape[0] - part.shape[0], np.int64)])
+            part[:rows.shape[0]] = np.maximum(part[:rows.shape[0]], rows)
+            rows = part
+    n_tables = rows.shape[0]
+    return {"table_names": [f"t{i}" for i in range(n_tables)] if n_tables > 1 else ["t0"],
+            "table_rows": rows.tolist(), "table_dims": None, "table_rows_inferred": True}
+
+
+def _head(path, meta: dict) -> Trace:
+    """An empty Trace holding the tables of `meta` (names, rows, dims, whether rows inferred)."""
+    return Trace(table=np.zeros(0, np.int32), row=np.zeros(0, np.int64),
+                 table_names=list(meta["table_names"]),
+                 table_rows=np.asarray(meta["table_rows"], np.int64),
+                 table_dims=None if meta["table_dims"] is None else
+                 np.asarray(meta["table_dims"], np.int64),
+                 table_rows_inferred=bool(meta["table_rows_inferred"]), source=str(path))
 
 
 def parquet_chunks(path, chunk_accesses: int):
-    """(metadata trace, then one `Trace` per chunk) of a Parquet trace cachesim wrote (its
-    metadata gives the tables' names, rows and dims, so that every chunk linearises keys as the
-    whole file would): the first item is an empty Trace with the file's tables."""
+    """(a head trace, then one `Trace` per chunk of at most `chunk_accesses` accesses: columns
+    table, row and batch) of a Parquet trace: one file, a folder of files or a hive-partitioned
+    dataset (`parquet_files`; hive keys become columns, so a dataset partitioned by `table=`
+    gives each access its table), read by polars' streaming engine a record batch at a time.
+
+    The head is an empty Trace naming the tables, their rows and dims, which every chunk shares
+    (so that chunks linearise keys as the whole trace would): cachesim's metadata, or for
+    Parquet written elsewhere the in-memory reader's inference (one more pass, over the table
+    and row columns)."""
     from . import tabular
     path = Path(path)
+    files = parquet_files(path)
     try:
-        meta = tabular.read_parquet_metadata(path)
-        lf = tabular.pl.scan_parquet(path)
+        meta = _tables_meta(files)
+        lf = tabular.pl.scan_parquet([str(f) for f in files], hive_partitioning=path.is_dir())
         schema = lf.collect_schema()
-        n = int(lf.select(tabular.pl.len()).collect().item())
+        if "table" in schema and not schema["table"].is_integer():
+            raise CachesimError(f"{path}: a streamed Parquet replay needs numbered tables (its "
+                                f"`table` column is {schema['table']}); convert it with "
+                                "`cachesim convert`, or replay it in memory (--no-stream)")
+        if meta is None:
+            meta = _inferred_tables(lf, path)
+        frames = lf.select([c for c in ("table", "row", "batch") if c in schema]).collect_batches(
+            chunk_size=int(chunk_accesses), maintain_order=True, lazy=True)
     except (tabular.pl.exceptions.PolarsError, OSError, ValueError) as err:
         raise TraceFormatError(path, f"not a readable Parquet file ({err})".splitlines()[0],
                                fix="check the file was written completely") from None
-    if not meta or ("table" in schema and not schema["table"].is_integer()):
-        raise CachesimError(f"{path}: a streamed Parquet replay needs a trace cachesim wrote "
-                            "(its metadata names the tables and their rows) with numbered "
-                            "tables; convert it with `cachesim convert`, or replay it in memory")
-    yield Trace(table=np.zeros(0, np.int32), row=np.zeros(0, np.int64),
-                table_names=list(meta["table_names"]),
-                table_rows=np.asarray(meta["table_rows"], np.int64),
-                table_dims=np.asarray(meta["table_dims"], np.int64), source=str(path))
-    if n == 0:
-        return
-    if hasattr(lf, "collect_batches"):  # polars' streaming engine: one pass over the file
-        frames = lf.collect_batches(chunk_size=int(chunk_accesses), maintain_order=True,
-                                    lazy=True)
-    else:  # older polars: a slice per chunk
-        frames = (lf.slice(start, int(chunk_accesses)).collect()
-                  for start in range(0, n, int(chunk_accesses)))
+    head = _head(path, meta)
+    # the tables only: never the labels or dense features, which a chunk would decode whole
+    meta = dict(zip(_TABLE_KEYS, (head.table_names, head.table_rows.tolist(),
+                                  head.table_dims.tolist(), head.table_rows_inferred)))
+    yield head
     for df in frames:
-        yield tabular._frame_to_trace(df, path, meta, header_lines=0)
+        if df.height:
+            yield tabular.frame_to_trace(df, path, meta, header_lines=0)
 
 
-@numba.njit(cache=True)
-def _lookup(keys, slots, out):
-    """Dense ids of keys that are all in the table `slots`; returns the index of the first
-    missing key, or len(keys) when all are found."""
-    mask = np.uint64(slots.shape[0] // 2 - 1)
-    for i in range(keys.shape[0]):
-        k = keys[i]
-        h = fmix64(np.uint64(k)) & mask
-        while True:
-            v = slots[2 * h + 1]
-            if v == -1:
-                return i
-            if slots[2 * h] == k:
-                out[i] = v
-                break
-            h = (h + np.uint64(1)) & mask
-    return keys.shape[0]
+def tbe_chunks(path, fmt: str, **options):
+    """(a head trace, then one `Trace` per batch file) of an fbgemm-npz or dlrm-pt file or
+    folder. One file is one batch, and a batch is replayed whole, so a chunk is one file: memory
+    is bounded by the largest file (a .pt file holds whole tensors, so it cannot be read in
+    parts). A first pass reads every file for the tables' rows, as the in-memory reader
+    infers them (largest row + 1 per table, or an npz's `table_rows` where larger)."""
+    from . import fbgemm
+    path = Path(path)
+    npz = fmt == "fbgemm-npz"
+    read = fbgemm.read_fbgemm_npz if npz else fbgemm.read_dlrm_pt
+    files = fbgemm.batch_files(path, fbgemm.NPZ_SUFFIXES if npz else fbgemm.PT_SUFFIXES)
+    rows, inferred = None, True
+    for f in files:
+        tr = read(f, **options)
+        if rows is not None and tr.n_tables != rows.shape[0]:
+            raise TraceFormatError(f, f"has {tr.n_tables} tables but {files[0].name} has "
+                                   f"{rows.shape[0]}", fix="all batch files of one trace share T")
+        rows = tr.table_rows if rows is None else np.maximum(rows, tr.table_rows)
+        inferred = inferred and tr.table_rows_inferred
+    head = _head(path, {"table_names": [f"t{i}" for i in range(rows.shape[0])],
+                        "table_rows": rows, "table_dims": None, "table_rows_inferred": inferred})
+    yield head
+    samples = 0
+    for b, f in enumerate(files):
+        tr = read(f, **options)
+        yield Trace(table=tr.table, row=tr.row, batch=np.full(len(tr), b, np.int64),
+                    sample=tr.sample + samples, table_names=head.table_names,
+                    table_rows=head.table_rows, table_dims=head.table_dims,
+                    table_rows_inferred=inferred, source=str(path))
+        samples += int(tr.sample.max()) + 1 if len(tr) else 0
 
 
-class KeyMap:
-    """Keys -> dense ids (int32) in order of first access, growing as keys arrive."""
+def batch_chunks(path, chunk_accesses: int, fmt: str | None = None, **options):
+    """`parquet_chunks` or `tbe_chunks`, by the format of `path` (`batch_streamable`)."""
+    path = Path(path)
+    if not path.exists():
+        raise CachesimError(f"{path}: no such file or folder (check the path)")
+    if chunk_accesses < 1:
+        raise CachesimError(f"chunk_accesses={chunk_accesses}: a chunk holds at least 1 access")
+    kind = batch_streamable(path, fmt)
+    if kind == "parquet":
+        return parquet_chunks(path, chunk_accesses)
+    if kind in ("fbgemm-npz", "dlrm-pt"):
+        return tbe_chunks(path, kind, **options)
+    raise CachesimError(f"{path}: a streamed batch replay reads Parquet (a file, a folder or a "
+                        "hive-partitioned dataset), fbgemm-npz and dlrm-pt (a file or a folder) "
+                        f"(format {fmt or 'from the suffix'}); replay it in memory (--no-stream)")
 
-    def __init__(self):
-        self._cap = 1 << 12  # slots; doubles when half full (32-64 bytes of slots a key)
-        self._slots = np.full(2 * self._cap, -1, dtype=np.int64)
-        self._distinct = np.empty(self._cap // 2, dtype=np.int64)
-        self.n = 0
 
-    def _grow(self) -> None:
-        self._cap *= 2  # not 4x as `dense_remap`: the map stays for the whole replay
-        self._slots = np.full(2 * self._cap, -1, dtype=np.int64)
-        _dense_rehash(self._distinct[:self.n], self._slots)
-        grown = np.empty(self._cap // 2, dtype=np.int64)
-        grown[:self.n] = self._distinct[:self.n]
-        self._distinct = grown
 
-    def add(self, keys: np.ndarray) -> np.ndarray:
-        """Dense ids of `keys`, numbering the new ones."""
-        keys = np.ascontiguousarray(keys, dtype=np.int64)
-        out = np.empty(keys.shape[0], dtype=np.int32)
-        i = 0
-        while True:
-            i, self.n = _dense_remap(keys, out, i, self._slots, self._distinct, self.n)
-            if i == keys.shape[0]:
-                return out
-            self._grow()
 
-    def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """Dense ids of `keys`, which must all have been added."""
-        keys = np.ascontiguousarray(keys, dtype=np.int64)
-        out = np.empty(keys.shape[0], dtype=np.int32)
-        if _lookup(keys, self._slots, out) != keys.shape[0]:
-            raise CachesimError("a key of the trace was not in its first pass: the file "
-                                "changed while it was read; replay it again once it is "
-                                "complete")
-        return out
-
-    @property
-    def distinct_keys(self) -> np.ndarray:
-        """The keys by dense id (a view)."""
-        return self._distinct[:self.n]
-
-    def nbytes(self) -> int:
-        return int(self._slots.nbytes + self._distinct.nbytes)
+def has_batch_column(path) -> bool:
+    """Whether a Parquet trace (file, folder or hive-partitioned dataset) has a `batch` column
+    (read from the files' schema only)."""
+    from . import tabular
+    files = parquet_files(path)
+    try:
+        schema = tabular.pl.scan_parquet([str(f) for f in files],
+                                         hive_partitioning=Path(path).is_dir()).collect_schema()
+    except (tabular.pl.exceptions.PolarsError, OSError, ValueError):
+        return False  # the reader names what is wrong
+    return "batch" in schema

@@ -217,7 +217,7 @@ def write_trace(trace: Trace, path, format: str | None = None) -> Path:
 _INT_COLUMNS = ("row",) + ACCESS_COLUMNS + ("next_access",)
 
 
-def _frame_to_trace(df: pl.DataFrame, path, meta: dict | None, *, header_lines: int) -> Trace:
+def frame_to_trace(df: pl.DataFrame, path, meta: dict | None, *, header_lines: int) -> Trace:
     """Build a Trace from a frame of table,row[,...] columns (strings or numbers)."""
     cols = set(df.columns)
     if "row" not in cols:
@@ -361,7 +361,7 @@ def read_parquet(path, **_) -> Trace:
         raise TraceFormatError(path, f"written by a newer cachesim (trace format version "
                                f"{meta['format_version']}, this one reads {FORMAT_VERSION})",
                                fix="upgrade cachesim")
-    return _frame_to_trace(df, path, meta, header_lines=0)
+    return frame_to_trace(df, path, meta, header_lines=0)
 
 
 def read_csv(path, **_) -> Trace:
@@ -378,7 +378,7 @@ def read_csv(path, **_) -> Trace:
         check_field_counts(path, buf, ",", expected, first_line=2, start=len(header) + 1,
                            what=" (as many as the header)", fix="fix or drop that line")
         raise parse_failure(path, buf, err, "pass --format for another format") from None
-    return _frame_to_trace(df, path, None, header_lines=1)
+    return frame_to_trace(df, path, None, header_lines=1)
 
 
 def _first_line(err: Exception) -> str:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .base import (EVICTIONS, HITS, Policy, Setup, count_miss, loop_state, register,
+from .base import (Policy, Setup, loop_state, register,
                    request_loop, stored_sizes)
 
 T1, T2, B1, B2 = 1, 2, 3, 4
@@ -183,118 +183,7 @@ def insert(st, k, now, nx):  # a ghost hit goes to T2, any other miss to T1
     _push(node, queue, qends, dst, k)
 
 
-# the request loop with the pieces above: the tested twin (tests/test_policies_advanced.py)
-# of the hand-written loop below, which the bench shows is needed (about 8x faster)
-replay = request_loop(globals(), hit=hit, insert=insert, evict=evict, miss=miss)
-
-
-@numba.njit(cache=True)
-def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counters):
-    # Queue operations are written out in place: a call that passes arrays costs more than the
-    # operation itself in numba (only the rare compaction is a call).
-    (node, queue, qends, stored, total, p, _), _, used = state
-    qcap = queue.shape[1]
-    one_table = counters.shape[0] == 1
-    hits = 0
-    for i in range(keys.shape[0]):
-        k = keys[i]
-        w = node[k, WHERE]
-        if w == T1 or w == T2:
-            if one_table:
-                hits += 1
-            else:
-                counters[key_table[k], HITS] += 1
-            if w == T2 and node[k, SLOT] == qends[T2, 1] - 1:
-                continue  # already T2's most recent
-            queue[w, node[k, SLOT]] = -1  # blank its entry, append it to T2
-            if w == T1:
-                sz = 1 if unit else stored[k]
-                total[T1] -= sz
-                total[T2] += sz
-            if qends[T2, 1] == qcap:
-                _compact(node, queue, qends, T2)
-            h = qends[T2, 1]
-            queue[T2, h] = k
-            node[k, SLOT] = h
-            node[k, WHERE] = T2
-            qends[T2, 1] = h + 1
-            continue
-        s = count_miss(counters, 0 if one_table else key_table[k], i, sizes)
-        ghost = w
-        if ghost != 0:  # leave the ghost list (blank its entry)
-            if ghost == B1:
-                p[0] = min(p[0] + _step(total[B2], total[B1]), float(capacity))
-            else:
-                p[0] = max(p[0] - _step(total[B1], total[B2]), 0.0)
-            total[w] -= 1 if unit else stored[k]
-            queue[w, node[k, SLOT]] = -1
-            node[k, WHERE] = 0
-        need = 1 if unit else s
-        if need > capacity:
-            continue
-        while total[T1] + total[T2] + need > capacity:
-            to_ghost = True
-            drop = 0
-            if ghost == 0:
-                if total[T1] + total[B1] + need > capacity:
-                    if total[B1] > 0:
-                        drop = B1
-                    else:  # T1 alone fills the cache: evict its LRU without a ghost
-                        to_ghost = False
-                elif total[T1] + total[B1] + total[T2] + total[B2] >= 2 * capacity and \
-                        total[B2] > 0:
-                    drop = B2
-            if drop != 0:  # forget the oldest ghost of `drop`
-                j = qends[drop, 0]
-                while queue[drop, j] == -1:
-                    j += 1
-                g = queue[drop, j]
-                qends[drop, 0] = j + 1
-                node[g, WHERE] = 0
-                total[drop] -= 1 if unit else stored[g]
-            src = T1
-            if to_ghost:  # REPLACE
-                t1 = total[T1]
-                if not ((t1 > 0 and (t1 > p[0] or (t1 == p[0] and ghost == B2)))
-                        or total[T2] == 0):
-                    src = T2
-            j = qends[src, 0]  # take src's LRU
-            end = qends[src, 1]
-            while j < end and queue[src, j] == -1:
-                j += 1
-            if j == end:  # only zero-size objects could leave a list empty here
-                qends[src, 0] = j
-                break
-            v = queue[src, j]
-            qends[src, 0] = j + 1
-            sz = 1 if unit else stored[v]
-            total[src] -= sz
-            counters[0 if one_table else key_table[v], EVICTIONS] += 1
-            node[v, WHERE] = 0
-            if to_ghost:  # into the ghost list B1 (from T1) or B2 (from T2)
-                dst = src + 2
-                if qends[dst, 1] == qcap:
-                    _compact(node, queue, qends, dst)
-                h = qends[dst, 1]
-                queue[dst, h] = v
-                node[v, SLOT] = h
-                node[v, WHERE] = dst
-                qends[dst, 1] = h + 1
-                total[dst] += sz
-        dst = T2 if ghost != 0 else T1
-        if not unit:
-            stored[k] = s
-        total[dst] += need
-        if qends[dst, 1] == qcap:
-            _compact(node, queue, qends, dst)
-        h = qends[dst, 1]
-        queue[dst, h] = k
-        node[k, SLOT] = h
-        node[k, WHERE] = dst
-        qends[dst, 1] = h + 1
-    if hits:
-        counters[0, HITS] += hits
-    used[0] = total[T1] + total[T2]
+kernel = request_loop(globals(), hit=hit, insert=insert, evict=evict, miss=miss)
 
 
 POLICY = register(Policy(

@@ -26,6 +26,7 @@ A slow prototype can instead be a plain Python class (see `PythonPolicy`).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -34,6 +35,7 @@ import numba
 import numpy as np
 
 from ..errors import CachesimError
+from ..numba_util import borrow
 
 HITS, MISSES, MISS_BYTES, EVICTIONS = 0, 1, 2, 3
 N_COUNTERS = 4
@@ -57,7 +59,7 @@ def max_residents(setup: Setup) -> int:
 # closure: its free variables are pickled into the cache key anew in every process).
 _LOOP = """
 def {fn}(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counters):
-    st, stored, meta = state
+    st, stored, meta = {fn}_borrow(state)  # no reference counts in the loop (numba_util.borrow)
     used = meta[0]
     has_sizes = sizes.shape[0] > 0
     has_next = nxt_access.shape[0] > 0
@@ -115,18 +117,6 @@ def {fn}(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counters
 
 
 @numba.njit(cache=True, inline="always")
-def count_miss(counters, table, i, sizes):
-    """Count a miss of access i for `table` (and its bytes when the trace has sizes); return
-    the object's size (1 without sizes). For the policies that keep their own loop (ARC and
-    S3-FIFO: a ghost hit changes what happens before the capacity rule)."""
-    s = sizes[i] if sizes.shape[0] > 0 else 1
-    counters[table, MISSES] += 1
-    if sizes.shape[0] > 0:
-        counters[table, MISS_BYTES] += s
-    return s
-
-
-@numba.njit(cache=True, inline="always")
 def _no_ahead(st, k):
     pass
 
@@ -154,7 +144,7 @@ def request_loop(namespace: dict, *, hit, insert, evict, ahead=None, miss=None,
     (`loop_state(..., stored=)`) reads it there. `namespace` is the calling module's `globals()`: the loop is compiled there (cached
     beside the module)."""
     fn = f"_{name}_loop_{hashlib.sha1(_LOOP.encode()).hexdigest()[:8]}"
-    namespace.update({f"{fn}_hit": hit, f"{fn}_insert": insert, f"{fn}_evict": evict,
+    namespace.update({f"{fn}_borrow": borrow, f"{fn}_hit": hit, f"{fn}_insert": insert, f"{fn}_evict": evict,
                       f"{fn}_ahead": ahead or _no_ahead, f"{fn}_miss": miss or _admit_all})
     src = _LOOP.format(fn=fn, ahead_n=PREFETCH_AHEAD, HITS=HITS, MISSES=MISSES,
                        MISS_BYTES=MISS_BYTES, EVICTIONS=EVICTIONS)
@@ -277,6 +267,36 @@ _REGISTRY: dict[str, Policy] = {}
 _ALIASES: dict[str, str] = {}
 # builds the W-way variant of a policy that declares a set_rule (setassoc.py installs it)
 _set_variant: Callable[[Policy], Policy] | None = None
+# The built-in policies, name -> module, in their listing order. A module is imported (and so
+# registered) when its policy is first asked for, so a command pays only for the policies it
+# runs; listing the policies, or a name that is not one of these (an alias), imports them all.
+BUILTIN = {"lru": "lru", "fifo": "fifo", "lfu": "lfu", "clock": "clock", "random": "random_policy",
+           "opt": "opt", "sieve": "sieve", "arc": "arc", "s3fifo": "s3fifo"}
+
+
+_importing: set[str] = set()  # the built-ins whose module is being imported now
+
+
+def install_set_variant(build: Callable[[Policy], Policy]) -> None:
+    """Have `register` give each policy that declares a set_rule its W-way variant (setassoc)."""
+    global _set_variant
+    _set_variant = build
+
+
+def _load_builtin(name: str) -> None:
+    if name not in _REGISTRY and name not in _importing:
+        _importing.add(name)
+        try:
+            importlib.import_module(f"{__package__}.setassoc")  # first: it attaches --ways
+            importlib.import_module(f"{__package__}.{BUILTIN[name]}")
+        finally:
+            _importing.discard(name)
+
+
+def load_builtins() -> None:
+    """Import every built-in policy module (each registers its policy)."""
+    for name in BUILTIN:
+        _load_builtin(name)
 
 
 def register(policy: Policy, *, replace: bool = False) -> Policy:
@@ -286,6 +306,8 @@ def register(policy: Policy, *, replace: bool = False) -> Policy:
     if policy.kernel is not None and policy.init is None:
         raise ValueError(f"policy {policy.name!r}: a kernel needs an init(setup) state builder")
     name = policy.name.lower()
+    if name in BUILTIN and not replace:
+        _load_builtin(name)  # a built-in's name: the built-in comes first, so this one is refused
     if name in _REGISTRY and not replace:
         raise ValueError(f"policy {name!r} is already registered (pass replace=True)")
     if policy.set_rule is not None and policy.set_associative is None and _set_variant:
@@ -305,6 +327,10 @@ def attach_ways(name: str, variant: Policy) -> None:
 def get_policy(name: str) -> Policy:
     """The policy registered under `name` or an alias; CachesimError listing the known ones."""
     key = str(name).strip().lower()
+    if key in BUILTIN:
+        _load_builtin(key)
+    elif _ALIASES.get(key, key) not in _REGISTRY:
+        load_builtins()  # perhaps an alias of a built-in
     key = _ALIASES.get(key, key)
     if key not in _REGISTRY:
         raise CachesimError(f"unknown policy {name!r}; known policies: {', '.join(policy_names())}"
@@ -313,13 +339,25 @@ def get_policy(name: str) -> Policy:
 
 
 def policy_names() -> list[str]:
+    load_builtins()
     return sorted(_REGISTRY)
 
 
+def _listed() -> list[str]:
+    """Every policy name: the built-ins in BUILTIN's order, then the others as registered."""
+    load_builtins()
+    return [*BUILTIN, *(n for n in _REGISTRY if n not in BUILTIN)]
+
+
 def batch_policy_names() -> list[str]:
-    """The policies that declare a batch rule, in the order they were registered."""
-    return [name for name, p in _REGISTRY.items() if p.batch_rule is not None]
+    """The policies that declare a batch rule: the built-ins first, then in registration order."""
+    return [name for name in _listed() if _REGISTRY[name].batch_rule is not None]
+
+
+def registered() -> dict[str, Policy]:
+    """The policies registered so far (built-ins not yet asked for are not imported)."""
+    return dict(_REGISTRY)
 
 
 def all_policies() -> dict[str, Policy]:
-    return dict(_REGISTRY)
+    return {name: _REGISTRY[name] for name in _listed()}

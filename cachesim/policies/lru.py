@@ -20,11 +20,6 @@ import numpy as np
 
 from ..numba_util import prefetch
 from .base import (
-    EVICTIONS,
-    HITS,
-    MISS_BYTES,
-    MISSES,
-    PREFETCH_AHEAD,
     BatchRule,
     Policy,
     Setup,
@@ -99,63 +94,7 @@ def insert(st, k, now, nx):
     _append(st[0], st[1], st[2], k)
 
 
-replay = request_loop(globals(), hit=hit, insert=insert, evict=evict, ahead=ahead)
-
-
-@numba.njit(cache=True)
-def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counters):
-    if unit and counters.shape[0] == 1 and capacity > 0:
-        (pos, queue, meta), _, used = state
-        _replay_rows_one_table(keys, sizes, capacity, pos, queue, meta, used, counters)
-    else:
-        replay(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counters)
-
-
-@numba.njit(cache=True)
-def _replay_rows_one_table(keys, sizes, capacity, pos, queue, meta, used_, counters):
-    """The common case, specialised: capacity in rows (>= 1), one table (counts in registers)."""
-    tail, head, used = meta[0], meta[1], used_[0]
-    qsize = queue.shape[0]
-    has_sizes = sizes.shape[0] > 0
-    hits = evictions = miss_bytes = 0
-    n = keys.shape[0]
-    for i in range(n):
-        if i + PREFETCH_AHEAD < n:
-            prefetch(pos, keys[i + PREFETCH_AHEAD])
-        k = keys[i]
-        p = pos[k]
-        if p >= 0:
-            hits += 1
-            if p == head - 1:  # already the most recent
-                continue
-        else:
-            if has_sizes:
-                miss_bytes += sizes[i]
-            if used >= capacity:  # evict the least recent live entry
-                if tail + PREFETCH_AHEAD < head:
-                    prefetch(pos, queue[tail + PREFETCH_AHEAD])
-                v = queue[tail]
-                while pos[v] != tail:
-                    tail += 1
-                    v = queue[tail]
-                tail += 1
-                pos[v] = -1
-                evictions += 1
-            else:
-                used += 1
-        if head == qsize:
-            head = _compact(pos, queue, tail, head)
-            tail = 0
-        queue[head] = k
-        pos[k] = head
-        head += 1
-    counters[0, HITS] += hits
-    counters[0, MISSES] += n - hits
-    counters[0, MISS_BYTES] += miss_bytes
-    counters[0, EVICTIONS] += evictions
-    meta[0] = tail
-    meta[1] = head
-    used_[0] = used
+kernel = request_loop(globals(), hit=hit, insert=insert, evict=evict, ahead=ahead)
 
 
 # batch mode (FBGEMM's LRU): a hit restamps its line, a miss takes the oldest stamp;

@@ -32,7 +32,7 @@ import numba
 import numpy as np
 
 from ..errors import CachesimError
-from .base import (EVICTIONS, HITS, Policy, Setup, count_miss, loop_state, register,
+from .base import (Policy, Setup, loop_state, register,
                    request_loop, stored_sizes)
 
 SMALL, MAIN, GHOST = 1, 2, 3
@@ -172,127 +172,7 @@ def insert(st, k, now, nx):  # a ghost hit, or a miss while small is full before
     _push_head(link, ends, dst, k)
 
 
-# the request loop with the pieces above: the tested twin (tests/test_policies_advanced.py)
-# of the hand-written loop below, which the bench shows is needed (about 8x faster)
-replay = request_loop(globals(), hit=hit, insert=insert, evict=evict, miss=miss)
-
-
-@numba.njit(cache=True)
-def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counters):
-    # The queue operations are written out in place: a call that passes arrays costs more than
-    # the operation itself in numba.
-    (link, code, stored, ends, total, meta), _, used = state
-    evicted_yet = meta[0]
-    small_cap, main_cap, ghost_cap = meta[1], meta[2], meta[3]
-    one_table = counters.shape[0] == 1
-    hits = 0
-    for i in range(keys.shape[0]):
-        k = keys[i]
-        c = code[k]
-        q = c & 3
-        if q == SMALL or q == MAIN:
-            if c < 12:  # count below 3: add one
-                code[k] = c + 4
-            if one_table:
-                hits += 1
-            else:
-                counters[key_table[k], HITS] += 1
-            continue
-        s = count_miss(counters, 0 if one_table else key_table[k], i, sizes)
-        from_ghost = q == GHOST
-        if from_ghost:  # unlink k from the ghost
-            up = link[k, UP]
-            down = link[k, DOWN]
-            if up != -1:
-                link[up, DOWN] = down
-            else:
-                ends[GHOST, 0] = down
-            if down != -1:
-                link[down, UP] = up
-            else:
-                ends[GHOST, 1] = up
-            total[GHOST] -= 1 if unit else stored[k]
-            code[k] = 0
-        need = 1 if unit else s
-        if need > small_cap or need > capacity:
-            continue
-        while total[SMALL] + total[MAIN] + need > capacity:
-            evicted_yet = 1
-            from_main = total[MAIN] > main_cap or total[SMALL] == 0
-            q = MAIN if from_main else SMALL
-            while total[q] > 0:
-                v = ends[q, 1]  # pop q's oldest
-                up = link[v, UP]
-                ends[q, 1] = up
-                if up != -1:
-                    link[up, DOWN] = -1
-                else:
-                    ends[q, 0] = -1
-                count = code[v] >> 2
-                sz = 1 if unit else stored[v]
-                dst = 0
-                if from_main:
-                    if count >= 1:  # reinsert at main's head, one count less
-                        dst = MAIN
-                        code[v] = MAIN + ((count - 1) << 2)
-                elif count >= MOVE_TO_MAIN:  # small -> main, count reset
-                    dst = MAIN
-                    code[v] = MAIN
-                    total[SMALL] -= sz
-                    total[MAIN] += sz
-                if dst == 0:  # evicted
-                    total[q] -= sz
-                    counters[0 if one_table else key_table[v], EVICTIONS] += 1
-                    code[v] = 0
-                    if from_main or sz > ghost_cap:
-                        break
-                    dst = GHOST  # small's victim: its key enters the ghost
-                    code[v] = GHOST
-                    while total[GHOST] + sz > ghost_cap:
-                        g = ends[GHOST, 1]
-                        up = link[g, UP]
-                        ends[GHOST, 1] = up
-                        if up != -1:
-                            link[up, DOWN] = -1
-                        else:
-                            ends[GHOST, 0] = -1
-                        code[g] = 0
-                        total[GHOST] -= 1 if unit else stored[g]
-                    total[GHOST] += sz
-                h = ends[dst, 0]  # push v at dst's head
-                link[v, UP] = -1
-                link[v, DOWN] = h
-                if h != -1:
-                    link[h, UP] = v
-                else:
-                    ends[dst, 1] = v
-                ends[dst, 0] = v
-                if dst == GHOST:
-                    break
-        if from_ghost:
-            dst = MAIN
-        elif need >= small_cap:
-            continue
-        elif evicted_yet == 0 and total[SMALL] >= small_cap:
-            dst = MAIN
-        else:
-            dst = SMALL
-        code[k] = dst
-        if not unit:
-            stored[k] = s
-        total[dst] += need
-        h = ends[dst, 0]
-        link[k, UP] = -1
-        link[k, DOWN] = h
-        if h != -1:
-            link[h, UP] = k
-        else:
-            ends[dst, 1] = k
-        ends[dst, 0] = k
-    if hits:
-        counters[0, HITS] += hits
-    meta[0] = evicted_yet
-    used[0] = total[SMALL] + total[MAIN]
+kernel = request_loop(globals(), hit=hit, insert=insert, evict=evict, miss=miss)
 
 
 POLICY = register(Policy(

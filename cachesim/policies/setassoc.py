@@ -26,7 +26,7 @@ import numba
 import numpy as np
 
 from . import base
-from .base import EVICTIONS, HITS, MISSES, MISS_BYTES, Policy, Setup, all_policies, attach_ways
+from .base import EVICTIONS, HITS, MISSES, MISS_BYTES, Policy, Setup, attach_ways, registered
 
 LRU, FIFO, LFU = 0, 1, 2
 RULES = {"lru": LRU, "fifo": FIFO, "lfu": LFU}  # a policy's set_rule -> the kernel's rule
@@ -105,10 +105,10 @@ def variant(policy: Policy) -> Policy:
 def attach_all() -> list[str]:
     """Give each registered policy that declares a set_rule its set-associative variant, and
     have `register` do so for the policies registered later."""
-    present = [name for name, p in all_policies().items() if p.set_rule is not None]
+    present = [name for name, p in registered().items() if p.set_rule is not None]
     for name in present:
-        attach_ways(name, variant(all_policies()[name]))
-    base._set_variant = variant
+        attach_ways(name, variant(registered()[name]))
+    base.install_set_variant(variant)
     return present
 
 

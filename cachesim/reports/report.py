@@ -47,7 +47,14 @@ class ReportOptions:
     fractions: tuple = DEFAULT_FRACTIONS
     precisions: tuple = DEFAULT_PRECISIONS
     ways: int | None = 32
-    cache_model: str | None = None  # batch replay's: 'fbgemm', 'ideal', None = the default
+    # the batch replay's cache: 'fbgemm', 'ideal', 'fbgemm-inference', None = the default; one
+    # cache per table; FBGEMM's prefetch pipeline (fbgemm, lru); warp 32 or 64 (FBGEMM's
+    # models); num_embeddings per table (replacing the trace's)
+    cache_model: str | None = None
+    per_table: bool = False
+    prefetch_pipeline: bool = False
+    warp: int | None = None
+    table_rows: tuple | None = None
     target_hit_ratio: float = 0.9
     budget: str | None = None
     link_gbps: float | None = None
@@ -79,6 +86,28 @@ def build_report(trace_or_path, out_dir, options: ReportOptions | None = None, *
                             "and 1, such as 0.9")
     check_output_dir(out_dir, "-o", force)
     trace = _load_trace(trace_or_path, fmt, batch_size)
+    if opt.table_rows:
+        from ..simulate.fbgemm import with_table_rows
+        trace = with_table_rows(trace, list(opt.table_rows))
+    if not trace.has_batches and (opt.per_table or opt.prefetch_pipeline or opt.warp):
+        raise CachesimError(f"--per-table, --prefetch-pipeline and --warp set the batch replay's "
+                            f"cache, and {trace.source or 'the trace'} has no batches; pass "
+                            "--batch-size N (sample-based formats) or drop them")
+    if trace.has_batches:  # the cache's options, checked before any work
+        from ..simulate.batch import check_model_options
+        from ..simulate.result import FBGEMM_MODELS
+        model = _cache_model(trace, opt)
+        if model in FBGEMM_MODELS:  # once here, whichever worker replays
+            from ..simulate.fbgemm import TableRowsInferredWarning, table_rows_warning
+            msg = table_rows_warning(trace)
+            if msg:
+                import warnings
+                warnings.warn(msg, TableRowsInferredWarning, stacklevel=2)
+        check_model_options(model, _sweep_policies(opt, model), [opt.ways], [opt.per_table],
+                            opt.prefetch_pipeline, opt.warp)
+        if opt.train:  # and the executor's (it refuses the direct-mapped inference cache)
+            from ..executor.cache import check_cache_model
+            check_cache_model(model, opt.ways)
     saved = _load_saved(from_results, trace) if from_results else {}
     results = dict(saved)
     results["meta"] = _meta(trace, opt, t0, saved.get("meta"))
@@ -227,8 +256,7 @@ def _meta(trace, opt: ReportOptions, t0: float, saved_meta: dict | None) -> dict
         "target_hit_ratio": float(opt.target_hit_ratio),
         "budget": opt.budget,
         "precisions": list(opt.precisions),
-        "ways": opt.ways,
-        "cache_model": _cache_model(trace, opt),
+        **_cache_meta(trace, opt),
         "from_results": bool(saved_meta),
     }
 
@@ -282,10 +310,13 @@ def _policy_curves(trace, opt: ReportOptions) -> list[dict]:
     return out
 
 
+_MODEL_NAMES = {"fbgemm": "FBGEMM's training cache", "fbgemm-inference": "FBGEMM's inference cache"}
+
+
 def _cache_model_words(model: str | None) -> str:
     """The sentence naming the batch cache model the recommendation was replayed with."""
-    if model == "fbgemm":
-        return " Replayed through FBGEMM's training cache, batch by batch (cache model fbgemm)."
+    if model in _MODEL_NAMES:
+        return f" Replayed through {_MODEL_NAMES[model]}, batch by batch (cache model {model})."
     if model:
         return f" Replayed through cachesim's {model} cache model, not FBGEMM's."
     return ""
@@ -294,18 +325,44 @@ def _cache_model_words(model: str | None) -> str:
 def _cache_model(trace, opt: ReportOptions) -> str | None:
     """The batch replay's cache model of this report (None: the trace replays per access)."""
     from ..simulate.result import resolve_cache_model
-    return resolve_cache_model(opt.cache_model) if trace.has_batches else None
+    return resolve_cache_model(opt.cache_model, inference=True) if trace.has_batches else None
+
+
+def _cache_meta(trace, opt: ReportOptions) -> dict:
+    """The cache the report replayed, as `meta` records it: `ways` (those used: FBGEMM's are its
+    warp's), `cache_model`, `warp` (FBGEMM's models, else None), `per_table`,
+    `prefetch_pipeline`."""
+    from ..simulate.result import fbgemm_warp
+    model = _cache_model(trace, opt)
+    ways = opt.ways
+    if opt.warp is not None and fbgemm_warp(model, opt.warp) and ways != 1:
+        ways = int(opt.warp)
+    return {"ways": ways, "cache_model": model, "warp": fbgemm_warp(model, ways),
+            "per_table": bool(opt.per_table), "prefetch_pipeline": bool(opt.prefetch_pipeline)}
+
+
+def _geometry_words(meta: dict) -> str:
+    """'32-way set-associative, warp 32, one cache over all tables, no prefetch pipeline'."""
+    ways = meta.get("ways")
+    words = ["fully associative" if ways in (None, "none") else f"{ways}-way set-associative"]
+    if meta.get("warp"):
+        words.append(f"warp {meta['warp']}")
+    words.append("one cache per table" if meta.get("per_table") else "one cache over all tables")
+    if meta.get("cache_model") == "fbgemm":
+        words.append("FBGEMM's prefetch pipeline" if meta.get("prefetch_pipeline") else
+                     "no prefetch pipeline")
+    return ", ".join(words)
 
 
 def _sweep(trace, opt: ReportOptions) -> list[dict]:
     from ..sweep import run_sweep
     mode = "batch" if trace.has_batches else "access"
     model = _cache_model(trace, opt)
-    policies = list(opt.policies)
-    if model == "fbgemm":  # FBGEMM's cache is lru or lfu; other batch rules are cachesim's own
-        from ..simulate.fbgemm import POLICIES as FBGEMM_POLICIES
-        policies = [p for p in policies if p in FBGEMM_POLICIES] or ["lru"]
+    policies = _sweep_policies(opt, model)
     kwargs = {} if opt.link_gbps is None else {"link_gbps": opt.link_gbps}
+    if mode == "batch":
+        kwargs.update(per_table="yes" if opt.per_table else "no", warp=opt.warp,
+                      prefetch_pipeline=opt.prefetch_pipeline)
     res = run_sweep(trace, policies, _size_texts(opt.fractions),
                     ways=[opt.ways], precisions=list(opt.precisions), mode=mode,
                     jobs=opt.jobs, progress=opt.progress, cache_model=model, **kwargs)
@@ -362,14 +419,29 @@ def _memory(trace, sweep_rows: list[dict], rec: dict) -> list[dict]:
     return out
 
 
+def _sweep_policies(opt: ReportOptions, model) -> list[str]:
+    """The policies the sweep (and training) run: FBGEMM's caches are lru or lfu (the
+    direct-mapped inference cache lru only); other batch rules are cachesim's own."""
+    policies = list(opt.policies)
+    if model in ("fbgemm", "fbgemm-inference"):
+        from ..simulate.fbgemm import POLICIES as FBGEMM_POLICIES
+        allowed = ["lru"] if (model == "fbgemm-inference" and opt.ways == 1
+                              or opt.prefetch_pipeline) else FBGEMM_POLICIES
+        policies = [p for p in policies if p in allowed] or ["lru"]
+    return policies
+
+
 def _training(trace, opt: ReportOptions, extra=()) -> list[dict]:
     """Train the baselines and train_precisions x train_sizes (first policy), then each
-    (precision, size, policy) in `extra` not covered yet; every configuration on every seed."""
+    (precision, size, policy) in `extra` not covered yet; every configuration on every seed;
+    behind the report's cache (model, per-table, pipeline, warp)."""
     from ..executor import train
     common = dict(ways=opt.ways, seed=list(opt.train_seeds), model=opt.train_model,
-                  progress=opt.progress, cache_model=_cache_model(trace, opt) or "ideal")
+                  progress=opt.progress, cache_model=_cache_model(trace, opt) or "ideal",
+                  per_table=opt.per_table, prefetch_pipeline=opt.prefetch_pipeline,
+                  warp=opt.warp)
     recs = train(trace, precision=list(opt.train_precisions), size=list(opt.train_sizes),
-                 policy=[opt.policies[0]], **common)
+                 policy=[_sweep_policies(opt, common["cache_model"])[0]], **common)
     done = {(r["precision"], str(r["size"]), r.get("policy")) for r in recs}
     from ..executor.quant import PRECISIONS as trainable
     for prec, size, pol in extra:
@@ -378,9 +450,7 @@ def _training(trace, opt: ReportOptions, extra=()) -> list[dict]:
         recs += train(trace, precision=[prec], size=[size], policy=[pol], baselines=False,
                       **common)
         done.add((prec, str(size), pol))
-    # the executor's cache is the ideal model's BatchCache unless its records say otherwise
-    return [{"cache_model": "ideal", **{k: v for k, v in r.items() if not k.startswith("_")}}
-            for r in recs]
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in recs]
 
 
 def _allocation_budget(rec: dict, budget) -> tuple[int | None, str]:
@@ -533,7 +603,8 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
             f"{_pct(rec['target_hit_ratio'])}, {rec['status']}), {format_bytes(best['total_bytes'])} "
             f"of embedding memory in all ({best['ratio_vs_fp32']:.2f}x less than every row in "
             f"FP32), {format_bytes(best['device_bytes'])} of it on the device."
-            + _cache_model_words(meta.get("cache_model")))
+            + _cache_model_words(meta.get("cache_model"))
+            + f" Cache: {_geometry_words(meta)}.")
         rows = []
         for label, c in (("recommended", best), ("runner-up", runner)):
             if c is None:
@@ -614,14 +685,18 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
     s = Section("transfers", "3. Transfers")
     sw = results["sweep"]
     mode = sw[0].get("mode", "batch") if sw else "batch"
+    model = meta.get("cache_model")
     s.paragraphs.append(
-        (("Batch replay through FBGEMM's training cache (cache model fbgemm, "
-          if sw[0].get("cache_model") == "fbgemm" else
-          "Batch replay through cachesim's ideal cache (cache model ideal, not FBGEMM's: ")
+        ((f"Batch replay through {_MODEL_NAMES.get(model, model)} (cache model {model}, "
+          if model in _MODEL_NAMES else
+          f"Batch replay through cachesim's {model} cache (cache model {model}, not FBGEMM's: ")
          if mode == "batch" else "Per-access replay (")
-        + f"{opt.ways}-way set-associative): host-to-device bytes fetch missing rows at the "
-        "storage precision; device-to-host bytes write back every evicted line (no dirty bit) "
-        f"and every conflict-miss update. Time per step at {sw[0].get('link_gbps', 25):g} GB/s.")
+        + f"{_geometry_words(meta)}): host-to-device bytes fetch missing rows at the "
+        "storage precision; "
+        + ("the inference cache writes nothing back. " if model == "fbgemm-inference" else
+           "device-to-host bytes write back every evicted line (no dirty bit) and every "
+           "conflict-miss update. ")
+        + f"Time per step at {sw[0].get('link_gbps', 25):g} GB/s.")
     s.figures.append(Figure(figures.transfers(results, meta, folder),
                             figures.transfers_caption(results)))
     prec0 = _chosen_precision(results)

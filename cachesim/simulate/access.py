@@ -99,7 +99,7 @@ def resolve_capacity(trace, size) -> tuple[Capacity, int, bool]:
 def replay(trace, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: int = 0,
            progress: bool = False, mode: str | None = None, per_table: bool = False,
            cache_model: str | None = None, prefetch_pipeline: bool = False,
-           warp: int | None = None):
+           warp: int | None = None, record_cache_miss_counter: bool = False):
     """Replay `trace` (a `Trace`, or a path `cachesim.read_trace` reads) through `policy` (a name
     or a Policy; a list of them gives a list of Results, in order) with a cache of `capacity`.
 
@@ -113,7 +113,8 @@ def replay(trace, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: in
     each table its own cache), or None: batch when the trace has batches, else access. Either
     way a `Result` (see its docstring: hit_ratio is per access in both modes). Batch mode only:
     `cache_model` ("fbgemm": FBGEMM's training cache exactly, "ideal": cachesim's own, None:
-    `result.DEFAULT_CACHE_MODEL`), and for fbgemm `prefetch_pipeline` and `warp` (32 or 64);
+    `result.DEFAULT_CACHE_MODEL`), and for fbgemm `prefetch_pipeline`, `warp` (32 or 64) and
+    `record_cache_miss_counter` (FBGEMM's RecordCacheMetrics: the lookup before each populate);
     see `cachesim.simulate.batch.replay_batch`.
     """
     if isinstance(trace, (str, os.PathLike)):
@@ -122,7 +123,8 @@ def replay(trace, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: in
     if isinstance(policy, (list, tuple)):
         return [replay(trace, p, capacity, ways, seed=seed, progress=progress, mode=mode,
                        per_table=per_table, cache_model=cache_model,
-                       prefetch_pipeline=prefetch_pipeline, warp=warp) for p in policy]
+                       prefetch_pipeline=prefetch_pipeline, warp=warp,
+                       record_cache_miss_counter=record_cache_miss_counter) for p in policy]
     trace.require_nonempty()
     if mode is None:
         mode = "batch" if trace.has_batches else "access"
@@ -130,12 +132,15 @@ def replay(trace, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: in
         from .batch import replay_batch
         return replay_batch(trace, policy, capacity, ways=ways, per_table=per_table,
                             progress=progress, cache_model=cache_model,
-                            prefetch_pipeline=prefetch_pipeline, warp=warp)
+                            prefetch_pipeline=prefetch_pipeline, warp=warp,
+                            record_cache_miss_counter=record_cache_miss_counter)
     if mode != "access":
         raise CachesimError(f"mode={mode!r}: use mode=\"access\" or mode=\"batch\"")
-    if cache_model is not None or prefetch_pipeline or warp is not None:
-        raise CachesimError("--cache-model, --prefetch-pipeline and --warp choose the batch "
-                            "replay's cache; they need batch mode (mode=\"batch\")")
+    if cache_model is not None or prefetch_pipeline or warp is not None or \
+            record_cache_miss_counter:
+        raise CachesimError("--cache-model, --prefetch-pipeline, --warp and "
+                            "--record-cache-miss-counter choose the batch replay's cache; they "
+                            "need batch mode (mode=\"batch\")")
     if per_table:
         raise CachesimError("per-table caches (per_table=True) need batch mode (mode=\"batch\")")
     pol, pol_run, cap, capacity_value, unit, ways = plan(trace, policy, capacity, ways)
@@ -152,7 +157,7 @@ def replay(trace, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: in
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t_start
-    return _result(trace, pol.name, cap, capacity_value, unit, ways, r.counters, seconds)
+    return access_result(trace, pol.name, cap, capacity_value, unit, ways, r.counters, seconds)
 
 
 def plan(trace, policy, capacity, ways):
@@ -186,8 +191,10 @@ def plan(trace, policy, capacity, ways):
     return pol, pol_run, cap, capacity_value, unit, ways
 
 
-def _result(trace, name, cap, capacity_value, unit, ways, counters, seconds,
-            req_bytes: int | None = None) -> Result:
+def access_result(trace, name, cap, capacity_value, unit, ways, counters, seconds,
+                  req_bytes: int | None = None) -> Result:
+    """The Result of an access replay from its per-table counters (`trace`: what `plan` reads
+    of it, an in-memory Trace or a streamed file's metadata)."""
     hits_t, misses_t = counters[:, HITS], counters[:, MISSES]
     req_t = hits_t + misses_t
     if trace.has_sizes:

@@ -40,8 +40,8 @@ import numpy as np
 from ..errors import CachesimError
 from ..hashing import fmix64, set_geometry
 from ..numba_util import prefetch
-from .result import (DEFAULT_WAYS, INFERENCE_CACHE_MODEL, Result, batch_result_of,
-                     resolve_cache_model)
+from .result import (DEFAULT_WAYS, FBGEMM_MODELS, INFERENCE_CACHE_MODEL, Result,
+                     batch_result_of, resolve_cache_model)
 from ..sizes import parse_size
 
 # counters per table: columns of `BatchCache.counters`, defined once in policies/base.py
@@ -690,9 +690,53 @@ def ideal_capacity(trace, capacity, per_table: bool = False):
     return cap.resolve(trace.n_distinct), cap.text
 
 
+def check_model_options(cache_model, policies=(), ways=(DEFAULT_WAYS,), per_table=(False,),
+                        prefetch_pipeline: bool = False, warp=None) -> str:
+    """The batch cache model's name (`resolve_cache_model`, fbgemm-inference included) once its
+    options go together, before anything runs: `policies` (names), every `ways` and
+    `per_table` setting a sweep will run, `prefetch_pipeline` and `warp`. CachesimError
+    naming the value and what is allowed otherwise (the rules `replay_batch` applies)."""
+    model = resolve_cache_model(cache_model, inference=True)
+    if warp is not None and model not in FBGEMM_MODELS:
+        raise CachesimError(f"--warp {warp} with --cache-model {model}: the warp is the ways of "
+                            f"FBGEMM's caches; use --cache-model fbgemm or {INFERENCE_CACHE_MODEL}"
+                            ", or drop --warp")
+    if prefetch_pipeline and model != "fbgemm":
+        raise CachesimError(f"--prefetch-pipeline with --cache-model {model}: only FBGEMM's "
+                            "training cache has the prefetch pipeline; use --cache-model fbgemm, "
+                            "or drop --prefetch-pipeline")
+    if model == "ideal":
+        return model
+    from .fbgemm import POLICIES, check_fbgemm_ways
+    other = [p for p in policies if p not in POLICIES]
+    if other:
+        what = "cache model" if model == "fbgemm" else "inference cache"
+        raise CachesimError(f"policy {other[0]!r}: FBGEMM's {what} runs only "
+                            f"{' and '.join(POLICIES)}; pass --cache-model ideal for "
+                            f"{other[0]}'s batch rule")
+    if prefetch_pipeline and any(p != "lru" for p in policies):
+        raise CachesimError("--prefetch-pipeline needs policy lru: FBGEMM asserts 'Only LRU cache "
+                            "policy supports prefetch_pipeline'")
+    if model == "fbgemm":
+        for w in ways:
+            check_fbgemm_ways(w, warp)
+        return model
+    if any(per_table):
+        raise CachesimError(f"--per-table with --cache-model {model}: the inference op keeps one "
+                            "cache over all its tables; drop --per-table, or use --cache-model "
+                            "fbgemm")
+    from .fbgemm_inference import check_inference_ways
+    for w in ways:
+        if check_inference_ways(w, warp) == 1 and any(p != "lru" for p in policies):
+            raise CachesimError(f"policy lfu with --ways 1 and --cache-model {model}: FBGEMM's "
+                                "direct-mapped cache is LRU only ('Direct Mapped for LRU only'); "
+                                "use --ways 32 for lfu")
+    return model
+
+
 def replay_batch(trace, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_table=False,
                  inference=False, progress=False, cache_model=None, prefetch_pipeline=False,
-                 warp=None) -> Result:
+                 warp=None, record_cache_miss_counter=False) -> Result:
     """Replay `trace` batch by batch through an FBGEMM-style cache, under the batch rule of
     `policy` (lru, lfu, or any registered policy that declares a `BatchRule`).
 
@@ -708,6 +752,11 @@ def replay_batch(trace, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_t
     batches (`trace.batch`). Returns a `Result` with mode 'batch'.
     """
     if cache_model is not None and str(cache_model).strip().lower() == INFERENCE_CACHE_MODEL:
+        if record_cache_miss_counter:
+            raise CachesimError("--record-cache-miss-counter: the inference cache's extra lookup "
+                                "is given no uvm cache stats, so it changes no counter; leave "
+                                "the flag out (FbgemmInferenceCache.cache_miss_counter() has its "
+                                "own counter)")
         from .fbgemm_inference import replay_batch_fbgemm_inference  # FBGEMM's inference cache
         return replay_batch_fbgemm_inference(trace, policy, capacity, ways, per_table=per_table,
                                              prefetch_pipeline=prefetch_pipeline, warp=warp,
@@ -722,10 +771,14 @@ def replay_batch(trace, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_t
                                 f"for {name}'s batch rule")
         return replay_batch_fbgemm(trace, policy, capacity, ways, per_table=per_table,
                                    inference=inference, prefetch_pipeline=prefetch_pipeline,
-                                   warp=warp, progress=progress)
+                                   warp=warp, progress=progress,
+                                   record_cache_miss_counter=record_cache_miss_counter)
     if prefetch_pipeline or warp is not None:
         raise CachesimError("--prefetch-pipeline and --warp model FBGEMM's cache: they need "
                             "--cache-model fbgemm (the ideal model has no pipeline or warp)")
+    if record_cache_miss_counter:
+        raise CachesimError("--record-cache-miss-counter models FBGEMM's training cache: it needs "
+                            "--cache-model fbgemm")
     trace.require_nonempty()
     name = batch_policy(policy).name
     starts = batch_starts(trace)

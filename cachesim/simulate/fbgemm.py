@@ -504,7 +504,11 @@ class FbgemmCache(BatchCounters):
 
     def __init__(self, table_rows, cache_sets: int | None = None, load_factor: float | None = None,
                  policy: str = "lru", ways: int = 32, prefetch_pipeline: bool = False,
-                 per_table: bool = False, n_ids: int | None = None):
+                 per_table: bool = False, n_ids: int | None = None,
+                 record_cache_miss_counter: bool = False):
+        # RecordCacheMetrics.record_cache_miss_counter: an extra lookup before each populate
+        # (`_prefetch`), read by `fbgemm_result` from the per-batch counters (no kernel change)
+        self.record_cache_miss_counter = bool(record_cache_miss_counter)
         self.table_rows = np.asarray(table_rows, dtype=np.int64).reshape(-1)
         if self.table_rows.size == 0 or (self.table_rows < 1).any():
             raise CachesimError(f"table_rows {self.table_rows.tolist()}: every table needs at "
@@ -676,7 +680,7 @@ def feed_arrays(trace, cache: "FbgemmCache"):
     return keys, tables, ids, starts
 
 
-def _feed(trace, cache: "FbgemmCache", bar=None) -> None:
+def feed_trace(trace, cache: "FbgemmCache", bar=None) -> None:
     """Run every batch of `trace` through `cache`, about 4M accesses a kernel call."""
     keys, tables, ids, starts = feed_arrays(trace, cache)
     n_b = starts.shape[0] - 1
@@ -701,7 +705,7 @@ def replay_fbgemm(trace, policy: str = "lru", load_factor: float | None = None,
     cache = FbgemmCache(trace.table_rows, cache_sets=sets, load_factor=load_factor, policy=policy,
                         ways=ways, prefetch_pipeline=prefetch_pipeline, per_table=per_table,
                         n_ids=trace.n_distinct)
-    _feed(trace, cache)
+    feed_trace(trace, cache)
     pb = cache.per_batch()
     return {"policy": policy, "n_sets": cache.n_sets, "ways": cache.ways,
             "capacity_rows": cache.capacity_rows,
@@ -802,7 +806,7 @@ def fbgemm_geometry(trace, capacity, ways: int = 32, per_table: bool = False):
 def replay_batch_fbgemm(trace, policy: str = "lru", capacity="5%", ways=32, *,
                         per_table: bool = False, inference: bool = False,
                         prefetch_pipeline: bool = False, warp: int | None = None,
-                        progress: bool = False):
+                        progress: bool = False, record_cache_miss_counter: bool = False):
     """`replay_batch(..., cache_model="fbgemm")`: `trace` through FBGEMM's training cache,
     wrapped in a `Result` (mode 'batch', cache_model 'fbgemm').
 
@@ -821,10 +825,11 @@ def replay_batch_fbgemm(trace, policy: str = "lru", capacity="5%", ways=32, *,
     cache, size_text, load_factor = fbgemm_cache_for(trace, policy, capacity, ways,
                                                      per_table=per_table, warp=warp,
                                                      prefetch_pipeline=prefetch_pipeline,
-                                                     stacklevel=4)
+                                                     stacklevel=4,
+                                                     record_cache_miss_counter=record_cache_miss_counter)
     bar = progress_bar(len(trace), f"{cache.policy} {size_text} fbgemm", progress, unit="req",
                        unit_scale=True, delay=2.0)
-    _feed(trace, cache, bar)
+    feed_trace(trace, cache, bar)
     if bar is not None:
         bar.close()
     return fbgemm_result(trace, cache, size_text, load_factor, time.perf_counter() - t0,
@@ -832,7 +837,7 @@ def replay_batch_fbgemm(trace, policy: str = "lru", capacity="5%", ways=32, *,
 
 
 def fbgemm_cache_for(trace, policy, capacity, ways, *, per_table=False, warp=None,
-                     prefetch_pipeline=False, stacklevel=3):
+                     prefetch_pipeline=False, stacklevel=3, record_cache_miss_counter=False):
     """(an empty FbgemmCache for `trace`, the size as text, the load factor or None): the
     geometry of `replay_batch_fbgemm` (its checks, and its TableRowsInferredWarning)."""
     import warnings
@@ -857,7 +862,8 @@ def fbgemm_cache_for(trace, policy, capacity, ways, *, per_table=False, warp=Non
     size_kw, size_text, load_factor = fbgemm_geometry(trace, capacity, w, per_table)
     cache = FbgemmCache(np.maximum(trace.table_rows, 1), policy=name, ways=w,
                         prefetch_pipeline=prefetch_pipeline, per_table=per_table,
-                        n_ids=trace.n_distinct, **size_kw)
+                        n_ids=trace.n_distinct, record_cache_miss_counter=record_cache_miss_counter,
+                        **size_kw)
     return cache, size_text, load_factor
 
 
@@ -866,6 +872,10 @@ def fbgemm_result(trace, cache: FbgemmCache, size_text: str, load_factor, second
     """The `Result` (mode 'batch', cache_model 'fbgemm') of `cache`'s counters over `trace`."""
     from .result import batch_result_of
     tot = cache.totals()
+    extra = {}
+    if cache.record_cache_miss_counter:
+        extra = record_cache_miss_counter(cache.per_batch(), cache.per_table)
+        tot["num_conflict_misses"] += extra["lookup_misses"]
     per = {}
     if cache.per_table:
         per = {"n_sets": cache.tbl_sets.tolist(),
@@ -877,4 +887,21 @@ def fbgemm_result(trace, cache: FbgemmCache, size_text: str, load_factor, second
         calls=int(np.count_nonzero(cache.per_batch()[:, REQ])), cache_model="fbgemm",
         load_factor=load_factor, prefetch_pipeline=cache.prefetch_pipeline,
         table_rows_inferred=bool(trace.table_rows_inferred),
-        **{nm: tot[nm] for nm in FBGEMM_COUNTERS}, per_table=per)
+        **{nm: tot[nm] for nm in FBGEMM_COUNTERS}, per_table=per,
+        record_cache_miss_counter=cache.record_cache_miss_counter,
+        cache_miss_counter=extra.get("cache_miss_counter"))
+
+
+def record_cache_miss_counter(per_batch: np.ndarray, per_table: bool) -> dict:
+    """What FBGEMM's `RecordCacheMetrics(record_cache_miss_counter=True)` adds, from the per-batch
+    counters (`split_table_batched_embeddings_ops_training.py`, `_prefetch`): before each
+    populate it runs `lxu_cache_lookup` with the uvm cache stats, so `num_conflict_misses` also
+    counts the batch's accesses not cached before the populate (`lxu_cache.cu:
+    lxu_cache_lookup_kernel` adds `n_indices - n_hits`): our `misses`, under LRU and LFU alike.
+    `_update_cache_miss_counter` keeps `cache_miss_counter` = [forwards with a unique miss,
+    unique misses] from that lookup; with `per_table` (one TBE op per table) the forward count
+    is per table and is not kept here (None)."""
+    lookup = int(per_batch[:, MISSES].sum())
+    umiss = per_batch[:, UMISS]
+    counter = None if per_table else [int(np.count_nonzero(umiss)), int(umiss.sum())]
+    return {"lookup_misses": lookup, "cache_miss_counter": counter}

@@ -35,7 +35,7 @@ from .fbgemm import (BatchCounters, max_batch, CMISS, COUNTER_NAMES, CUMISS, EVI
                      FBGEMM_COUNTERS, FILLS, MISSES,
                      N_CALLS, N_CMISS, N_CUMISS, N_REQ, POLICIES, REQ, T_CMISS, T_CUMISS,
                      T_EVICT, T_MISSES, T_REQ, T_UMISS, T_UNIQ, TABLE_COUNTERS, UMISS, UNIQ,
-                     FbgemmCache, _feed, fbgemm_cache_sets, fbgemm_geometry, table_rows_warning,
+                     FbgemmCache, feed_trace, fbgemm_cache_sets, fbgemm_geometry, table_rows_warning,
                      TableRowsInferredWarning)
 
 MODEL_NAME = "fbgemm-inference"
@@ -299,11 +299,27 @@ def replay_batch_fbgemm_inference(trace, policy: str = "lru", capacity="5%", way
     says which the op fills; under direct-mapped num_conflict_unique_misses counts rows
     inserted); the unprefixed counters are cachesim's own, as in every batch model."""
     import time
+
+    from ..progress import bar as progress_bar
+    t0 = time.perf_counter()
+    cache, size_text, load_factor = inference_cache_for(
+        trace, policy, capacity, ways, per_table=per_table, prefetch_pipeline=prefetch_pipeline,
+        warp=warp, stacklevel=4)
+    bar = progress_bar(len(trace), f"{cache.policy} {size_text} {MODEL_NAME}", progress,
+                       unit="req", unit_scale=True, delay=2.0)
+    feed_trace(trace, cache, bar)
+    if bar is not None:
+        bar.close()
+    return inference_result(trace, cache, size_text, load_factor, time.perf_counter() - t0)
+
+
+def inference_cache_for(trace, policy, capacity, ways=32, *, per_table=False,
+                        prefetch_pipeline=False, warp=None, stacklevel=3):
+    """(an empty FbgemmInferenceCache for `trace`, the size as text, the load factor or None):
+    the geometry of `replay_batch_fbgemm_inference`, with its checks and warning."""
     import warnings
 
     from ..policies import get_policy
-    from ..progress import bar as progress_bar
-    from .result import batch_result_of
     name = policy.name if hasattr(policy, "name") else get_policy(str(policy)).name
     if name not in POLICIES:
         raise CachesimError(f"policy {name!r}: FBGEMM's inference cache runs only lru and lfu; "
@@ -319,20 +335,20 @@ def replay_batch_fbgemm_inference(trace, policy: str = "lru", capacity="5%", way
     trace.require_nonempty()
     msg = table_rows_warning(trace)
     if msg:
-        warnings.warn(msg, TableRowsInferredWarning, stacklevel=3)
+        warnings.warn(msg, TableRowsInferredWarning, stacklevel=stacklevel)
     size_kw, size_text, load_factor = fbgemm_geometry(trace, capacity, w, False)
-    t0 = time.perf_counter()
     cache = FbgemmInferenceCache(np.maximum(trace.table_rows, 1), policy=name, ways=w,
                                  n_ids=trace.n_distinct, **size_kw)
-    bar = progress_bar(len(trace), f"{name} {size_text} {MODEL_NAME}", progress, unit="req",
-                       unit_scale=True, delay=2.0)
-    _feed(trace, cache, bar)
-    if bar is not None:
-        bar.close()
-    seconds = time.perf_counter() - t0
+    return cache, size_text, load_factor
+
+
+def inference_result(trace, cache: FbgemmInferenceCache, size_text: str, load_factor,
+                     seconds: float = 0.0):
+    """The `Result` (mode 'batch', cache_model 'fbgemm-inference') of `cache`'s counters."""
+    from .result import batch_result_of
     tot = cache.totals()
     return batch_result_of(
-        trace, TABLE_COUNTERS, cache.table_counts, policy=name, size=size_text,
+        trace, TABLE_COUNTERS, cache.table_counts, policy=cache.policy, size=size_text,
         capacity=cache.capacity_rows, ways=cache.ways, seconds=seconds, n_sets=cache.n_sets,
         n_lines=cache.capacity_rows, per_table_caches=False, inference=True,
         calls=int(np.count_nonzero(cache.per_batch()[:, REQ])), cache_model=MODEL_NAME,

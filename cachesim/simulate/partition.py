@@ -8,67 +8,136 @@ LFU counts, the prefetch pipeline's locks) reads and writes only the key's own s
 accesses are split once by their key's set range, part p holding sets [p S / P, (p + 1) S / P);
 per-table caches are split by tables instead (each table's cache is its own), tables given out
 greedily by accesses. Each part keeps every batch, empty ones included, so batch numbers (the
-LRU time steps) stay aligned; each process replays its part on a cache of the whole geometry.
+LRU time steps) stay aligned; each part replays on a cache of the whole geometry whose per-key
+arrays hold only its own keys (numbered 0, 1, ... within the part, in id order).
+
+Taking the parts (`replay_partitioned`): the batches are cut into P runs of whole batches with
+about equal accesses; forked process c (the caller is process 0) sorts run c's accesses by part
+(stable) into memory all the processes share, and once every run is taken, replays part c from
+every run in turn (a cache's state carries over between kernel calls). So each process reads
+1/P of the trace, not all of it; the shared pages are kept for the next split replay of the
+same trace (`_shared_buffer`). Where fork is not available the parts run one after another in
+this process, with the same result.
+
+On a cluster (`cachesim replay --dask`, `sweep.replay_split_dask`): `plan_parts` (in the
+client: the replay's checks, and the parts used) gives a small picklable `PartPlan`; a worker
+runs `replay_part(trace, plan, p)` on its own copy of the trace (read from a path it sees,
+checked by fingerprint), which takes part p; `merge_parts` sums the parts' counters.
 
 Merging: per-table and per-batch counters are sums over the parts; the batch count is not (each
 part sees every batch): FBGEMM's `num_calls` counts the trace's non-empty batches (LRU; 0 under
-LFU, as FBGEMM), the ideal model's `calls` the batches. The workers are forked (Linux); where
-fork is not available the parts run one after another in this process, with the same result.
+LFU, as FBGEMM), the ideal model's `calls` the batches.
 """
 from __future__ import annotations
 
-import copy
+import mmap
 import multiprocessing as mp
 import time
+import weakref
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
 
 from ..errors import CachesimError
-from ..hashing import fmix64_array
+from ..hashing import set_index
 from .result import DEFAULT_WAYS, Result, resolve_cache_model
+
+MAX_PARTS = 127  # a key's part is an int8
 
 _JOB = None  # the job the forked workers read (inherited by fork, never pickled)
 
 
-@numba.njit(cache=True)
-def _take_part(part_of_id, ids, starts, p, ids_out, new_starts):
-    """The dense ids of part p's accesses, in order, into ids_out, and each batch's start among
-    them into new_starts (one per batch, then the count)."""
-    n = 0
-    for b in range(starts.shape[0] - 1):
-        new_starts[b] = n
-        for i in range(starts[b], starts[b + 1]):
-            d = ids[i]
-            ids_out[n] = d  # branch-free, as _take_part_keys
-            n += np.int64(part_of_id[d] == p)
-    new_starts[starts.shape[0] - 1] = n
+@dataclass(frozen=True)
+class PartPlan:
+    """One batch replay split into `parts` parts that never interact (`plan_parts`). Small and
+    picklable: a worker rebuilds the cache's geometry and the parts from its own copy of the
+    trace (the same trace: the caller checks its fingerprint), so only this travels."""
+
+    policy: str
+    capacity: object
+    ways: object
+    cache_model: str  # 'fbgemm' or 'ideal'
+    parts: int  # parts used: at most those asked, and at most the cache's sets (or tables)
+    per_table: bool = False
+    inference: bool = False
+    prefetch_pipeline: bool = False
+    warp: int | None = None
+
+
+PART_BITS = 7  # a key's part id: (its number among its part's keys) << PART_BITS | its part
+_PART_MASK = (1 << PART_BITS) - 1
 
 
 @numba.njit(cache=True)
-def _take_part_keys(part_of_id, ids, local_id, starts, p, table, row, offsets, table_rows,
-                    keys_out, tables_out, ids_out, new_starts):
-    """`_take_part` with FBGEMM's linear keys (row + offsets[table]) and tables of the part's
-    accesses, and each key's id within its part (`local_id`: the part's per-key state is then
-    dense); returns the first access whose row is outside its table, -1 if none."""
-    n = 0
-    for b in range(starts.shape[0] - 1):
-        new_starts[b] = n
-        for i in range(starts[b], starts[b + 1]):
-            # branch-free: every access is written at n, and n moves on only for the part's own
-            # (the outputs have room for every access); a taken branch per access at random
-            # costs more than the writes
-            d = ids[i]
+def _number_parts(part_of_id, out):
+    """out[d] = (d's number among the keys of its part, in id order) << PART_BITS | d's part
+    (part_of_id[d]); returns each part's key count."""
+    n = np.zeros(MAX_PARTS + 1, np.int64)
+    for d in range(part_of_id.shape[0]):
+        p = part_of_id[d]
+        out[d] = (n[p] << PART_BITS) | p
+        n[p] += 1
+    return n
+
+
+@numba.njit(cache=True)
+def _take_chunk(part_id, ids, table, row, offsets, table_rows, starts, b0, b1, linear, check,
+                keys_out, tabs_out, ids_out, cnt, scratch):
+    """Batches [b0, b1) of the trace, their accesses ordered by part (stable; an access's part
+    and its key's number within the part from its key's `part_id`): into positions [starts[b0],
+    starts[b1]) of the outputs, part 0's first, then part 1's, .... cnt[b, p] = part p's
+    accesses in batch b. With `linear`, FBGEMM's linear key (row + offsets[table]) and table of
+    each access too. Returns the first access whose row is outside its table (checked with
+    `check`), -1 if none. `scratch` (part_id's dtype, one per access of the chunk) keeps each
+    access's part id between the passes.
+
+    Why three passes: no address the loop stores to or loads from may wait on the random read
+    of part_id (a counter or cursor chosen by it makes the core guess whether the next access's
+    counter is the same one, and it often guesses wrong: 2-5x slower, measured). So the part ids
+    are read once, into `scratch` (sequential stores), counted from there, and the last pass
+    picks each cursor from `scratch` too."""
+    parts = cnt.shape[1]
+    a, z = starts[b0], starts[b1]
+    for i in range(a, z):
+        scratch[i - a] = part_id[ids[i]]
+    tot = np.zeros((8, parts), np.int64)
+    for i in range(z - a):
+        tot[i & 7, scratch[i] & _PART_MASK] += 1
+    cur = np.zeros(parts, np.int64)
+    at = a
+    for p in range(parts):
+        cur[p] = at
+        for k in range(8):
+            at += tot[k, p]
+    if check:
+        for i in range(a, z):
             t = table[i]
             r = row[i]
-            mine = part_of_id[d] == p
-            if (r < 0 or r >= table_rows[t]) and mine:
+            if r < 0 or r >= table_rows[t]:
                 return i
-            keys_out[n] = r + offsets[t]
-            tables_out[n] = t
-            ids_out[n] = local_id[d]
-            n += np.int64(mine)
-    new_starts[starts.shape[0] - 1] = n
+    for b in range(b0, b1):
+        for p in range(parts):
+            cnt[b, p] = cur[p]
+        if linear:
+            for i in range(starts[b], starts[b + 1]):
+                v = scratch[i - a]
+                p = v & _PART_MASK
+                j = cur[p]
+                cur[p] = j + 1
+                ids_out[j] = v >> PART_BITS
+                t = table[i]
+                keys_out[j] = row[i] + offsets[t]
+                tabs_out[j] = t
+        else:
+            for i in range(starts[b], starts[b + 1]):
+                v = scratch[i - a]
+                p = v & _PART_MASK
+                j = cur[p]
+                cur[p] = j + 1
+                ids_out[j] = v >> PART_BITS
+        for p in range(parts):
+            cnt[b, p] = cur[p] - cnt[b, p]
     return -1
 
 
@@ -83,102 +152,344 @@ def balance_tables(accesses, parts: int) -> np.ndarray:
     return out
 
 
-def local_ids(part_of_id, parts: int) -> np.ndarray:
-    """Each key's number among the keys of its part, 0, 1, ... in id order (int32)."""
-    out = np.empty(part_of_id.shape[0], dtype=np.int32)
-    for p in range(parts):
-        mine = part_of_id == p
-        out[mine] = np.arange(int(mine.sum()), dtype=np.int32)
-    return out
-
-
-def _by_tables(trace, parts: int):
-    """(parts used, part of each key) for per-table caches: whole tables, balanced by accesses."""
-    units = min(parts, trace.n_tables)
-    table_part = balance_tables(np.bincount(trace.table, minlength=trace.n_tables), units)
-    return units, table_part[trace.key_table]
-
-
 def _set_ranges(sets, n_sets: int, parts: int) -> np.ndarray:
     """Part of each set: contiguous ranges of (nearly) n_sets / parts sets."""
     return (np.asarray(sets, dtype=np.int64) * parts // n_sets).astype(np.int8)
 
 
-def _worker(p: int, cache=None):
-    """Replay part p on `cache`, by default this process's copy of the job's empty cache;
-    (per-table counters, per-batch counters or the batch count), or ("bad row", access) when a
-    row is outside its table."""
+# -- the plan: geometry (the replay's own checks) and each key's part ----------------------------
+def _template(trace, plan: PartPlan):
+    """(the whole replay's empty cache, its size as text, the load factor (fbgemm) or the ideal
+    model's capacity_rows): the geometry, checks and warnings of one `replay_batch`."""
+    if plan.cache_model == "fbgemm":
+        from .fbgemm import fbgemm_cache_for
+        return fbgemm_cache_for(trace, plan.policy, plan.capacity, plan.ways,
+                                per_table=plan.per_table, warp=plan.warp,
+                                prefetch_pipeline=plan.prefetch_pipeline, stacklevel=4)
+    from .batch import BatchCache, ideal_capacity
+    if plan.prefetch_pipeline or plan.warp is not None:
+        raise CachesimError("--prefetch-pipeline and --warp model FBGEMM's cache: they need "
+                            "--cache-model fbgemm (the ideal model has no pipeline or warp)")
+    cap_arg, size_text = ideal_capacity(trace, plan.capacity, plan.per_table)
+    cache = BatchCache.for_trace(trace, cap_arg, ways=plan.ways, policy=plan.policy)
+    return cache, size_text, cap_arg
+
+
+def _unit_count(trace, plan: PartPlan, template) -> int:
+    """Parts that can be used: at most the cache's sets (unified) or the trace's tables."""
+    if plan.per_table:
+        return max(1, min(plan.parts, trace.n_tables))
+    return max(1, min(plan.parts, template.n_sets))
+
+
+def _part_of_id(trace, plan: PartPlan, template) -> np.ndarray:
+    """Part of each dense id (int8): its set's range, or its table's part (per-table caches)."""
+    if plan.parts == 1:
+        return np.zeros(trace.n_distinct, dtype=np.int8)
+    if plan.per_table:
+        table_part = balance_tables(np.bincount(trace.table, minlength=trace.n_tables),
+                                    plan.parts)
+        return table_part[trace.key_table]
+    if plan.cache_model == "fbgemm":
+        if np.array_equal(template.offsets, trace.table_offsets):
+            key_of_id = trace.distinct_keys  # the trace's linearisation is FBGEMM's
+        else:  # a table of 0 rows: FBGEMM's tables have at least one
+            key_of_id = template.offsets[trace.key_table] + (
+                trace.distinct_keys - trace.table_offsets[trace.key_table])
+        sets = set_index(key_of_id, template.n_sets)
+    else:
+        from .batch import KR_SET, TABLE_BITS
+        sets = template._state.keyrec[:, KR_SET] >> TABLE_BITS
+    return _set_ranges(sets, template.n_sets, plan.parts)
+
+
+def _plan(trace, policy, capacity, parts, ways, per_table, inference, cache_model,
+          prefetch_pipeline, warp):
+    """(PartPlan, the whole replay's empty cache, its size text, load factor or capacity)."""
+    parts = int(parts)
+    if parts < 1 or parts > MAX_PARTS:
+        raise CachesimError(f"--jobs {parts}: give 1 to {MAX_PARTS} processes")
+    model = resolve_cache_model(cache_model)
+    from .batch import batch_policy
+    trace.require_nonempty()
+    plan = PartPlan(batch_policy(policy).name, capacity, ways, model, parts, bool(per_table),
+                    bool(inference), bool(prefetch_pipeline), warp)
+    template, size_text, extra = _template(trace, plan)
+    plan = replace(plan, parts=_unit_count(trace, plan, template))
+    return plan, template, size_text, extra
+
+
+def plan_parts(trace, policy="lru", capacity="5%", parts: int = 2, ways=DEFAULT_WAYS, *,
+               per_table: bool = False, inference: bool = False, cache_model=None,
+               prefetch_pipeline: bool = False, warp=None) -> PartPlan:
+    """The split of `replay_batch(trace, policy, capacity, ways, ...)` into at most `parts`
+    parts (by set ranges, or by tables with `per_table`), checked as the replay checks it. Run
+    each part with `replay_part(trace, plan, p)` (anywhere the same trace is), then
+    `merge_parts(trace, plan, [part 0's, part 1's, ...])`."""
+    return _plan(trace, policy, capacity, parts, ways, per_table, inference, cache_model,
+                 prefetch_pipeline, warp)[0]
+
+
+_SHARED: dict = {}  # the last shared take buffer: {"buf": mmap, "trace": weakref to its trace}
+
+
+def _shared_buffer(trace, nbytes: int) -> mmap.mmap:
+    """Memory that processes forked after this call share (MAP_SHARED | MAP_ANONYMOUS), at
+    least `nbytes`. Kept for the next split replay of the same trace while the trace lives
+    (another size or policy on the same trace is the common case): a fresh page costs more than
+    the take writes into it (shared anonymous memory gets no huge pages; measured 80 MB in
+    0.09-0.12 s fresh, 0.015-0.03 s rewritten), and each replay rewrites what it reads.
+    Not for two split replays at once in one process (they would share the buffer)."""
+    held, owner = _SHARED.get("buf"), _SHARED.get("trace")
+    if held is not None and owner is not None and owner() is trace and len(held) >= nbytes:
+        return held
+    _SHARED.clear()  # the old buffer goes when its last view does
+    buf = mmap.mmap(-1, max(8, int(nbytes)))
+    _SHARED.update(buf=buf, trace=weakref.ref(trace, lambda _: _SHARED.clear()))
+    return buf
+
+
+class _Setup:
+    """A planned replay's arrays, derived once: each key's part id, the trace's columns as the
+    take reads them, and the chunks of whole batches each process takes."""
+
+    def __init__(self, trace, plan: PartPlan, template):
+        self.plan, self.template = plan, template
+        # int32 part ids (half the bytes to read at random) while every key's fits
+        wide = trace.n_distinct >= 1 << (31 - PART_BITS)
+        self.part_id = np.empty(trace.n_distinct, dtype=np.int64 if wide else np.int32)
+        self.n_keys = _number_parts(_part_of_id(trace, plan, template),
+                                    self.part_id)[:plan.parts]
+        self.starts = trace.batch_starts
+        self.ids = np.ascontiguousarray(trace.dense_ids)
+        self.linear = plan.cache_model == "fbgemm"
+        table = np.ascontiguousarray(trace.table)
+        self.table = table if table.dtype in (np.int32, np.int64) else table.astype(np.int64)
+        self.row = np.ascontiguousarray(trace.row, dtype=np.int64)
+        self.table_rows = np.asarray(trace.table_rows, dtype=np.int64)
+        self.offsets = template.offsets if self.linear else np.zeros(1, np.int64)
+        # rows outside their tables: the trace's own keys (derived for its dense ids) checked
+        # them already where its linearisation is FBGEMM's over several tables
+        self.check = self.linear and not (trace.n_tables > 1 and np.array_equal(
+            self.offsets, trace.table_offsets))
+        self.trace = trace
+
+    def buffers(self, shared: bool):
+        """(keys, tables, ids, cnt, scratch): the take's outputs (the fbgemm model's keys and
+        tables; the ideal model reads ids only) and its scratch, in memory all forked processes
+        share when `shared` (the scratch too: its pages are then reused by the next replay)."""
+        n, n_b = self.ids.shape[0], self.starts.shape[0] - 1
+        specs = [(np.int64, n if self.linear else 0), (np.int64, n_b * self.plan.parts),
+                 (self.ids.dtype, n), (self.table.dtype, n if self.linear else 0),
+                 (self.part_id.dtype, n)]
+        if not shared:
+            arrays = [np.empty(k, dtype=dt) for dt, k in specs]
+        else:
+            ends = np.cumsum([-(-np.dtype(dt).itemsize * k // 8) * 8 for dt, k in specs])
+            buf = _shared_buffer(self.trace, int(ends[-1]))
+            arrays = [np.frombuffer(buf, dtype=dt, count=k, offset=int(end) - (
+                -(-np.dtype(dt).itemsize * k // 8) * 8)) for (dt, k), end in zip(specs, ends)]
+        keys, cnt, ids, tabs, scratch = arrays
+        return keys, tabs, ids, cnt.reshape(n_b, self.plan.parts), scratch
+
+    def take(self, out, b0: int, b1: int) -> int:
+        """_take_chunk of batches [b0, b1) into `out` (`buffers`)."""
+        keys, tabs, ids, cnt, scratch = out
+        a, z = int(self.starts[b0]), int(self.starts[b1])
+        return int(_take_chunk(self.part_id, self.ids, self.table, self.row, self.offsets,
+                               self.table_rows, self.starts, np.int64(b0), np.int64(b1),
+                               self.linear, self.check, keys, tabs, ids, cnt, scratch[a:z]))
+
+    def part_cache(self, p: int):
+        """An empty cache of the whole geometry for part p, its per-key arrays sized by the
+        part's keys (numbered 0.. within the part); the template itself when there is one part."""
+        plan, tpl = self.plan, self.template
+        if plan.parts == 1:
+            return tpl
+        n_p = max(1, int(self.n_keys[p]))
+        if self.linear:
+            from .fbgemm import FbgemmCache
+            if plan.per_table:
+                return FbgemmCache(tpl.table_rows, cache_sets=tpl.tbl_sets, policy=tpl.policy,
+                                   ways=tpl.ways, prefetch_pipeline=tpl.prefetch_pipeline,
+                                   per_table=True, n_ids=n_p)
+            # unified: only the part's sets [lo, hi) (`_set_ranges`), which the kernel finds
+            # at row set - lo: a key's set is still fmix64(key) mod S (tbl_sets), plus set_base
+            S, P = tpl.n_sets, plan.parts
+            lo, hi = -(-p * S // P), -(-(p + 1) * S // P)
+            cache = FbgemmCache(tpl.table_rows, cache_sets=hi - lo, policy=tpl.policy,
+                                ways=tpl.ways, prefetch_pipeline=tpl.prefetch_pipeline,
+                                n_ids=n_p)
+            cache.tbl_sets[:] = S
+            cache.set_base[:] = -lo
+            return cache
+        from .batch import BatchCache
+        mine = np.flatnonzero((self.part_id & _PART_MASK) == p)
+        return BatchCache(n_keys=mine.shape[0], distinct_keys=self.trace.distinct_keys[mine],
+                          key_table=self.trace.key_table[mine], n_tables=self.trace.n_tables,
+                          capacity_rows=tpl.group_capacity if tpl.per_table_caches
+                          else tpl.capacity_rows, ways=plan.ways, policy=tpl.policy)
+
+    def replay(self, out, p: int, chunks):
+        """Part p's accesses (taken into `out` by `take`, batch chunk by chunk: `chunks` holds
+        each chunk's first batch, then the batch count) through `part_cache(p)`; its counters."""
+        keys, tabs, ids, cnt = out[:4]
+        cache = self.part_cache(p)
+        for c in range(len(chunks) - 1):
+            b0, b1 = int(chunks[c]), int(chunks[c + 1])
+            if b0 == b1:
+                continue
+            sub = cnt[b0:b1]
+            at = int(self.starts[b0]) + int(sub[:, :p].sum())
+            st = np.zeros(b1 - b0 + 1, dtype=np.int64)
+            np.cumsum(sub[:, p], out=st[1:])
+            z = at + int(st[-1])
+            if self.linear:
+                cache._run(keys[at:z], tabs[at:z], ids[at:z], st)
+            else:
+                cache.run(ids[at:z], st)
+        if self.linear:
+            return cache.table_counts.copy(), cache.per_batch()
+        return cache.counters.copy(), cache.calls
+
+
+def _bad_row(trace, template):
+    """Raise the replay's own error for the first row outside its table (a part found one)."""
+    from .fbgemm import feed_arrays
+    feed_arrays(trace, template)
+    raise AssertionError("a part found a row outside its table; feed_arrays did not")
+
+
+def replay_part(trace, plan: PartPlan, p: int):
+    """Part p of `plan` on `trace` (the trace the plan was made on): its counters, for
+    `merge_parts`. Reads the whole trace and takes part p's accesses (a Dask worker's
+    step; `replay_partitioned` shares the take between its processes instead)."""
+    if not 0 <= int(p) < plan.parts:
+        raise CachesimError(f"part {p}: the plan has parts 0..{plan.parts - 1}")
+    template = _template(trace, plan)[0]
+    setup = _Setup(trace, plan, template)
+    out = setup.buffers(shared=False)
+    n_b = setup.starts.shape[0] - 1
+    if setup.take(out, 0, n_b) >= 0:  # every part's (one pass): part p's are a slice
+        _bad_row(trace, template)
+    return setup.replay(out, int(p), np.array([0, n_b]))
+
+
+def merge_parts(trace, plan: PartPlan, results, seconds: float = 0.0, *,
+                _template_info=None) -> Result:
+    """One `Result` from every part's counters (`replay_part`, in part order): exactly the
+    `Result` of `replay_batch` on the whole trace, but for `seconds` (given here)."""
+    results = list(results)
+    if len(results) != plan.parts:
+        raise CachesimError(f"merge_parts: {len(results)} results for a plan of {plan.parts} "
+                            "parts; give every part's, in order")
+    if _template_info is None:
+        import warnings
+        with warnings.catch_warnings():  # plan_parts warned already
+            warnings.simplefilter("ignore")
+            _template_info = _template(trace, plan)
+    cache, size_text, extra = _template_info
+    if plan.cache_model == "fbgemm":
+        from .fbgemm import N_CALLS, REQ, fbgemm_result
+        cache.table_counts = sum(r[0] for r in results)
+        pb = sum(r[1] for r in results)
+        pb[:, N_CALLS] = (pb[:, REQ] > 0) if cache.policy == "lru" else 0
+        cache.batches = [pb]
+        return fbgemm_result(trace, cache, size_text, extra, seconds, inference=plan.inference)
+    from .batch import batch_result
+    cache.counters = sum(r[0] for r in results)
+    cache.calls = int(results[0][1])  # every part sees every batch
+    return batch_result(trace, cache, size_text, seconds, inference=plan.inference)
+
+
+# -- local processes ------------------------------------------------------------------------------
+def chunk_batches(starts, chunks: int) -> np.ndarray:
+    """The first batch of each of `chunks` runs of whole batches holding about equal numbers of
+    accesses, then the batch count (a run may be empty)."""
+    n_b = starts.shape[0] - 1
+    cuts = np.searchsorted(starts, np.arange(chunks + 1) * (float(starts[-1]) / chunks))
+    cuts = np.maximum.accumulate(np.minimum(cuts, n_b))
+    cuts[0], cuts[-1] = 0, n_b
+    return cuts.astype(np.int64)
+
+
+def _child(c: int, conn) -> None:
+    """Forked process c: take chunk c, report, then (when told to go) replay part c."""
     job = _JOB
-    if cache is None:
-        cache = job["cache"]  # this forked process's own (copy-on-write) empty cache
-    ids, starts, part_of_id = job["ids"], job["starts"], job["part_of_id"]
-    # room for every access: only the pages written (this part's) are ever touched
-    new_starts = np.empty(starts.shape[0], dtype=np.int64)
-    ids_p = np.empty(ids.shape[0], dtype=ids.dtype)
-    if job["model"] == "fbgemm":
-        keys = np.empty(ids.shape[0], dtype=np.int64)
-        tables = np.empty(ids.shape[0], dtype=job["table"].dtype)
-        bad = int(_take_part_keys(part_of_id, ids, job["local_id"], starts, np.int8(p),
-                                  job["table"], job["row"], cache.offsets, job["table_rows"],
-                                  keys, tables, ids_p, new_starts))
-        if bad >= 0:
-            return "bad row", bad
-        n = new_starts[-1]
-        cache._run(keys[:n], tables[:n], ids_p[:n], new_starts)
-        return cache.table_counts.copy(), cache.per_batch()
-    _take_part(part_of_id, ids, starts, np.int8(p), ids_p, new_starts)
-    cache.run(ids_p[:new_starts[-1]], new_starts)
-    return cache.counters.copy(), cache.calls
-
-
-def _child(p: int, send) -> None:
-    """A forked worker: part p's result (or its error) back through `send`."""
     try:
-        send.send(("ok", _worker(p)))
+        conn.send(("ok", job["setup"].take(job["out"], *job["chunk"](c))))
+        if not conn.recv():
+            return
+        conn.send(("ok", job["setup"].replay(job["out"], c, job["chunks"])))
+    except EOFError:  # the parent stopped
+        return
     except CachesimError as e:
-        send.send(("raise", e))
+        conn.send(("raise", e))
     except BaseException as e:  # noqa: BLE001 -- reported in the parent
-        send.send(("error", f"{type(e).__name__}: {e}"))
+        conn.send(("error", f"{type(e).__name__}: {e}"))
     finally:
-        send.close()
+        conn.close()
 
 
-def _run_parts(job, parts: int, cache):
-    """Results of _worker(p) for every part, each on its own copy of the empty `cache`: parts
-    1.. in processes forked first, while this process runs part 0 on `cache` itself, or all
-    serially (one part, or no fork) on deep copies."""
+def _answer(conn, c: int, parts: int):
+    try:
+        status, value = conn.recv()
+    except EOFError:
+        status, value = "error", f"worker process for part {c} died"
+    if status == "error":
+        raise CachesimError(f"replay part {c} of {parts} failed: {value}")
+    if status == "raise":
+        raise value
+    return value
+
+
+def _run_local(setup: _Setup):
+    """Every part's counters. Process c (the parent is process 0) first takes chunk c of the
+    batches for every part into memory all of them share, then, once all chunks are taken,
+    replays part c from every chunk; one part, or no fork: all in this process."""
     global _JOB
+    P = setup.plan.parts
+    chunks = chunk_batches(setup.starts, P)
     try:
         ctx = mp.get_context("fork")
     except ValueError:
         ctx = None
-    _JOB = dict(job, cache=cache)  # the forked workers' copies (of the empty cache)
+    if ctx is None or P == 1:
+        out = setup.buffers(shared=False)
+        for c in range(P):
+            if setup.take(out, int(chunks[c]), int(chunks[c + 1])) >= 0:
+                return None
+        return [setup.replay(out, p, chunks) for p in range(P)]
+    out = setup.buffers(shared=True)
+    _JOB = {"setup": setup, "out": out, "chunks": chunks,
+            "chunk": lambda c: (int(chunks[c]), int(chunks[c + 1]))}
+    conns, procs = [], []
     try:
-        if ctx is None or parts == 1:
-            return [_worker(p, copy.deepcopy(cache)) for p in range(parts)]
-        pipes, procs = [], []
-        for p in range(1, parts):
-            recv, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_child, args=(p, send), daemon=True)
-            proc.start()  # forks now: the child holds the job and the empty cache as they are
-            send.close()
-            pipes.append(recv)
+        for c in range(1, P):
+            here, there = ctx.Pipe(duplex=True)
+            proc = ctx.Process(target=_child, args=(c, there), daemon=True)
+            proc.start()  # forks now: the child holds the job as it is
+            there.close()
+            conns.append(here)
             procs.append(proc)
-        out = [_worker(0, cache)]  # the children were forked from the empty cache already
-        for p, (recv, proc) in enumerate(zip(pipes, procs), start=1):
-            try:
-                status, value = recv.recv()
-            except EOFError:
-                status, value = "error", f"worker process for part {p} died"
-            proc.join()
-            if status == "error":
-                raise CachesimError(f"replay part {p} of {parts} failed: {value}")
-            if status == "raise":
-                raise value
-            out.append(value)
-        return out
+        bad = [setup.take(out, int(chunks[0]), int(chunks[1]))]
+        bad += [_answer(conn, c, P) for c, conn in enumerate(conns, start=1)]
+        ok = all(b < 0 for b in bad)
+        for conn in conns:
+            conn.send(ok)
+        if not ok:
+            return None
+        res = [setup.replay(out, 0, chunks)]
+        return res + [_answer(conn, c, P) for c, conn in enumerate(conns, start=1)]
     finally:
         _JOB = None
+        for conn in conns:
+            conn.close()  # a child still waiting sees EOF and stops
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():  # pragma: no cover - a child that did not stop
+                proc.kill()
+                proc.join()
 
 
 def replay_partitioned(trace, policy="lru", capacity="5%", parts: int = 2, ways=DEFAULT_WAYS, *,
@@ -188,70 +499,12 @@ def replay_partitioned(trace, policy="lru", capacity="5%", parts: int = 2, ways=
     ranges, or by tables with `per_table`), merged to exactly its `Result` (only `seconds`, the
     wall time of the whole split replay, differs). A cache with fewer sets (tables) than `parts`
     runs in that many parts; a fully associative unified cache (one set) runs in one."""
-    parts = int(parts)
-    if parts < 1 or parts > 127:
-        raise CachesimError(f"--jobs {parts}: give 1 to 127 processes")
-    model = resolve_cache_model(cache_model)
     t0 = time.perf_counter()
-    trace.require_nonempty()
-    starts = trace.batch_starts
-    ids = np.ascontiguousarray(trace.dense_ids)
-    job = {"model": model, "ids": ids, "starts": starts}
-    if model == "fbgemm":
-        from .batch import batch_policy
-        from .fbgemm import N_CALLS, REQ, fbgemm_cache_for, fbgemm_result, feed_arrays
-        name = batch_policy(policy).name
-        cache, size_text, load_factor = fbgemm_cache_for(
-            trace, name, capacity, ways, per_table=per_table, warp=warp,
-            prefetch_pipeline=prefetch_pipeline, stacklevel=3)
-        table = np.ascontiguousarray(trace.table)
-        job.update(table=table if table.dtype in (np.int32, np.int64) else table.astype(np.int64),
-                   row=np.ascontiguousarray(trace.row, dtype=np.int64),
-                   table_rows=np.asarray(trace.table_rows, dtype=np.int64))
-        if per_table:
-            units, part_of_id = _by_tables(trace, parts)
-        else:
-            units = min(parts, cache.n_sets)
-            if np.array_equal(cache.offsets, trace.table_offsets):
-                key_of_id = trace.distinct_keys  # the trace's linearisation is FBGEMM's
-            else:  # a table of 0 rows: FBGEMM's tables have at least one
-                key_of_id = cache.offsets[trace.key_table] + (
-                    trace.distinct_keys - trace.table_offsets[trace.key_table])
-            sets = fmix64_array(key_of_id) % np.uint64(cache.n_sets)
-            part_of_id = _set_ranges(sets.astype(np.int64), cache.n_sets, units)
-        job["part_of_id"] = part_of_id
-        job["local_id"] = local_ids(part_of_id, units)
-        res = _run_parts(job, units, cache)
-        if any(isinstance(r[0], str) for r in res):
-            feed_arrays(trace, cache)  # raises the replay's own error for the first bad row
-            raise AssertionError("a part found a row outside its table; feed_arrays did not")
-        cache.table_counts = sum(r[0] for r in res)
-        pb = sum(r[1] for r in res)
-        pb[:, N_CALLS] = (pb[:, REQ] > 0) if cache.policy == "lru" else 0
-        cache.batches = [pb]
-        return fbgemm_result(trace, cache, size_text, load_factor, time.perf_counter() - t0,
-                             inference=inference)
-    from .batch import (
-        KR_SET,
-        TABLE_BITS,
-        BatchCache,
-        batch_policy,
-        batch_result,
-        ideal_capacity,
-    )
-    if prefetch_pipeline or warp is not None:
-        raise CachesimError("--prefetch-pipeline and --warp model FBGEMM's cache: they need "
-                            "--cache-model fbgemm (the ideal model has no pipeline or warp)")
-    name = batch_policy(policy).name
-    cap_arg, size_text = ideal_capacity(trace, capacity, per_table)
-    cache = BatchCache.for_trace(trace, cap_arg, ways=ways, policy=name)
-    if per_table:
-        units, job["part_of_id"] = _by_tables(trace, parts)
-    else:
-        units = min(parts, cache.n_sets)
-        sets = cache._state.keyrec[:, KR_SET] >> TABLE_BITS
-        job["part_of_id"] = _set_ranges(sets, cache.n_sets, units)
-    res = _run_parts(job, units, cache)
-    cache.counters = sum(r[0] for r in res)
-    cache.calls = res[0][1]
-    return batch_result(trace, cache, size_text, time.perf_counter() - t0, inference=inference)
+    plan, template, size_text, extra = _plan(trace, policy, capacity, parts, ways, per_table,
+                                             inference, cache_model, prefetch_pipeline, warp)
+    setup = _Setup(trace, plan, template)
+    res = _run_local(setup)
+    if res is None:
+        _bad_row(trace, template)
+    return merge_parts(trace, plan, res, time.perf_counter() - t0,
+                       _template_info=(template, size_text, extra))

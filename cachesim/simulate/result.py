@@ -12,8 +12,8 @@ DEFAULT_WAYS = 32  # FBGEMM's cache associativity; `ways=None` is fully associat
 # lowest-way ties, LFU locking). The default is this one constant.
 CACHE_MODELS = ("fbgemm", "ideal")
 DEFAULT_CACHE_MODEL = "fbgemm"
-# FBGEMM's inference cache (simulate/fbgemm_inference.py): `replay_batch` and `cachesim replay`
-# only; resolve_cache_model (sweeps, reports, the executor) does not take it
+# FBGEMM's inference cache (simulate/fbgemm_inference.py): `replay_batch`, and every command's
+# --cache-model; resolve_cache_model takes it with inference=True
 INFERENCE_CACHE_MODEL = "fbgemm-inference"
 
 
@@ -49,7 +49,11 @@ class Result:
     `num_conflict_misses`: FBGEMM's `get_uvm_cache_stats` values under FBGEMM's names (under LFU
     FBGEMM fills only num_conflict_misses, the other five are 0); `load_factor` (FBGEMM's
     cache_load_factor when the size was a share, else None), `prefetch_pipeline`, and
-    `table_rows_inferred` (num_embeddings came from the largest row seen, not the trace).
+    `table_rows_inferred` (num_embeddings came from the largest row seen, not the trace);
+    with `record_cache_miss_counter` (FBGEMM's RecordCacheMetrics, `simulate.fbgemm.
+    record_cache_miss_counter`) num_conflict_misses includes the extra lookup before each
+    populate, and `cache_miss_counter` is FBGEMM's [forwards with a unique miss, unique misses]
+    (None with per-table caches).
     """
 
     policy: str
@@ -89,6 +93,8 @@ class Result:
     num_unique_misses: int | None = None
     num_conflict_unique_misses: int | None = None
     num_conflict_misses: int | None = None
+    record_cache_miss_counter: bool = False
+    cache_miss_counter: list | None = None
     per_table: dict = field(default_factory=dict, repr=False)
 
     def to_record(self, per_table: bool = False) -> dict:
@@ -124,15 +130,29 @@ def batch_result_of(trace, names, counts, **fields) -> Result:
                   conflict_misses=tot["conflict_misses"], per_table=per_table, **fields)
 
 
-def resolve_cache_model(cache_model) -> str:
-    """'fbgemm' or 'ideal' from a name (None: DEFAULT_CACHE_MODEL); CachesimError otherwise."""
+def resolve_cache_model(cache_model, inference: bool = False) -> str:
+    """'fbgemm' or 'ideal' from a name (None: DEFAULT_CACHE_MODEL), and with `inference` also
+    'fbgemm-inference' (INFERENCE_CACHE_MODEL); CachesimError naming the allowed ones otherwise."""
     if cache_model is None:
         return DEFAULT_CACHE_MODEL
     name = str(cache_model).strip().lower()
-    if name not in CACHE_MODELS:
+    if name not in CACHE_MODELS and not (inference and name == INFERENCE_CACHE_MODEL):
+        also = (f", or {INFERENCE_CACHE_MODEL} (FBGEMM's inference cache: 32 or 64 ways, or 1, "
+                "direct-mapped)") if inference else ""
         raise CachesimError(f"--cache-model {cache_model!r}: use fbgemm (FBGEMM's training cache) "
-                            "or ideal (cachesim's own: any ways, fully associative)")
+                            f"or ideal (cachesim's own: any ways, fully associative){also}")
     return name
+
+
+FBGEMM_MODELS = ("fbgemm", INFERENCE_CACHE_MODEL)  # the models with FBGEMM's geometry and warp
+
+
+def fbgemm_warp(cache_model, ways) -> int | None:
+    """The warp size an FBGEMM cache of `ways` runs with (32 or 64: one way per lane, so its
+    ways), None for the ideal model, access mode and the direct-mapped inference cache."""
+    if cache_model in FBGEMM_MODELS and ways is not None and int(ways) in (32, 64):
+        return int(ways)
+    return None
 
 
 def ratio(part: int, whole: int) -> float:

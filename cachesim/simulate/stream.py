@@ -2,9 +2,12 @@
 
 `StreamSource(path)` makes one first pass over the file (`cachesim.io.stream`): it numbers the
 keys in order of first access (`KeyMap`, as `Trace.dense_ids`), counts the accesses and their
-bytes. Then `source.replay(policy, capacity, ways)` reads the file again chunk by chunk and
-feeds each chunk to the policy's kernel through `Replayer.feed_arrays`, which keeps the policy's
-state across chunks; the `Result` equals the in-memory `replay`'s counter for counter.
+bytes, and writes each access's dense id (4 bytes) and, unless every size is the same, its size
+(8 bytes) to temporary files. Then `source.replay(policy, capacity, ways)` reads those back chunk
+by chunk (no parsing, no key lookup) and feeds each chunk to the policy's kernel through
+`Replayer.feed_arrays`, which keeps the policy's state across chunks; the `Result` equals the
+in-memory `replay`'s counter for counter. The temporary files are the only disk cost (4-12
+bytes an access, in `tmp_dir` or the system's temporary folder), removed by `close`.
 
 Why a first pass and not a map that grows during the replay: a size given as a share ('1%')
 needs the number of distinct keys before the first access, set-associative caches need every
@@ -19,10 +22,23 @@ file by one more forward pass) writes it to a second temporary file, 8 bytes an 
 a chunk at a time. Both files are plain binary read with `readinto` into reused buffers, not
 memory maps, whose pages would count as resident memory up to the whole file.
 
+Batch mode (`BatchStreamSource`, `replay_batch_stream`): a Parquet file, folder or dataset, or
+fbgemm-npz / dlrm-pt batches (`io.stream.batch_chunks`), through any batch model (fbgemm,
+fbgemm-inference, ideal; unified or per-table caches). The same first pass numbers the keys
+linearised over the tables and notes each one's table; the replay feeds whole batches (a batch
+cut by a chunk boundary waits for the rest of it) to the model's own cache object, whose arrays
+and time step carry across calls, as the in-memory replay feeds ~4M-access slices of whole
+batches to it. FBGEMM's per-batch counters are summed as they come (memory flat in the number of
+batches).
+
+Progress (`progress.Throughput`): accesses, acc/s and an ETA from the share of the file read; on
+a terminal a bar, elsewhere a line a minute.
+
 Peak memory: the key map (40-80 bytes a distinct key), the policy's state, and one chunk.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -32,10 +48,10 @@ import numba
 import numpy as np
 
 from ..errors import CachesimError
-from ..io.stream import KeyMap, parquet_chunks, stream_chunks, streamable
-from ..progress import bar as progress_bar
-from ..trace import DEFAULT_DIM
-from .access import CHUNK, Replayer, _result, plan
+from ..io.stream import KeyMap, batch_chunks, source_bytes, stream_chunks, streamable
+from ..progress import Throughput
+from ..trace import DEFAULT_DIM, InvalidAccess, Trace
+from .access import CHUNK, Replayer, access_result, plan
 from .result import DEFAULT_WAYS, Result
 
 STREAM_THRESHOLD = 1 << 30  # `cachesim replay` streams files larger than this (bytes)
@@ -52,7 +68,7 @@ def _next_backward(ids, start, last, out):
 
 
 class _Meta:
-    """What `plan`, `Replayer` and `_result` read of a trace, for a streamed one."""
+    """What `plan`, `Replayer` and `access_result` read of a trace, for a streamed one."""
 
     def __init__(self, source: str, distinct_keys, has_sizes: bool, table_name: str):
         self.source = source
@@ -81,7 +97,7 @@ class StreamSource:
     Use as a context manager (or call `close`) to remove the temporary files OPT needs."""
 
     def __init__(self, path, fmt: str | None = None, chunk_accesses: int = CHUNK,
-                 tmp_dir: str | None = None):
+                 tmp_dir: str | None = None, progress: bool = False):
         self.path = Path(path)
         self.fmt = streamable(self.path, fmt)
         self.chunk = int(chunk_accesses)
@@ -91,12 +107,31 @@ class StreamSource:
         self.keymap = KeyMap()
         n = total = 0
         has_sizes = False
-        for keys, sizes in stream_chunks(self.path, self.chunk, fmt):
-            self.keymap.add(keys)
-            n += keys.shape[0]
-            if sizes is not None:
-                has_sizes = True
-                total += int(sizes.sum())
+        self.nbytes = self.path.stat().st_size if self.path.is_file() else 0
+        # the first pass keeps each access's dense id (int32) and size (int64; not when every
+        # size is the same, `self._one_size`) in temporary files, which each replay reads back
+        # instead of parsing the trace and looking every key up again
+        self._tmp = tempfile.TemporaryDirectory(prefix="cachesim-stream-", dir=self._tmp_dir)
+        self._ids_path = Path(self._tmp.name) / "ids.i32"
+        self._sizes_path = Path(self._tmp.name) / "sizes.i64"
+        self._one_size = None  # the size of every access so far, while they are all equal
+        bar = Throughput(f"{self.path.name}: first pass", self.nbytes, progress)
+        try:
+            with open(self._ids_path, "wb") as fi, open(self._sizes_path, "wb") as fs:
+                for keys, sizes in stream_chunks(self.path, self.chunk, fmt):
+                    fi.write(self.keymap.add(keys).tobytes())
+                    if sizes is not None and sizes.shape[0]:
+                        has_sizes = True
+                        total += int(sizes.sum())
+                        self._keep_sizes(fs, sizes, n)
+                    n += keys.shape[0]
+                    # oracleGeneral's records are 24 bytes; a txt file's read share is not counted
+                    bar.update(keys.shape[0], 24 * n if self.fmt == "oracle-general" else None)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            bar.close()
         if n == 0:
             raise CachesimError(f"{self.path}: the trace has no accesses (check the file and "
                                 "its --format)")
@@ -114,6 +149,21 @@ class StreamSource:
     def __exit__(self, *exc):
         self.close()
 
+    def _keep_sizes(self, fs, sizes: np.ndarray, done: int) -> None:
+        """Write `sizes` (accesses done.. of the trace) to the sizes file, which stays empty
+        while every size so far is the same one."""
+        first = int(sizes[0])
+        if fs.tell() == 0 and (self._one_size is None or self._one_size == first) and \
+                bool((sizes == first).all()):
+            self._one_size = first
+            return
+        if fs.tell() == 0 and done:  # the sizes differ from here on: write out the constant
+            for start in range(0, done, self.chunk):
+                fs.write(np.full(min(self.chunk, done - start), self._one_size,
+                                 dtype=np.int64).tobytes())
+        self._one_size = None
+        fs.write(np.ascontiguousarray(sizes, dtype=np.int64).tobytes())
+
     def close(self) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -121,21 +171,34 @@ class StreamSource:
             self._next_path = None
 
     def chunks(self):
-        """(dense ids, sizes (empty: none)) per chunk, in order."""
+        """(dense ids, sizes (empty: none)) per chunk, in order, from the first pass's files."""
+        if self._tmp is None:
+            raise CachesimError(f"{self.path}: this stream source is closed; open it again")
         empty = np.zeros(0, dtype=np.int64)
-        for keys, sizes in stream_chunks(self.path, self.chunk, self.fmt):
-            yield self.keymap.lookup(keys), (empty if sizes is None else sizes)
+        with open(self._ids_path, "rb") as fi, open(self._sizes_path, "rb") as fs:
+            sized = fs.seek(0, os.SEEK_END) > 0
+            fs.seek(0)
+            for start in range(0, self.n, self.chunk):
+                m = min(self.chunk, self.n - start)
+                ids = np.empty(m, dtype=np.int32)
+                if fi.readinto(ids.view(np.uint8)) != ids.nbytes:
+                    raise CachesimError(f"{self.path}: the first pass's temporary file "
+                                        f"{self._ids_path} got shorter; replay again")
+                if sized:
+                    sizes = np.empty(m, dtype=np.int64)
+                    fs.readinto(sizes.view(np.uint8))
+                elif self.meta.has_sizes:
+                    sizes = np.full(m, self._one_size, dtype=np.int64)
+                else:
+                    sizes = empty
+                yield ids, sizes
 
     def _next_file(self) -> Path:
         """The temporary file of next-access indices (int64, one per access)."""
         if self._next_path is not None:
             return self._next_path
-        self._tmp = tempfile.TemporaryDirectory(prefix="cachesim-stream-", dir=self._tmp_dir)
-        ids_path = Path(self._tmp.name) / "ids.i32"
+        ids_path = self._ids_path
         next_path = Path(self._tmp.name) / "next.i64"
-        with open(ids_path, "wb") as f:
-            for ids, _ in self.chunks():
-                f.write(ids.tobytes())
         last = np.full(self.meta.n_distinct, -1, dtype=np.int64)
         with open(ids_path, "rb") as fi, open(next_path, "wb") as fo:
             fo.truncate(8 * self.n)
@@ -148,9 +211,15 @@ class StreamSource:
                 fo.seek(8 * start)
                 fo.write(out.tobytes())
                 stop = start
-        os.remove(ids_path)
         self._next_path = next_path
         return next_path
+
+    def prepare(self, policy, capacity, ways: int | None = DEFAULT_WAYS) -> None:
+        """Write now what `replay(policy, capacity, ways)` reads besides the dense ids (OPT's
+        next-access file), so that processes forked afterwards share it rather than each
+        writing it (a sweep's workers); not safe to call from two threads at once."""
+        if plan(self.meta, policy, capacity, ways)[1].needs_next:
+            self._next_file()
 
     def replay(self, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: int = 0,
                progress: bool = False) -> Result:
@@ -163,8 +232,7 @@ class StreamSource:
         next_path = self._next_file() if pol_run.needs_next else None
         t_start = time.perf_counter()
         r = Replayer(self.meta, pol_run, capacity_value, unit, ways, seed)
-        bar = progress_bar(self.n, f"{pol.name} {cap.text}", progress, unit="req",
-                           unit_scale=True, delay=2.0)
+        bar = Throughput(f"{pol.name} {cap.text}", self.nbytes, progress)
         empty = np.zeros(0, dtype=np.int64)
         fn = open(next_path, "rb") if next_path is not None else None
         try:
@@ -172,19 +240,17 @@ class StreamSource:
                 nxt = (_read_block(fn, np.int64, r.position, ids.shape[0]) if fn is not None
                        else empty)
                 r.feed_arrays(ids, sizes, nxt)
-                if bar is not None:
-                    bar.update(ids.shape[0])
+                bar.update(ids.shape[0], self.nbytes * r.position // self.n)
         finally:
             if fn is not None:
                 fn.close()
-            if bar is not None:
-                bar.close()
+            bar.close()
         if r.position != self.n:
             raise CachesimError(f"{self.path}: the file changed while it was read "
                                 f"({r.position:,} accesses, {self.n:,} in the first pass); "
                                 "replay it again once it is complete")
         seconds = time.perf_counter() - t_start
-        return _result(self.meta, pol.name, cap, capacity_value, unit, ways, r.counters,
+        return access_result(self.meta, pol.name, cap, capacity_value, unit, ways, r.counters,
                        seconds, req_bytes=self.request_bytes)
 
 
@@ -194,81 +260,224 @@ def replay_stream(path, policy, capacity, ways: int | None = DEFAULT_WAYS, *, se
     """Replay the oracleGeneral or txt file `path` in chunks of `chunk_accesses` accesses:
     the same Result(s) as `replay(read_trace(path), policy, capacity, ways)` in access mode,
     in memory bounded by the key map, the policy's state and one chunk."""
-    with StreamSource(path, fmt, chunk_accesses, tmp_dir) as src:
+    with StreamSource(path, fmt, chunk_accesses, tmp_dir, progress=progress) as src:
         return src.replay(policy, capacity, ways, seed=seed, progress=progress)
 
 
 # -- batch mode ----------------------------------------------------------------------------------
-def _whole_batches(chunks, keymap: KeyMap, source: str):
-    """(dense ids, batch starts) of the whole batches of each chunk of a batched trace; a batch
-    cut by a chunk boundary is carried into the next chunk."""
-    carry_ids = np.zeros(0, dtype=np.int32)
-    carry_batch = np.zeros(0, dtype=np.int64)
+class _BatchMeta:
+    """What the batch models read of a trace, for a streamed one: its tables (the reader's head
+    trace: names, rows, dims, source) and, from the first pass, the number of accesses, the
+    linearised key of each dense id and its table."""
+
+    def __init__(self, head, keymap: KeyMap, key_table: np.ndarray, n: int):
+        self._head = head
+        self.distinct_keys = keymap.distinct_keys
+        self.key_table = key_table
+        self.n_distinct = int(keymap.n)
+        self.n = int(n)
+        self.has_batches = True
+
+    def __getattr__(self, name):  # the head's: table_names, table_rows, row_bytes_fp32, ...
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._head, name)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def require_nonempty(self) -> None:
+        """Nothing to check: the first pass refused an empty trace."""
+
+
+def _retabled(head, table, row, batch):
+    """A Trace of these accesses with the head's tables."""
+    return Trace(table=table, row=row, batch=batch, table_names=head.table_names,
+                 table_rows=head.table_rows, table_dims=head.table_dims,
+                 table_rows_inferred=head.table_rows_inferred, source=head.source)
+
+
+def _whole_batches(chunks, head):
+    """One Trace (the head's tables) of the whole batches of each chunk of a batched trace: a
+    batch cut by a chunk boundary is carried into the next chunk."""
+    carry = (np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64))
     for tr in chunks:
         if tr.batch is None:
-            raise CachesimError(f"{source}: batch mode needs a `batch` column")
-        ids = np.concatenate([carry_ids, keymap.lookup(tr.keys)])
-        batch = np.concatenate([carry_batch, tr.batch])
-        if batch.shape[0] == 0:
-            continue
-        if carry_batch.shape[0] and tr.batch.shape[0] and tr.batch[0] < carry_batch[-1]:
-            raise CachesimError(f"{source}: batch ids must not decrease, but batch "
-                                f"{int(tr.batch[0])} comes after batch {int(carry_batch[-1])}; "
+            raise CachesimError(f"{head.source}: batch mode needs a `batch` column")
+        if carry[2].shape[0] and len(tr) and tr.batch[0] < carry[2][-1]:
+            raise CachesimError(f"{head.source}: batch ids must not decrease, but batch "
+                                f"{int(tr.batch[0])} comes after batch {int(carry[2][-1])}; "
                                 "sort the trace by batch (or renumber its batches)")
         tr.batch_starts  # noqa: B018 (checks the chunk's batches do not decrease)
+        table, row, batch = (np.concatenate([c, x]) for c, x in
+                             zip(carry, (tr.table, tr.row, tr.batch)))
+        if batch.shape[0] == 0:
+            continue
         cut = int(np.searchsorted(batch, batch[-1], side="left"))
         if cut:
-            yield ids[:cut], _starts(batch[:cut])
-        carry_ids, carry_batch = ids[cut:], batch[cut:]
-    if carry_ids.shape[0]:
-        yield carry_ids, _starts(carry_batch)
+            yield _retabled(head, table[:cut], row[:cut], batch[:cut])
+        carry = (table[cut:], row[cut:], batch[cut:])
+    if carry[0].shape[0]:
+        yield _retabled(head, *carry)
 
 
-def _starts(batch: np.ndarray) -> np.ndarray:
-    cuts = np.flatnonzero(np.diff(batch) != 0) + 1
-    return np.concatenate([[0], cuts, [batch.shape[0]]]).astype(np.int64)
+def keys_of(tr, done: int) -> np.ndarray:
+    """tr.keys; a refused access is named by its place in the whole trace (`done` before it)."""
+    try:
+        return tr.keys
+    except InvalidAccess as bad:
+        raise InvalidAccess(done + bad.index, bad.column, bad.value, bad.what, bad.fix,
+                            tr.source) from None
+
+
+class BatchStreamSource:
+    """A batched trace read in chunks of `chunk_accesses` accesses (`io.stream.batch_chunks`: a
+    Parquet file, folder of files or hive-partitioned dataset; an fbgemm-npz or dlrm-pt file or
+    folder, a file at a time), replayed in batch mode by any cache model in bounded memory.
+
+    The first pass numbers the keys (a `KeyMap` of the keys linearised over the tables, in order
+    of first access: `Trace.dense_ids`) and notes each key's table, so that sizes given as a
+    share, per-table capacities and every model's per-key state are known before the replay.
+    `replay` then reads the trace again and feeds whole batches (a batch cut by a chunk boundary
+    waits for the rest of it) to the model's cache, whose state carries across chunks; the
+    `Result` equals `replay_batch(read_trace(path), ...)`'s. `table_rows` (--table-rows) sets
+    the tables' num_embeddings before the first pass, as `fbgemm.with_table_rows` in memory;
+    `options` go to the reader (fbgemm-npz: num_tables, batch_size)."""
+
+    def __init__(self, path, fmt: str | None = None, chunk_accesses: int = CHUNK, *,
+                 table_rows=None, progress: bool = False, **options):
+        self.path, self.fmt, self.chunk = Path(path), fmt, int(chunk_accesses)
+        self._options, self._table_rows = options, table_rows
+        head, chunks = self._open()
+        self.nbytes = source_bytes(self.path)
+        self.keymap, tables, n = KeyMap(), [], 0
+        bar = Throughput(f"{self.path.name}: first pass", self.nbytes, progress)
+        for tr in chunks:
+            before = self.keymap.n
+            ids = self.keymap.add(keys_of(tr, n))
+            new = ids >= before
+            kt = np.empty(self.keymap.n - before, dtype=np.int32)
+            kt[ids[new] - before] = tr.table[new]
+            tables.append(kt)
+            n += len(tr)
+            bar.update(len(tr))
+        bar.close()
+        if n == 0:
+            raise CachesimError(f"{self.path}: the trace has no accesses (check the file and its "
+                                "--format)")
+        self.meta = _BatchMeta(head, self.keymap, np.concatenate(tables), n)
+
+    def __len__(self) -> int:
+        return self.meta.n
+
+    def _open(self):
+        """(the head trace, its chunks), with --table-rows applied."""
+        chunks = batch_chunks(self.path, self.chunk, self.fmt, **self._options)
+        head = next(chunks)
+        if self._table_rows is None:
+            return head, chunks
+        from .fbgemm import with_table_rows  # its checks: one num_embeddings per table
+        head = with_table_rows(head, self._table_rows)
+        return head, (_retabled(head, tr.table, tr.row, tr.batch) for tr in chunks)
+
+    def batches(self):
+        """(whole-batch Trace, its dense ids) per chunk, in order."""
+        head, chunks = self._open()
+        done = 0
+        for tr in _whole_batches(chunks, head):
+            ids = self.keymap.lookup(keys_of(tr, done))
+            done += len(tr)
+            yield tr, ids
+
+    def replay(self, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_table=False,
+               cache_model=None, inference=False, prefetch_pipeline=False, warp=None,
+               progress: bool = False):
+        """`replay_batch(trace, policy, capacity, ways, ...)` of the whole trace, streamed: the
+        same `Result` (`seconds` is this replay's); a list of policies gives a list."""
+        if isinstance(policy, (list, tuple)):
+            return [self.replay(p, capacity, ways, per_table=per_table, cache_model=cache_model,
+                                inference=inference, prefetch_pipeline=prefetch_pipeline,
+                                warp=warp, progress=progress) for p in policy]
+        t0 = time.perf_counter()
+        feed, finish, desc = _batch_model(self.meta, policy, capacity, ways, per_table,
+                                          cache_model, inference, prefetch_pipeline, warp)
+        bar = Throughput(desc, self.nbytes, progress)
+        done = 0
+        try:
+            for tr, ids in self.batches():
+                feed(tr, ids)
+                done += len(tr)
+                bar.update(len(tr), self.nbytes * done // self.meta.n)
+        finally:
+            bar.close()
+        if done != self.meta.n:
+            raise CachesimError(f"{self.path}: the trace changed while it was read ({done:,} "
+                                f"accesses, {self.meta.n:,} in the first pass); replay it again "
+                                "once it is complete")
+        return finish(time.perf_counter() - t0)
+
+
+def _batch_model(meta, policy, capacity, ways, per_table, cache_model, inference,
+                 prefetch_pipeline, warp):
+    """(feed(whole-batch trace, dense ids), finish(seconds) -> Result, progress text) of a batch
+    model's empty cache for the streamed trace `meta`, built as `replay_batch` builds it."""
+    from .result import INFERENCE_CACHE_MODEL, resolve_cache_model
+    named = str(cache_model).strip().lower() if cache_model is not None else None
+    model = INFERENCE_CACHE_MODEL if named == INFERENCE_CACHE_MODEL else \
+        resolve_cache_model(cache_model)
+    if model == "ideal":
+        from .batch import BatchCache, batch_policy, batch_result, ideal_capacity
+        if prefetch_pipeline or warp is not None:
+            raise CachesimError("--prefetch-pipeline and --warp model FBGEMM's cache: they need "
+                                "--cache-model fbgemm (the ideal model has no pipeline or warp)")
+        name = batch_policy(policy).name
+        cap_arg, size_text = ideal_capacity(meta, capacity, per_table)
+        cache = BatchCache.for_trace(meta, cap_arg, ways=ways, policy=name)
+        return (lambda tr, ids: cache.run(ids, tr.batch_starts),
+                lambda seconds: batch_result(meta, cache, size_text, seconds,
+                                             inference=inference),
+                f"{name} {size_text} batch")
+    from .fbgemm import REQ, feed_arrays
+    if model == "fbgemm":
+        from .fbgemm import fbgemm_cache_for, fbgemm_result
+        cache, size_text, load_factor = fbgemm_cache_for(
+            meta, policy, capacity, ways, per_table=per_table, warp=warp,
+            prefetch_pipeline=prefetch_pipeline, stacklevel=5)
+
+        def result(seconds):
+            return fbgemm_result(meta, cache, size_text, load_factor, seconds,
+                                 inference=inference)
+    else:
+        from .fbgemm_inference import inference_cache_for, inference_result
+        cache, size_text, load_factor = inference_cache_for(
+            meta, policy, capacity, ways, per_table=per_table,
+            prefetch_pipeline=prefetch_pipeline, warp=warp, stacklevel=5)
+
+        def result(seconds):
+            return inference_result(meta, cache, size_text, load_factor, seconds)
+    calls = [0]
+
+    def feed(tr, ids):
+        keys, tables, ids, starts = feed_arrays(tr.given_remap(ids, meta.distinct_keys), cache)
+        calls[0] += int(np.count_nonzero(cache._run(keys, tables, ids, starts)[:, REQ]))
+        # per-batch counters summed as they come: memory stays flat however many batches
+        cache.batches = [cache.per_batch().sum(axis=0, keepdims=True)]
+
+    return (feed, lambda seconds: dataclasses.replace(result(seconds), calls=calls[0]),
+            f"{cache.policy} {size_text} {model}")
 
 
 def replay_batch_stream(path, policy="lru", capacity="5%", ways: int | None = DEFAULT_WAYS, *,
-                        chunk_accesses: int = CHUNK, progress: bool = False) -> Result:
-    """Batch replay (the ideal cache model, one cache over all tables) of a Parquet trace that
-    cachesim wrote, read in chunks of `chunk_accesses` accesses: the same Result as
-    `replay_batch(read_trace(path), policy, capacity, ways, cache_model="ideal")`. A first pass
-    numbers the keys and their tables; the replay then feeds whole batches (a batch cut by a
-    chunk boundary waits for the rest of it)."""
-    from ..sizes import parse_size
-    from .batch import BatchCache, batch_policy, batch_result
-    name = batch_policy(policy).name
-    cap = parse_size(capacity)
-    if cap.is_bytes:
-        raise CachesimError(f"cache size {cap.text!r}: batch mode counts rows; give rows "
-                            "(1000) or a share of the distinct keys (5%)")
-    chunks = parquet_chunks(path, chunk_accesses)
-    meta = next(chunks)
-    keymap, tables, n = KeyMap(), [], 0
-    for tr in chunks:
-        before = keymap.n
-        ids = keymap.add(tr.keys)
-        new = ids >= before
-        kt = np.empty(keymap.n - before, dtype=np.int32)
-        kt[ids[new] - before] = tr.table[new]
-        tables.append(kt)
-        n += len(tr)
-    if n == 0:
-        raise CachesimError(f"{path}: the trace has no accesses (check the file and its "
-                            "--format)")
-    key_table = np.concatenate(tables)
-    t0 = time.perf_counter()
-    cache = BatchCache(keymap.n, keymap.distinct_keys, key_table, meta.n_tables,
-                       cap.resolve(keymap.n), ways=ways, policy=name)
-    bar = progress_bar(n, f"{name} {cap.text} batch", progress, unit="req", unit_scale=True,
-                       delay=2.0)
-    chunks = parquet_chunks(path, chunk_accesses)
-    next(chunks)
-    for ids, starts in _whole_batches(chunks, keymap, str(path)):
-        cache.run(ids, starts)
-        if bar is not None:
-            bar.update(ids.shape[0])
-    if bar is not None:
-        bar.close()
-    return batch_result(meta, cache, cap.text, time.perf_counter() - t0)
+                        cache_model="ideal", per_table: bool = False, inference: bool = False,
+                        prefetch_pipeline: bool = False, warp: int | None = None,
+                        table_rows=None, fmt: str | None = None, chunk_accesses: int = CHUNK,
+                        progress: bool = False):
+    """Batch replay of a batched trace (`BatchStreamSource`) read in chunks of
+    `chunk_accesses` accesses: the same Result(s) as `replay_batch(read_trace(path), policy,
+    capacity, ways, cache_model=..., per_table=..., ...)`, in memory bounded by the key map, the
+    cache and one chunk. `cache_model` is 'ideal' unless given (this function's first
+    version streamed only that model); 'fbgemm' and 'fbgemm-inference' as in `replay_batch`."""
+    src = BatchStreamSource(path, fmt, chunk_accesses, table_rows=table_rows, progress=progress)
+    return src.replay(policy, capacity, ways, per_table=per_table, cache_model=cache_model,
+                      inference=inference, prefetch_pipeline=prefetch_pipeline, warp=warp,
+                      progress=progress)

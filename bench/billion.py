@@ -1,0 +1,141 @@
+"""Traces of a billion accesses kept on disk: peak memory and whole-process time of a streamed
+`cachesim replay` and of libCacheSim's C simulator on the same file, and of the streamed exact
+LRU curve and SHARDS (issue 12).
+
+One generator writes the longest trace (`--lengths`' largest, default 1e9) as a libCacheSim
+oracleGeneral file (24 bytes a record; unit object sizes, next-access -1), a chunk of 2^22
+records at a time: P(rank r) ~ 1/r over `--keys` ranks (default 2^24), ranks scattered to row
+ids by a seeded permutation (small non-negative ids, as an embedding table's rows), the same
+law as bench/stream_memory.py. The shorter traces are prefixes of it (copied). For each length,
+each command runs once in its own process (through a wrapper that reads that child's peak
+RSS, `ru_maxrss`, and the whole process's wall time):
+
+- `cachesim replay FILE --mode access -p lru -s N --ways full -q --json --stream`, N = 1% of
+  the distinct keys of that length;
+- the C simulator: `FILE oracleGeneral lru N --ignore-obj-size 1 --print-head-req false`
+  (bench/out/libcachesim, built by bench/startup.py), run in bench/out/ (it writes a file
+  there); its hits come from its 4-digit miss ratio, so they agree to about 1e-4 x requests;
+- with `--curves`: `cachesim mrc FILE --stream` (exact LRU curve, every size) and
+  `cachesim mrc FILE --method shards --rate 0.001 --stream`.
+
+Files live in bench/out/billion/ (about 24 GB at 1e9) and are deleted at the end unless
+`--keep`.
+
+    flock /tmp/bench.lock .venv/bin/python bench/billion.py                     # 1e8, 3e8, 1e9
+    flock /tmp/bench.lock .venv/bin/python bench/billion.py --lengths 2e6,5e6   # a quick check
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from startup import OUT, build_libcachesim, c_miss_ratio, libcachesim_source  # noqa: E402
+from stream_memory import CLI, DTYPE, measure  # noqa: E402
+
+FOLDER = OUT / "billion"
+
+
+def generate(path: Path, n: int, n_keys: int, marks: list[int], seed: int = 0,
+             chunk: int = 1 << 22) -> dict[int, int]:
+    """Write n records; return the distinct keys of each prefix length in `marks`."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n_keys).astype(np.uint64)
+    seen = np.zeros(n_keys, dtype=bool)
+    distinct, marks = {}, sorted(marks)
+    with open(path, "wb") as f:
+        for start in range(0, n, chunk):
+            m = min(chunk, n - start)
+            rank = np.minimum((n_keys ** rng.random(m)).astype(np.int64), n_keys) - 1
+            for mark in marks:  # a prefix that ends inside this chunk
+                if start < mark <= start + m:
+                    head = seen.copy()
+                    head[rank[:mark - start]] = True
+                    distinct[mark] = int(head.sum())
+            seen[rank] = True
+            rec = np.zeros(m, dtype=DTYPE)
+            rec["t"] = (start + np.arange(m)) // 1000
+            rec["id"] = perm[rank]
+            rec["size"] = 1
+            rec["next"] = -1
+            f.write(rec.tobytes())
+    return distinct
+
+
+def prefix(src: Path, dst: Path, records: int) -> None:
+    with open(src, "rb") as f, open(dst, "wb") as g:
+        left = records * DTYPE.itemsize
+        while left:
+            buf = f.read(min(left, 1 << 26))
+            g.write(buf)
+            left -= len(buf)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lengths", default="1e8,3e8,1e9")
+    ap.add_argument("--keys", type=int, default=1 << 24)
+    ap.add_argument("--curves", action="store_true", help="also the exact curve and SHARDS")
+    ap.add_argument("--curves-at", default=None,
+                    help="lengths to run the curves at (default: the longest)")
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args()
+    lengths = sorted(int(float(x)) for x in a.lengths.split(","))
+    curves_at = ({int(float(x)) for x in a.curves_at.split(",")} if a.curves_at
+                 else {lengths[-1]})
+    binary, label = build_libcachesim(libcachesim_source(None))
+    if binary is None:
+        raise SystemExit(f"the C simulator is not built: {label}")
+    FOLDER.mkdir(parents=True, exist_ok=True)
+    longest = FOLDER / f"zipf_{lengths[-1]}.oracleGeneral.bin"
+    t0 = time.perf_counter()
+    distinct = generate(longest, lengths[-1], a.keys, lengths)
+    files = {lengths[-1]: longest}
+    for n in lengths[:-1]:
+        files[n] = FOLDER / f"zipf_{n}.oracleGeneral.bin"
+        prefix(longest, files[n], n)
+    print(f"generated {', '.join(f'{n:,}' for n in lengths)} accesses over {a.keys:,} ranks in "
+          f"{time.perf_counter() - t0:.0f} s ({longest.stat().st_size / 2**30:.1f} GiB at "
+          f"{lengths[-1]:,}); C: {label}")
+    rows = []
+    try:
+        for n in lengths:
+            path, cap = files[n], max(1, distinct[n] // 100)
+            ours = measure([str(CLI), "replay", str(path), "--mode", "access", "-p", "lru",
+                            "-s", str(cap), "--ways", "full", "-q", "--json", "--stream"])
+            ours_hits = json.loads(ours["out"].split("@@")[0])[0]["hits"]
+            c = measure([str(binary), str(path), "oracleGeneral", "lru", str(cap),
+                         "--ignore-obj-size", "1", "--print-head-req", "false"])
+            c_hits = round(n * (1 - c_miss_ratio(c["out"])))
+            rows.append((n, distinct[n], cap, ours, ours_hits, c, c_hits))
+            print(f"{n:>13,} accesses, {distinct[n]:,} distinct, LRU {cap:,}: cachesim "
+                  f"{ours['peak_rss_gib']:.2f} GiB {ours['seconds']:.1f} s, C "
+                  f"{c['peak_rss_gib']:.2f} GiB {c['seconds']:.1f} s; hits {ours_hits:,} vs "
+                  f"~{c_hits:,}", flush=True)
+            if a.curves and n in curves_at:
+                for name, extra in (("exact LRU curve", []),
+                                    ("SHARDS 0.1%", ["--method", "shards", "--rate", "0.001"])):
+                    r = measure([str(CLI), "mrc", str(path), "--stream", *extra])
+                    print(f"{'':>13}  cachesim mrc, {name}: {r['peak_rss_gib']:.2f} GiB, "
+                          f"{r['seconds']:.1f} s", flush=True)
+    finally:
+        if not a.keep:
+            shutil.rmtree(FOLDER)
+    print()
+    print("| accesses | distinct keys | LRU size | cachesim peak GiB | C peak GiB | cachesim s |"
+          " C s | C / cachesim time | hits agree (C: 4-digit ratio) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for n, d, cap, ours, oh, c, ch in rows:
+        print(f"| {n:,} | {d:,} | {cap:,} | {ours['peak_rss_gib']:.2f} | "
+              f"{c['peak_rss_gib']:.2f} | {ours['seconds']:.1f} | {c['seconds']:.1f} | "
+              f"{c['seconds'] / ours['seconds']:.2f}x | {abs(oh - ch) <= n * 1e-4 + 1} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -173,8 +173,9 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
                    "folders and datasets, fbgemm-npz and dlrm-pt). Default: stream such traces "
                    "over 1 GiB.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-              help="Batch mode: split each replay over N processes by ranges of cache sets (by "
-                   "tables with --per-table); the merged counts are exactly one process's.")
+              help="Split each replay over N processes by ranges of cache sets (batch mode; "
+                   "by tables with --per-table; access mode with --ways); the merged counts are "
+                   "exactly one process's.")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS|local",
               help="Batch mode: split each replay as --jobs does, over a Dask cluster (N parts, "
                    "default one per worker thread); the workers read TRACE themselves, so it "
@@ -216,9 +217,10 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
     if jobs and jobs > 1 and record_cache_miss_counter:
         raise CachesimError(f"--jobs {jobs} does not model --record-cache-miss-counter's lookup "
                             "(its forward count is not a sum over set ranges); drop one of them")
-    if jobs and jobs > 1 and (not batch_mode or cache_model == "fbgemm-inference"):
-        raise CachesimError(f"--jobs {jobs} splits a batch replay (--mode batch, --cache-model "
-                            "fbgemm or ideal) by cache sets; drop --jobs for this replay")
+    if jobs and jobs > 1 and batch_mode and cache_model == "fbgemm-inference":
+        raise CachesimError(f"--jobs {jobs} splits a replay by cache sets: batch mode with "
+                            "--cache-model fbgemm or ideal, or access mode with --ways; drop "
+                            "--jobs for this replay")
     if dask_address and (not batch_mode or cache_model == "fbgemm-inference"
                          or record_cache_miss_counter):
         raise CachesimError(f"--dask {dask_address} splits a batch replay (--mode batch, "
@@ -237,7 +239,13 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
             with _fbgemm_warnings_shown():  # FBGEMM's ways are its warp's, whatever the size
                 if on_dask is not None:
                     res = next(on_dask)
-                elif jobs and jobs > 1:
+                elif jobs and jobs > 1 and not batch_mode and not (
+                        per_table or cache_model or prefetch_pipeline or warp is not None
+                        or record_cache_miss_counter):  # (those: run_replay's error)
+                    from .simulate.partition import replay_access_partitioned
+                    res = replay_access_partitioned(trace, pol, cap, parts=jobs,
+                                                    ways=_ways_for(ways, pol, cap), seed=seed)
+                elif jobs and jobs > 1 and batch_mode:
                     from .simulate.partition import replay_partitioned
                     res = replay_partitioned(trace, pol, cap, parts=jobs,
                                              ways=ways if fbgemm else _ways_for(ways, pol, cap),
@@ -861,6 +869,11 @@ def _streams(path, fmt, stream, **batch_only) -> bool:
     if stream is False:
         return False
     from pathlib import Path
+
+    from .sizes import STREAM_THRESHOLD
+    p = Path(path)
+    if stream is None and p.is_file() and p.stat().st_size <= STREAM_THRESHOLD:
+        return False  # a small file: in memory, without importing the stream readers
     from .io.stream import has_batch_column, source_bytes, streamable
     batched = _streams_batched(path, fmt, batch_only["mode"])
     in_memory = ("precision", "jobs", "record_cache_miss_counter")
@@ -874,7 +887,6 @@ def _streams(path, fmt, stream, **batch_only) -> bool:
             return False  # replayed access by access in memory
         if batched == "parquet" and Path(path).is_dir():
             return True  # a Parquet folder or dataset has no in-memory reader
-        from .simulate.stream import STREAM_THRESHOLD
         return source_bytes(path) > STREAM_THRESHOLD
     if given:
         opt = "--" + given[0].replace("_", "-")
@@ -901,7 +913,7 @@ def _analysis_streams(path, fmt, stream, command: str, batched: bool = False,
         return False
     from pathlib import Path
     from .io.stream import batch_streamable, has_batch_column, source_bytes, streamable
-    from .simulate.stream import STREAM_THRESHOLD
+    from .sizes import STREAM_THRESHOLD
     if not Path(path).exists():
         if stream:
             raise CachesimError(f"{path}: no such file; {command} --stream reads one "

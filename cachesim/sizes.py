@@ -125,3 +125,6 @@ def parse_ways_list(values, name: str = "--ways") -> list[int | None]:
         return [parse_ways(values, name)]
     parts = values.split(",") if isinstance(values, str) else list(values)
     return [parse_ways(p, name) for p in parts if str(p).strip()] or [None]
+
+
+STREAM_THRESHOLD = 1 << 30  # commands stream a trace larger than this (bytes) by default

@@ -143,7 +143,8 @@ def make_configs(policies, sizes, ways=(DEFAULT_WAYS,), per_table=(False,), mode
                                 "(1000) or a share of the distinct keys (5%)")
         size_texts.append(cap.text)
     ways = parse_ways_list(ways) if not isinstance(ways, list) else ways
-    per_table = parse_per_table(per_table) if not isinstance(per_table, list) else per_table
+    per_table = (parse_per_table(per_table) if not isinstance(per_table, (list, tuple))
+                 else list(per_table))  # (the default is a tuple)
     if mode == "access" and any(w is not None and w != DEFAULT_WAYS for w in ways):
         # (the default 32 leaves a policy without a set-associative form fully associative,
         # as `cachesim.replay` does)
@@ -620,6 +621,8 @@ def run_sweep(trace, policies, sizes, *, ways=(DEFAULT_WAYS,), precisions=("fp32
     (`cachesim.simulate.batch.replay_batch`); every row names its cache_model. `source`
     (a `TraceSource`: the file `trace` was read from): Dask workers read the trace from there
     themselves (a path all of them see), once per worker process, instead of receiving it.
+    `trace` may be a `cachesim.sweep_stream.StreamedTrace` (a file read in chunks, never held
+    whole): every worker then replays on a stream source of that file (`source` is not used).
     """
     t0 = time.perf_counter()
     trace.require_nonempty()
@@ -680,7 +683,7 @@ def run_sweep(trace, policies, sizes, *, ways=(DEFAULT_WAYS,), precisions=("fp32
     try:
         prepare = getattr(trace, "prepare_sweep", None)
         if prepare is not None:  # a streamed trace: its workers open the file themselves
-            prepare(pending)
+            prepare(pending, remote=dask is not None)
             source = None
         _execute(trace, pending, jobs, dask, on_done, progress, source)
     except KeyboardInterrupt:

@@ -40,7 +40,7 @@ import numpy as np
 from .errors import CachesimError
 from .files import jsonable
 from .simulate.access import CHUNK
-from .simulate.stream import BatchStreamSource, StreamSource
+from .simulate.stream import BatchStreamSource, StreamSource, Streamed
 from .trace import MAX_ROWS, Trace
 
 MODES = ("access", "batch")
@@ -72,19 +72,23 @@ def _feed(h, arr) -> None:
     h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
 
 
-def stream_fingerprint(src, spec: StreamSpec) -> str:
+def stream_fingerprint(src, spec: StreamSpec, progress: bool = False) -> str:
     """The contents' identity of stream source `src` (see the module docstring), 32 hex digits:
     equal for two sources of the same trace, whatever their chunk size."""
+    from .progress import Throughput
     from .version import __version__
     ids_h, sizes_h, batch_h = (hashlib.blake2b(digest_size=16) for _ in range(3))
-    if spec.mode == "access":
-        for ids, sizes in src.chunks():
+    n, done = len(src), 0
+    bar = Throughput(f"{Path(spec.path).name}: fingerprint", src.nbytes, progress)
+    try:
+        for ids, column in (src.chunks() if spec.mode == "access" else
+                            ((ids, tr.batch) for tr, ids in src.batches())):
             _feed(ids_h, ids)
-            _feed(sizes_h, sizes)
-    else:
-        for tr, ids in src.batches():
-            _feed(ids_h, ids)
-            _feed(batch_h, tr.batch)
+            _feed(sizes_h if spec.mode == "access" else batch_h, column)
+            done += ids.shape[0]
+            bar.update(ids.shape[0], src.nbytes * done // n)
+    finally:
+        bar.close()
     meta = src.meta
     h = hashlib.blake2b(digest_size=16)
     h.update(f"cachesim {__version__} streamed {spec.mode} {len(src)}".encode())
@@ -105,12 +109,10 @@ def _tables_of(src, spec: StreamSpec):
     if spec.mode == "batch":
         return meta.table_rows, meta.table_names, meta.table_dims, meta.table_rows_inferred
     top = int(meta.distinct_keys.view(np.uint64).max())
-    row = top if top < MAX_ROWS else meta.n_distinct - 1
-    head = Trace(table=np.zeros(1, np.int32), row=np.array([row], np.int64),
-                 table_names=list(meta.table_names), source=str(spec.path))
-    if top >= MAX_ROWS:
-        head = Trace(table=head.table, row=head.row, table_names=head.table_names,
-                     table_rows=np.array([meta.n_distinct], np.int64), source=head.source)
+    rows = top + 1 if top < MAX_ROWS else meta.n_distinct  # (hashed ids: the distinct ones)
+    head = Trace(table=np.zeros(1, np.int32), row=np.array([rows - 1], np.int64),
+                 table_names=list(meta.table_names), table_rows=np.array([rows], np.int64),
+                 source=str(spec.path))  # one access: the largest row, for --table-rows' check
     if spec.table_rows is not None:
         from .simulate.fbgemm import with_table_rows
         head = with_table_rows(head, list(spec.table_rows))
@@ -161,7 +163,7 @@ def worker_source(spec: StreamSpec, fingerprint: str):
 
 
 # -- the stand-in --------------------------------------------------------------------------------
-class StreamedTrace:
+class StreamedTrace(Streamed):
     """A trace file read in chunks, standing in for the in-memory trace in `run_sweep` (see the
     module docstring). Open it with `StreamedTrace.open`; `close` (or a `with` block) removes
     the client's temporary files. Pickled (to spawned or Dask workers) it carries only its spec
@@ -203,20 +205,11 @@ class StreamedTrace:
                           () if batch_size is None else (("batch_size", int(batch_size)),))
         src = spec.open(progress)
         try:
-            return cls(spec, src, stream_fingerprint(src, spec))
+            return cls(spec, src, stream_fingerprint(src, spec, progress))
         except BaseException:
             if mode == "access":
                 src.close()
             raise
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def close(self) -> None:
         """Remove the client's temporary files (the workers' go with their processes)."""
@@ -226,7 +219,8 @@ class StreamedTrace:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_src"] = state["_lock"] = None  # a worker opens its own source
+        # a worker opens its own source: the key map and the first pass's arrays stay here
+        state["_src"] = state["_lock"] = state["meta"] = state["key_table"] = None
         return state
 
     def __setstate__(self, state):
@@ -242,16 +236,19 @@ class StreamedTrace:
     def _source(self):
         if self._src is not None:  # the client, or a process forked from it
             return self._src, self._lock
-        return worker_source(self.spec, self._fingerprint)
+        return worker_source(self.spec, self._fingerprint)  # (the client's too, once closed)
 
-    def prepare_sweep(self, pending) -> None:
-        """Before any worker starts: check the configurations' mode, and write what the
-        client's replays read besides the dense ids (OPT's next accesses), so that forked
-        workers share it."""
+    def prepare_sweep(self, pending, remote: bool = False) -> None:
+        """Before any worker starts: check the configurations' mode; with `remote` (a Dask
+        sweep: every worker opens its own source) close the client's, freeing its key map and
+        temporary files; else write what the client's replays read besides the dense ids (OPT's
+        next accesses), so that forked workers share it."""
         for cfg in pending:
             if cfg.mode != self.spec.mode:
                 raise CachesimError(f"{self.source} was opened for {self.spec.mode} mode; a "
                                     f"--mode {cfg.mode} sweep needs it opened for that mode")
+        if remote and pending:
+            self.close()
         if self._src is not None and self.spec.mode == "access":
             for cfg in pending:
                 self._src.prepare(cfg.policy, cfg.size, cfg.ways)

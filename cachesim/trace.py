@@ -510,7 +510,9 @@ def dense_remap(keys: np.ndarray, method: str = "auto") -> tuple[np.ndarray, np.
     if n == 0:
         return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64)
     if method != "hash":
-        lo, hi = (int(x) for x in _key_range(keys))
+        # numpy for a small array: one kernel less to load at start-up
+        lo, hi = ((int(keys.min()), int(keys.max())) if n <= 1 << 20 else
+                  (int(x) for x in _key_range(keys)))
         span = hi - lo + 1  # Python ints: no overflow near the int64 limits
         fits = span <= DIRECT_MAX_RANGE
         if method == "direct" and not fits:
@@ -519,7 +521,21 @@ def dense_remap(keys: np.ndarray, method: str = "auto") -> tuple[np.ndarray, np.
         if method == "direct" or (fits and (span <= DIRECT_SMALL_RANGE
                                             or span <= DIRECT_RANGE_PER_ACCESS * n)):
             return _remap_direct(keys, lo, span)
+    if method == "auto" and n <= SMALL_REMAP:
+        return _remap_sorted(keys)
     return _remap_hash(keys)
+
+
+SMALL_REMAP = 1 << 18  # 'auto' numbers up to this many keys by sorting: no kernel to load
+
+
+def _remap_sorted(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """dense_remap by numpy's sort: the distinct keys ordered by their first access."""
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(order.shape[0], dtype=np.int32)
+    rank[order] = np.arange(order.shape[0], dtype=np.int32)
+    return rank[inverse.reshape(-1)], uniq[order]
 
 
 def _remap_direct(keys: np.ndarray, lo: int, span: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,13 @@ from cachesim.simulate.batch import replay_batch
 from cachesim.simulate.partition import balance_tables, replay_partitioned
 
 
+@pytest.fixture(autouse=True)
+def _fork_small_traces(monkeypatch):
+    """Small test traces split into processes too (by default they run in one)."""
+    from cachesim.simulate import partition
+    monkeypatch.setattr(partition, "MIN_PART_ACCESSES", 1)
+
+
 def random_trace(seed, n_tables=3, n=6000, batch=300):
     rng = np.random.default_rng(seed)
     rows = rng.integers(50, 900, n_tables)
@@ -100,5 +107,5 @@ def test_cli_replay_jobs_matches_one_process(shared_data):
             rec.pop("seconds")
     assert recs[0] == recs[1] and recs[0][0]["misses"] > 0
     bad = CliRunner().invoke(cli, ["replay", path, "--batch-size", "512", "-s", "5%", "--mode",
-                                   "access", "--jobs", "2"])
-    assert bad.exit_code == 2 and "--jobs 2 splits a batch replay" in bad.output
+                                   "batch", "--cache-model", "fbgemm-inference", "--jobs", "2"])
+    assert bad.exit_code == 2 and "--jobs 2 splits a replay by cache sets" in bad.output

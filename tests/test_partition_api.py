@@ -19,6 +19,13 @@ from cachesim.simulate.partition import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _fork_small_traces(monkeypatch):
+    """Small test traces split into processes too (by default they run in one)."""
+    from cachesim.simulate import partition
+    monkeypatch.setattr(partition, "MIN_PART_ACCESSES", 1)
+
+
 def _trace(seed, n=4000, n_tables=3, batch=250):
     rng = np.random.default_rng(seed)
     rows = rng.integers(300, 2500, n_tables)
@@ -140,3 +147,78 @@ def test_split_replays_merge_exactly(seed, n, n_tables, rows, n_batches, parts, 
         else:  # the parts one by one, as Dask workers run them
             split = _by_parts(tr, policy, size, parts, **kw)[1]
     assert _record(split) == _record(one)
+
+
+# -- access mode: set-associative caches split by set ranges --------------------------------------
+@pytest.mark.parametrize("policy", ["lru", "lfu", "fifo"])
+@pytest.mark.parametrize("sized", [False, True])
+def test_an_access_replay_split_by_sets_is_exact(policy, sized):
+    from cachesim.simulate.access import replay
+    from cachesim.simulate.partition import replay_access_partitioned
+    rng = np.random.default_rng(8)
+    n = 12_000
+    tr = cachesim.Trace(row=(rng.zipf(1.2, n) - 1) % 4000, table=rng.integers(0, 2, n).astype(
+        np.int32), size=rng.integers(1, 4000, n) if sized else None)
+    one = replay(tr, policy, "5%", ways=4, mode="access")
+    assert one.hits > 0 and one.evictions > 0
+    split = replay_access_partitioned(tr, policy, "5%", 3, ways=4)
+    assert split.ways == 4 and _record(split) == _record(one)
+    if sized:  # the sizes travelled with their accesses
+        assert _record(split)["miss_bytes"] == _record(one)["miss_bytes"] > one.misses
+
+
+def test_an_access_split_needs_sets():
+    from cachesim.simulate.partition import replay_access_partitioned
+    tr = cachesim.Trace(row=np.arange(100) % 7, table=np.zeros(100, np.int32))
+    with pytest.raises(CachesimError, match="arc at 5% is one fully associative cache here"):
+        replay_access_partitioned(tr, "arc", "5%", 2)
+    with pytest.raises(CachesimError, match="lru at 5% is one fully associative cache here"):
+        replay_access_partitioned(tr, "lru", "5%", 2, ways=None)
+
+
+def test_cli_access_replay_with_jobs_equals_one_process(shared_data):
+    import json
+
+    from click.testing import CliRunner
+
+    from cachesim.cli import cli
+    path = str(shared_data / "criteo/kaggle_train_head10k.tsv")
+    args = ["replay", path, "-p", "lru,fifo", "-s", "2%", "--mode", "access", "--json", "-q"]
+    recs = []
+    for extra in ([], ["--jobs", "2"]):
+        res = CliRunner().invoke(cli, args + extra)
+        assert res.exit_code == 0, res.output
+        recs.append([{k: v for k, v in r.items() if k != "seconds"} for r in json.loads(res.stdout)])
+    assert recs[0] == recs[1] and recs[0][0]["ways"] == 32 and recs[0][0]["evictions"] > 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 600), n_tables=st.integers(1, 4),
+       rows=st.integers(1, 400), parts=st.integers(2, 9), ways=st.sampled_from([1, 2, 4, 8]),
+       policy=st.sampled_from(["lru", "lfu", "fifo"]), size=st.sampled_from(["5%", "20%", "64"]),
+       sized=st.booleans())
+def test_access_split_replays_merge_exactly(seed, n, n_tables, rows, parts, ways, policy, size,
+                                            sized):
+    from cachesim.simulate.access import replay
+    from cachesim.simulate.partition import replay_access_partitioned
+    rng = np.random.default_rng(seed)
+    tr = cachesim.Trace(row=(rng.zipf(1.2, n) - 1) % rows,
+                        table=rng.integers(0, n_tables, n).astype(np.int32),
+                        size=rng.integers(1, 100, n) if sized else None)
+    one = replay(tr, policy, size, ways=ways, mode="access")
+    assert _record(replay_access_partitioned(tr, policy, size, parts, ways=ways)) == _record(one)
+
+
+def test_a_small_trace_runs_in_one_process(monkeypatch):
+    from cachesim.simulate import partition
+    monkeypatch.setattr(partition, "MIN_PART_ACCESSES", 3000)
+    tr = _trace(6)  # 4,000 accesses: one process's worth
+    seen = []
+    real = partition._run_local
+    monkeypatch.setattr(partition, "_run_local", lambda setup: seen.append(setup.plan.parts)
+                        or real(setup))
+    one = replay_batch(tr, "lru", "4%")
+    assert _record(replay_partitioned(tr, "lru", "4%", parts=2)) == _record(one)
+    monkeypatch.setattr(partition, "MIN_PART_ACCESSES", 2000)
+    assert _record(replay_partitioned(tr, "lru", "4%", parts=3)) == _record(one)
+    assert seen == [2]  # (one part: the one-process replay itself)

@@ -68,3 +68,24 @@ def test_dask_refuses_an_access_replay(tmp_path):
                                    "tcp://127.0.0.1:1"])
     assert res.exit_code == 2
     assert "--dask tcp://127.0.0.1:1 splits a batch replay" in res.output
+
+
+def test_an_in_memory_trace_is_scattered_for_a_split_replay(cluster):  # noqa: F811
+    from dask.distributed import Client
+
+    from cachesim import sweep as sweep_module
+    from cachesim.simulate.batch import replay_batch
+    from cachesim.sweep import replay_split_dask
+    tr = _trace()
+    runs = [("lru", "3%", 32), ("lfu", "5%", 32)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Client(cluster, timeout=20) as client:
+            reads = client.run(lambda: sweep_module._WORKER_READS[0])
+            split = replay_split_dask(tr, runs, client, 4)
+            assert client.run(lambda: sweep_module._WORKER_READS[0]) == reads  # no file read
+        for (policy, size, ways), res in zip(runs, split):
+            one = replay_batch(tr, policy, size, ways)
+            rec, ref = res.to_record(per_table=True), one.to_record(per_table=True)
+            rec.pop("seconds"), ref.pop("seconds")
+            assert rec == ref and one.evictions > 0

@@ -173,7 +173,7 @@ def test_cli_stream_equals_in_memory(shared_data, monkeypatch):
 
     monkeypatch.setattr(stream, "StreamSource", Spy)
     assert _cli(*args).exit_code == 0 and opened == []  # 2.7 MB: in memory
-    monkeypatch.setattr(stream, "STREAM_THRESHOLD", 1000)
+    monkeypatch.setattr("cachesim.sizes.STREAM_THRESHOLD", 1000)
     auto = _cli(*args)
     assert opened == [str(path)] and _records(auto.output) == _records(memory.output)
 

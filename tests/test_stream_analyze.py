@@ -138,7 +138,7 @@ def test_cli_analyze_streams_a_parquet_folder(parquet_trace, monkeypatch):
     one, parts, trace = parquet_trace
     code, in_memory = _run("analyze", one, "--json")
     assert code == 0, in_memory
-    monkeypatch.setattr("cachesim.simulate.stream.STREAM_THRESHOLD", 1000)
+    monkeypatch.setattr("cachesim.sizes.STREAM_THRESHOLD", 1000)
     monkeypatch.setattr(cachesim.io, "read_trace", lambda *a, **k: 1 / 0)
     code, streamed = _run("analyze", parts, "--json")
     assert code == 0, streamed

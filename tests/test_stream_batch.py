@@ -179,7 +179,7 @@ def test_cli_streams_fbgemm_per_table(monkeypatch, traces):
     monkeypatch.setattr(stream, "BatchStreamSource", Spy)
     memory = _cli(*args, "--per-table")
     assert memory.exit_code == 0 and opened == []
-    monkeypatch.setattr(stream, "STREAM_THRESHOLD", 1000)
+    monkeypatch.setattr("cachesim.sizes.STREAM_THRESHOLD", 1000)
     auto = _cli(*args, "--per-table")
     assert opened == [Path(path)] or opened == [str(path)]
     assert _records(auto.output) == _records(memory.output)

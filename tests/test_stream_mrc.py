@@ -219,7 +219,7 @@ def test_cli_mrc_streams(files, monkeypatch):
         code, in_memory = _run("mrc", path, "--no-stream", *args)
         assert code == 0 and streamed == in_memory and streamed.count("\n") > 3
     # by default a file over the threshold streams: it is never read whole
-    monkeypatch.setattr("cachesim.simulate.stream.STREAM_THRESHOLD", 1000)
+    monkeypatch.setattr("cachesim.sizes.STREAM_THRESHOLD", 1000)
 
     def no_read(*a, **k):
         raise AssertionError("read in memory")
@@ -247,7 +247,7 @@ def test_cli_mrc_streams_a_parquet_folder(parquet_trace, monkeypatch):
     one, parts, trace = parquet_trace
     code, in_memory = _run("mrc", one, "-s", "1%,10%", "-m", "shards", "--rate", "0.5")
     assert code == 0, in_memory
-    monkeypatch.setattr("cachesim.simulate.stream.STREAM_THRESHOLD", 1000)
+    monkeypatch.setattr("cachesim.sizes.STREAM_THRESHOLD", 1000)
     monkeypatch.setattr(cachesim.io, "read_trace", lambda *a, **k: 1 / 0)
     code, streamed = _run("mrc", parts, "-s", "1%,10%", "-m", "shards", "--rate", "0.5")
     assert code == 0 and streamed == in_memory

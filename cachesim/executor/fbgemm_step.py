@@ -3,7 +3,7 @@ kept on the device next to its lines.
 
 The rules are those of `cachesim.simulate.fbgemm` (its docstring and /work/notes/fbgemm_rules.md
 cite FBGEMM's files), and one `step` equals one batch of that module's numba kernel
-(`FbgemmCache._run`): the same lines, stamps, counts, locks and counters. Here a whole batch is
+(`FbgemmCache.run_batches`): the same lines, stamps, counts, locks and counters. Here a whole batch is
 a few array operations, with no loop over keys or sets:
 
 1. unique keys (ascending, with their accesses): `xp.unique`;

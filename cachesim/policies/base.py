@@ -267,11 +267,26 @@ _REGISTRY: dict[str, Policy] = {}
 _ALIASES: dict[str, str] = {}
 # builds the W-way variant of a policy that declares a set_rule (setassoc.py installs it)
 _set_variant: Callable[[Policy], Policy] | None = None
-# The built-in policies, name -> module, in their listing order. A module is imported (and so
-# registered) when its policy is first asked for, so a command pays only for the policies it
-# runs; listing the policies, or a name that is not one of these (an alias), imports them all.
-BUILTIN = {"lru": "lru", "fifo": "fifo", "lfu": "lfu", "clock": "clock", "random": "random_policy",
-           "opt": "opt", "sieve": "sieve", "arc": "arc", "s3fifo": "s3fifo"}
+# The built-in policies are this folder's modules other than these (a policy `name` lives in
+# `name.py`, or `name_policy.py` where the name would shadow a standard module). A module is
+# imported, and so registered, when its policy is first asked for, so a command pays only for
+# the policies it runs; listing the policies, or a name that is not a module's (an alias),
+# imports them all. Listing order: LISTED first, then any other built-in by name.
+_NOT_POLICIES = {"base", "plugins", "setassoc"}
+LISTED = ("lru", "fifo", "lfu", "clock", "random", "opt", "sieve", "arc", "s3fifo")
+
+
+def _builtin_modules() -> dict[str, str]:
+    import pkgutil
+    found = {}
+    for m in pkgutil.iter_modules([os.path.dirname(__file__)]):
+        if m.name not in _NOT_POLICIES and not m.name.startswith("_"):
+            found[m.name.removesuffix("_policy")] = m.name
+    return {**{n: found[n] for n in LISTED if n in found},
+            **{n: found[n] for n in sorted(found) if n not in LISTED}}
+
+
+BUILTIN = _builtin_modules()  # policy name -> module
 
 
 _importing: set[str] = set()  # the built-ins whose module is being imported now

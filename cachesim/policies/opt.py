@@ -35,20 +35,23 @@ def init(setup: Setup) -> tuple:
 
 
 @numba.njit(cache=True, inline="always")
+def _put(j, k, pri, hkey, hpri, hpos):
+    """Key k with priority pri into heap slot j."""
+    hkey[j] = k
+    hpri[j] = pri
+    hpos[k] = j
+
+
+@numba.njit(cache=True, inline="always")
 def _sift_up(j, k, pri, hkey, hpri, hpos):
     """Place key k with priority pri at slot j or above (its priority did not drop)."""
     while j > 0:
         parent = (j - 1) >> 1
         if hpri[parent] >= pri:
             break
-        pk = hkey[parent]
-        hkey[j] = pk
-        hpri[j] = hpri[parent]
-        hpos[pk] = j
+        _put(j, hkey[parent], hpri[parent], hkey, hpri, hpos)
         j = parent
-    hkey[j] = k
-    hpri[j] = pri
-    hpos[k] = j
+    _put(j, k, pri, hkey, hpri, hpos)
 
 
 @numba.njit(cache=True, inline="always")
@@ -63,14 +66,9 @@ def _sift_down(k, pri, count, hkey, hpri, hpos):
             c += 1
         if hpri[c] <= pri:
             break
-        ck = hkey[c]
-        hkey[j] = ck
-        hpri[j] = hpri[c]
-        hpos[ck] = j
+        _put(j, hkey[c], hpri[c], hkey, hpri, hpos)
         j = c
-    hkey[j] = k
-    hpri[j] = pri
-    hpos[k] = j
+    _put(j, k, pri, hkey, hpri, hpos)
 
 
 @numba.njit(cache=True, inline="always")

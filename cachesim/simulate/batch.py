@@ -539,6 +539,11 @@ class BatchCache:
 
     # -- state views ---------------------------------------------------------------------------
     @property
+    def key_sets(self) -> np.ndarray:
+        """Set of each dense id (a copy)."""
+        return self._state.keyrec[:, KR_SET] >> TABLE_BITS
+
+    @property
     def line_ids(self) -> np.ndarray:
         """Dense id held by each line, -1 when empty (a copy)."""
         return self._state.line_id >> TABLE_BITS

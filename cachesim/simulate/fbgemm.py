@@ -584,7 +584,7 @@ class FbgemmCache(BatchCounters):
     def capacity_rows(self) -> int:
         return self.n_sets * self.ways
 
-    def _run(self, keys, tables, ids, starts) -> np.ndarray:
+    def run_batches(self, keys, tables, ids, starts) -> np.ndarray:
         n_b = starts.shape[0] - 1
         out = np.zeros((n_b, len(COUNTER_NAMES)), dtype=np.int64)
         if n_b == 0:
@@ -642,7 +642,7 @@ class FbgemmCache(BatchCounters):
         if self._external_ids:
             raise CachesimError("step() needs a cache built without n_ids (it numbers the keys "
                                 "itself)")
-        out = self._run(keys, tables, self._ids_of(keys), np.array([0, keys.size], np.int64))
+        out = self.run_batches(keys, tables, self._ids_of(keys), np.array([0, keys.size], np.int64))
         return dict(zip(COUNTER_NAMES, (int(v) for v in out[0])))
 
 
@@ -661,7 +661,7 @@ def _linear_keys(table, row, offsets, table_rows, out):
 
 
 def feed_arrays(trace, cache: "FbgemmCache"):
-    """(linear keys, tables, dense ids, batch starts) of `trace` as `cache._run` takes them; a
+    """(linear keys, tables, dense ids, batch starts) of `trace` as `cache.run_batches` takes them; a
     CachesimError naming the access when a row is outside its table."""
     trace.require_nonempty()
     starts = trace.batch_starts
@@ -688,7 +688,7 @@ def feed_trace(trace, cache: "FbgemmCache", bar=None) -> None:
     for i in range(0, n_b, per_chunk):
         j = min(n_b, i + per_chunk)
         a, z = starts[i], starts[j]
-        cache._run(keys[a:z], tables[a:z], ids[a:z], starts[i:j + 1] - a)
+        cache.run_batches(keys[a:z], tables[a:z], ids[a:z], starts[i:j + 1] - a)
         if bar is not None:
             bar.update(int(z - a))
 
@@ -840,7 +840,6 @@ def fbgemm_cache_for(trace, policy, capacity, ways, *, per_table=False, warp=Non
                      prefetch_pipeline=False, stacklevel=3, record_cache_miss_counter=False):
     """(an empty FbgemmCache for `trace`, the size as text, the load factor or None): the
     geometry of `replay_batch_fbgemm` (its checks, and its TableRowsInferredWarning)."""
-    import warnings
 
     from ..policies import get_policy
     pol = policy if hasattr(policy, "name") else get_policy(str(policy))
@@ -855,16 +854,24 @@ def fbgemm_cache_for(trace, policy, capacity, ways, *, per_table=False, warp=Non
         raise CachesimError("--prefetch-pipeline needs policy lru: FBGEMM asserts 'Only LRU cache "
                             "policy supports prefetch_pipeline'")
     w = check_fbgemm_ways(ways, warp)
-    trace.require_nonempty()
-    msg = table_rows_warning(trace)
-    if msg:
-        warnings.warn(msg, TableRowsInferredWarning, stacklevel=stacklevel)
-    size_kw, size_text, load_factor = fbgemm_geometry(trace, capacity, w, per_table)
+    size_kw, size_text, load_factor = checked_geometry(trace, capacity, w, per_table,
+                                                       stacklevel + 1)
     cache = FbgemmCache(np.maximum(trace.table_rows, 1), policy=name, ways=w,
                         prefetch_pipeline=prefetch_pipeline, per_table=per_table,
                         n_ids=trace.n_distinct, record_cache_miss_counter=record_cache_miss_counter,
                         **size_kw)
     return cache, size_text, load_factor
+
+
+def checked_geometry(trace, capacity, ways: int, per_table: bool, stacklevel: int = 2):
+    """`fbgemm_geometry` of a non-empty trace, warning (TableRowsInferredWarning, at the
+    caller's caller's `stacklevel`) when its num_embeddings were inferred."""
+    import warnings
+    trace.require_nonempty()
+    msg = table_rows_warning(trace)
+    if msg:
+        warnings.warn(msg, TableRowsInferredWarning, stacklevel=stacklevel + 1)
+    return fbgemm_geometry(trace, capacity, ways, per_table)
 
 
 def fbgemm_result(trace, cache: FbgemmCache, size_text: str, load_factor, seconds: float = 0.0,

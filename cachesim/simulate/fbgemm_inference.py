@@ -35,8 +35,7 @@ from .fbgemm import (BatchCounters, max_batch, CMISS, COUNTER_NAMES, CUMISS, EVI
                      FBGEMM_COUNTERS, FILLS, MISSES,
                      N_CALLS, N_CMISS, N_CUMISS, N_REQ, POLICIES, REQ, T_CMISS, T_CUMISS,
                      T_EVICT, T_MISSES, T_REQ, T_UMISS, T_UNIQ, TABLE_COUNTERS, UMISS, UNIQ,
-                     FbgemmCache, feed_trace, fbgemm_cache_sets, fbgemm_geometry, table_rows_warning,
-                     TableRowsInferredWarning)
+                     FbgemmCache, checked_geometry, feed_trace, fbgemm_cache_sets)
 
 MODEL_NAME = "fbgemm-inference"
 INFERENCE_WAYS = (32, 64, 1)  # cache_assoc: the warp size (64 on AMD CDNA), or 1: direct-mapped
@@ -232,9 +231,9 @@ class FbgemmInferenceCache(BatchCounters):
     def capacity_rows(self) -> int:
         return self.n_sets * self.ways
 
-    def _run(self, keys, tables, ids, starts) -> np.ndarray:
+    def run_batches(self, keys, tables, ids, starts) -> np.ndarray:
         if self._assoc is not None:
-            out = self._assoc._run(keys, tables, ids, starts)
+            out = self._assoc.run_batches(keys, tables, ids, starts)
         else:
             n_b = starts.shape[0] - 1
             out = np.zeros((n_b, len(COUNTER_NAMES)), dtype=np.int64)
@@ -258,7 +257,7 @@ class FbgemmInferenceCache(BatchCounters):
             ids = self._assoc._ids_of(keys)
         else:  # ids need only be consistent within a batch (marks carry the time step)
             ids = np.unique(keys, return_inverse=True)[1].reshape(-1).astype(np.int64)
-        out = self._run(keys, tables, ids, np.array([0, keys.size], np.int64))
+        out = self.run_batches(keys, tables, ids, np.array([0, keys.size], np.int64))
         return dict(zip(COUNTER_NAMES, (int(v) for v in out[0])))
 
 
@@ -317,7 +316,6 @@ def inference_cache_for(trace, policy, capacity, ways=32, *, per_table=False,
                         prefetch_pipeline=False, warp=None, stacklevel=3):
     """(an empty FbgemmInferenceCache for `trace`, the size as text, the load factor or None):
     the geometry of `replay_batch_fbgemm_inference`, with its checks and warning."""
-    import warnings
 
     from ..policies import get_policy
     name = policy.name if hasattr(policy, "name") else get_policy(str(policy)).name
@@ -332,11 +330,7 @@ def inference_cache_for(trace, policy, capacity, ways=32, *, per_table=False,
                             "inference op never locks cache lines; drop it, or use "
                             "--cache-model fbgemm")
     w = check_inference_ways(ways, warp)
-    trace.require_nonempty()
-    msg = table_rows_warning(trace)
-    if msg:
-        warnings.warn(msg, TableRowsInferredWarning, stacklevel=stacklevel)
-    size_kw, size_text, load_factor = fbgemm_geometry(trace, capacity, w, False)
+    size_kw, size_text, load_factor = checked_geometry(trace, capacity, w, False, stacklevel + 1)
     cache = FbgemmInferenceCache(np.maximum(trace.table_rows, 1), policy=name, ways=w,
                                  n_ids=trace.n_distinct, **size_kw)
     return cache, size_text, load_factor

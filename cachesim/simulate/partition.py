@@ -40,10 +40,15 @@ import numba
 import numpy as np
 
 from ..errors import CachesimError
-from ..hashing import set_index
+from ..hashing import n_sets_for, set_index
 from .result import DEFAULT_WAYS, Result, resolve_cache_model
 
 MAX_PARTS = 127  # a key's part is an int8
+# a local split forks only while each process gets at least this many accesses: the fixed
+# costs (fork, each process's empty cache of the whole geometry, the part ids of every key,
+# the merge) outweigh what 2 processes save below a few million accesses (bench/RESULTS.md,
+# "Set split": 0.54x on the 260,000-access Criteo sample, 0.92x on 2M accesses, 1.1-1.6x on 10M)
+MIN_PART_ACCESSES = 1 << 21
 
 _JOB = None  # the job the forked workers read (inherited by fork, never pickled)
 
@@ -198,17 +203,21 @@ def _part_of_id(trace, plan: PartPlan, template) -> np.ndarray:
                 trace.distinct_keys - trace.table_offsets[trace.key_table])
         sets = set_index(key_of_id, template.n_sets)
     else:
-        from .batch import KR_SET, TABLE_BITS
-        sets = template._state.keyrec[:, KR_SET] >> TABLE_BITS
+        sets = template.key_sets
     return _set_ranges(sets, template.n_sets, plan.parts)
+
+
+def _checked_parts(parts) -> int:
+    parts = int(parts)
+    if parts < 1 or parts > MAX_PARTS:
+        raise CachesimError(f"--jobs {parts}: give 1 to {MAX_PARTS} processes")
+    return parts
 
 
 def _plan(trace, policy, capacity, parts, ways, per_table, inference, cache_model,
           prefetch_pipeline, warp):
     """(PartPlan, the whole replay's empty cache, its size text, load factor or capacity)."""
-    parts = int(parts)
-    if parts < 1 or parts > MAX_PARTS:
-        raise CachesimError(f"--jobs {parts}: give 1 to {MAX_PARTS} processes")
+    parts = _checked_parts(parts)
     model = resolve_cache_model(cache_model)
     from .batch import batch_policy
     trace.require_nonempty()
@@ -345,7 +354,7 @@ class _Setup:
             np.cumsum(sub[:, p], out=st[1:])
             z = at + int(st[-1])
             if self.linear:
-                cache._run(keys[at:z], tabs[at:z], ids[at:z], st)
+                cache.run_batches(keys[at:z], tabs[at:z], ids[at:z], st)
             else:
                 cache.run(ids[at:z], st)
         if self.linear:
@@ -492,16 +501,94 @@ def _run_local(setup: _Setup):
                 proc.join()
 
 
+class _AccessSetup(_Setup):
+    """An access replay of a set-associative cache, split by set ranges: part p's accesses, in
+    the trace's order, replay on a cache of the whole geometry (`access.Replayer`). Every set
+    rule (lru, fifo, lfu with its lru ties, a plugin's) compares the time stamps of one set's
+    lines only, and a part's stamps (its own access count) keep the trace's order within each
+    set, so the parts' counters sum to the one replay's exactly. The take (`_take_chunk`, over
+    P runs of accesses) carries each access's global dense id, and its size in the key column
+    when the trace has sizes."""
+
+    def __init__(self, trace, pol_run, capacity_value, unit, ways, seed, parts):
+        n_sets = n_sets_for(capacity_value, ways)
+        P = max(1, min(int(parts), n_sets))
+        self.plan = PartPlan(pol_run.name, capacity_value, ways, "access", P)
+        self.trace, self.template = trace, None
+        self.args = (pol_run, capacity_value, unit, ways, seed)
+        part_of_id = _set_ranges(set_index(trace.distinct_keys, n_sets), n_sets, P)
+        n_keys, n = trace.n_distinct, len(trace)
+        dtype = np.int64 if n_keys >= 1 << (31 - PART_BITS) else np.int32
+        self.part_id = (np.arange(n_keys, dtype=dtype) << PART_BITS) | part_of_id
+        self.ids = np.ascontiguousarray(trace.dense_ids)
+        self.starts = (np.arange(P + 1, dtype=np.int64) * n) // P  # P runs, no batches
+        self.linear, self.check = trace.has_sizes, False
+        self.row = (np.ascontiguousarray(trace.size, dtype=np.int64) if self.linear
+                    else np.zeros(0, np.int64))
+        self.table = np.zeros(n if self.linear else 0, dtype=np.int32)
+        self.offsets = np.zeros(1, np.int64)
+        self.table_rows = np.zeros(1, np.int64)
+
+    def replay(self, out, p: int, chunks):
+        from .access import Replayer
+        sizes, _, ids, cnt = out[:4]
+        r = Replayer(self.trace, *self.args)
+        empty = np.zeros(0, dtype=np.int64)
+        for c in range(len(chunks) - 1):
+            b0, b1 = int(chunks[c]), int(chunks[c + 1])
+            if b0 == b1:
+                continue
+            at = int(self.starts[b0]) + int(cnt[b0:b1, :p].sum())
+            z = at + int(cnt[b0:b1, p].sum())
+            r.feed_arrays(ids[at:z], sizes[at:z] if self.linear else empty, empty)
+        return r.counters.copy()
+
+
+def replay_access_partitioned(trace, policy="lru", capacity="5%", parts: int = 2,
+                              ways=DEFAULT_WAYS, *, seed: int = 0) -> Result:
+    """`access.replay(trace, policy, capacity, ways, mode="access")` of a set-associative cache
+    (lru, lfu, fifo or a plugin's set rule, a size in rows or %) split into `parts` processes by
+    ranges of sets (`cachesim replay --mode access --jobs N`), merged to exactly its Result
+    (only `seconds` differs). A cache of fewer sets than `parts` runs in that many, and a trace
+    of fewer than MIN_PART_ACCESSES accesses a process in fewer processes."""
+    from .access import access_result, plan, replay
+    t0 = time.perf_counter()
+    asked = ways
+    trace.require_nonempty()
+    pol, pol_run, cap, capacity_value, unit, ways = plan(trace, policy, capacity, ways)
+    if ways is None or pol_run.needs_next:
+        raise CachesimError(f"--jobs {parts} splits an access replay by cache sets, but "
+                            f"{pol.name} at {cap.text} is one fully associative cache here; give "
+                            "--ways W with lru, lfu or fifo and a size in rows or %, or drop "
+                            "--jobs")
+    parts = min(_checked_parts(parts), max(1, len(trace) // MIN_PART_ACCESSES))
+    if parts == 1:  # the one-process replay itself
+        return replay(trace, policy, capacity, asked, seed=seed, mode="access")
+    setup = _AccessSetup(trace, pol_run, capacity_value, unit, ways, seed, parts)
+    counters = sum(_run_local(setup))
+    return access_result(trace, pol.name, cap, capacity_value, unit, ways, counters,
+                         time.perf_counter() - t0)
+
+
 def replay_partitioned(trace, policy="lru", capacity="5%", parts: int = 2, ways=DEFAULT_WAYS, *,
                        per_table: bool = False, inference: bool = False, cache_model=None,
                        prefetch_pipeline: bool = False, warp=None) -> Result:
     """`replay_batch(trace, policy, capacity, ways, ...)` split into `parts` processes (by set
     ranges, or by tables with `per_table`), merged to exactly its `Result` (only `seconds`, the
     wall time of the whole split replay, differs). A cache with fewer sets (tables) than `parts`
-    runs in that many parts; a fully associative unified cache (one set) runs in one."""
+    runs in that many parts; a fully associative unified cache (one set) runs in one, and so
+    does a trace of fewer than MIN_PART_ACCESSES accesses a process (2 processes would be slower
+    than one)."""
     t0 = time.perf_counter()
+    if _checked_parts(parts) == 1 or len(trace) < 2 * MIN_PART_ACCESSES:
+        from .batch import replay_batch  # one process: the one-process replay itself
+        return replay_batch(trace, policy, capacity, ways, per_table=per_table,
+                            inference=inference, cache_model=cache_model,
+                            prefetch_pipeline=prefetch_pipeline, warp=warp)
     plan, template, size_text, extra = _plan(trace, policy, capacity, parts, ways, per_table,
                                              inference, cache_model, prefetch_pipeline, warp)
+    if len(trace) < MIN_PART_ACCESSES * plan.parts:
+        plan = replace(plan, parts=len(trace) // MIN_PART_ACCESSES)
     setup = _Setup(trace, plan, template)
     res = _run_local(setup)
     if res is None:

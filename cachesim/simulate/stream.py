@@ -54,8 +54,6 @@ from ..trace import DEFAULT_DIM, InvalidAccess, Trace
 from .access import CHUNK, Replayer, access_result, plan
 from .result import DEFAULT_WAYS, Result
 
-STREAM_THRESHOLD = 1 << 30  # `cachesim replay` streams files larger than this (bytes)
-
 
 @numba.njit(cache=True)
 def _next_backward(ids, start, last, out):
@@ -92,7 +90,26 @@ def _read_block(f, dtype, start: int, count: int) -> np.ndarray:
     return out
 
 
-class StreamSource:
+class Streamed:
+    """What every streamed trace object shares: `len` is its accesses (`self.n`), and `with`
+    closes it (its `close` removes its temporary files)."""
+
+    n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+
+class StreamSource(Streamed):
     """One trace file, read in chunks of `chunk_accesses` accesses; see the module docstring.
     Use as a context manager (or call `close`) to remove the temporary files OPT needs."""
 
@@ -139,15 +156,6 @@ class StreamSource:
         self.request_bytes = total
         self.meta = _Meta(str(self.path), self.keymap.distinct_keys, has_sizes,
                           "objects" if self.fmt == "oracle-general" else "t0")
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _keep_sizes(self, fs, sizes: np.ndarray, done: int) -> None:
         """Write `sizes` (accesses done.. of the trace) to the sizes file, which stays empty
@@ -459,7 +467,7 @@ def _batch_model(meta, policy, capacity, ways, per_table, cache_model, inference
 
     def feed(tr, ids):
         keys, tables, ids, starts = feed_arrays(tr.given_remap(ids, meta.distinct_keys), cache)
-        calls[0] += int(np.count_nonzero(cache._run(keys, tables, ids, starts)[:, REQ]))
+        calls[0] += int(np.count_nonzero(cache.run_batches(keys, tables, ids, starts)[:, REQ]))
         # per-batch counters summed as they come: memory stays flat however many batches
         cache.batches = [cache.per_batch().sum(axis=0, keepdims=True)]
 

@@ -1,10 +1,10 @@
 """FBGEMM's training cache as array code over `xp` (NumPy or CuPy): the executor's cache index,
 kept on the device next to its lines.
 
-The rules are those of `cachesim.simulate.fbgemm` (its docstring and /work/notes/fbgemm_rules.md
-cite FBGEMM's files), and one `step` equals one batch of that module's numba kernel
-(`FbgemmCache.run_batches`): the same lines, stamps, counts, locks and counters. Here a whole batch is
-a few array operations, with no loop over keys or sets:
+The rules are those of `cachesim.simulate.fbgemm` (its docstring and README.md's "FBGEMM's
+cache, rule by rule" cite FBGEMM's files), and one `step` equals one batch of that module's
+numba kernel (`FbgemmCache.run_batches`): the same lines, stamps, counts, locks and counters.
+Here a whole batch is a few array operations, with no loop over keys or sets:
 
 1. unique keys (ascending, with their accesses): `xp.unique`;
 2. set = set_base[table] + fmix64(key - hash_off[table]) % sets[table], in uint64;

@@ -15,13 +15,17 @@ RSS, `ru_maxrss`, and the whole process's wall time):
 - the C simulator: `FILE oracleGeneral lru N --ignore-obj-size 1 --print-head-req false`
   (bench/out/libcachesim, built by bench/startup.py), run in bench/out/ (it writes a file
   there); its hits come from its 4-digit miss ratio, so they agree to about 1e-4 x requests;
+- with `--parquet`: the same accesses as a Parquet folder per length (a `row` column, zstd,
+  parts of 2^24 accesses), replayed with the same cachesim command (a one-table Parquet trace
+  streams in access mode); the C simulator reads only oracleGeneral;
 - with `--curves`: `cachesim mrc FILE --stream` (exact LRU curve, every size) and
   `cachesim mrc FILE --method shards --rate 0.001 --stream`.
 
 Files live in bench/out/billion/ (about 24 GB at 1e9) and are deleted at the end unless
 `--keep`.
 
-    flock /tmp/bench.lock .venv/bin/python bench/billion.py                     # 1e8, 3e8, 1e9
+    flock /tmp/bench.lock .venv/bin/python bench/billion.py --parquet --curves  # 1e8, 3e8, 1e9
+    ... --reuse --keep                  # the files of an earlier --keep run, kept again
     flock /tmp/bench.lock .venv/bin/python bench/billion.py --lengths 2e6,5e6   # a quick check
 """
 from __future__ import annotations
@@ -77,6 +81,24 @@ def prefix(src: Path, dst: Path, records: int) -> None:
             left -= len(buf)
 
 
+def write_parquet(src: Path, folders: dict[int, Path], part: int = 1 << 24) -> None:
+    """The same accesses as Parquet folders (a `row` column, int64; zstd), one per length:
+    the first n records of `src`, in parts of `part` accesses."""
+    import polars as pl
+    n_max = max(folders)
+    for f in folders.values():
+        f.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as fh:
+        for i, start in enumerate(range(0, n_max, part)):
+            m = min(part, n_max - start)
+            rec = np.fromfile(fh, dtype=DTYPE, count=m)
+            rows = rec["id"].astype(np.int64)
+            for n, folder in folders.items():
+                if start < n:
+                    pl.DataFrame({"row": rows[:n - start]}).write_parquet(
+                        folder / f"part-{i}.parquet")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lengths", default="1e8,3e8,1e9")
@@ -85,6 +107,10 @@ def main() -> None:
     ap.add_argument("--curves-at", default=None,
                     help="lengths to run the curves at (default: the longest)")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--parquet", action="store_true",
+                    help="also replay the same accesses from Parquet folders (`row` column)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="use the files (and distinct.json) a --keep run left, if all are there")
     a = ap.parse_args()
     lengths = sorted(int(float(x)) for x in a.lengths.split(","))
     curves_at = ({int(float(x)) for x in a.curves_at.split(",")} if a.curves_at
@@ -94,16 +120,30 @@ def main() -> None:
         raise SystemExit(f"the C simulator is not built: {label}")
     FOLDER.mkdir(parents=True, exist_ok=True)
     longest = FOLDER / f"zipf_{lengths[-1]}.oracleGeneral.bin"
+    files = {n: FOLDER / f"zipf_{n}.oracleGeneral.bin" for n in lengths}
+    sidecar = FOLDER / "distinct.json"
     t0 = time.perf_counter()
-    distinct = generate(longest, lengths[-1], a.keys, lengths)
-    files = {lengths[-1]: longest}
-    for n in lengths[:-1]:
-        files[n] = FOLDER / f"zipf_{n}.oracleGeneral.bin"
-        prefix(longest, files[n], n)
+    known = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    if a.reuse and all(str(n) in known and files[n].exists() and
+                       files[n].stat().st_size == n * DTYPE.itemsize for n in lengths):
+        distinct = {n: known[str(n)] for n in lengths}
+        print("reusing the files of an earlier --keep run")
+    else:
+        distinct = generate(longest, lengths[-1], a.keys, lengths)
+        for n in lengths[:-1]:
+            prefix(longest, files[n], n)
+        sidecar.write_text(json.dumps({str(n): d for n, d in distinct.items()}))
     print(f"generated {', '.join(f'{n:,}' for n in lengths)} accesses over {a.keys:,} ranks in "
           f"{time.perf_counter() - t0:.0f} s ({longest.stat().st_size / 2**30:.1f} GiB at "
           f"{lengths[-1]:,}); C: {label}")
     rows = []
+    if a.parquet:
+        t0 = time.perf_counter()
+        pq = {n: FOLDER / f"zipf_{n}.parquet.d" for n in lengths}
+        write_parquet(longest, pq)
+        size = sum(f.stat().st_size for f in pq[lengths[-1]].iterdir()) / 2**30
+        print(f"Parquet written in {time.perf_counter() - t0:.0f} s ({size:.2f} GiB at "
+              f"{lengths[-1]:,})", flush=True)
     try:
         for n in lengths:
             path, cap = files[n], max(1, distinct[n] // 100)
@@ -113,7 +153,14 @@ def main() -> None:
             c = measure([str(binary), str(path), "oracleGeneral", "lru", str(cap),
                          "--ignore-obj-size", "1", "--print-head-req", "false"])
             c_hits = round(n * (1 - c_miss_ratio(c["out"])))
-            rows.append((n, distinct[n], cap, ours, ours_hits, c, c_hits))
+            rows.append((n, distinct[n], cap, ours, ours_hits, c, c_hits, "oracleGeneral"))
+            if a.parquet:
+                pqr = measure([str(CLI), "replay", str(pq[n]), "--mode", "access", "-p", "lru",
+                               "-s", str(cap), "--ways", "full", "-q", "--json", "--stream"])
+                pq_hits = json.loads(pqr["out"].split("@@")[0])[0]["hits"]
+                rows.append((n, distinct[n], cap, pqr, pq_hits, c, c_hits, "Parquet"))
+                print(f"{'':>13}  cachesim from Parquet: {pqr['peak_rss_gib']:.2f} GiB "
+                      f"{pqr['seconds']:.1f} s; hits {pq_hits:,}", flush=True)
             print(f"{n:>13,} accesses, {distinct[n]:,} distinct, LRU {cap:,}: cachesim "
                   f"{ours['peak_rss_gib']:.2f} GiB {ours['seconds']:.1f} s, C "
                   f"{c['peak_rss_gib']:.2f} GiB {c['seconds']:.1f} s; hits {ours_hits:,} vs "
@@ -128,11 +175,11 @@ def main() -> None:
         if not a.keep:
             shutil.rmtree(FOLDER)
     print()
-    print("| accesses | distinct keys | LRU size | cachesim peak GiB | C peak GiB | cachesim s |"
-          " C s | C / cachesim time | hits agree (C: 4-digit ratio) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for n, d, cap, ours, oh, c, ch in rows:
-        print(f"| {n:,} | {d:,} | {cap:,} | {ours['peak_rss_gib']:.2f} | "
+    print("| accesses | distinct keys | LRU size | cachesim reads | cachesim peak GiB | C peak GiB |"
+          " cachesim s | C s | C / cachesim time | hits agree (C: 4-digit ratio) |")
+    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---|")
+    for n, d, cap, ours, oh, c, ch, fmt in rows:
+        print(f"| {n:,} | {d:,} | {cap:,} | {fmt} | {ours['peak_rss_gib']:.2f} | "
               f"{c['peak_rss_gib']:.2f} | {ours['seconds']:.1f} | {c['seconds']:.1f} | "
               f"{c['seconds'] / ours['seconds']:.2f}x | {abs(oh - ch) <= n * 1e-4 + 1} |")
 

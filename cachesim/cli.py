@@ -169,9 +169,9 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--stream/--no-stream", "stream", default=None,
               help="Read the trace in chunks, in memory bounded by the cache, not the trace "
-                   "(access mode: oracle-general and txt files; batch mode: Parquet files, "
-                   "folders and datasets, fbgemm-npz and dlrm-pt). Default: stream such traces "
-                   "over 1 GiB.")
+                   "(access mode: oracle-general, txt and, with --stream, one-table Parquet; "
+                   "batch mode: Parquet files, folders and datasets, fbgemm-npz and dlrm-pt). "
+                   "Default: stream such traces over 1 GiB.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Split each replay over N processes by ranges of cache sets (batch mode; "
                    "by tables with --per-table; access mode with --ways); the merged counts are "

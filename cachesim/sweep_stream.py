@@ -80,11 +80,15 @@ def stream_fingerprint(src, spec: StreamSpec, progress: bool = False) -> str:
     ids_h, sizes_h, batch_h = (hashlib.blake2b(digest_size=16) for _ in range(3))
     n, done = len(src), 0
     bar = Throughput(f"{Path(spec.path).name}: fingerprint", src.nbytes, progress)
+    one = src.one_size if spec.mode == "access" else None  # constant sizes: one number
+    if one is not None:
+        sizes_h.update(np.full(1, one, dtype=np.int64).tobytes())
     try:
         for ids, column in (src.chunks() if spec.mode == "access" else
                             ((ids, tr.batch) for tr, ids in src.batches())):
             _feed(ids_h, ids)
-            _feed(sizes_h if spec.mode == "access" else batch_h, column)
+            if one is None:
+                _feed(sizes_h if spec.mode == "access" else batch_h, column)
             done += ids.shape[0]
             bar.update(ids.shape[0], src.nbytes * done // n)
     finally:

@@ -595,14 +595,15 @@ class KeyMap:
         self._distinct = np.empty(1 << 12 if direct else self._room(), dtype=np.int64)
         self.n = 0
 
-    def _add_direct(self, keys: np.ndarray) -> np.ndarray | None:
-        """Dense ids through the direct table, or None (then hashing) when a key is outside it."""
+    def _add_direct(self, keys: np.ndarray, out: np.ndarray) -> bool:
+        """Dense ids into `out` through the direct table; False (then hashing) when a key is
+        outside it."""
         if keys.shape[0] == 0:
-            return np.empty(0, dtype=np.int32)
+            return True
         lo, hi = (int(x) for x in _key_range(keys))
         if lo < 0 or hi >= DIRECT_KEYMAP_MAX:
             self._to_hash()
-            return None
+            return False
         if hi >= self._first.shape[0]:
             grown = np.zeros(1 << max(12, hi.bit_length()), dtype=np.int32)
             grown[:self._first.shape[0]] = self._first
@@ -612,10 +613,9 @@ class KeyMap:
             grown = np.empty(min(room, DIRECT_KEYMAP_MAX), dtype=np.int64)
             grown[:self.n] = self._distinct[:self.n]
             self._distinct = grown
-        out = np.empty(keys.shape[0], dtype=np.int32)
         self.n = int(_dense_remap_direct(keys, np.int64(0), self._first, out, self._distinct,
                                          self.n))
-        return out
+        return True
 
     def _to_hash(self) -> None:
         """From the direct table to hashing, keeping every id."""
@@ -640,14 +640,15 @@ class KeyMap:
         grown[:self.n] = self._distinct[:self.n]
         self._distinct = grown
 
-    def add(self, keys: np.ndarray) -> np.ndarray:
-        """Dense ids of `keys`, numbering the new ones."""
-        keys = np.ascontiguousarray(keys, dtype=np.int64)
-        if self._first is not None:
-            out = self._add_direct(keys)
-            if out is not None:
-                return out
-        out = np.empty(keys.shape[0], dtype=np.int32)
+    def add(self, keys: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Dense ids of `keys` (int64, strided views too), numbering the new ones; into `out`
+        (int32, as long as keys) when given."""
+        if keys.dtype != np.int64 or keys.ndim != 1:
+            keys = np.ascontiguousarray(keys, dtype=np.int64).reshape(-1)
+        if out is None:
+            out = np.empty(keys.shape[0], dtype=np.int32)
+        if self._first is not None and self._add_direct(keys, out):
+            return out
         i = 0
         while True:
             i, self.n = _dense_remap(keys, out, i, self._slots, self._distinct, self.n)

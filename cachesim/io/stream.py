@@ -48,9 +48,10 @@ def streamable(path, fmt: str | None = None) -> str | None:
     return None
 
 
-def _oracle_chunks(path: Path, chunk: int):
+def _oracle_chunks(path: Path, chunk: int, views: bool = False):
     # read into one reused buffer, not a memory map: mapped file pages count as resident
-    # memory, so a map read to the end would hold the whole file
+    # memory, so a map read to the end would hold the whole file. `views`: the id and size
+    # columns as strided views of that buffer (valid until the next chunk), not fresh copies
     n = oracle_records(path).shape[0]
     buf = np.empty(min(chunk, n), dtype=ORACLE_DTYPE)
     with open(path, "rb") as f:
@@ -62,7 +63,10 @@ def _oracle_chunks(path: Path, chunk: int):
                                        offset=start * ORACLE_DTYPE.itemsize + got,
                                        fix="replay it again once it is complete")
             # ids kept bit for bit as int64 keys, as `read_oracle_general` does
-            yield part["id"].view(np.int64).copy(), part["size"].astype(np.int64)
+            if views:
+                yield part["id"].view(np.int64), part["size"]
+            else:
+                yield part["id"].view(np.int64).copy(), part["size"].astype(np.int64)
 
 
 def _txt_keys(lines: list[bytes], path: Path, first_line: int) -> np.ndarray:
@@ -89,17 +93,21 @@ def _txt_chunks(path: Path, chunk: int):
             yield _txt_keys(lines, path, first), None
 
 
-def stream_chunks(path, chunk_accesses: int, fmt: str | None = None):
-    """Yield (keys, sizes or None) per chunk of at most `chunk_accesses` accesses."""
+def stream_chunks(path, chunk_accesses: int, fmt: str | None = None, views: bool = False):
+    """Yield (keys, sizes or None) per chunk of at most `chunk_accesses` accesses. `views`
+    (oracleGeneral): strided views of one reused buffer, valid until the next chunk (no copy and
+    no fresh pages per chunk: for a pass that uses each chunk at once)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not (path.is_dir() and access_parquet(path, fmt)):
         raise CachesimError(f"{path}: no such file; a streamed replay reads one oracleGeneral "
                             "or txt file")
     if chunk_accesses < 1:
         raise CachesimError(f"chunk_accesses={chunk_accesses}: a chunk holds at least 1 access")
     kind = streamable(path, fmt)
+    if kind is None and access_parquet(path, fmt):
+        return _parquet_key_chunks(path, int(chunk_accesses))
     if kind == "oracle-general":
-        return _oracle_chunks(path, int(chunk_accesses))
+        return _oracle_chunks(path, int(chunk_accesses), views)
     if kind == "txt":
         return _txt_chunks(path, int(chunk_accesses))
     raise CachesimError(f"{path}: a streamed access replay reads oracle-general and txt "
@@ -313,3 +321,52 @@ def has_batch_column(path) -> bool:
     except (tabular.pl.exceptions.PolarsError, OSError, ValueError):
         return False  # the reader names what is wrong
     return "batch" in schema
+
+
+def access_parquet(path, fmt: str | None = None) -> bool:
+    """Whether `path` is a Parquet trace (file, folder or dataset) a streamed access replay
+    reads: one table's `row` column (`_parquet_key_chunks`)."""
+    return (fmt in (None, "parquet")) and batch_streamable(path, fmt) == "parquet"
+
+
+def _parquet_key_chunks(path: Path, chunk: int):
+    """(keys, None) per chunk of a one-table Parquet trace: its `row` column, read by polars'
+    streaming engine a record batch at a time (a trace of several tables replays in memory or
+    in batch mode: the access replay's per-table counters need every table's keys)."""
+    from . import tabular
+    pl = tabular.pl
+    files = parquet_files(path)
+    try:
+        meta = _tables_meta(files)
+        lf = pl.scan_parquet([str(f) for f in files], hive_partitioning=path.is_dir())
+        schema = lf.collect_schema()
+    except (pl.exceptions.PolarsError, OSError, ValueError) as err:
+        raise TraceFormatError(path, f"not a readable Parquet file ({err})".splitlines()[0],
+                               fix="check the file was written completely") from None
+    if "row" not in schema or not schema["row"].is_integer():
+        raise TraceFormatError(path, "a streamed access replay needs an integer `row` column "
+                               f"(columns: {', '.join(list(schema)[:8])})",
+                               fix="replay it in memory (--no-stream)")
+    several = (meta is not None and len(meta["table_names"]) > 1) or (
+        meta is None and "table" in schema)
+    if several:
+        raise CachesimError(f"{path}: a streamed access replay of Parquet reads one table (a "
+                            "`row` column, or cachesim's metadata naming one table); replay "
+                            "this trace in memory (--no-stream) or in batch mode (--mode batch)")
+    done = 0
+    for df in lf.select("row").collect_batches(chunk_size=chunk, maintain_order=True):
+        if not df.height:
+            continue
+        col = df["row"]
+        if col.null_count():
+            i = done + int(col.is_null().arg_max())
+            raise TraceFormatError(path, f"access {i:,}: the row is empty",
+                                   fix="fill or drop the accesses without a row")
+        keys = col.to_numpy().astype(np.int64, copy=False)
+        if keys.min() < 0:
+            i = int(np.argmax(keys < 0))
+            raise TraceFormatError(path, f"access {done + i:,}: row {int(keys[i])} is negative; "
+                                   "rows are row ids 0..2^63-2", fix="fix or drop that access")
+        done += keys.shape[0]
+        yield keys, None
+

@@ -48,7 +48,8 @@ import numba
 import numpy as np
 
 from ..errors import CachesimError
-from ..io.stream import KeyMap, batch_chunks, source_bytes, stream_chunks, streamable
+from ..io.stream import (KeyMap, access_parquet, batch_chunks, source_bytes, stream_chunks,
+                         streamable)
 from ..progress import Throughput
 from ..trace import DEFAULT_DIM, InvalidAccess, Trace
 from .access import CHUNK, Replayer, access_result, plan
@@ -90,6 +91,19 @@ def _read_block(f, dtype, start: int, count: int) -> np.ndarray:
     return out
 
 
+def _table_name(path: Path, fmt: str) -> str:
+    """The one table's name, as the in-memory reader gives it."""
+    if fmt == "oracle-general":
+        return "objects"
+    if fmt == "parquet":
+        from ..io.stream import parquet_files
+        from ..io.tabular import read_parquet_metadata
+        meta = read_parquet_metadata(parquet_files(path)[0])
+        if meta and meta.get("table_names"):
+            return str(meta["table_names"][0])
+    return "t0"
+
+
 class Streamed:
     """What every streamed trace object shares: `len` is its accesses (`self.n`), and `with`
     closes it (its `close` removes its temporary files)."""
@@ -116,7 +130,8 @@ class StreamSource(Streamed):
     def __init__(self, path, fmt: str | None = None, chunk_accesses: int = CHUNK,
                  tmp_dir: str | None = None, progress: bool = False):
         self.path = Path(path)
-        self.fmt = streamable(self.path, fmt)
+        self.fmt = streamable(self.path, fmt) or (
+            "parquet" if access_parquet(self.path, fmt) else None)
         self.chunk = int(chunk_accesses)
         self._tmp_dir = tmp_dir
         self._tmp = None
@@ -124,7 +139,7 @@ class StreamSource(Streamed):
         self.keymap = KeyMap()
         n = total = 0
         has_sizes = False
-        self.nbytes = self.path.stat().st_size if self.path.is_file() else 0
+        self.nbytes = source_bytes(self.path) if self.path.exists() else 0
         # the first pass keeps each access's dense id (int32) and size (int64; not when every
         # size is the same, `self._one_size`) in temporary files, which each replay reads back
         # instead of parsing the trace and looking every key up again
@@ -135,8 +150,9 @@ class StreamSource(Streamed):
         bar = Throughput(f"{self.path.name}: first pass", self.nbytes, progress)
         try:
             with open(self._ids_path, "wb") as fi, open(self._sizes_path, "wb") as fs:
-                for keys, sizes in stream_chunks(self.path, self.chunk, fmt):
-                    fi.write(self.keymap.add(keys).tobytes())
+                buf = np.empty(self.chunk, dtype=np.int32)  # reused: no fresh pages a chunk
+                for keys, sizes in stream_chunks(self.path, self.chunk, fmt, views=True):
+                    fi.write(self.keymap.add(keys, out=buf[:keys.shape[0]]).data)
                     if sizes is not None and sizes.shape[0]:
                         has_sizes = True
                         total += int(sizes.sum())
@@ -155,7 +171,13 @@ class StreamSource(Streamed):
         self.n = n
         self.request_bytes = total
         self.meta = _Meta(str(self.path), self.keymap.distinct_keys, has_sizes,
-                          "objects" if self.fmt == "oracle-general" else "t0")
+                          _table_name(self.path, self.fmt))
+
+    @property
+    def one_size(self) -> int | None:
+        """The size of every access when the trace has sizes and they are all the same (kept as
+        this one number, not a column), else None."""
+        return self._one_size if self.meta.has_sizes else None
 
     def _keep_sizes(self, fs, sizes: np.ndarray, done: int) -> None:
         """Write `sizes` (accesses done.. of the trace) to the sizes file, which stays empty

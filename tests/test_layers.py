@@ -44,6 +44,17 @@ def layer_of(module: str) -> int:
     return best[0]
 
 
+def from_target(node: ast.ImportFrom, pkg: str) -> str | None:
+    """The cachesim module a `from ... import` names (relative ones resolved in package `pkg`),
+    None for another package's."""
+    if node.level:
+        base = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+        return ".".join(base + ([node.module] if node.module else []))
+    if node.module and node.module.split(".")[0] == "cachesim":
+        return node.module
+    return None
+
+
 def imports_of(path: Path, modules: set[str]) -> set[str]:
     """Every cachesim module `path` imports, at module level or inside a function."""
     me = module_name(path)
@@ -53,12 +64,8 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == "cachesim"}
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            elif node.module and node.module.split(".")[0] == "cachesim":
-                target = node.module
-            else:
+            target = from_target(node, pkg)
+            if target is None:
                 continue
             found.add(target)
             found |= {f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in modules}
@@ -134,12 +141,8 @@ def private_uses(path: Path, modules: set[str]) -> list[str]:
     found, aliases = [], {}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            elif node.module and node.module.split(".")[0] == "cachesim":
-                target = node.module
-            else:
+            target = from_target(node, pkg)
+            if target is None:
                 continue
             for a in node.names:
                 sub = f"{target}.{a.name}"

@@ -221,6 +221,24 @@ def _head(path, meta: dict) -> Trace:
                  table_rows_inferred=bool(meta["table_rows_inferred"]), source=str(path))
 
 
+def _unreadable(path: Path, err: Exception) -> TraceFormatError:
+    return TraceFormatError(path, f"not a readable Parquet file ({err})".splitlines()[0],
+                            fix="check the file was written completely")
+
+
+def _scan_parquet(path: Path):
+    """(cachesim's table metadata or None, a polars scan, its schema) of a Parquet file, folder
+    or dataset (`parquet_files`), a TraceFormatError for one polars cannot read."""
+    from . import tabular
+    files = parquet_files(path)
+    try:
+        meta = _tables_meta(files)
+        lf = tabular.pl.scan_parquet([str(f) for f in files], hive_partitioning=path.is_dir())
+        return meta, lf, lf.collect_schema()
+    except (tabular.pl.exceptions.PolarsError, OSError, ValueError) as err:
+        raise _unreadable(path, err) from None
+
+
 def parquet_chunks(path, chunk_accesses: int):
     """(a head trace, then one `Trace` per chunk of at most `chunk_accesses` accesses: columns
     table, row and batch) of a Parquet trace: one file, a folder of files or a hive-partitioned
@@ -233,11 +251,8 @@ def parquet_chunks(path, chunk_accesses: int):
     and row columns)."""
     from . import tabular
     path = Path(path)
-    files = parquet_files(path)
+    meta, lf, schema = _scan_parquet(path)
     try:
-        meta = _tables_meta(files)
-        lf = tabular.pl.scan_parquet([str(f) for f in files], hive_partitioning=path.is_dir())
-        schema = lf.collect_schema()
         if "table" in schema and not schema["table"].is_integer():
             raise CachesimError(f"{path}: a streamed Parquet replay needs numbered tables (its "
                                 f"`table` column is {schema['table']}); convert it with "
@@ -247,8 +262,7 @@ def parquet_chunks(path, chunk_accesses: int):
         frames = lf.select([c for c in ("table", "row", "batch") if c in schema]).collect_batches(
             chunk_size=int(chunk_accesses), maintain_order=True, lazy=True)
     except (tabular.pl.exceptions.PolarsError, OSError, ValueError) as err:
-        raise TraceFormatError(path, f"not a readable Parquet file ({err})".splitlines()[0],
-                               fix="check the file was written completely") from None
+        raise _unreadable(path, err) from None
     head = _head(path, meta)
     # the tables only: never the labels or dense features, which a chunk would decode whole
     meta = dict(zip(_TABLE_KEYS, (head.table_names, head.table_rows.tolist(),
@@ -333,16 +347,7 @@ def _parquet_key_chunks(path: Path, chunk: int):
     """(keys, None) per chunk of a one-table Parquet trace: its `row` column, read by polars'
     streaming engine a record batch at a time (a trace of several tables replays in memory or
     in batch mode: the access replay's per-table counters need every table's keys)."""
-    from . import tabular
-    pl = tabular.pl
-    files = parquet_files(path)
-    try:
-        meta = _tables_meta(files)
-        lf = pl.scan_parquet([str(f) for f in files], hive_partitioning=path.is_dir())
-        schema = lf.collect_schema()
-    except (pl.exceptions.PolarsError, OSError, ValueError) as err:
-        raise TraceFormatError(path, f"not a readable Parquet file ({err})".splitlines()[0],
-                               fix="check the file was written completely") from None
+    meta, lf, schema = _scan_parquet(path)
     if "row" not in schema or not schema["row"].is_integer():
         raise TraceFormatError(path, "a streamed access replay needs an integer `row` column "
                                f"(columns: {', '.join(list(schema)[:8])})",

@@ -124,23 +124,16 @@ def _take_chunk(part_id, ids, table, row, offsets, table_rows, starts, b0, b1, l
     for b in range(b0, b1):
         for p in range(parts):
             cnt[b, p] = cur[p]
-        if linear:
-            for i in range(starts[b], starts[b + 1]):
-                v = scratch[i - a]
-                p = v & _PART_MASK
-                j = cur[p]
-                cur[p] = j + 1
-                ids_out[j] = v >> PART_BITS
+        for i in range(starts[b], starts[b + 1]):
+            v = scratch[i - a]
+            p = v & _PART_MASK
+            j = cur[p]
+            cur[p] = j + 1
+            ids_out[j] = v >> PART_BITS
+            if linear:  # loop-invariant: LLVM unswitches it
                 t = table[i]
                 keys_out[j] = row[i] + offsets[t]
                 tabs_out[j] = t
-        else:
-            for i in range(starts[b], starts[b + 1]):
-                v = scratch[i - a]
-                p = v & _PART_MASK
-                j = cur[p]
-                cur[p] = j + 1
-                ids_out[j] = v >> PART_BITS
         for p in range(parts):
             cnt[b, p] = cur[p] - cnt[b, p]
     return -1

@@ -169,7 +169,7 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--stream/--no-stream", "stream", default=None,
               help="Read the trace in chunks, in memory bounded by the cache, not the trace "
-                   "(access mode: oracle-general, txt and, with --stream, one-table Parquet; "
+                   "(access mode: oracle-general, txt and, with --stream, Parquet; "
                    "batch mode: Parquet files, folders and datasets, fbgemm-npz and dlrm-pt). "
                    "Default: stream such traces over 1 GiB.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
@@ -697,7 +697,11 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj,
 @click.option("--dim", type=click.IntRange(min=1), default=None,
               help="Embedding dim of every table (default: the trace's, 16 if unknown).")
 @click.option("--json", "as_json", is_flag=True, help="Print the allocation as JSON.")
-def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json):
+@click.option("--stream/--no-stream", "stream", default=None,
+              help="Read the trace in chunks, in memory bounded by the distinct keys, not the "
+                   "trace (oracle-general and txt files; Parquet with a batch column, "
+                   "fbgemm-npz, dlrm-pt). Default: stream such traces over 1 GiB.")
+def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json, stream):
     """Split a memory budget across per-table LRU caches to maximise hits.
 
     Greedy on each table's convex hull of the exact miss curve, against one unified cache and
@@ -706,8 +710,14 @@ def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json)
     Example: cachesim allocate kaggle_train_head10k.tsv --budget 64KiB --cache-precision fp16
     """
     from .analysis.allocate import allocate as run_allocate
-    trace = _read(trace_path, fmt, batch_size)
-    res = run_allocate(trace, budget, cache_precision=cache_precision, dim=dim)
+    if _analysis_streams(trace_path, fmt, stream, "allocate", True):
+        from .analysis.allocate import allocate_stream
+        res = allocate_stream(trace_path, budget, cache_precision=cache_precision, dim=dim,
+                              fmt=fmt, progress=not as_json, reader_options={}
+                              if batch_size is None else {"batch_size": batch_size})
+    else:
+        res = run_allocate(_read(trace_path, fmt, batch_size), budget,
+                           cache_precision=cache_precision, dim=dim)
     if as_json:
         click.echo(json.dumps(res.to_record(), indent=1))
         return
@@ -920,8 +930,9 @@ def _analysis_streams(path, fmt, stream, command: str, batched: bool = False,
                                 "oracle-general or txt file")
         return False
     kind = None if not batched else batch_streamable(path, fmt)
-    if kind == "parquet" and command == "analyze" and not has_batch_column(path):
-        kind = None  # its windows follow the batch column
+    if kind == "parquet" and command in ("analyze", "allocate", "report") and \
+            not has_batch_column(path):
+        kind = None  # its windows (TorchRec's lookups, the sweep's batches) follow the batches
     ok = (Path(path).is_file() and streamable(path, fmt) is not None) or kind is not None
     given = [(k, v) for k, v in in_memory_only.items() if v]
     if stream is None:

@@ -109,3 +109,30 @@ def test_cli_replay_jobs_matches_one_process(shared_data):
     bad = CliRunner().invoke(cli, ["replay", path, "--batch-size", "512", "-s", "5%", "--mode",
                                    "batch", "--cache-model", "fbgemm-inference", "--jobs", "2"])
     assert bad.exit_code == 2 and "--jobs 2 splits a replay by cache sets" in bad.output
+
+
+def test_split_kernels_release_the_gil():
+    """The split runs its parts on threads: every kernel a part runs must be compiled with
+    nogil, or the threads take turns on one core (the counts would still be right)."""
+    from cachesim.policies import setassoc
+    from cachesim.simulate import batch, fbgemm, fbgemm_inference, partition
+    kernels = [partition._take_chunk, fbgemm._run, batch._replay_batches,
+               fbgemm_inference._run_direct, setassoc.kernel, cachesim.get_policy("lru").kernel]
+    assert all(k.targetoptions.get("nogil") for k in kernels), [
+        k.__name__ for k in kernels if not k.targetoptions.get("nogil")]
+
+
+def test_split_error_in_a_part_thread_reaches_the_caller(monkeypatch):
+    """An error in the other thread's part is raised in the caller, after both stopped."""
+    from cachesim.simulate import partition
+    monkeypatch.setattr(partition, "MIN_PART_ACCESSES", 1 << 10)
+    tr = random_trace(3, n=20_000)
+    real = partition._Setup.replay
+
+    def replay(self, out, p, chunks):
+        if p == 1:
+            raise CachesimError("part 1 stopped")
+        return real(self, out, p, chunks)
+    monkeypatch.setattr(partition._Setup, "replay", replay)
+    with pytest.raises(CachesimError, match="part 1 stopped"):
+        replay_partitioned(tr, "lru", "5%", parts=2)

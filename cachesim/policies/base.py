@@ -151,7 +151,7 @@ def request_loop(namespace: dict, *, hit, insert, evict, ahead=None, miss=None,
     path = namespace.get("__file__")  # numba caches a function beside its source file
     cache = bool(path) and os.path.isfile(path)
     exec(compile(src, path if cache else f"<{fn}>", "exec"), namespace)  # noqa: S102
-    return numba.njit(cache=cache)(namespace[fn])
+    return numba.njit(cache=cache, nogil=True)(namespace[fn])  # nogil: set parts run on threads
 
 
 def loop_state(setup: Setup, policy_state: tuple, stored: np.ndarray | None = None) -> tuple:

@@ -45,7 +45,7 @@ def init(setup: Setup, rule: int) -> tuple:
     return (tag, stamp, count, slot_of, set_of, meta)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def kernel(keys, sizes, nxt_access, key_table, unit, capacity, t0, state, counters):
     tag, stamp, count, slot_of, set_of, meta = state
     rule, ways = meta[0], meta[1]

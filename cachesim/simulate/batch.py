@@ -386,7 +386,7 @@ def _batch_step(ids, lo, hi, b, rule, way_bits, state, scratch, counters):
     return nu, ne, nf
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _replay_batches(ids, starts, b0, rule, way_bits, state, scratch, counters):
     """Batches ids[starts[i]:starts[i+1]] in order, numbered b0, b0 + 1, ..."""
     for i in range(starts.shape[0] - 1):

@@ -283,7 +283,7 @@ def max_batch(starts):
     return n
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
          hash_off, set_base, tbl_sets, cache_key, cache_id, cache_tab, lru_state, counts,
          lock_cnt, mark, prev_lines, n_prev, out, tout):

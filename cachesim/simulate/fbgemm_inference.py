@@ -54,7 +54,7 @@ MISS_COUNTER_NAMES = ("cache_miss_forward_count", "unique_cache_miss_count",
                       "unique_access_count", "total_access_count")
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _run_direct(keys, tables, ids, starts, ts0, cache_key, cache_tab, lru_state, miss_ts, mark,
                 out, tout):
     """Replay batches keys[starts[b]:starts[b+1]] through FBGEMM's direct-mapped cache (one way,

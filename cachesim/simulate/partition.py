@@ -1,5 +1,5 @@
-"""One batch replay split into parts that never interact, run in separate processes and merged
-exactly (`replay_partitioned`, `cachesim replay --jobs N`).
+"""One batch replay split into parts that never interact, run on separate threads (cores) and
+merged exactly (`replay_partitioned`, `cachesim replay --jobs N`).
 
 Within a batch, and from batch to batch, a set-associative cache's sets never interact: a key's
 set is fixed by its key (fmix64 of the linearised key mod S, in both cache models), and every
@@ -12,12 +12,12 @@ LRU time steps) stay aligned; each part replays on a cache of the whole geometry
 arrays hold only its own keys (numbered 0, 1, ... within the part, in id order).
 
 Taking the parts (`replay_partitioned`): the batches are cut into P runs of whole batches with
-about equal accesses; forked process c (the caller is process 0) sorts run c's accesses by part
-(stable) into memory all the processes share, and once every run is taken, replays part c from
-every run in turn (a cache's state carries over between kernel calls). So each process reads
-1/P of the trace, not all of it; the shared pages are kept for the next split replay of the
-same trace (`_shared_buffer`). Where fork is not available the parts run one after another in
-this process, with the same result.
+about equal accesses; thread c (the caller is thread 0) sorts run c's accesses by part (stable)
+into one buffer, and once every run is taken, replays part c from every run in turn (a cache's
+state carries over between kernel calls). So each thread reads 1/P of the trace, not all of
+it. The kernels release the GIL (`nogil=True`), so the threads run on separate cores with no
+fork, no pickling and no shared mappings; the buffer is kept for the next split replay of the
+same trace (`_take_buffer`).
 
 On a cluster (`cachesim replay --dask`, `sweep.replay_split_dask`): `plan_parts` (in the
 client: the replay's checks, and the parts used) gives a small picklable `PartPlan`; a worker
@@ -30,10 +30,9 @@ LFU, as FBGEMM), the ideal model's `calls` the batches.
 """
 from __future__ import annotations
 
-import mmap
-import multiprocessing as mp
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numba
@@ -44,13 +43,11 @@ from ..hashing import n_sets_for, set_index
 from .result import DEFAULT_WAYS, Result, resolve_cache_model
 
 MAX_PARTS = 127  # a key's part is an int8
-# a local split forks only while each process gets at least this many accesses: the fixed
-# costs (fork, each process's empty cache of the whole geometry, the part ids of every key,
-# the merge) outweigh what 2 processes save below a few million accesses (bench/RESULTS.md,
+# a local split uses a thread per part only while each gets at least this many accesses: the
+# fixed costs (each part's empty cache of the whole geometry, the part ids of every key, the
+# merge) outweigh what 2 cores save below a few million accesses (bench/RESULTS.md,
 # "Set split": 0.54x on the 260,000-access Criteo sample, 0.92x on 2M accesses, 1.1-1.6x on 10M)
 MIN_PART_ACCESSES = 1 << 21
-
-_JOB = None  # the job the forked workers read (inherited by fork, never pickled)
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,7 @@ def _number_parts(part_of_id, out):
     return n
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _take_chunk(part_id, ids, table, row, offsets, table_rows, starts, b0, b1, linear, check,
                 keys_out, tabs_out, ids_out, cnt, scratch):
     """Batches [b0, b1) of the trace, their accesses ordered by part (stable; an access's part
@@ -232,22 +229,20 @@ def plan_parts(trace, policy="lru", capacity="5%", parts: int = 2, ways=DEFAULT_
                  prefetch_pipeline, warp)[0]
 
 
-_SHARED: dict = {}  # the last shared take buffer: {"buf": mmap, "trace": weakref to its trace}
+_HELD: dict = {}  # the last take buffer: {"buf": array, "trace": weakref to its trace}
 
 
-def _shared_buffer(trace, nbytes: int) -> mmap.mmap:
-    """Memory that processes forked after this call share (MAP_SHARED | MAP_ANONYMOUS), at
-    least `nbytes`. Kept for the next split replay of the same trace while the trace lives
-    (another size or policy on the same trace is the common case): a fresh page costs more than
-    the take writes into it (shared anonymous memory gets no huge pages; measured 80 MB in
-    0.09-0.12 s fresh, 0.015-0.03 s rewritten), and each replay rewrites what it reads.
-    Not for two split replays at once in one process (they would share the buffer)."""
-    held, owner = _SHARED.get("buf"), _SHARED.get("trace")
-    if held is not None and owner is not None and owner() is trace and len(held) >= nbytes:
+def _take_buffer(trace, nbytes: int) -> np.ndarray:
+    """At least `nbytes` bytes for the take, kept for the next split replay of the same trace
+    while the trace lives (another size or policy on the same trace is the common case: its
+    pages are then already mapped). Not for two split replays at once in one process (they
+    would share the buffer)."""
+    held, owner = _HELD.get("buf"), _HELD.get("trace")
+    if held is not None and owner is not None and owner() is trace and held.shape[0] >= nbytes:
         return held
-    _SHARED.clear()  # the old buffer goes when its last view does
-    buf = mmap.mmap(-1, max(8, int(nbytes)))
-    _SHARED.update(buf=buf, trace=weakref.ref(trace, lambda _: _SHARED.clear()))
+    _HELD.clear()  # the old buffer goes when its last view does
+    buf = np.empty(max(8, int(nbytes)), dtype=np.uint8)
+    _HELD.update(buf=buf, trace=weakref.ref(trace, lambda _: _HELD.clear()))
     return buf
 
 
@@ -276,21 +271,22 @@ class _Setup:
             self.offsets, trace.table_offsets))
         self.trace = trace
 
-    def buffers(self, shared: bool):
+    def buffers(self, held: bool = True):
         """(keys, tables, ids, cnt, scratch): the take's outputs (the fbgemm model's keys and
-        tables; the ideal model reads ids only) and its scratch, in memory all forked processes
-        share when `shared` (the scratch too: its pages are then reused by the next replay)."""
+        tables; the ideal model reads ids only) and its scratch, in one buffer kept for the
+        next split replay of the trace when `held` (`_take_buffer`)."""
         n, n_b = self.ids.shape[0], self.starts.shape[0] - 1
         specs = [(np.int64, n if self.linear else 0), (np.int64, n_b * self.plan.parts),
                  (self.ids.dtype, n), (self.table.dtype, n if self.linear else 0),
                  (self.part_id.dtype, n)]
-        if not shared:
+        if not held:
             arrays = [np.empty(k, dtype=dt) for dt, k in specs]
         else:
-            ends = np.cumsum([-(-np.dtype(dt).itemsize * k // 8) * 8 for dt, k in specs])
-            buf = _shared_buffer(self.trace, int(ends[-1]))
-            arrays = [np.frombuffer(buf, dtype=dt, count=k, offset=int(end) - (
-                -(-np.dtype(dt).itemsize * k // 8) * 8)) for (dt, k), end in zip(specs, ends)]
+            sizes = [-(-np.dtype(dt).itemsize * k // 8) * 8 for dt, k in specs]
+            ends = np.cumsum(sizes)
+            buf = _take_buffer(self.trace, int(ends[-1]))
+            arrays = [buf[int(end) - size:int(end)].view(dt)[:k]
+                      for (dt, k), size, end in zip(specs, sizes, ends)]
         keys, cnt, ids, tabs, scratch = arrays
         return keys, tabs, ids, cnt.reshape(n_b, self.plan.parts), scratch
 
@@ -370,7 +366,7 @@ def replay_part(trace, plan: PartPlan, p: int):
         raise CachesimError(f"part {p}: the plan has parts 0..{plan.parts - 1}")
     template = _template(trace, plan)[0]
     setup = _Setup(trace, plan, template)
-    out = setup.buffers(shared=False)
+    out = setup.buffers(held=False)
     n_b = setup.starts.shape[0] - 1
     if setup.take(out, 0, n_b) >= 0:  # every part's (one pass): part p's are a slice
         _bad_row(trace, template)
@@ -415,83 +411,40 @@ def chunk_batches(starts, chunks: int) -> np.ndarray:
     return cuts.astype(np.int64)
 
 
-def _child(c: int, conn) -> None:
-    """Forked process c: take chunk c, report, then (when told to go) replay part c."""
-    job = _JOB
+def _in_threads(pool, fn, n: int) -> list:
+    """[fn(0), ..., fn(n - 1)]: fn(1..) on the pool's threads, fn(0) on this one (the kernels
+    release the GIL, so the parts run on separate cores); the first error is raised once all
+    have stopped."""
+    futures = [pool.submit(fn, c) for c in range(1, n)]
     try:
-        conn.send(("ok", job["setup"].take(job["out"], *job["chunk"](c))))
-        if not conn.recv():
-            return
-        conn.send(("ok", job["setup"].replay(job["out"], c, job["chunks"])))
-    except EOFError:  # the parent stopped
-        return
-    except CachesimError as e:
-        conn.send(("raise", e))
-    except BaseException as e:  # noqa: BLE001 -- reported in the parent
-        conn.send(("error", f"{type(e).__name__}: {e}"))
+        first = fn(0)
     finally:
-        conn.close()
-
-
-def _answer(conn, c: int, parts: int):
-    try:
-        status, value = conn.recv()
-    except EOFError:
-        status, value = "error", f"worker process for part {c} died"
-    if status == "error":
-        raise CachesimError(f"replay part {c} of {parts} failed: {value}")
-    if status == "raise":
-        raise value
-    return value
+        done = [f.exception() for f in futures]  # waits for every part
+    for e in done:
+        if e is not None:
+            raise e
+    return [first] + [f.result() for f in futures]
 
 
 def _run_local(setup: _Setup):
-    """Every part's counters. Process c (the parent is process 0) first takes chunk c of the
-    batches for every part into memory all of them share, then, once all chunks are taken,
-    replays part c from every chunk; one part, or no fork: all in this process."""
-    global _JOB
+    """Every part's counters, or None when a row is outside its table. Thread c (this one is
+    thread 0) first takes chunk c of the batches for every part into one buffer, then, once all
+    chunks are taken, replays part c from every chunk. Threads, not processes: the take and the
+    replay kernels run without the GIL, and threads share the trace's pages and the take buffer
+    with no fork and no shared mappings (which get no huge pages: 2-3x slower to fault in)."""
     P = setup.plan.parts
     chunks = chunk_batches(setup.starts, P)
-    try:
-        ctx = mp.get_context("fork")
-    except ValueError:
-        ctx = None
-    if ctx is None or P == 1:
-        out = setup.buffers(shared=False)
-        for c in range(P):
-            if setup.take(out, int(chunks[c]), int(chunks[c + 1])) >= 0:
-                return None
-        return [setup.replay(out, p, chunks) for p in range(P)]
-    out = setup.buffers(shared=True)
-    _JOB = {"setup": setup, "out": out, "chunks": chunks,
-            "chunk": lambda c: (int(chunks[c]), int(chunks[c + 1]))}
-    conns, procs = [], []
-    try:
-        for c in range(1, P):
-            here, there = ctx.Pipe(duplex=True)
-            proc = ctx.Process(target=_child, args=(c, there), daemon=True)
-            proc.start()  # forks now: the child holds the job as it is
-            there.close()
-            conns.append(here)
-            procs.append(proc)
-        bad = [setup.take(out, int(chunks[0]), int(chunks[1]))]
-        bad += [_answer(conn, c, P) for c, conn in enumerate(conns, start=1)]
-        ok = all(b < 0 for b in bad)
-        for conn in conns:
-            conn.send(ok)
-        if not ok:
+    out = setup.buffers()
+
+    def take(c):
+        return setup.take(out, int(chunks[c]), int(chunks[c + 1]))
+
+    if P == 1:
+        return None if take(0) >= 0 else [setup.replay(out, 0, chunks)]
+    with ThreadPoolExecutor(P - 1, thread_name_prefix="cachesim-part") as pool:
+        if any(bad >= 0 for bad in _in_threads(pool, take, P)):
             return None
-        res = [setup.replay(out, 0, chunks)]
-        return res + [_answer(conn, c, P) for c, conn in enumerate(conns, start=1)]
-    finally:
-        _JOB = None
-        for conn in conns:
-            conn.close()  # a child still waiting sees EOF and stops
-        for proc in procs:
-            proc.join(timeout=10)
-            if proc.is_alive():  # pragma: no cover - a child that did not stop
-                proc.kill()
-                proc.join()
+        return _in_threads(pool, lambda p: setup.replay(out, p, chunks), P)
 
 
 class _AccessSetup(_Setup):

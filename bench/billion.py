@@ -140,9 +140,14 @@ def main() -> None:
     if a.parquet:
         t0 = time.perf_counter()
         pq = {n: FOLDER / f"zipf_{n}.parquet.d" for n in lengths}
-        write_parquet(longest, pq)
+        parts = {n: -(-n // (1 << 24)) for n in lengths}  # write_parquet's parts
+        if not (a.reuse and all(f.is_dir() and len(list(f.glob("part-*.parquet"))) == parts[n]
+                                for n, f in pq.items())):
+            write_parquet(longest, pq)
+        else:
+            print("reusing the Parquet folders of an earlier --keep run")
         size = sum(f.stat().st_size for f in pq[lengths[-1]].iterdir()) / 2**30
-        print(f"Parquet written in {time.perf_counter() - t0:.0f} s ({size:.2f} GiB at "
+        print(f"Parquet ready in {time.perf_counter() - t0:.0f} s ({size:.2f} GiB at "
               f"{lengths[-1]:,})", flush=True)
     try:
         for n in lengths:

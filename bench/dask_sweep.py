@@ -4,9 +4,10 @@ Starts `dask scheduler` and N `dask worker --nthreads 1 --no-nanny` processes on
 runs `cachesim sweep FILE --mode access -p lru,fifo,clock,sieve -s 0.5%,1%,2%,5% --ways full
 --stream --dask tcp://... -q -o OUT.json` (16 configurations) as a user would, whole process,
 then stops the cluster; for N = 1 and N = 2 (`--workers`), and checks that the two tables are
-equal. The trace is any streamable file (an oracleGeneral file of bench/billion.py, kept with
-`--keep`). Every worker makes its own first pass over the file (the client makes one too), so
-the fixed part of the time does not shrink with more workers.
+equal. The trace is any streamable file (an oracleGeneral file or Parquet folder of
+bench/billion.py, kept with `--keep`). The client makes one first pass; workers on its host
+(all of them here) replay from its first-pass files (`StreamSource.attach`), so only that pass
+does not shrink with more workers (workers on other hosts would make their own).
 
     flock /tmp/bench.lock .venv/bin/python bench/dask_sweep.py bench/out/billion/zipf_100000000.oracleGeneral.bin
 """

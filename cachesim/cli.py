@@ -398,7 +398,8 @@ def memory(trace_path, fmt, batch_size, rows_text, dim, precisions, sizes, cache
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
 @click.option("--stream/--no-stream", "stream", default=None,
               help="Read the trace in chunks, never whole: one first pass here, and each worker "
-                   "(local or Dask) opens the file itself (access mode: oracle-general and txt; "
+                   "(local or Dask) opens the file itself (access mode: oracle-general, txt, "
+                   "and Parquet; "
                    "batch mode: Parquet, fbgemm-npz, dlrm-pt). Default: such traces over 1 GiB.")
 def sweep(trace_path, fmt, batch_size, policies, sizes, ways, precisions, per_table, mode,
           inference, cache_model, table_rows, warp, prefetch_pipeline, out, jobs, dask_address,
@@ -772,9 +773,13 @@ def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json,
               help="Write the records (.parquet, .csv, .json), atomically.")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress bars (terminal) or per-configuration lines (elsewhere).")
+@click.option("--stream/--no-stream", "stream", default=None,
+              help="Read the batches from the trace as it trains, never the whole trace in "
+                   "memory (Criteo TSV; Parquet with label and sample columns: a file, folder "
+                   "or dataset). Default: stream such traces over 1 GiB.")
 def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, cache_model, per_table,
           table_rows, warp, prefetch_pipeline, device, epochs, seeds, lr, optimizer, rounding,
-          test_fraction, model_name, no_baselines, as_json, out, quiet):
+          test_fraction, model_name, no_baselines, as_json, out, quiet, stream):
     """Train DLRM with INT8/INT4 embeddings behind an FP32 cache; report accuracy and bytes.
 
     Trains on the first batches of the trace in order and tests on the rest; adds the fp32
@@ -786,6 +791,8 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, cache_mod
 
     FBGEMM's cache per table, with its prefetch pipeline: cachesim train trace.parquet -s 5%
     --per-table --prefetch-pipeline --cache-model fbgemm
+
+    A trace larger than memory, read batch by batch: cachesim train big.parquet --stream
     """
     from .executor.train import train as run_train, write_results
     from .simulate.result import resolve_cache_model
@@ -796,8 +803,15 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, cache_mod
         if Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
             raise CachesimError(f"-o {out}: write .parquet, .csv or .json")
         check_output_file(out, "-o")
-    trace = _cache_model_trace(_read(trace_path, fmt, batch_size), table_rows, cache_model)
-    records = run_train(trace, precision=precision, size=split(sizes),
+    data = None
+    if _train_streams(trace_path, fmt, stream):  # the first pass; batches read as it trains
+        from .executor.stream import StreamedData
+        data = StreamedData(trace_path, fmt, batch_size=batch_size, test_fraction=test_fraction,
+                            table_rows=table_rows, progress=not quiet)
+        trace = _cache_model_trace(data.meta, None, cache_model)  # its warning, once
+    else:
+        trace = _cache_model_trace(_read(trace_path, fmt, batch_size), table_rows, cache_model)
+    records = run_train(trace, data=data, precision=precision, size=split(sizes),
                         policy=policy, ways=ways, device=device, epochs=epochs,
                         lr=lr, seed=seeds, test_fraction=test_fraction, rounding=rounding,
                         optimizer=optimizer, model=model_name, baselines=not no_baselines,
@@ -817,6 +831,28 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, cache_mod
                              "prefetch_pipeline", "precision", "seed", "auc", "logloss",
                              "accuracy", "base_rate", "hit_ratio", "h2d_bytes", "d2h_bytes",
                              "samples_per_s"])
+
+
+def _train_streams(path, fmt, stream) -> bool:
+    """Whether `cachesim train` streams (`executor.stream`): --stream, or by default a Criteo
+    TSV file or a Parquet trace with labels (`executor.stream.train_refusal`) over
+    `STREAM_THRESHOLD` bytes, or such a Parquet folder or dataset (no in-memory reader)."""
+    if stream is False:
+        return False
+    from pathlib import Path
+
+    from .sizes import STREAM_THRESHOLD
+    p = Path(path)
+    if stream is None and p.is_file() and p.stat().st_size <= STREAM_THRESHOLD:
+        return False  # a small file: in memory, without importing the stream readers
+    from .executor.stream import train_refusal
+    why = train_refusal(path, fmt)
+    if stream is None:
+        from .io.stream import source_bytes
+        return why is None and (p.is_dir() or source_bytes(p) > STREAM_THRESHOLD)
+    if why:
+        raise CachesimError(f"train --stream: {why}; or train it in memory (--no-stream)")
+    return True
 
 
 def _cache_model_trace(trace, table_rows, cache_model):
@@ -878,10 +914,9 @@ def _streams(path, fmt, stream, **batch_only) -> bool:
     --jobs or --record-cache-miss-counter (they need the whole trace)."""
     if stream is False:
         return False
-    from pathlib import Path
-
+    from .io.urls import as_path
     from .sizes import STREAM_THRESHOLD
-    p = Path(path)
+    p = as_path(path)  # a local Path, or a URL's RemotePath
     if stream is None and p.is_file() and p.stat().st_size <= STREAM_THRESHOLD:
         return False  # a small file: in memory, without importing the stream readers
     from .io.stream import has_batch_column, source_bytes, streamable
@@ -890,12 +925,12 @@ def _streams(path, fmt, stream, **batch_only) -> bool:
     given = [k for k, v in batch_only.items() if v and (k != "mode" or v == "batch")
              and (k in in_memory or not batched)]
     if stream is None:
-        if given or not Path(path).exists() or (
-                not batched and (not Path(path).is_file() or streamable(path, fmt) is None)):
+        if given or not p.exists() or (
+                not batched and (not p.is_file() or streamable(p, fmt) is None)):
             return False
         if batched == "parquet" and not has_batch_column(path):
             return False  # replayed access by access in memory
-        if batched == "parquet" and Path(path).is_dir():
+        if batched == "parquet" and p.is_dir():
             return True  # a Parquet folder or dataset has no in-memory reader
         return source_bytes(path) > STREAM_THRESHOLD
     if given:
@@ -921,10 +956,11 @@ def _analysis_streams(path, fmt, stream, command: str, batched: bool = False,
     in `in_memory_only` is given (it needs the whole trace; a string value: the fix)."""
     if stream is False:
         return False
-    from pathlib import Path
     from .io.stream import batch_streamable, has_batch_column, source_bytes, streamable
+    from .io.urls import as_path
     from .sizes import STREAM_THRESHOLD
-    if not Path(path).exists():
+    p = as_path(path)  # a local Path, or a URL's RemotePath
+    if not p.exists():
         if stream:
             raise CachesimError(f"{path}: no such file; {command} --stream reads one "
                                 "oracle-general or txt file")
@@ -933,7 +969,7 @@ def _analysis_streams(path, fmt, stream, command: str, batched: bool = False,
     if kind == "parquet" and command in ("analyze", "allocate", "report") and \
             not has_batch_column(path):
         kind = None  # its windows (TorchRec's lookups, the sweep's batches) follow the batches
-    ok = (Path(path).is_file() and streamable(path, fmt) is not None) or kind is not None
+    ok = (p.is_file() and streamable(p, fmt) is not None) or kind is not None
     given = [(k, v) for k, v in in_memory_only.items() if v]
     if stream is None:
         return ok and not given and source_bytes(path) > STREAM_THRESHOLD
@@ -1077,9 +1113,15 @@ def _ways_for(ways, policy, cap):
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes for the sweep.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--stream/--no-stream", "stream", default=None,
+              help="Read the trace in chunks, in memory bounded by the distinct keys, not the "
+                   "trace: every section streamed, but training (--train) and OPT on a batched "
+                   "trace, which the report leaves out and says so (oracle-general and txt "
+                   "files; Parquet with a batch column, fbgemm-npz, dlrm-pt). Default: stream "
+                   "such traces over 1 GiB.")
 def report(trace_path, fmt, batch_size, out_dir, force, budget, target_hit_ratio, precision,
            policy, ways, cache_model, per_table, table_rows, warp, prefetch_pipeline, sizes,
-           link_gbps, train, seeds, from_results, jobs, quiet):
+           link_gbps, train, seeds, from_results, jobs, quiet, stream):
     """Write a sizing report (HTML, Markdown, plots, results) for a trace.
 
     Example: cachesim report trace.parquet -o report/ --budget 2GiB --target-hit-ratio 0.9
@@ -1100,7 +1142,8 @@ def report(trace_path, fmt, batch_size, out_dir, force, budget, target_hit_ratio
                         budget=budget,
                         link_gbps=link_gbps, train=train, fractions=tuple(fractions),
                         train_seeds=tuple(seeds), jobs=jobs,
-                        command=_command_line(), progress=not quiet)
+                        command=_command_line(), progress=not quiet,
+                        stream=_analysis_streams(trace_path, fmt, stream, "report", True))
     with _table_rows_warning_once():
         out = build_report(trace_path, out_dir, opt, from_results=from_results, fmt=fmt,
                            batch_size=batch_size, force=force)

@@ -219,9 +219,9 @@ def _run_table_with_trace(trace, plan, t: int):
 # -- workers that read the trace themselves (a Dask cluster) -------------------------------------
 @dataclass(frozen=True)
 class TraceSource:
-    """Where every worker finds the trace: `path` (a local or shared path, e.g. on NFS, that
-    `cachesim.io.read_trace` reads; object storage is not supported by read_trace), its `format`
-    and reader `options`, and `table_rows` (the --table-rows text, applied after reading)."""
+    """Where every worker finds the trace: `path` (a local or shared path, e.g. on NFS, or a
+    URL, s3:// gs:// http(s):// ..., that `cachesim.io.read_trace` reads), its `format` and
+    reader `options`, and `table_rows` (the --table-rows text, applied after reading)."""
 
     path: str
     format: str | None = None
@@ -243,12 +243,8 @@ _WORKER_READS = [0]  # how many times this process read a trace (a test counts t
 def _source_trace(source: TraceSource, fingerprint: str):
     """The trace `source` names, read once per worker process (kept while the file's mtime and
     size stay), checked against the client's fingerprint."""
-    try:
-        st = os.stat(source.path)
-        stamp = (st.st_mtime_ns, st.st_size)
-    except OSError:
-        stamp = None  # read_trace reports it
-    key = (source, stamp)
+    from .io.urls import stamp
+    key = (source, stamp(source.path))  # (None when unreadable: read_trace reports it)
     hit = _WORKER_TRACE.get(key)
     if hit is None:
         from .io import read_trace
@@ -394,15 +390,21 @@ def _save_part(folder: Path, cfg: SweepConfig, record: dict) -> None:
 
 
 # -- the sweep -----------------------------------------------------------------------------------
-def _mp_context():
-    """fork where the platform has it and numba's thread pool has not started (forking a
-    started pool is unsafe); spawn otherwise."""
+def _mp_context(trace=None):
+    """fork where the platform has it, numba's thread pool has not started (forking a started
+    pool is unsafe), and the workers will not read with polars once it is loaded (its thread
+    pool does not survive a fork: a streamed batch-mode trace, whose workers read its Parquet
+    again, hung there); spawn otherwise."""
+    import sys
     methods = multiprocessing.get_all_start_methods()
     try:
         from numba.np.ufunc import parallel as _par
         pool_started = bool(getattr(_par, "_is_initialized", False))
     except ImportError:  # pragma: no cover - numba layout change
         pool_started = False
+    spec = getattr(trace, "spec", None)
+    if "polars" in sys.modules and getattr(spec, "mode", None) == "batch":
+        pool_started = True
     if "fork" in methods and not pool_started:
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
@@ -505,7 +507,7 @@ def _execute(trace, pending: list[SweepConfig], jobs: int, dask, on_done, progre
 
 
 def _execute_pool(trace, pending, jobs, finished):
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=_mp_context(),
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=_mp_context(trace),
                                initializer=_init_worker, initargs=(trace,))
     try:
         with _sigint_held():  # forked workers start here: none must die of a Ctrl-C unprepared

@@ -1,7 +1,7 @@
 """Sweeps over a trace larger than memory: the trace is read in chunks, never held whole.
 
 `StreamedTrace.open(path, mode)` makes one first pass over the file (`simulate.stream`:
-`StreamSource` in access mode, oracle-general and txt files; `BatchStreamSource` in batch mode,
+`StreamSource` in access mode, oracle-general, txt and Parquet; `BatchStreamSource` in batch mode,
 Parquet files, folders and datasets, fbgemm-npz and dlrm-pt) and stands in for the trace in
 `cachesim.sweep.run_sweep`: it has what the configurations and their costs read (distinct keys
 for sizes given as a share, tables, their rows and dims) and a fingerprint of the contents, and
@@ -112,6 +112,13 @@ def _tables_of(src, spec: StreamSpec):
     meta = src.meta
     if spec.mode == "batch":
         return meta.table_rows, meta.table_names, meta.table_dims, meta.table_rows_inferred
+    if meta.table_rows is not None and spec.table_rows is None:  # a Parquet trace's own tables
+        return meta.table_rows, meta.table_names, meta.table_dims, meta.table_rows_inferred
+    if meta.n_tables > 1:  # its keys linearised over its own rows in the first pass
+        raise CachesimError(f"{spec.path}: --table-rows moves the keys of a trace of "
+                            f"{meta.n_tables} tables, which a streamed access sweep numbered "
+                            "by the trace's own rows; drop --table-rows, or sweep in memory "
+                            "(--no-stream) or in batch mode (--mode batch)")
     top = int(meta.distinct_keys.view(np.uint64).max())
     rows = top + 1 if top < MAX_ROWS else meta.n_distinct  # (hashed ids: the distinct ones)
     head = Trace(table=np.zeros(1, np.int32), row=np.array([rows - 1], np.int64),
@@ -126,15 +133,13 @@ def _tables_of(src, spec: StreamSpec):
 # -- the workers' own sources --------------------------------------------------------------------
 _WORKER_SOURCES: dict = {}  # one source per worker process: {(spec, mtime, size): (src, fp, lock)}
 _WORKER_OPENS = [0]  # how many first passes this process made for a sweep (a test counts them)
+_WORKER_ATTACHES = [0]  # how many times it used the client's first pass instead (same host)
 _OPEN_LOCK = threading.Lock()
 
 
 def _stamp(path: str):
-    try:
-        st = os.stat(path)
-        return st.st_mtime_ns, st.st_size
-    except OSError:
-        return None  # the source reports it
+    from .io.urls import stamp
+    return stamp(path)  # (mtime, size), a URL's version; None: the source reports it
 
 
 def _who() -> str:
@@ -146,16 +151,25 @@ def _who() -> str:
         return f"{socket.gethostname()} (pid {os.getpid()})"
 
 
-def worker_source(spec: StreamSpec, fingerprint: str):
+def worker_source(spec: StreamSpec, fingerprint: str, shared: dict | None = None):
     """(stream source, its lock) of `spec` in this process, opened once (kept while the file's
-    mtime and size stay), checked against the client's `fingerprint`."""
-    key = (spec, _stamp(spec.path))
+    mtime and size stay), checked against the client's `fingerprint`. With `shared` (the
+    client's `StreamSource.publish`), a worker on the client's host replays from the client's
+    first-pass files while they and the trace are unchanged (`StreamSource.attach`): the
+    client's own numbering of the trace, so no first pass and no fingerprint here."""
+    # (a client's published first pass is its own: another client's is another key)
+    key = (spec, _stamp(spec.path), None if shared is None else shared["dir"])
     with _OPEN_LOCK:  # threads of one worker share one first pass
         hit = _WORKER_SOURCES.get(key)
         if hit is None:
-            src = spec.open()
-            hit = (src, stream_fingerprint(src, spec), threading.Lock())
-            _WORKER_OPENS[0] += 1
+            src = StreamSource.attach(shared) if shared is not None else None
+            if src is not None:
+                hit = (src, fingerprint, threading.Lock())
+                _WORKER_ATTACHES[0] += 1
+            else:
+                src = spec.open()
+                hit = (src, stream_fingerprint(src, spec), threading.Lock())
+                _WORKER_OPENS[0] += 1
             _WORKER_SOURCES.clear()  # (an older file's source: its temporary files go with it)
             _WORKER_SOURCES[key] = hit
     src, seen, lock = hit
@@ -175,6 +189,8 @@ class StreamedTrace(Streamed):
 
     def __init__(self, spec: StreamSpec, src, fingerprint: str):
         self.spec, self._src, self._fingerprint = spec, src, fingerprint
+        self._shared = None  # the client's first pass, published for workers on its host
+        self._client_src = None  # the client's source while published
         self._lock = threading.Lock()
         meta = src.meta
         self.meta = meta
@@ -195,15 +211,16 @@ class StreamedTrace(Streamed):
     def open(cls, path, mode: str = "access", fmt: str | None = None, *,
              chunk_accesses: int = CHUNK, table_rows=None, batch_size: int | None = None,
              progress: bool = False) -> StreamedTrace:
-        """One first pass over `path` (access mode: oracle-general or txt; batch mode: Parquet,
-        fbgemm-npz or dlrm-pt), and the fingerprint of its contents."""
+        """One first pass over `path` (access mode: oracle-general, txt or Parquet; batch mode:
+        Parquet, fbgemm-npz or dlrm-pt), and the fingerprint of its contents."""
         if mode not in MODES:
             raise CachesimError(f"--mode {mode!r}: use batch or access")
         p = str(path)
         if "://" not in p:
             p = os.path.abspath(p)  # workers may run in another directory
-        if not Path(p).exists():
-            raise CachesimError(f"{path}: no such file or folder")
+        from .io.urls import as_path
+        if not as_path(p).exists():  # (a URL: fsspec's; the workers open it themselves)
+            raise CachesimError(f"{path}: no such file or folder (check the path)")
         rows = None if table_rows is None else tuple(int(r) for r in np.atleast_1d(table_rows))
         spec = StreamSpec(p, mode, fmt, int(chunk_accesses), rows,
                           () if batch_size is None else (("batch_size", int(batch_size)),))
@@ -217,14 +234,16 @@ class StreamedTrace(Streamed):
 
     def close(self) -> None:
         """Remove the client's temporary files (the workers' go with their processes)."""
-        if self._src is not None and self.spec.mode == "access":
-            self._src.close()
-        self._src = None
+        for src in (self._src, self._client_src):
+            if src is not None and self.spec.mode == "access":
+                src.close()
+        self._src = self._client_src = None
 
     def __getstate__(self):
         state = dict(self.__dict__)
         # a worker opens its own source: the key map and the first pass's arrays stay here
         state["_src"] = state["_lock"] = state["meta"] = state["key_table"] = None
+        state["_client_src"] = None
         return state
 
     def __setstate__(self, state):
@@ -240,19 +259,27 @@ class StreamedTrace(Streamed):
     def _source(self):
         if self._src is not None:  # the client, or a process forked from it
             return self._src, self._lock
-        return worker_source(self.spec, self._fingerprint)  # (the client's too, once closed)
+        return worker_source(self.spec, self._fingerprint, self._shared)
 
     def prepare_sweep(self, pending, remote: bool = False) -> None:
         """Before any worker starts: check the configurations' mode; with `remote` (a Dask
-        sweep: every worker opens its own source) close the client's, freeing its key map and
-        temporary files; else write what the client's replays read besides the dense ids (OPT's
-        next accesses), so that forked workers share it."""
+        sweep: every worker opens its own source) publish the client's first pass for workers
+        on this host (access mode, a local file: `StreamSource.publish`; its files stay until
+        `close`) and free its key map, or close it (freeing its temporary files); else write
+        what the client's replays read besides the dense ids (OPT's next accesses), so that
+        forked workers share it."""
         for cfg in pending:
             if cfg.mode != self.spec.mode:
                 raise CachesimError(f"{self.source} was opened for {self.spec.mode} mode; a "
                                     f"--mode {cfg.mode} sweep needs it opened for that mode")
         if remote and pending:
-            self.close()
+            if self._src is not None and self.spec.mode == "access" and \
+                    "://" not in self.spec.path:
+                self._shared = self._src.publish()
+                self._src.keymap = None  # (the workers number nothing)
+                self._client_src, self._src = self._src, None
+            else:
+                self.close()
         if self._src is not None and self.spec.mode == "access":
             for cfg in pending:
                 self._src.prepare(cfg.policy, cfg.size, cfg.ways)

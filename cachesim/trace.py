@@ -402,7 +402,7 @@ def rows_per_table(table: np.ndarray, row: np.ndarray, n_tables: int,
 _AHEAD = 32  # accesses to look ahead: prefetch the slot of key i + _AHEAD while numbering key i
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _dense_remap(keys, out, start, slots, distinct, n_distinct):
     """Number keys[start:] into `out` in order of first appearance, continuing from
     `n_distinct` ids. `slots` is an open-addressing table of [key, id] pairs (id -1: empty;
@@ -436,7 +436,7 @@ def _dense_remap(keys, out, start, slots, distinct, n_distinct):
     return n, nd
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _dense_rehash(distinct, slots):
     """Insert distinct[j] -> j into the empty table `slots` (keys are unique)."""
     mask = np.uint64(slots.shape[0] // 2 - 1)
@@ -452,7 +452,7 @@ def _dense_rehash(distinct, slots):
         slots[2 * h + 1] = j
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _key_range(keys):
     """(smallest, largest) of a non-empty int64 array, in one pass."""
     lo = hi = keys[0]
@@ -468,7 +468,7 @@ def _key_range(keys):
 _DIRECT_AHEAD = 64  # the direct table's loads are cheaper than hashing: look further ahead
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _dense_remap_direct(keys, lo, first, out, distinct, nd=0):
     """Number `keys` into `out` in order of first appearance through a direct-address table:
     `first[k - lo]` holds 1 + the id of key k, 0 if not seen yet (so a zeroed table, whose
@@ -553,7 +553,7 @@ def _remap_hash(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, keymap.distinct_keys.copy()
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _lookup(keys, slots, out):
     """Dense ids of keys that are all in the table `slots`; returns the index of the first
     missing key, or len(keys) when all are found."""

@@ -41,7 +41,7 @@ def _feed(kernel, trace, capacity, chunks):
     for start, stop in chunks:
         kernel(trace.dense_ids[start:stop], empty, empty, trace.key_table, True, capacity, start,
                rp.state, rp.counters)
-    (pos, queue, meta), _, used = rp.state
+    (pos, queue, _stale, meta), _, used = rp.state
     assert rp.counters[0, 3] > 0  # the trace evicts
     return rp.counters.tolist(), pos.tolist(), queue[meta[0]:meta[1]].tolist(), meta.tolist(), \
         used.tolist()

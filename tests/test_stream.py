@@ -256,5 +256,13 @@ def test_cli_batch_stream(monkeypatch):
     assert [r["mode"] for r in _records(streamed.output)] == ["batch"] * 4
     res = _cli("replay", path, "-p", "lru", "-s", "5%", "--stream", "--precision", "int8")
     assert res.exit_code == 2 and "drop --precision or --stream" in res.output
-    res = _cli("replay", path, "-p", "lru", "-s", "5%", "--stream", "--mode", "access", "-q")
-    assert res.exit_code == 2 and "reads one table" in res.output  # 26 tables
+    # access mode: the 26 tables stream too, each key linearised over them as in memory
+    for policies, ways in (("lru,fifo", "4"), ("opt", "full")):
+        args = ("replay", path, "-p", policies, "-s", "5%,300", "-w", ways, "--mode", "access",
+                "--json", "-q")
+        streamed, memory = _cli(*args, "--stream"), _cli(*args, "--no-stream")
+        assert streamed.exit_code == 0 and memory.exit_code == 0, streamed.output + memory.output
+        recs = _records(streamed.output)
+        assert recs == _records(memory.output)
+        assert {r["mode"] for r in recs} == {"access"} and recs[0]["hits"] > 0
+        assert recs[0]["ways"] == (4 if ways == "4" else None)

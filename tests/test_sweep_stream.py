@@ -3,6 +3,7 @@ sweep row for row (access and batch mode, local and on a real Dask cluster), res
 a worker that sees another file."""
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -144,6 +145,39 @@ def test_a_pickled_stand_in_opens_its_own_source_once_and_checks_the_file(tmp_pa
     assert "\n" not in str(err.value)
 
 
+def test_a_published_first_pass_replays_as_its_own_until_it_or_the_trace_changes(tmp_path):
+    from cachesim.simulate.stream import StreamSource
+    path = _oracle(tmp_path / "t.oracleGeneral.bin")
+    with StreamSource(path, chunk_accesses=300) as src:
+        info = pickle.loads(pickle.dumps(src.publish()))
+        with StreamSource.attach(info) as other:
+            for pol in ("lru", "opt", "sieve"):  # opt: its next-access file is the other's own
+                a, b = src.replay(pol, "2%"), other.replay(pol, "2%")
+                assert a.hits > 0 and a.to_record() | {"seconds": 0} == \
+                    b.to_record() | {"seconds": 0}
+            assert other._next_path.parent != src._ids_path.parent
+        assert src._ids_path.exists()  # closing the attached source left the client's files
+        os.utime(path, ns=(1, 1))  # the trace changed (or seems to) since the first pass
+        assert StreamSource.attach(info) is None
+    info2 = dict(info, trace=list(info["trace"]))
+    assert StreamSource.attach(info2) is None  # the client closed: its files are gone
+
+
+def test_a_streamed_batch_sweep_on_a_local_pool_finishes_and_equals_one_process(tmp_path):
+    """Its workers read the Parquet again with polars, whose thread pool does not survive a
+    fork (a forked pool hung here): the pool is spawned."""
+    path = _parquet(tmp_path / "t.parquet")
+    out = {}
+    for jobs in ("1", "2"):
+        proc = subprocess.run([sys.executable, "-m", "cachesim", "sweep", str(path), "--stream",
+                               "--mode", "batch", "-p", "lru,lfu", "-s", "2%,50", "--precision",
+                               "fp32", "-q", "-j", jobs, "-o", str(tmp_path / f"j{jobs}.csv")],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        out[jobs] = proc.stdout
+    assert out["1"] == out["2"] and "lfu" in out["1"]
+
+
 def test_sweep_cli_streams_and_says_which_formats_batch_mode_streams(tmp_path):
     from click.testing import CliRunner
 
@@ -162,7 +196,9 @@ def test_sweep_cli_streams_and_says_which_formats_batch_mode_streams(tmp_path):
 
 
 # -- a real Dask cluster -------------------------------------------------------------------------
-def test_streamed_sweep_on_a_real_cluster_opens_the_file_once_per_worker(cluster, tmp_path):  # noqa: F811
+def test_streamed_sweep_on_a_real_cluster_shares_the_clients_first_pass(cluster, tmp_path):  # noqa: F811
+    """Workers on the client's host replay from the client's first-pass files (no first pass
+    and no fingerprint of their own), and the sweep equals the in-memory one."""
     import polars as pl
     from dask.distributed import Client
 
@@ -180,14 +216,18 @@ def test_streamed_sweep_on_a_real_cluster_opens_the_file_once_per_worker(cluster
     with Client(cluster, timeout=20) as client:
         from cachesim import sweep_stream
         opens = client.run(lambda: sweep_stream._WORKER_OPENS[0])
-    assert sorted(opens.values()) in ([1, 1], [0, 1]), opens  # never once per configuration
+        attaches = client.run(lambda: sweep_stream._WORKER_ATTACHES[0])
+    assert sorted(opens.values()) == [0, 0], opens  # no worker read the trace again
+    assert sorted(attaches.values()) in ([1, 1], [0, 1]), attaches  # never once per config
 
 
 def test_a_cluster_worker_seeing_another_file_fails_with_one_line(cluster, tmp_path):  # noqa: F811
     from dask.distributed import Client
     path = _oracle(tmp_path / "a.oracleGeneral.bin")
     with StreamedTrace.open(path, "access") as st:
-        _oracle(path, seed=9)  # the workers see the new contents, the client the old
+        # the workers see the new contents, the client the old; a file changed since the
+        # client's first pass is not the client's to share, so each worker reads it itself
+        _oracle(path, n=6001, seed=9)
         with Client(cluster, timeout=20) as client, pytest.raises(
                 CachesimError, match=r"^worker tcp://127\.0\.0\.1:\d+ sees a different trace at "
                                      r".*a\.oracleGeneral\.bin; all workers must see the same "
@@ -205,3 +245,30 @@ def test_batch_sweep_streamed_on_a_real_cluster_equals_in_memory(cluster, tmp_pa
             Client(cluster, timeout=20) as client:
         got = run_sweep(st, dask=client, **args).table
     assert got.height == 16 and _same(got, want)
+
+
+def test_sweeps_of_an_http_url_on_a_real_cluster_are_read_by_the_workers(cluster, tmp_path):  # noqa: F811
+    """The trace at an http:// URL (a real server on loopback): the workers open the URL
+    themselves, streamed (`StreamedTrace`) and in memory (`TraceSource`), and the sweeps equal
+    the local file's."""
+    from dask.distributed import Client
+
+    from cachesim import sweep, sweep_stream
+    from tests.http_server import serve
+    pytest.importorskip("aiohttp", reason="fsspec's HTTP filesystem needs aiohttp (test extra)")
+    path = _oracle(tmp_path / "u.oracleGeneral.bin", n=3000)
+    args = dict(policies="lru,fifo", sizes="1%,5%", ways="none", mode="access",
+                precisions="fp32")
+    want = run_sweep(read_trace(path), jobs=1, **args).table
+    with serve(tmp_path) as base, Client(cluster, timeout=20) as client:
+        url = f"{base}/u.oracleGeneral.bin"
+        opens = client.run(lambda: sweep_stream._WORKER_OPENS[0])
+        with StreamedTrace.open(url, "access") as st:
+            streamed = run_sweep(st, dask=client, **args).table
+        assert sum(client.run(lambda: sweep_stream._WORKER_OPENS[0]).values()) > sum(
+            opens.values())  # the client's source was closed: the workers opened the URL
+        reads = client.run(lambda: sweep._WORKER_READS[0])
+        in_memory = run_sweep(read_trace(url), dask=client, source=sweep.TraceSource.of(url),
+                              **args).table
+        assert sum(client.run(lambda: sweep._WORKER_READS[0]).values()) > sum(reads.values())
+    assert streamed.height == 4 and _same(streamed, want) and _same(in_memory, want)

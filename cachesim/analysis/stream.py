@@ -40,6 +40,7 @@ from ..errors import CachesimError
 from ..io.libcachesim import ORACLE_DTYPE
 from ..io.stream import (KeyMap, batch_chunks, batch_streamable, has_batch_column,
                          stream_chunks, streamable)
+from ..io.urls import as_path
 from ..progress import bar as progress_bar
 from ..simulate.access import CHUNK
 from ..trace import MAX_ROWS
@@ -112,7 +113,7 @@ def mrc_stream(path, policy: str = "lru", sizes=None, method: str = "exact",
     dataset, fbgemm-npz or dlrm-pt; `reader_options` go to its reader, as `read_trace`'s)
     streams too, for the exact and SHARDS curves in rows over all tables (one LRU stack of the
     keys linearised over the tables, as in memory)."""
-    path = Path(path)
+    path = as_path(path)  # a local Path, or a URL's RemotePath (`io.urls`)
     pol = checked_method(policy, method, bytes)
     if not (path.is_file() and streamable(path, fmt)) and (
             method == "mini" or bytes or per_table) and batch_streamable(path, fmt):
@@ -432,7 +433,7 @@ def analyze_stream(path, window: int | None = None, top_k: int | None = None, *,
     batch_streamable`: Parquet file, folder or dataset, fbgemm-npz, dlrm-pt; `reader_options`
     go to its reader), whose windows are its batches by default, as in memory."""
     from ..simulate.stream import BatchStreamSource, StreamSource
-    path = Path(path)
+    path = as_path(path)  # a local Path, or a URL's RemotePath (`io.urls`)
     keyed = path.is_file() and streamable(path, fmt) is not None
     if not keyed and batch_streamable(path, fmt) is None:
         raise CachesimError(f"{path}: a streamed analysis reads oracle-general and txt files, "

@@ -54,14 +54,21 @@ def with_batches(trace, batch_size: int):
 
 
 @dataclasses.dataclass
-class _Batch:
+class Batch:
     ids: np.ndarray          # dense ids of the accesses
     bag: np.ndarray | None   # local sample x T + table per access; None: one per (sample, table)
     samples: np.ndarray | slice
+    # a streamed batch's own labels and dense features (one per sample of `samples`, which is
+    # then 0..n); None: they are rows `samples` of the whole trace's (`_Data.labels`, `.dense`)
+    labels: np.ndarray | None = None
+    dense: np.ndarray | None = None
 
 
 @dataclasses.dataclass
 class _Data:
+    """The batches of an in-memory trace, and its samples' labels and dense features. A
+    streamed trace's (`executor.stream.StreamedData`) has the same methods, reading its batches
+    from the file as they are asked for."""
     batches: list
     n_train: int             # batches used for training
     labels: np.ndarray       # per sample, float32
@@ -69,18 +76,84 @@ class _Data:
     label_source: str
     batch_samples: int
 
+    @property
+    def n_dense(self) -> int:
+        return int(self.dense.shape[1])
+
+    @property
+    def n_train_samples(self) -> int:
+        return sum(_n(b.samples) for b in self.batches[:self.n_train])
+
+    def to_device(self, xp) -> None:
+        """Copy the labels and dense features to the device, once (`inputs` reads them)."""
+        self._xp, self._dense_dev, self._labels_dev = xp, xp.asarray(self.dense), \
+            xp.asarray(self.labels)
+
+    def train_batches(self):
+        return self.batches[:self.n_train]
+
+    def test_batches(self):
+        return self.batches[self.n_train:]
+
+    def inputs(self, b: Batch):
+        """(dense features, labels) of batch `b`'s samples, on the device."""
+        sl = b.samples if isinstance(b.samples, slice) else self._xp.asarray(b.samples)
+        return self._dense_dev[sl], self._labels_dev[sl]
+
+    def host_labels(self, b: Batch) -> np.ndarray:
+        return self.labels[b.samples]
+
+
+def check_sample_ids(sample: np.ndarray) -> None:
+    if len(sample) and sample.min() < 0:
+        raise CachesimError("the trace has negative sample ids; samples must be numbered from 0")
+
+
+def check_batch_order(batch: np.ndarray) -> None:
+    if len(batch) > 1 and np.any(np.diff(batch) < 0):
+        raise CachesimError("the trace's batch column is not in order; the executor trains "
+                            "batches in trace order (sort the trace by batch)")
+
+
+def train_split(n_batches: int, test_fraction: float) -> int:
+    """The number of batches trained on (the first ones); the rest are tested on."""
+    n_train = n_batches - int(round(test_fraction * n_batches))
+    if n_train < 1:
+        raise CachesimError(f"--test-fraction {test_fraction} leaves no batch to train on "
+                            f"({n_batches} batches)")
+    return n_train
+
+
+def check_test_fraction(test_fraction: float) -> None:
+    if not 0 <= test_fraction < 1:
+        raise CachesimError(f"--test-fraction {test_fraction}: must be at least 0 and below 1")
+
+
+def split_batches(batch, sample, table, n_tables: int):
+    """(start, stop, sorted distinct samples, each access's index among them, bag or None) of
+    each batch (a run of equal `batch` ids) of these accesses; the bag is local sample x
+    n_tables + table per access, None when it is one access per (sample, table) in order."""
+    cuts = np.flatnonzero(np.diff(batch)) + 1
+    starts = np.concatenate([[0], cuts]).astype(np.int64)
+    stops = np.concatenate([cuts, [len(batch)]]).astype(np.int64)
+    for a, z in zip(starts, stops):
+        samples, local = np.unique(sample[a:z], return_inverse=True)
+        local = local.reshape(-1)
+        bag = local * n_tables + table[a:z]
+        if len(bag) == len(samples) * n_tables and np.array_equal(bag, np.arange(len(bag))):
+            bag = None
+        yield int(a), int(z), samples, local, bag
+
 
 def prepare_data(trace, batch_size: int | None, test_fraction: float) -> _Data:
     """Cut the trace into batches (host arrays), pick labels and dense features, split."""
-    if not 0 <= test_fraction < 1:
-        raise CachesimError(f"--test-fraction {test_fraction}: must be at least 0 and below 1")
+    check_test_fraction(test_fraction)
     if batch_size is not None:
         trace = with_batches(trace, batch_size)
     elif trace.batch is None:
         trace = with_batches(trace, DEFAULT_BATCH_SIZE)
     sample = trace.sample if trace.sample is not None else np.arange(len(trace), dtype=np.int64)
-    if len(sample) and sample.min() < 0:
-        raise CachesimError("the trace has negative sample ids; samples must be numbered from 0")
+    check_sample_ids(sample)
     n_samples = int(sample.max()) + 1 if len(sample) else 0
     if trace.labels is not None:
         labels = np.asarray(trace.labels, dtype=np.float32).reshape(-1)
@@ -91,34 +164,21 @@ def prepare_data(trace, batch_size: int | None, test_fraction: float) -> _Data:
         labels = teacher_labels(trace, sample, n_samples, TEACHER_SEED)
         source = f"planted teacher (seed {TEACHER_SEED})"
     if trace.dense is not None:
-        dense = np.asarray(trace.dense, dtype=np.float32)
+        # a sample's features side by side (row-major, as a streamed batch holds them: the
+        # matrix products then round alike; a reader may hand over column-major arrays)
+        dense = np.ascontiguousarray(trace.dense, dtype=np.float32)
         dense = dense.reshape(dense.shape[0], -1)
         dense = np.nan_to_num(dense, nan=0.0)
     else:
         dense = np.zeros((n_samples, 1), dtype=np.float32)
-    b = trace.batch
-    if len(b) > 1 and np.any(np.diff(b) < 0):
-        raise CachesimError("the trace's batch column is not in order; the executor trains "
-                            "batches in trace order (sort the trace by batch)")
-    cuts = np.flatnonzero(np.diff(b)) + 1
-    starts = np.concatenate([[0], cuts]).astype(np.int64)
-    stops = np.concatenate([cuts, [len(b)]]).astype(np.int64)
-    T = trace.n_tables
+    check_batch_order(trace.batch)
     ids_all = trace.dense_ids
     batches = []
-    for a, z in zip(starts, stops):
-        s = sample[a:z]
-        samples, local = np.unique(s, return_inverse=True)
-        bag = local.reshape(-1) * T + trace.table[a:z]
-        if len(bag) == len(samples) * T and np.array_equal(bag, np.arange(len(bag))):
-            bag = None
+    for a, z, samples, _, bag in split_batches(trace.batch, sample, trace.table, trace.n_tables):
         if samples[-1] - samples[0] + 1 == len(samples):
             samples = slice(int(samples[0]), int(samples[-1]) + 1)
-        batches.append(_Batch(ids_all[a:z], bag, samples))
-    n_train = len(batches) - int(round(test_fraction * len(batches)))
-    if n_train < 1:
-        raise CachesimError(f"--test-fraction {test_fraction} leaves no batch to train on "
-                            f"({len(batches)} batches)")
+        batches.append(Batch(ids_all[a:z], bag, samples))
+    n_train = train_split(len(batches), test_fraction)
     batch_samples = int(np.median([_n(bt.samples) for bt in batches]))
     return _Data(batches, n_train, labels, dense, source, batch_samples)
 
@@ -242,7 +302,7 @@ def train(trace, precision=("int8",), size=("5%",), policy=("lru",), ways: int |
           rounding: str = "stochastic", optimizer: str = "sgd", model="kaggle",
           baselines: bool = True, progress: bool = True, curve_points: int = CURVE_POINTS,
           return_state: bool = False, cache_model: str = "fbgemm", per_table: bool = False,
-          prefetch_pipeline: bool = False, warp: int | None = None) -> list[dict]:
+          prefetch_pipeline: bool = False, warp: int | None = None, data=None) -> list[dict]:
     """Train DLRM behind an embedding cache for every configuration; one record each.
 
     `seed` may be a list (every configuration once per seed). `model` is a preset name
@@ -263,6 +323,9 @@ def train(trace, precision=("int8",), size=("5%",), policy=("lru",), ways: int |
     combinations raise CachesimError before training (`simulate.batch.check_model_options`).
     The record says which (`cache_model`, `per_table`, `prefetch_pipeline`, `warp`; None
     without a cache); its `capacity` is the lines the cache has.
+
+    `data`: the batches, prepared (`executor.stream.train_stream` passes a streamed trace's,
+    `trace` then its first pass's `simulate.stream.BatchMeta`); None: cut from `trace`.
     """
     trace.require_nonempty()
     backend = get_xp(device)
@@ -293,19 +356,18 @@ def train(trace, precision=("int8",), size=("5%",), policy=("lru",), ways: int |
             configs = [dataclasses.replace(c, ways=int(warp)) if c.cached else c
                        for c in configs]
     seeds = [int(s) for s in _as_list(seed)]
-    data = prepare_data(trace, batch_size, float(test_fraction))
-    shape = model_shape(model, data.dense.shape[1], trace.n_tables, dim)
-    xp = backend.xp
-    dense_dev = xp.asarray(data.dense)
-    labels_dev = xp.asarray(data.labels)
+    if data is None:
+        data = prepare_data(trace, batch_size, float(test_fraction))
+    shape = model_shape(model, data.n_dense, trace.n_tables, dim)
+    data.to_device(backend.xp)
     records = []
     lines = Lines(progress)  # not a terminal: one line per configuration (a terminal: bars)
     for sd in seeds:
         rows0 = init_rows(trace.n_distinct, dim, trace.key_table, trace.table_rows, sd)
         for cfg in configs:
-            rec = _run_one(trace, data, cfg, shape, backend, rows0, dense_dev, labels_dev,
-                           seed=sd, epochs=int(epochs), lr=float(lr), rounding=rounding,
-                           optimizer=optimizer, progress=progress, curve_points=curve_points,
+            rec = _run_one(trace, data, cfg, shape, backend, rows0, seed=sd, epochs=int(epochs),
+                           lr=float(lr), rounding=rounding, optimizer=optimizer,
+                           progress=progress, curve_points=curve_points,
                            dim=dim, return_state=return_state, **cache)
             records.append(rec)
             lines.echo(summary_line(rec, len(records), len(configs) * len(seeds)))
@@ -363,18 +425,17 @@ def _warm_up(policy: str, ids_dtype) -> None:
                capacity_rows=1, ways=1, policy=policy).step(np.zeros(1, dtype=ids_dtype))
 
 
-def _run_one(trace, data: _Data, cfg: Config, shape, backend, rows0, dense_dev, labels_dev, *,
-             seed, epochs, lr, rounding, optimizer, progress, curve_points, dim, return_state,
-             cache_model="fbgemm", per_table=False, prefetch_pipeline=False):
+def _run_one(trace, data: _Data, cfg: Config, shape, backend, rows0, *, seed, epochs, lr,
+             rounding, optimizer, progress, curve_points, dim, return_state, cache_model="fbgemm",
+             per_table=False, prefetch_pipeline=False):
     xp = backend.xp
     model = DLRM(shape, xp=xp, seed=seed)
     emb, cap = _make_embeddings(trace, cfg, backend, rows0, dim, rounding, optimizer, seed,
                                 cache_model, per_table, prefetch_pipeline)
-    train_batches = data.batches[:data.n_train]
-    if cfg.cached and train_batches and cache_model == "ideal":  # (fbgemm: no numba)
-        _warm_up(cfg.policy, train_batches[0].ids.dtype)
+    if cfg.cached and cache_model == "ideal":  # (fbgemm: no numba)
+        _warm_up(cfg.policy, np.int32)  # the dtype of dense ids (Trace.dense_ids, KeyMap)
     losses = []
-    n_train_samples = sum(_n(b.samples) for b in train_batches)
+    n_train_samples = data.n_train_samples
     # a terminal: a bar per configuration, samples/s and the running loss (read from the
     # device at most twice a second)
     bar = progress_bar(epochs * n_train_samples, f"{_label(cfg)} seed {seed}", progress,
@@ -383,11 +444,11 @@ def _run_one(trace, data: _Data, cfg: Config, shape, backend, rows0, dense_dev, 
     backend.synchronize()
     t0 = time.perf_counter()
     for _ in range(epochs):
-        for b in train_batches:
-            sl = b.samples if isinstance(b.samples, slice) else xp.asarray(b.samples)
+        for b in data.train_batches():
+            dense, labels = data.inputs(b)
             inverse, rows = emb.gather(b.ids)
-            loss, grads, d_rows = model.forward_backward(dense_dev[sl], rows, inverse,
-                                                         labels_dev[sl], bag=_dev(xp, b.bag))
+            loss, grads, d_rows = model.forward_backward(dense, rows, inverse, labels,
+                                                         bag=_dev(xp, b.bag))
             model.sgd(grads, lr)
             emb.apply(d_rows, lr)
             losses.append(loss)
@@ -404,14 +465,12 @@ def _run_one(trace, data: _Data, cfg: Config, shape, backend, rows0, dense_dev, 
     curve = [float(c.mean()) for c in np.array_split(losses, min(curve_points, len(losses)))
              if len(c)]
     # evaluation: rows read without touching the cache or the counters
-    test_batches = data.batches[data.n_train:]
     probs, ys = [], []
-    for b in test_batches:
-        sl = b.samples if isinstance(b.samples, slice) else xp.asarray(b.samples)
+    for b in data.test_batches():
         inverse, rows = emb.lookup(b.ids)
-        logit = model.forward(dense_dev[sl], rows, inverse, bag=_dev(xp, b.bag))
+        logit = model.forward(data.inputs(b)[0], rows, inverse, bag=_dev(xp, b.bag))
         probs.append(backend.to_host(sigmoid(xp, logit)))
-        ys.append(data.labels[b.samples])
+        ys.append(data.host_labels(b))
     rec = {"policy": cfg.policy, "size": cfg.size, "ways": cfg.ways, "precision": cfg.precision,
            "capacity": cap if cap is not None else trace.n_distinct,
            "cache_lines": getattr(emb, "n_lines", 0) if cfg.size != "all" else None,

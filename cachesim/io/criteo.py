@@ -36,10 +36,10 @@ TABLE_NAMES = [f"C{i}" for i in range(1, N_SPARSE + 1)]
 _FIX = "Criteo lines are label, I1..I13, C1..C26, tab-separated; fix or drop that line"
 
 
-def _raise_bad(path, col: pl.Series, row: int, expected: str):
+def _raise_bad(path, col: pl.Series, row: int, expected: str, first_line: int = 1):
     value = col[row]
     raise TraceFormatError(path, f"column {col.name}: expected {expected}, found {value!r}",
-                           line=row + 1, fix=_FIX)
+                           line=row + first_line, fix=_FIX)
 
 
 def read_criteo(path, batch_size: int | None = None, **_) -> Trace:
@@ -49,7 +49,26 @@ def read_criteo(path, batch_size: int | None = None, **_) -> Trace:
     buf, source = load_text(path)  # gzip: the decompressed bytes
     if buf.size == 0:
         return _empty(path)
-    check_field_counts(path, buf, "\t", N_FIELDS, what=" (label, I1..I13, C1..C26)", fix=_FIX)
+    label, dense, values = criteo_columns(path, buf, source)
+    n = label.shape[0]
+    rows = np.empty((n, N_SPARSE), dtype=np.int64)
+    table_rows = np.empty(N_SPARSE, dtype=np.int64)
+    for t in range(N_SPARSE):
+        rows[:, t], n_distinct = first_appearance_ids(values[:, t], values[:, t] >= 0)
+        table_rows[t] = n_distinct + 1
+    sample = np.repeat(np.arange(n, dtype=np.int64), N_SPARSE)
+    return Trace(table=np.tile(np.arange(N_SPARSE, dtype=np.int32), n), row=rows.ravel(),
+                 batch=sample // batch_size, sample=sample, table_names=list(TABLE_NAMES),
+                 table_rows=table_rows, table_dims=np.full(N_SPARSE, DEFAULT_DIM),
+                 labels=label, dense=dense, source=str(path))
+
+
+def criteo_columns(path, buf: np.ndarray, source, first_line: int = 1):
+    """(labels float32 [n], dense float32 [n, 13] (empty: 0), the C1..C26 hashes int64 [n, 26]
+    (empty: -1)) of whole Criteo lines: `buf` their bytes (uint8), `source` what polars reads
+    (a path or the bytes), `first_line` the line number of the first (errors name lines)."""
+    check_field_counts(path, buf, "\t", N_FIELDS, what=" (label, I1..I13, C1..C26)", fix=_FIX,
+                       first_line=first_line)
     names = ["label"] + DENSE_NAMES + TABLE_NAMES
     try:
         df = pl.read_csv(source, separator="\t", has_header=False, new_columns=names,
@@ -65,25 +84,16 @@ def read_criteo(path, batch_size: int | None = None, **_) -> Trace:
     label = parsed["label"]
     if label.null_count() or (n and (label.min() < 0 or label.max() > 1)):
         bad = int((label.is_null() | ~label.is_in([0, 1])).arg_true()[0])
-        _raise_bad(path, df["label"], bad, "a label 0 or 1")
+        _raise_bad(path, df["label"], bad, "a label 0 or 1", first_line)
     lost = (parsed.null_count().row(0), df.null_count().row(0))
     for j, c in enumerate(names[1:], 1):
         if lost[0][j] != lost[1][j]:  # a value that did not parse
             expected = ("an integer count or an empty field" if c in DENSE_NAMES else
                         "a hexadecimal hash (8 hex digits) or an empty field")
-            _raise_bad(path, df[c], first_bad_row(df[c], parsed[c]), expected)
+            _raise_bad(path, df[c], first_bad_row(df[c], parsed[c]), expected, first_line)
     dense = parsed.select(DENSE_NAMES).fill_null(0).to_numpy().astype(np.float32)
     values = parsed.select(TABLE_NAMES).fill_null(-1).to_numpy(order="fortran")
-    rows = np.empty((n, N_SPARSE), dtype=np.int64)
-    table_rows = np.empty(N_SPARSE, dtype=np.int64)
-    for t in range(N_SPARSE):
-        rows[:, t], n_distinct = first_appearance_ids(values[:, t], values[:, t] >= 0)
-        table_rows[t] = n_distinct + 1
-    sample = np.repeat(np.arange(n, dtype=np.int64), N_SPARSE)
-    return Trace(table=np.tile(np.arange(N_SPARSE, dtype=np.int32), n), row=rows.ravel(),
-                 batch=sample // batch_size, sample=sample, table_names=list(TABLE_NAMES),
-                 table_rows=table_rows, table_dims=np.full(N_SPARSE, DEFAULT_DIM),
-                 labels=label.cast(pl.Float32).to_numpy(), dense=dense, source=str(path))
+    return label.cast(pl.Float32).to_numpy(), dense, values
 
 
 def _empty(path) -> Trace:

@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import CachesimError, TraceFormatError
+from .urls import as_path, is_url, read_remote
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,9 @@ _BINARY_MAGIC = ((b"\x7fELF", "an ELF executable"), (b"PAR1", "Parquet"),
 
 
 def is_gzip(path) -> bool:
-    """Whether the file starts with gzip's magic bytes (1f 8b)."""
-    with open(path, "rb") as fh:
+    """Whether the file (a local path or a URL: `urls.as_path`) starts with gzip's magic bytes
+    (1f 8b)."""
+    with as_path(path).open("rb") as fh:
         return fh.read(2) == GZIP_MAGIC
 
 
@@ -90,13 +92,15 @@ def _gzip_failure(path, err: Exception) -> CachesimError:
 
 
 def head_bytes(path, n: int = 65536) -> bytes:
-    """The first `n` bytes of a file, decompressed when it is gzip."""
+    """The first `n` bytes of a file (a local path or a URL), decompressed when it is gzip."""
     try:
-        if is_gzip(path):
-            with gzip.open(path, "rb") as fh:
+        with as_path(path).open("rb") as raw:
+            if raw.read(2) != GZIP_MAGIC:
+                raw.seek(0)
+                return raw.read(n)
+            raw.seek(0)
+            with gzip.GzipFile(fileobj=raw, mode="rb") as fh:
                 return fh.read(n)
-        with open(path, "rb") as fh:
-            return fh.read(n)
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise _gzip_failure(path, err) from None
 
@@ -159,7 +163,7 @@ def infer_format(path) -> Format:
     """The format a file's suffix names; where a suffix is shared (.txt: txt or criteo; .csv:
     csv or avazu) or absent, the one whose sniffer accepts the file's first bytes.
     A folder: the folder format whose batch files it holds (.npz, .pt)."""
-    p = Path(path)
+    p = as_path(path)
     if p.is_dir():
         found = [f for f in _FORMATS.values()
                  if "/" in f.suffixes and folder_files(p, [s for s in f.suffixes if s != "/"])]
@@ -213,9 +217,12 @@ def read_trace(path, format: str | None = None, **options):
 
     `options` go to the reader; each takes those it knows (batch_size, num_tables) and ignores
     the rest. Raises CachesimError (TraceFormatError with file and line or byte offset) on bad
-    input.
+    input. `path` may be a URL (`cachesim.io.urls`: s3://, gs://, http(s)://, any fsspec
+    protocol), read through a temporary local copy.
     """
-    p = Path(path)
+    p = as_path(path)
+    if is_url(p):
+        return read_remote(str(p), format, read_trace, **options)
     if not p.exists():
         raise CachesimError(f"{path}: no such file or folder (check the path)")
     fmt = get_format(format) if format else infer_format(p)

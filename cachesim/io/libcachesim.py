@@ -31,9 +31,9 @@ def _split_records(rec, obj_id, ts, size):
         size[i] = r["size"]
 
 
-def oracle_records(path) -> np.ndarray:
-    """A read-only map of an oracleGeneral file's records (a TraceFormatError when the file is
-    not whole 24-byte records)."""
+def oracle_count(path) -> int:
+    """The records of an oracleGeneral file (a local Path or a `urls.RemotePath`) from its size
+    (a TraceFormatError when the file is not whole 24-byte records)."""
     nbytes = path.stat().st_size
     if nbytes % ORACLE_DTYPE.itemsize:
         whole = nbytes // ORACLE_DTYPE.itemsize
@@ -41,7 +41,13 @@ def oracle_records(path) -> np.ndarray:
             path, f"file is {nbytes} bytes, not a whole number of 24-byte oracleGeneral records;"
             f" the last record is cut short", offset=whole * ORACLE_DTYPE.itemsize,
             fix="the file is truncated: copy it again, or cut it to a multiple of 24 bytes")
-    return (np.memmap(path, dtype=ORACLE_DTYPE, mode="r") if nbytes
+    return nbytes // ORACLE_DTYPE.itemsize
+
+
+def oracle_records(path) -> np.ndarray:
+    """A read-only map of an oracleGeneral file's records (a TraceFormatError when the file is
+    not whole 24-byte records)."""
+    return (np.memmap(path, dtype=ORACLE_DTYPE, mode="r") if oracle_count(path)
             else np.zeros(0, dtype=ORACLE_DTYPE))
 
 

@@ -4,11 +4,17 @@
 chunk (`sizes` None for a format without object sizes), never holding more than one chunk:
 oracleGeneral through a read-only memory map of its 24-byte records, txt (one key a line) a
 block of lines at a time. `streamable(path, fmt)` names the stream format of a file, or None.
+A Parquet trace (file, folder or dataset; `parquet_access_chunks`) yields its keys linearised
+over its tables as the in-memory trace's (`Trace.keys`); `access_chunks` also gives its tables.
 
 `batch_chunks(path, chunk_accesses, fmt)` reads a batched trace: a head Trace naming the tables,
 then one Trace (table, row, batch) per chunk: Parquet (`parquet_chunks`: a file, a folder of
 files or a hive-partitioned dataset, polars' streaming engine) or fbgemm-npz / dlrm-pt
 (`tbe_chunks`: one batch file a chunk). `batch_streamable(path, fmt)` names its format.
+
+Every `path` may also be a URL (`cachesim.io.urls`: s3://, gs://, http(s)://, any fsspec
+protocol), read a chunk at a time through fsspec (Parquet: through polars), never copied;
+fbgemm-npz and dlrm-pt batches stream from local paths only.
 
 `KeyMap` numbers keys in order of first access, as `Trace.dense_ids` does (so a streamed replay
 sees the very ids an in-memory one does): an open-addressing table that doubles when half full
@@ -22,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CachesimError, TraceFormatError
-from ..trace import MAX_ROWS, KeyMap, Trace  # noqa: F401  (KeyMap: used by simulate/stream)
-from .libcachesim import ORACLE_DTYPE, oracle_records, raise_bad_line
+from ..trace import MAX_ROWS, InvalidAccess, KeyMap, Trace  # noqa: F401  (KeyMap: simulate/stream)
+from .libcachesim import ORACLE_DTYPE, oracle_count, raise_bad_line
+from .urls import as_path, open_lines, polars_source
 
 STREAM_FORMATS = ("oracle-general", "txt")
 _ORACLE_SUFFIXES = (".oraclegeneral.bin", ".oraclegeneral", ".oracle")
@@ -32,9 +39,9 @@ _ORACLE_SUFFIXES = (".oraclegeneral.bin", ".oraclegeneral", ".oracle")
 def streamable(path, fmt: str | None = None) -> str | None:
     """The stream format of `path` ('oracle-general' or 'txt'), None when it has no chunked
     reader (other formats, gzip text): those replay in memory."""
-    path = Path(path)
+    path = as_path(path)
     if path.is_file():
-        with open(path, "rb") as f:
+        with path.open("rb") as f:
             if f.read(2) == b"\x1f\x8b":  # gzip: read whole, in memory
                 return None
     if fmt is not None:
@@ -48,15 +55,20 @@ def streamable(path, fmt: str | None = None) -> str | None:
     return None
 
 
+VIEW_BUFFERS = 3  # `views` chunks rotate over this many buffers (`read_ahead` holds 2 at once)
+
+
 def _oracle_chunks(path: Path, chunk: int, views: bool = False):
-    # read into one reused buffer, not a memory map: mapped file pages count as resident
-    # memory, so a map read to the end would hold the whole file. `views`: the id and size
-    # columns as strided views of that buffer (valid until the next chunk), not fresh copies
-    n = oracle_records(path).shape[0]
-    buf = np.empty(min(chunk, n), dtype=ORACLE_DTYPE)
-    with open(path, "rb") as f:
-        for start in range(0, n, chunk):
-            part = buf[:min(chunk, n - start)]
+    # read into reused buffers, not a memory map: mapped file pages count as resident memory,
+    # so a map read to the end would hold the whole file. `views`: the id and size columns as
+    # strided views of one of VIEW_BUFFERS buffers (valid until VIEW_BUFFERS - 1 more chunks
+    # are read), not fresh copies
+    n = oracle_count(path)
+    bufs = [np.empty(min(chunk, n), dtype=ORACLE_DTYPE) for _ in range(VIEW_BUFFERS if views
+                                                                          else 1)]
+    with path.open("rb") as f:
+        for i, start in enumerate(range(0, n, chunk)):
+            part = bufs[i % len(bufs)][:min(chunk, n - start)]
             got = f.readinto(part.view(np.uint8))
             if got != part.nbytes:
                 raise TraceFormatError(path, "the file got shorter while it was read",
@@ -81,7 +93,7 @@ def _txt_keys(lines: list[bytes], path: Path, first_line: int) -> np.ndarray:
 
 
 def _txt_chunks(path: Path, chunk: int):
-    with open(path, "rb") as f:
+    with open_lines(path) as f:
         lines, first = [], 1
         for ln in f:
             lines.append(ln.rstrip(b"\r\n"))
@@ -93,23 +105,79 @@ def _txt_chunks(path: Path, chunk: int):
             yield _txt_keys(lines, path, first), None
 
 
+def read_ahead(chunks, depth: int = 1):
+    """The items of the iterator `chunks`, in order, the next `depth` read on another thread
+    while the caller works on this one: the readers (polars' decoding, file reads) and the
+    caller's kernels (nogil) then overlap on two cores. The reader's error is raised here, in
+    order; when the caller stops early (an error, Ctrl-C, a break) the reader stops at its next
+    item. `views` chunks of `stream_chunks` stay valid for this (VIEW_BUFFERS > depth + 1)."""
+    import queue
+    import threading
+    if depth + 1 >= VIEW_BUFFERS:
+        raise ValueError(f"read_ahead(depth={depth}): views chunks allow depth < "
+                         f"{VIEW_BUFFERS - 1}")
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read():
+        try:
+            for item in chunks:
+                if not put((None, item)):
+                    return
+            put((None, done))
+        except BaseException as e:  # noqa: BLE001 -- raised in the caller's thread
+            put((e, None))
+
+    reader = threading.Thread(target=read, name="cachesim-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            err, item = q.get()
+            if err is not None:
+                raise err
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        reader.join(timeout=5)
+
+
 def stream_chunks(path, chunk_accesses: int, fmt: str | None = None, views: bool = False):
     """Yield (keys, sizes or None) per chunk of at most `chunk_accesses` accesses. `views`
-    (oracleGeneral): strided views of one reused buffer, valid until the next chunk (no copy and
-    no fresh pages per chunk: for a pass that uses each chunk at once)."""
-    path = Path(path)
+    (oracleGeneral): strided views of reused buffers, valid until VIEW_BUFFERS - 1 more chunks
+    are read (no copy and no fresh pages per chunk: for a pass that uses each chunk at once, or
+    through `read_ahead`)."""
+    return access_chunks(path, chunk_accesses, fmt, views)[1]
+
+
+def access_chunks(path, chunk_accesses: int, fmt: str | None = None, views: bool = False):
+    """(the trace's tables, its chunks as `stream_chunks` yields them). The tables: None for an
+    oracleGeneral or txt file (one table, named by its format), else those of a Parquet trace
+    (`parquet_access_chunks`), whose keys are linearised over them."""
+    path = as_path(path)
     if not path.is_file() and not (path.is_dir() and access_parquet(path, fmt)):
         raise CachesimError(f"{path}: no such file; a streamed replay reads one oracleGeneral "
-                            "or txt file")
+                            "or txt file, or a Parquet file, folder or dataset")
     if chunk_accesses < 1:
         raise CachesimError(f"chunk_accesses={chunk_accesses}: a chunk holds at least 1 access")
     kind = streamable(path, fmt)
     if kind is None and access_parquet(path, fmt):
-        return _parquet_key_chunks(path, int(chunk_accesses))
+        return parquet_access_chunks(path, int(chunk_accesses))
     if kind == "oracle-general":
-        return _oracle_chunks(path, int(chunk_accesses), views)
+        return None, _oracle_chunks(path, int(chunk_accesses), views)
     if kind == "txt":
-        return _txt_chunks(path, int(chunk_accesses))
+        return None, _txt_chunks(path, int(chunk_accesses))
     raise CachesimError(f"{path}: a streamed access replay reads oracle-general and txt "
                         f"files only (format {fmt or 'from the suffix'}; Parquet, fbgemm-npz and "
                         "dlrm-pt traces stream in batch mode); replay it in memory (--no-stream)")
@@ -127,7 +195,7 @@ def parquet_files(path) -> list[Path]:
     with . or _ skipped), in natural order of their paths (`day=2` before `day=10`): the trace's
     order."""
     from .formats import natural_key
-    path = Path(path)
+    path = as_path(path)
     if not path.is_dir():
         return [path]
     found = [f for f in path.rglob("*") if f.is_file() and f.name.lower().endswith(
@@ -143,7 +211,7 @@ def batch_streamable(path, fmt: str | None = None) -> str | None:
     """The batched stream format of `path` ('parquet', 'fbgemm-npz' or 'dlrm-pt': a file or a
     folder of such files; Parquet also a hive-partitioned dataset), None when it has none."""
     from .fbgemm import NPZ_SUFFIXES, PT_SUFFIXES
-    path = Path(path)
+    path = as_path(path)
     if fmt is not None:
         return fmt if fmt in BATCH_STREAM_FORMATS else None
     kinds = (("parquet", PARQUET_SUFFIXES), ("fbgemm-npz", NPZ_SUFFIXES),
@@ -158,7 +226,7 @@ def batch_streamable(path, fmt: str | None = None) -> str | None:
 
 def source_bytes(path) -> int:
     """Bytes of a trace file, or of every file under a folder (progress: the share read)."""
-    path = Path(path)
+    path = as_path(path)
     if not path.is_dir():
         return path.stat().st_size
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
@@ -233,16 +301,34 @@ def _scan_parquet(path: Path):
     files = parquet_files(path)
     try:
         meta = _tables_meta(files)
-        lf = tabular.pl.scan_parquet([str(f) for f in files], hive_partitioning=path.is_dir())
+        lf = _polars_scan(path, files)
         return meta, lf, lf.collect_schema()
     except (tabular.pl.exceptions.PolarsError, OSError, ValueError) as err:
         raise _unreadable(path, err) from None
 
 
-def parquet_chunks(path, chunk_accesses: int):
+def _polars_scan(path, files):
+    """polars' lazy scan of the Parquet `files` of `path` (hive keys as columns for a folder).
+    Files at a URL whose protocol polars does not read itself reach it as fsspec file objects
+    (`urls.polars_source`), which carry no path for hive keys: a hive-partitioned dataset there
+    is refused rather than read without its key columns."""
+    from . import tabular
+    sources = [polars_source(f) for f in files]
+    hive = path.is_dir()
+    if hive and not all(isinstance(s, str) for s in sources):
+        if any("=" in part for f in files for part in f.relative_to(path).parts[:-1]):
+            raise CachesimError(f"{path}: a hive-partitioned dataset streams from a local path "
+                                "or an s3, gs, az or http(s) URL (polars reads their paths' "
+                                "keys); copy it to one, or merge it into one Parquet file")
+        hive = False
+    return tabular.pl.scan_parquet(sources, hive_partitioning=hive)
+
+
+def parquet_chunks(path, chunk_accesses: int, columns=("table", "row", "batch")):
     """(a head trace, then one `Trace` per chunk of at most `chunk_accesses` accesses: columns
-    table, row and batch) of a Parquet trace: one file, a folder of files or a hive-partitioned
-    dataset (`parquet_files`; hive keys become columns, so a dataset partitioned by `table=`
+    table, row and batch, or those of `columns` the trace has) of a Parquet trace: one file, a
+    folder of files or a hive-partitioned dataset (`parquet_files`; hive keys become columns,
+    so a dataset partitioned by `table=`
     gives each access its table), read by polars' streaming engine a record batch at a time.
 
     The head is an empty Trace naming the tables, their rows and dims, which every chunk shares
@@ -250,20 +336,8 @@ def parquet_chunks(path, chunk_accesses: int):
     Parquet written elsewhere the in-memory reader's inference (one more pass, over the table
     and row columns)."""
     from . import tabular
-    path = Path(path)
-    meta, lf, schema = _scan_parquet(path)
-    try:
-        if "table" in schema and not schema["table"].is_integer():
-            raise CachesimError(f"{path}: a streamed Parquet replay needs numbered tables (its "
-                                f"`table` column is {schema['table']}); convert it with "
-                                "`cachesim convert`, or replay it in memory (--no-stream)")
-        if meta is None:
-            meta = _inferred_tables(lf, path)
-        frames = lf.select([c for c in ("table", "row", "batch") if c in schema]).collect_batches(
-            chunk_size=int(chunk_accesses), maintain_order=True, lazy=True)
-    except (tabular.pl.exceptions.PolarsError, OSError, ValueError) as err:
-        raise _unreadable(path, err) from None
-    head = _head(path, meta)
+    path = as_path(path)
+    head, frames = parquet_frames(path, chunk_accesses, columns)
     # the tables only: never the labels or dense features, which a chunk would decode whole
     meta = dict(zip(_TABLE_KEYS, (head.table_names, head.table_rows.tolist(),
                                   head.table_dims.tolist(), head.table_rows_inferred)))
@@ -273,6 +347,29 @@ def parquet_chunks(path, chunk_accesses: int):
             yield tabular.frame_to_trace(df, path, meta, header_lines=0)
 
 
+def parquet_frames(path, chunk_accesses: int, columns, offset: int = 0):
+    """(the head trace of `parquet_chunks`, an iterator of polars frames of at most
+    `chunk_accesses` accesses: those of `columns` the trace has, from access `offset` on) of a
+    Parquet trace, for a reader that needs more columns than a Trace holds per access
+    (`executor.stream`: the labels and dense features of each access's sample)."""
+    from . import tabular
+    path = as_path(path)
+    meta, lf, schema = _scan_parquet(path)
+    try:
+        if "table" in schema and not schema["table"].is_integer():
+            raise CachesimError(f"{path}: a streamed Parquet replay needs numbered tables (its "
+                                f"`table` column is {schema['table']}); convert it with "
+                                "`cachesim convert`, or replay it in memory (--no-stream)")
+        if meta is None:
+            meta = _inferred_tables(lf, path)
+        lf = lf.slice(int(offset)) if offset else lf
+        frames = lf.select([c for c in columns if c in schema]).collect_batches(
+            chunk_size=int(chunk_accesses), maintain_order=True, lazy=True)
+    except (tabular.pl.exceptions.PolarsError, OSError, ValueError) as err:
+        raise _unreadable(path, err) from None
+    return _head(path, meta), frames
+
+
 def tbe_chunks(path, fmt: str, **options):
     """(a head trace, then one `Trace` per batch file) of an fbgemm-npz or dlrm-pt file or
     folder. One file is one batch, and a batch is replayed whole, so a chunk is one file: memory
@@ -280,7 +377,11 @@ def tbe_chunks(path, fmt: str, **options):
     parts). A first pass reads every file for the tables' rows, as the in-memory reader
     infers them (largest row + 1 per table, or an npz's `table_rows` where larger)."""
     from . import fbgemm
-    path = Path(path)
+    path = as_path(path)
+    if not isinstance(path, Path):
+        raise CachesimError(f"{path}: {fmt} batches stream from local files only; replay it in "
+                            "memory (--no-stream, which reads a URL whole), or copy it to a "
+                            "local or shared path")
     npz = fmt == "fbgemm-npz"
     read = fbgemm.read_fbgemm_npz if npz else fbgemm.read_dlrm_pt
     files = fbgemm.batch_files(path, fbgemm.NPZ_SUFFIXES if npz else fbgemm.PT_SUFFIXES)
@@ -307,7 +408,7 @@ def tbe_chunks(path, fmt: str, **options):
 
 def batch_chunks(path, chunk_accesses: int, fmt: str | None = None, **options):
     """`parquet_chunks` or `tbe_chunks`, by the format of `path` (`batch_streamable`)."""
-    path = Path(path)
+    path = as_path(path)
     if not path.exists():
         raise CachesimError(f"{path}: no such file or folder (check the path)")
     if chunk_accesses < 1:
@@ -330,8 +431,7 @@ def has_batch_column(path) -> bool:
     from . import tabular
     files = parquet_files(path)
     try:
-        schema = tabular.pl.scan_parquet([str(f) for f in files],
-                                         hive_partitioning=Path(path).is_dir()).collect_schema()
+        schema = _polars_scan(as_path(path), files).collect_schema()
     except (tabular.pl.exceptions.PolarsError, OSError, ValueError):
         return False  # the reader names what is wrong
     return "batch" in schema
@@ -339,25 +439,63 @@ def has_batch_column(path) -> bool:
 
 def access_parquet(path, fmt: str | None = None) -> bool:
     """Whether `path` is a Parquet trace (file, folder or dataset) a streamed access replay
-    reads: one table's `row` column (`_parquet_key_chunks`)."""
+    reads (`parquet_access_chunks`: one table or several)."""
     return (fmt in (None, "parquet")) and batch_streamable(path, fmt) == "parquet"
 
 
-def _parquet_key_chunks(path: Path, chunk: int):
-    """(keys, None) per chunk of a one-table Parquet trace: its `row` column, read by polars'
-    streaming engine a record batch at a time (a trace of several tables replays in memory or
-    in batch mode: the access replay's per-table counters need every table's keys)."""
+def parquet_access_chunks(path, chunk: int):
+    """(the tables, then an iterator of (keys, sizes or None) per chunk of at most `chunk`
+    accesses) of a Parquet trace (a file, a folder of files or a hive-partitioned dataset),
+    read by polars' streaming engine a record batch at a time. Each key is the very integer the
+    in-memory reader's trace gives that access (`Trace.keys`: the rows of all earlier tables +
+    its row), so that a streamed access replay numbers and hashes (set-associative caches) the
+    keys an in-memory one does; the sizes are its `size` column (None without one).
+
+    The tables: a dict of table_names, table_rows, table_dims (None: the default) and
+    table_rows_inferred. Their rows, which the keys of several tables need before the first
+    access, come from cachesim's metadata when the files have it, else from one streamed pass
+    over the table and row columns before the first (`_inferred_tables`, frames of `CHUNK_ROWS`
+    rows: the in-memory reader's inference, largest row + 1 per table, with its checks). A trace
+    of one table without a `size` column (a bare `row` column, or metadata naming one table)
+    skips that: its keys are its rows, read as one column (rows None without metadata)."""
+    path = as_path(path)
     meta, lf, schema = _scan_parquet(path)
     if "row" not in schema or not schema["row"].is_integer():
         raise TraceFormatError(path, "a streamed access replay needs an integer `row` column "
                                f"(columns: {', '.join(list(schema)[:8])})",
                                fix="replay it in memory (--no-stream)")
-    several = (meta is not None and len(meta["table_names"]) > 1) or (
-        meta is None and "table" in schema)
-    if several:
-        raise CachesimError(f"{path}: a streamed access replay of Parquet reads one table (a "
-                            "`row` column, or cachesim's metadata naming one table); replay "
-                            "this trace in memory (--no-stream) or in batch mode (--mode batch)")
+    one_table = len(meta["table_names"]) == 1 if meta is not None else "table" not in schema
+    if one_table and "size" not in schema:
+        tables = (dict(zip(_TABLE_KEYS, (["t0"], None, None, True))) if meta is None else
+                  {k: meta[k] for k in _TABLE_KEYS})
+        return tables, _parquet_row_chunks(path, lf, chunk)
+    chunks = parquet_chunks(path, chunk, columns=("table", "row", "size"))
+    head = next(chunks)
+    tables = dict(zip(_TABLE_KEYS, (head.table_names, head.table_rows, head.table_dims,
+                                    head.table_rows_inferred)))
+    return tables, _linearised_chunks(chunks)
+
+
+def chunk_keys(tr, done: int) -> np.ndarray:
+    """tr.keys of a chunk of a trace; a refused access is named by its place in the whole trace
+    (`done` accesses before the chunk)."""
+    try:
+        return tr.keys
+    except InvalidAccess as bad:
+        raise InvalidAccess(done + bad.index, bad.column, bad.value, bad.what, bad.fix,
+                            tr.source) from None
+
+
+def _linearised_chunks(chunks):
+    """(keys linearised over the tables, sizes or None) of each chunk Trace."""
+    done = 0
+    for tr in chunks:
+        yield chunk_keys(tr, done), tr.size
+        done += len(tr)
+
+
+def _parquet_row_chunks(path: Path, lf, chunk: int):
+    """(keys, None) per chunk of a one-table Parquet trace: its `row` column."""
     done = 0
     for df in lf.select("row").collect_batches(chunk_size=chunk, maintain_order=True):
         if not df.height:

@@ -4,8 +4,10 @@ State: an append-only recency queue of dense ids (`queue`, oldest at `tail`, new
 `head - 1`) and `pos`, the queue slot of each resident key's latest entry (-1 when not resident).
 An access appends the key and stamps its new slot, so a hit costs one random read and one write
 instead of relinking a doubly linked list; the older entry of that key goes stale (its slot no
-longer equals `pos[key]`). Eviction pops the tail, skipping stale entries, so the first live
-entry is the least recently used key. When the queue is full, the live entries (at most the
+longer equals `pos[key]`), and is marked so in `stale` (a byte per queue slot). Eviction pops
+the tail, skipping stale entries by that mark (a sequential scan, where reading `pos` of each
+stale entry's key would be a random read: most of a small cache's miss time over many keys),
+so the first live entry is the least recently used key. When the queue is full, the live entries (at most the
 number of resident keys, which the queue holds twice over) are compacted to its front, so every
 access is O(1) amortised. `meta` = [tail, head]; the request loop (`base.request_loop`) keeps
 the stored sizes and `used`. The common case (capacity in rows, one table) runs a loop
@@ -33,27 +35,29 @@ from .base import (
 def init(setup: Setup) -> tuple:
     pos = np.full(setup.n_keys, -1, dtype=np.int32)
     queue = np.zeros(4 * max_residents(setup) + 1024, dtype=np.int32)
-    return loop_state(setup, (pos, queue, np.zeros(2, dtype=np.int64)))  # meta: tail, head
+    stale = np.zeros(queue.shape[0], dtype=np.uint8)
+    return loop_state(setup, (pos, queue, stale, np.zeros(2, dtype=np.int64)))  # tail, head
 
 
 @numba.njit(cache=True)
-def _compact(pos, queue, tail, head):
+def _compact(pos, queue, stale, tail, head):
     """Move the live entries of queue[tail:head] to the front, in order; return the new head."""
     w = 0
     for j in range(tail, head):
-        v = queue[j]
-        if pos[v] == j:
+        if not stale[j]:
+            v = queue[j]
             queue[w] = v
             pos[v] = w
             w += 1
+    stale[:head] = 0
     return w
 
 
 @numba.njit(cache=True, inline="always")
-def _append(pos, queue, meta, k):
+def _append(pos, queue, stale, meta, k):
     """Make k the most recent: append it (compacting a full queue first)."""
     if meta[1] == queue.shape[0]:
-        meta[1] = _compact(pos, queue, meta[0], meta[1])
+        meta[1] = _compact(pos, queue, stale, meta[0], meta[1])
         meta[0] = 0
     queue[meta[1]] = k
     pos[k] = meta[1]
@@ -67,23 +71,24 @@ def ahead(st, k):
 
 @numba.njit(cache=True, inline="always")
 def hit(st, k, now, nx):
-    pos, queue, meta = st
+    pos, queue, stale, meta = st
     p = pos[k]
     if p < 0:
         return False
     if p != meta[1] - 1:  # not already the most recent: append a fresh entry
-        _append(pos, queue, meta, k)
+        stale[p] = 1  # (so that eviction skips it without reading pos of its key)
+        _append(pos, queue, stale, meta, k)
     return True
 
 
 @numba.njit(cache=True, inline="always")
 def evict(st, now):  # the least recent live entry
-    pos, queue, meta = st
+    pos, queue, stale, meta = st
     tail = meta[0]
-    v = queue[tail]
-    while pos[v] != tail:
+    while stale[tail]:  # a sequential scan of bytes, not a random read per stale entry
+        stale[tail] = 0
         tail += 1
-        v = queue[tail]
+    v = queue[tail]
     meta[0] = tail + 1
     pos[v] = -1
     return v
@@ -91,7 +96,7 @@ def evict(st, now):  # the least recent live entry
 
 @numba.njit(cache=True, inline="always")
 def insert(st, k, now, nx):
-    _append(st[0], st[1], st[2], k)
+    _append(st[0], st[1], st[2], st[3], k)
 
 
 kernel = request_loop(globals(), hit=hit, insert=insert, evict=evict, ahead=ahead)

@@ -13,6 +13,9 @@ cachesim did not write is never overwritten or deleted):
 
 Each section appears when its data exists. `from_results` reads a `results.json` written by an
 earlier report, a `cachesim sweep` table or a `cachesim train` table instead of recomputing.
+With `ReportOptions.stream` the trace is read in chunks, never whole, and every section comes
+from a streamed computation (`reports.stream`: the same numbers; what cannot stream is left out
+and the report says so).
 """
 from __future__ import annotations
 
@@ -67,6 +70,9 @@ class ReportOptions:
     command: str = ""
     progress: bool = False
     extra: dict = field(default_factory=dict)
+    # read the trace in chunks (`reports.stream`), `chunk_accesses` a chunk (None: the default)
+    stream: bool = False
+    chunk_accesses: int | None = None
 
 
 # -- entry point ---------------------------------------------------------------------------------
@@ -85,10 +91,32 @@ def build_report(trace_or_path, out_dir, options: ReportOptions | None = None, *
         raise CachesimError(f"--target-hit-ratio {opt.target_hit_ratio}: give a ratio between 0 "
                             "and 1, such as 0.9")
     check_output_dir(out_dir, "-o", force)
+    from ..io import Trace
+    if opt.stream and not isinstance(trace_or_path, Trace):
+        from .stream import StreamedReportTrace
+        trace = StreamedReportTrace.open(trace_or_path, fmt, batch_size=batch_size,
+                                         table_rows=opt.table_rows,
+                                         chunk_accesses=opt.chunk_accesses,
+                                         progress=opt.progress)
+        try:
+            return _build(trace, out_dir, opt, t0, from_results, force)
+        finally:
+            trace.close()
     trace = _load_trace(trace_or_path, fmt, batch_size)
     if opt.table_rows:
         from ..simulate.fbgemm import with_table_rows
         trace = with_table_rows(trace, list(opt.table_rows))
+    return _build(trace, out_dir, opt, t0, from_results, force)
+
+
+def _streamed(trace) -> bool:
+    """Whether `trace` is a streamed report's (`reports.stream.StreamedReportTrace`)."""
+    from .stream import StreamedReportTrace
+    return isinstance(trace, StreamedReportTrace)
+
+
+def _build(trace, out_dir, opt: ReportOptions, t0: float, from_results, force: bool) -> Path:
+    """`build_report` of a loaded trace (in memory, or streamed)."""
     if not trace.has_batches and (opt.per_table or opt.prefetch_pipeline or opt.warp):
         raise CachesimError(f"--per-table, --prefetch-pipeline and --warp set the batch replay's "
                             f"cache, and {trace.source or 'the trace'} has no batches; pass "
@@ -131,7 +159,10 @@ def build_report(trace_or_path, out_dir, options: ReportOptions | None = None, *
                 "budget or add smaller sizes")
     if "curves" not in results:
         results["curves"] = _policy_curves(trace, opt)
-    if opt.train and "training" not in results:
+    if opt.train and "training" not in results and _streamed(trace):
+        from .stream import TRAINING_SKIPPED
+        trace.skipped.append(TRAINING_SKIPPED)
+    elif opt.train and "training" not in results:
         # train the fixed grid plus what the sweep alone would recommend, so the
         # recommendation's accuracy is measured rather than assumed
         pre = recommend(results, opt.target_hit_ratio, None if budget is None else budget.value)
@@ -145,6 +176,10 @@ def build_report(trace_or_path, out_dir, options: ReportOptions | None = None, *
     results["memory"] = _memory(trace, results["sweep"], results["recommendation"])
     if "allocation" not in results or not _allocation_matches(results):
         results["allocation"] = _allocation(trace, opt, budget, results["recommendation"])
+    if _streamed(trace):
+        results["streamed"] = {"chunk_accesses": trace.chunk, "skipped": list(trace.skipped),
+                               "note": "every section from a streamed computation, in memory "
+                                       "bounded by the distinct keys and one chunk"}
     results["meta"]["seconds"] = round(time.perf_counter() - t0, 3)
 
     with output_dir(out_dir, "-o", force=force, command="report") as tmp:
@@ -174,8 +209,11 @@ def _load_trace(trace_or_path, fmt, batch_size):
 
 def fingerprint(trace) -> dict:
     """What identifies a trace for saved results: `digest`, the one trace fingerprint
-    (`Trace.fingerprint`: a hash of its keys, batches and tables), and its length, tables,
-    distinct keys and batches, which the report shows."""
+    (`Trace.fingerprint`: a hash of its keys, batches and tables; a streamed trace's own,
+    `sweep_stream.stream_fingerprint`), and its length, tables, distinct keys and batches,
+    which the report shows."""
+    if _streamed(trace):
+        return trace.fingerprint_record()
     return {"digest": trace.fingerprint(), "accesses": len(trace), "tables": trace.n_tables,
             "distinct": trace.n_distinct,
             "batches": int(np.unique(trace.batch).shape[0]) if trace.has_batches else 0}
@@ -219,6 +257,10 @@ def _load_saved(path, trace) -> dict:
     if not rows:
         raise CachesimError(f"--from {path}: the table has no rows")
     if "auc" in table.columns:
+        if _streamed(trace):
+            raise CachesimError(f"--from {path}: a training table is checked against the "
+                                "trace's samples, which a streamed report does not read; run "
+                                "the report with --no-stream")
         n_samples = (int(trace.sample.max()) + 1 if trace.sample is not None and len(trace)
                      else len(trace))
         r0 = rows[0]
@@ -263,9 +305,12 @@ def _meta(trace, opt: ReportOptions, t0: float, saved_meta: dict | None) -> dict
 
 # -- computations --------------------------------------------------------------------------------
 def _trace_summary(trace) -> dict:
-    from ..analysis.profile import analyze
-    a = analyze(trace)
-    counts = np.bincount(trace.dense_ids, minlength=trace.n_distinct)
+    if _streamed(trace):
+        a, counts = trace.analysis(), trace.counts
+    else:
+        from ..analysis.profile import analyze
+        a = analyze(trace)
+        counts = np.bincount(trace.dense_ids, minlength=trace.n_distinct)
     freq = np.sort(counts)[::-1]
     ranks = np.unique(np.geomspace(1, freq.shape[0], num=min(400, freq.shape[0])).astype(np.int64))
     return {"analysis": a, "rank_frequency": {"rank": ranks.tolist(),
@@ -276,8 +321,11 @@ def _trace_summary(trace) -> dict:
 
 def _lru_exact(trace) -> dict:
     """The exact LRU curve, thinned to about 400 log-spaced sizes for plotting."""
-    from ..analysis.mrc import mrc
-    curve = mrc(trace, policy="lru", method="exact")
+    if _streamed(trace):
+        curve = trace.lru_curve()
+    else:
+        from ..analysis.mrc import mrc
+        curve = mrc(trace, policy="lru", method="exact")
     size = curve["size"].to_numpy()
     miss = curve["miss_ratio"].to_numpy()
     keep = np.unique(np.concatenate([[0], np.geomspace(1, max(1, size[-1]), 400).astype(np.int64)]))
@@ -300,9 +348,12 @@ def _policy_curves(trace, opt: ReportOptions) -> list[dict]:
     names += [p for p in (*opt.curve_policies, "opt") if p in known]
     for pol in dict.fromkeys(names):
         for text in _size_texts(opt.fractions):
-            try:
-                r = replay(trace, pol, text, ways=None, mode="access")  # fully associative
+            try:  # fully associative
+                r = (trace.replay_access(pol, text) if _streamed(trace) else
+                     replay(trace, pol, text, ways=None, mode="access"))
             except CachesimError:  # a policy that cannot run at this size (S3-FIFO below 10 rows)
+                continue
+            if r is None:  # (streamed: a policy it cannot replay; `trace.skipped` says so)
                 continue
             out.append({"policy": pol, "size": text, "capacity": r.capacity,
                         "share": r.capacity / trace.n_distinct, "hit_ratio": r.hit_ratio,
@@ -363,9 +414,11 @@ def _sweep(trace, opt: ReportOptions) -> list[dict]:
     if mode == "batch":
         kwargs.update(per_table="yes" if opt.per_table else "no", warp=opt.warp,
                       prefetch_pipeline=opt.prefetch_pipeline)
-    res = run_sweep(trace, policies, _size_texts(opt.fractions),
+    jobs = opt.jobs  # (a streamed batch-mode pool is spawned, not forked: `sweep._mp_context`)
+    res = run_sweep(trace.trace if _streamed(trace) else trace, policies,
+                    _size_texts(opt.fractions),
                     ways=[opt.ways], precisions=list(opt.precisions), mode=mode,
-                    jobs=opt.jobs, progress=opt.progress, cache_model=model, **kwargs)
+                    jobs=jobs, progress=opt.progress, cache_model=model, **kwargs)
     return res.table.to_dicts()
 
 
@@ -482,7 +535,8 @@ def _allocation(trace, opt, budget, rec: dict) -> dict | None:
     budget_bytes, why = _allocation_budget(rec, budget)
     if budget_bytes is None:
         return None
-    rec = allocate(trace, budget_bytes).to_record()
+    rec = (trace.allocate(budget_bytes) if _streamed(trace) else
+           allocate(trace, budget_bytes)).to_record()
     tot = rec["totals"]
     out = {"budget_bytes": budget_bytes, "budget_source": why, "note": rec["note"],
            "tables": rec["tables"]}
@@ -638,6 +692,12 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
                              f"at hit ratio {_pct(runner['hit_ratio'])}.")
     for note in rec.get("notes", []):
         s.bullets.append(note[0].upper() + note[1:] + ".")
+    streamed = results.get("streamed")
+    if streamed:
+        s.bullets.append(f"The trace was read in chunks of {streamed['chunk_accesses']:,} "
+                         "accesses (--stream), never whole: every section comes from a streamed "
+                         "computation with the in-memory report's numbers.")
+        s.bullets += streamed["skipped"]
     out.append(s)
 
     tr = results["trace"]

@@ -284,11 +284,13 @@ def max_batch(starts):
 
 
 @numba.njit(cache=True, nogil=True)
-def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
+def _run(keys, tables, ids, by_id, starts, ts0, lfu, lock, ways, pairs,
          hash_off, set_base, tbl_sets, cache_key, cache_id, cache_tab, lru_state, counts,
          lock_cnt, mark, prev_lines, n_prev, out, tout):
     """Replay batches keys[starts[b]:starts[b+1]] (linear keys, their tables, and their ids:
     indices into `counts` and `mark`, one per distinct key) at time steps ts0, ts0 + 1, ...
+    With `by_id`, `keys` and `tables` are per id instead (the key and table of id d at [d]):
+    the batches are then ids[starts[b]:starts[b+1]] alone.
     State arrays are updated in place; per-batch counters go to out[b], and per-table ones are
     added to tout[table] (TABLE_COUNTERS; an eviction counts for the evicted key's table).
     Returns the number of lines of the last batch still locked (listed in prev_lines)."""
@@ -324,8 +326,9 @@ def _run(keys, tables, ids, starts, ts0, lfu, lock, ways, pairs,
                 uocc[m & 0xFFFFFFFF] += 1
             else:
                 mark[d] = (ts << 32) | nu
-                k = keys[i]
-                t = tables[i]
+                at = d if by_id else i  # (loop-invariant: LLVM unswitches it)
+                k = keys[at]
+                t = tables[at]
                 ukey[nu] = k
                 uid[nu] = d
                 uocc[nu] = 1
@@ -584,12 +587,14 @@ class FbgemmCache(BatchCounters):
     def capacity_rows(self) -> int:
         return self.n_sets * self.ways
 
-    def run_batches(self, keys, tables, ids, starts) -> np.ndarray:
+    def run_batches(self, keys, tables, ids, starts, by_id: bool = False) -> np.ndarray:
+        """Replay the batches ids[starts[b]:starts[b+1]] (their linear keys and tables: keys and
+        tables, one per access, or with `by_id` one per id); their counters, one row a batch."""
         n_b = starts.shape[0] - 1
         out = np.zeros((n_b, len(COUNTER_NAMES)), dtype=np.int64)
         if n_b == 0:
             return out
-        self.n_prev = _run(keys, tables, ids, starts, np.int64(self.timestep),
+        self.n_prev = _run(keys, tables, ids, bool(by_id), starts, np.int64(self.timestep),
                            self.policy == "lfu", self.prefetch_pipeline, self.ways, self.pairs,
                            self.hash_off, self.set_base, self.tbl_sets, self.cache_key,
                            self.cache_id, self.cache_tab, self.lru_state, self.counts,

@@ -186,15 +186,28 @@ def _part_of_id(trace, plan: PartPlan, template) -> np.ndarray:
                                     plan.parts)
         return table_part[trace.key_table]
     if plan.cache_model == "fbgemm":
-        if np.array_equal(template.offsets, trace.table_offsets):
-            key_of_id = trace.distinct_keys  # the trace's linearisation is FBGEMM's
-        else:  # a table of 0 rows: FBGEMM's tables have at least one
-            key_of_id = template.offsets[trace.key_table] + (
-                trace.distinct_keys - trace.table_offsets[trace.key_table])
-        sets = set_index(key_of_id, template.n_sets)
+        sets = set_index(_fbgemm_keys(trace, template), template.n_sets)
     else:
         sets = template.key_sets
     return _set_ranges(sets, template.n_sets, plan.parts)
+
+
+def _fbgemm_keys(trace, template) -> np.ndarray:
+    """FBGEMM's linear key of each dense id (its row + the rows of the cache's earlier
+    tables)."""
+    if np.array_equal(template.offsets, trace.table_offsets):
+        return trace.distinct_keys  # the trace's linearisation is FBGEMM's
+    # a table of 0 rows (FBGEMM's tables have at least one), or one table
+    return template.offsets[trace.key_table] + (
+        trace.distinct_keys - trace.table_offsets[trace.key_table])
+
+
+def _row_outside_its_table(trace) -> bool:
+    """Whether a key's row lies outside its table's rows (checked per distinct key: the trace
+    checks its rows only where it linearises several tables)."""
+    kt = trace.key_table
+    rows = trace.distinct_keys - trace.table_offsets[kt]
+    return bool(((rows < 0) | (rows >= np.asarray(trace.table_rows, np.int64)[kt])).any())
 
 
 def _checked_parts(parts) -> int:
@@ -259,16 +272,17 @@ class _Setup:
                                     self.part_id)[:plan.parts]
         self.starts = trace.batch_starts
         self.ids = np.ascontiguousarray(trace.dense_ids)
-        self.linear = plan.cache_model == "fbgemm"
-        table = np.ascontiguousarray(trace.table)
-        self.table = table if table.dtype in (np.int32, np.int64) else table.astype(np.int64)
-        self.row = np.ascontiguousarray(trace.row, dtype=np.int64)
-        self.table_rows = np.asarray(trace.table_rows, dtype=np.int64)
-        self.offsets = template.offsets if self.linear else np.zeros(1, np.int64)
-        # rows outside their tables: the trace's own keys (derived for its dense ids) checked
-        # them already where its linearisation is FBGEMM's over several tables
-        self.check = self.linear and not (trace.n_tables > 1 and np.array_equal(
-            self.offsets, trace.table_offsets))
+        # the take writes each part's ids only: the fbgemm model's kernel reads a key's linear
+        # key and table by its id (`run_batches(..., by_id=True)`), so no per-access columns
+        self.linear = self.check = False
+        self.table, self.row = np.zeros(0, np.int32), np.zeros(0, np.int64)
+        self.offsets = self.table_rows = np.zeros(1, np.int64)
+        self.fbgemm = plan.cache_model == "fbgemm"
+        self.bad = False
+        if self.fbgemm:
+            self.key_of_id = np.ascontiguousarray(_fbgemm_keys(trace, template), np.int64)
+            self.tab_of_id = trace.key_table.astype(np.int64)
+            self.bad = _row_outside_its_table(trace)
         self.trace = trace
 
     def buffers(self, held: bool = True):
@@ -305,7 +319,7 @@ class _Setup:
         if plan.parts == 1:
             return tpl
         n_p = max(1, int(self.n_keys[p]))
-        if self.linear:
+        if self.fbgemm:
             from .fbgemm import FbgemmCache
             if plan.per_table:
                 return FbgemmCache(tpl.table_rows, cache_sets=tpl.tbl_sets, policy=tpl.policy,
@@ -333,6 +347,10 @@ class _Setup:
         each chunk's first batch, then the batch count) through `part_cache(p)`; its counters."""
         keys, tabs, ids, cnt = out[:4]
         cache = self.part_cache(p)
+        if self.fbgemm:  # part p's keys, numbered 0.. in id order: their keys and tables
+            mine = (np.flatnonzero((self.part_id & _PART_MASK) == p) if self.plan.parts > 1
+                    else slice(None))
+            keys, tabs = self.key_of_id[mine], self.tab_of_id[mine]
         for c in range(len(chunks) - 1):
             b0, b1 = int(chunks[c]), int(chunks[c + 1])
             if b0 == b1:
@@ -342,11 +360,11 @@ class _Setup:
             st = np.zeros(b1 - b0 + 1, dtype=np.int64)
             np.cumsum(sub[:, p], out=st[1:])
             z = at + int(st[-1])
-            if self.linear:
-                cache.run_batches(keys[at:z], tabs[at:z], ids[at:z], st)
+            if self.fbgemm:
+                cache.run_batches(keys, tabs, ids[at:z], st, by_id=True)
             else:
                 cache.run(ids[at:z], st)
-        if self.linear:
+        if self.fbgemm:
             return cache.table_counts.copy(), cache.per_batch()
         return cache.counters.copy(), cache.calls
 
@@ -368,7 +386,7 @@ def replay_part(trace, plan: PartPlan, p: int):
     setup = _Setup(trace, plan, template)
     out = setup.buffers(held=False)
     n_b = setup.starts.shape[0] - 1
-    if setup.take(out, 0, n_b) >= 0:  # every part's (one pass): part p's are a slice
+    if setup.bad or setup.take(out, 0, n_b) >= 0:  # every part's (one pass): p's a slice
         _bad_row(trace, template)
     return setup.replay(out, int(p), np.array([0, n_b]))
 
@@ -439,6 +457,8 @@ def _run_local(setup: _Setup):
     def take(c):
         return setup.take(out, int(chunks[c]), int(chunks[c + 1]))
 
+    if setup.bad:
+        return None
     if P == 1:
         return None if take(0) >= 0 else [setup.replay(out, 0, chunks)]
     with ThreadPoolExecutor(P - 1, thread_name_prefix="cachesim-part") as pool:
@@ -469,6 +489,7 @@ class _AccessSetup(_Setup):
         self.ids = np.ascontiguousarray(trace.dense_ids)
         self.starts = (np.arange(P + 1, dtype=np.int64) * n) // P  # P runs, no batches
         self.linear, self.check = trace.has_sizes, False
+        self.fbgemm = self.bad = False
         self.row = (np.ascontiguousarray(trace.size, dtype=np.int64) if self.linear
                     else np.zeros(0, np.int64))
         self.table = np.zeros(n if self.linear else 0, dtype=np.int32)

@@ -7,7 +7,10 @@ bytes, and writes each access's dense id (4 bytes) and, unless every size is the
 by chunk (no parsing, no key lookup) and feeds each chunk to the policy's kernel through
 `Replayer.feed_arrays`, which keeps the policy's state across chunks; the `Result` equals the
 in-memory `replay`'s counter for counter. The temporary files are the only disk cost (4-12
-bytes an access, in `tmp_dir` or the system's temporary folder), removed by `close`.
+bytes an access, in `tmp_dir` or the system's temporary folder), removed by `close`. A Parquet
+trace of several tables gives each access the in-memory trace's key (linearised over the
+tables' rows, `io.stream.parquet_access_chunks`), so set hashes and OPT's next accesses are the
+in-memory ones; each key's table (per-table counters) follows from its key and the tables' rows.
 
 Why a first pass and not a map that grows during the replay: a size given as a share ('1%')
 needs the number of distinct keys before the first access, set-associative caches need every
@@ -42,16 +45,18 @@ import dataclasses
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numba
 import numpy as np
 
 from ..errors import CachesimError
-from ..io.stream import (KeyMap, access_parquet, batch_chunks, source_bytes, stream_chunks,
-                         streamable)
+from ..io.stream import (KeyMap, access_chunks, access_parquet, batch_chunks, chunk_keys,
+                         read_ahead, source_bytes, streamable)
+from ..io.urls import as_path
 from ..progress import Throughput
-from ..trace import DEFAULT_DIM, InvalidAccess, Trace
+from ..trace import DEFAULT_DIM, Trace
 from .access import CHUNK, Replayer, access_result, plan
 from .result import DEFAULT_WAYS, Result
 
@@ -67,20 +72,43 @@ def _next_backward(ids, start, last, out):
 
 
 class _Meta:
-    """What `plan`, `Replayer` and `access_result` read of a trace, for a streamed one."""
+    """What `plan`, `Replayer` and `access_result` read of a trace, for a streamed one: its
+    tables (`io.stream.access_chunks`' dict: names, rows (None: not known, one table), dims
+    (None: the default), whether rows were inferred) and, from the first pass, the distinct
+    keys (linearised over the tables, as `Trace.keys`) and whether the accesses have sizes."""
 
-    def __init__(self, source: str, distinct_keys, has_sizes: bool, table_name: str):
+    def __init__(self, source: str, distinct_keys, has_sizes: bool, tables: dict):
         self.source = source
         self.distinct_keys = distinct_keys
         self.n_distinct = int(distinct_keys.shape[0])
-        self.key_table = np.zeros(self.n_distinct, dtype=np.int32)
         self.has_sizes = has_sizes
-        self.table_names = [table_name]
-        self.n_tables = 1
+        self.table_names = list(tables["table_names"])
+        self.n_tables = len(self.table_names)
+        rows, dims = tables["table_rows"], tables["table_dims"]
+        self.table_rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        self.table_dims = np.full(self.n_tables, DEFAULT_DIM, dtype=np.int64) if dims is None \
+            else np.broadcast_to(np.asarray(dims, dtype=np.int64), (self.n_tables,)).copy()
+        self.table_rows_inferred = bool(tables["table_rows_inferred"])
+        self.key_table = np.zeros(self.n_distinct, dtype=np.int32)
+        if self.n_tables > 1:  # `Trace.key_table`: each key lies in its table's rows, so its
+            # table is the last whose offset (rows of all earlier tables) is at most the key
+            offsets = np.zeros(self.n_tables, dtype=np.int64)
+            np.cumsum(self.table_rows[:-1], out=offsets[1:])
+            self.key_table = (np.searchsorted(offsets, distinct_keys, side="right") - 1
+                              ).astype(np.int32)
         self.size = None
 
     def row_bytes_fp32(self) -> np.ndarray:
-        return np.array([4 * DEFAULT_DIM], dtype=np.int64)
+        return 4 * self.table_dims
+
+
+def _stamp(path):
+    """(mtime in ns, size) of a local file, None if it is not one."""
+    try:
+        st = os.stat(path)
+    except (OSError, TypeError, ValueError):
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def _read_block(f, dtype, start: int, count: int) -> np.ndarray:
@@ -91,17 +119,11 @@ def _read_block(f, dtype, start: int, count: int) -> np.ndarray:
     return out
 
 
-def _table_name(path: Path, fmt: str) -> str:
-    """The one table's name, as the in-memory reader gives it."""
-    if fmt == "oracle-general":
-        return "objects"
-    if fmt == "parquet":
-        from ..io.stream import parquet_files
-        from ..io.tabular import read_parquet_metadata
-        meta = read_parquet_metadata(parquet_files(path)[0])
-        if meta and meta.get("table_names"):
-            return str(meta["table_names"][0])
-    return "t0"
+def _one_table(fmt: str) -> dict:
+    """The one table of an oracleGeneral or txt file (`_Meta`), named as the in-memory reader
+    names it."""
+    return {"table_names": ["objects" if fmt == "oracle-general" else "t0"],
+            "table_rows": None, "table_dims": None, "table_rows_inferred": True}
 
 
 class Streamed:
@@ -129,7 +151,7 @@ class StreamSource(Streamed):
 
     def __init__(self, path, fmt: str | None = None, chunk_accesses: int = CHUNK,
                  tmp_dir: str | None = None, progress: bool = False):
-        self.path = Path(path)
+        self.path = as_path(path)  # a local Path, or a URL's RemotePath (`io.urls`)
         self.fmt = streamable(self.path, fmt) or (
             "parquet" if access_parquet(self.path, fmt) else None)
         self.chunk = int(chunk_accesses)
@@ -140,6 +162,7 @@ class StreamSource(Streamed):
         n = total = 0
         has_sizes = False
         self.nbytes = source_bytes(self.path) if self.path.exists() else 0
+        self._trace_stamp = _stamp(self.path)  # what the first pass read (`publish`)
         # the first pass keeps each access's dense id (int32) and size (int64; not when every
         # size is the same, `self._one_size`) in temporary files, which each replay reads back
         # instead of parsing the trace and looking every key up again
@@ -149,10 +172,19 @@ class StreamSource(Streamed):
         self._one_size = None  # the size of every access so far, while they are all equal
         bar = Throughput(f"{self.path.name}: first pass", self.nbytes, progress)
         try:
-            with open(self._ids_path, "wb") as fi, open(self._sizes_path, "wb") as fs:
-                buf = np.empty(self.chunk, dtype=np.int32)  # reused: no fresh pages a chunk
-                for keys, sizes in stream_chunks(self.path, self.chunk, fmt, views=True):
-                    fi.write(self.keymap.add(keys, out=buf[:keys.shape[0]]).data)
+            with open(self._ids_path, "wb") as fi, open(self._sizes_path, "wb") as fs, \
+                    ThreadPoolExecutor(1, thread_name_prefix="cachesim-write") as writer:
+                # two reused buffers (no fresh pages a chunk): one is written out on the writer
+                # thread while the next chunk is numbered into the other
+                bufs = [np.empty(self.chunk, dtype=np.int32) for _ in range(2)]
+                writes = [None, None]
+                # Parquet: its tables (keys linearised over them), else one table
+                tables, chunks = access_chunks(self.path, self.chunk, fmt, views=True)
+                for c, (keys, sizes) in enumerate(read_ahead(chunks)):  # decoding overlaps
+                    if writes[c & 1] is not None:
+                        writes[c & 1].result()  # that buffer's last write is done (or raises)
+                    ids = self.keymap.add(keys, out=bufs[c & 1][:keys.shape[0]])
+                    writes[c & 1] = writer.submit(fi.write, ids.data)
                     if sizes is not None and sizes.shape[0]:
                         has_sizes = True
                         total += int(sizes.sum())
@@ -160,6 +192,9 @@ class StreamSource(Streamed):
                     n += keys.shape[0]
                     # oracleGeneral's records are 24 bytes; a txt file's read share is not counted
                     bar.update(keys.shape[0], 24 * n if self.fmt == "oracle-general" else None)
+                for w in writes:
+                    if w is not None:
+                        w.result()
         except BaseException:
             self.close()
             raise
@@ -170,8 +205,52 @@ class StreamSource(Streamed):
                                 "its --format)")
         self.n = n
         self.request_bytes = total
-        self.meta = _Meta(str(self.path), self.keymap.distinct_keys, has_sizes,
-                          _table_name(self.path, self.fmt))
+        self._tables = tables or _one_table(self.fmt)
+        self.meta = _Meta(str(self.path), self.keymap.distinct_keys, has_sizes, self._tables)
+
+    # -- sharing the first pass with other processes on this host ----------------------------
+    _SHARED_FILES = ("ids.i32", "sizes.i64", "distinct.npy")
+
+    def publish(self) -> dict:
+        """Let other processes on this host replay from this source's first-pass files instead
+        of making their own first pass (`attach`): writes the distinct keys beside the ids and
+        returns a small picklable description (the folder, the files' and the trace's stamps).
+        The files stay while this source is open."""
+        if self._tmp is None:
+            raise CachesimError(f"{self.path}: this stream source is closed; open it again")
+        folder = Path(self._tmp.name)
+        np.save(folder / "distinct.npy", self.meta.distinct_keys)
+        return {"dir": str(folder), "n": self.n, "chunk": self.chunk, "fmt": self.fmt,
+                "path": str(self.path), "nbytes": self.nbytes, "one_size": self._one_size,
+                "request_bytes": self.request_bytes, "has_sizes": self.meta.has_sizes,
+                "tables": self._tables, "trace": self._trace_stamp,
+                "files": [_stamp(folder / f) for f in self._SHARED_FILES]}
+
+    @classmethod
+    def attach(cls, info: dict) -> "StreamSource | None":
+        """A source over another process's first-pass files (`publish`), with the same replays
+        as a first pass of its own; None when they are not there (another host, or the other
+        process closed its source) or they or the trace changed since (then make a first pass:
+        `StreamSource(path)`). OPT's next-access file is this source's own."""
+        folder = Path(info["dir"])
+        if info["trace"] is None or _stamp(info["path"]) != tuple(info["trace"]) or [
+                _stamp(folder / f) for f in cls._SHARED_FILES] != [
+                None if st is None else tuple(st) for st in info["files"]]:
+            return None
+        try:
+            distinct = np.load(folder / "distinct.npy")
+        except OSError:  # removed between the check and the load
+            return None
+        self = cls.__new__(cls)
+        self.path, self.fmt, self.chunk = as_path(info["path"]), info["fmt"], int(info["chunk"])
+        self._tmp_dir, self._next_path, self.keymap = None, None, None
+        self._tmp = tempfile.TemporaryDirectory(prefix="cachesim-stream-")
+        self._ids_path, self._sizes_path = folder / "ids.i32", folder / "sizes.i64"
+        self.nbytes, self._one_size = int(info["nbytes"]), info["one_size"]
+        self.n, self.request_bytes = int(info["n"]), int(info["request_bytes"])
+        self._tables, self._trace_stamp = info["tables"], tuple(info["trace"])
+        self.meta = _Meta(str(self.path), distinct, bool(info["has_sizes"]), self._tables)
+        return self
 
     @property
     def one_size(self) -> int | None:
@@ -266,7 +345,7 @@ class StreamSource(Streamed):
         empty = np.zeros(0, dtype=np.int64)
         fn = open(next_path, "rb") if next_path is not None else None
         try:
-            for ids, sizes in self.chunks():
+            for ids, sizes in read_ahead(self.chunks()):  # (fresh arrays: safe to read ahead)
                 nxt = (_read_block(fn, np.int64, r.position, ids.shape[0]) if fn is not None
                        else empty)
                 r.feed_arrays(ids, sizes, nxt)
@@ -287,7 +366,7 @@ class StreamSource(Streamed):
 def replay_stream(path, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: int = 0,
                   chunk_accesses: int = CHUNK, fmt: str | None = None, progress: bool = False,
                   tmp_dir: str | None = None):
-    """Replay the oracleGeneral or txt file `path` in chunks of `chunk_accesses` accesses:
+    """Replay the oracleGeneral, txt or Parquet trace `path` in chunks of `chunk_accesses`:
     the same Result(s) as `replay(read_trace(path), policy, capacity, ways)` in access mode,
     in memory bounded by the key map, the policy's state and one chunk."""
     with StreamSource(path, fmt, chunk_accesses, tmp_dir, progress=progress) as src:
@@ -295,7 +374,7 @@ def replay_stream(path, policy, capacity, ways: int | None = DEFAULT_WAYS, *, se
 
 
 # -- batch mode ----------------------------------------------------------------------------------
-class _BatchMeta:
+class BatchMeta:
     """What the batch models read of a trace, for a streamed one: its tables (the reader's head
     trace: names, rows, dims, source) and, from the first pass, the number of accesses, the
     linearised key of each dense id and its table."""
@@ -351,13 +430,7 @@ def _whole_batches(chunks, head):
         yield _retabled(head, *carry)
 
 
-def keys_of(tr, done: int) -> np.ndarray:
-    """tr.keys; a refused access is named by its place in the whole trace (`done` before it)."""
-    try:
-        return tr.keys
-    except InvalidAccess as bad:
-        raise InvalidAccess(done + bad.index, bad.column, bad.value, bad.what, bad.fix,
-                            tr.source) from None
+keys_of = chunk_keys  # tr.keys, a refused access named by its place in the whole trace
 
 
 class BatchStreamSource:
@@ -376,13 +449,13 @@ class BatchStreamSource:
 
     def __init__(self, path, fmt: str | None = None, chunk_accesses: int = CHUNK, *,
                  table_rows=None, progress: bool = False, **options):
-        self.path, self.fmt, self.chunk = Path(path), fmt, int(chunk_accesses)
+        self.path, self.fmt, self.chunk = as_path(path), fmt, int(chunk_accesses)
         self._options, self._table_rows = options, table_rows
         head, chunks = self._open()
         self.nbytes = source_bytes(self.path)
         self.keymap, tables, n = KeyMap(), [], 0
         bar = Throughput(f"{self.path.name}: first pass", self.nbytes, progress)
-        for tr in chunks:
+        for tr in read_ahead(chunks):  # (fresh arrays each chunk: safe to read ahead)
             before = self.keymap.n
             ids = self.keymap.add(keys_of(tr, n))
             new = ids >= before
@@ -395,7 +468,7 @@ class BatchStreamSource:
         if n == 0:
             raise CachesimError(f"{self.path}: the trace has no accesses (check the file and its "
                                 "--format)")
-        self.meta = _BatchMeta(head, self.keymap, np.concatenate(tables), n)
+        self.meta = BatchMeta(head, self.keymap, np.concatenate(tables), n)
 
     def __len__(self) -> int:
         return self.meta.n
@@ -414,7 +487,7 @@ class BatchStreamSource:
         """(whole-batch Trace, its dense ids) per chunk, in order."""
         head, chunks = self._open()
         done = 0
-        for tr in _whole_batches(chunks, head):
+        for tr in read_ahead(_whole_batches(chunks, head)):
             ids = self.keymap.lookup(keys_of(tr, done))
             done += len(tr)
             yield tr, ids

@@ -1,0 +1,245 @@
+"""Traces at URLs: object storage and other remote files, read through fsspec.
+
+A trace named `PROTOCOL://...` (s3://, gs://, az://, http(s)://, memory://, any protocol fsspec
+knows, chained ones such as `simplecache::s3://...` too) is read through fsspec; a `file://` URL
+is a local path. `as_path(path)` gives a `pathlib.Path` for a local path and a `RemotePath` for a
+URL; both answer what the readers ask (`name`, `exists`, `is_file`, `is_dir`, `stat().st_size`,
+`open("rb")`), so a streamed reader reads either. A plain path never imports fsspec.
+
+In memory (`read_remote`): the object (or folder) is copied to a temporary folder under its own
+name and read there by the format's reader, so every format reads a URL as it reads a local
+file, with the same errors (naming the URL). Streamed: the readers read the object through
+fsspec a chunk at a time (oracleGeneral, txt), and Parquet through polars, which reads s3, gs,
+az and http(s) itself (its object store asks for the footer and then only the byte ranges of the
+columns and row groups it reads, a record batch at a time) and any other protocol from fsspec's
+file object (read through Python, a request per block). Listing a folder, sizes and the
+missing-object check are fsspec's for every protocol.
+
+A protocol whose package is missing (s3fs for s3://, gcsfs for gs://, adlfs for az://, aiohttp
+for http(s)://) is one CachesimError naming the package; a missing object is the missing-file
+error, with the URL.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
+from urllib.parse import unquote, urlsplit
+
+from ..errors import CachesimError
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+(::[A-Za-z][A-Za-z0-9+.\-]+)*://")
+# the protocols polars reads itself (object_store); others reach polars as fsspec file objects
+POLARS_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "gcp", "az", "azure", "abfs", "abfss", "adl",
+                    "http", "https", "hf")
+READ_BLOCK = 8 << 20  # bytes fsspec fetches a request (streamed reads ask for whole chunks)
+
+
+def is_url(path) -> bool:
+    """Whether `path` names a URL (`PROTOCOL://...`): a string (a pathlib.Path has lost the
+    second slash) or a RemotePath."""
+    return isinstance(path, RemotePath) or (isinstance(path, str) and bool(_URL.match(path)))
+
+
+def missing(path) -> CachesimError:
+    """The error for a file or folder that is not there (local path or URL)."""
+    return CachesimError(f"{path}: no such file or folder (check the path)")
+
+
+def as_path(path):
+    """`path` as a `pathlib.Path`, or a `RemotePath` when it is a URL (`file://` URLs are
+    local paths)."""
+    if isinstance(path, (Path, RemotePath)):
+        return path
+    if is_url(path):
+        if path.lower().startswith("file://"):
+            return Path(unquote(urlsplit(path).path))
+        return RemotePath(path)
+    return Path(path)
+
+
+def _filesystem(url: str):
+    """(fsspec filesystem, path within it) of `url`; a CachesimError naming the package a
+    protocol needs when it is missing, or an unknown protocol."""
+    import fsspec
+    protocol = url.split("://", 1)[0].split("::")[-1].lower()
+    try:
+        return fsspec.core.url_to_fs(url)
+    except ImportError as err:
+        need = getattr(err.__cause__, "name", None) or _package_of(protocol)
+        raise CachesimError(f"{url}: reading {protocol}:// URLs needs the package {need}; "
+                            f"install it (pip install {need})") from None
+    except ValueError as err:
+        if "protocol" not in str(err).lower():
+            raise
+        raise CachesimError(f"{url}: fsspec knows no protocol {protocol!r}; give a local path "
+                            "or a URL of a protocol fsspec reads (s3, gs, az, http, https, "
+                            "memory, ...)") from None
+
+
+def _package_of(protocol: str) -> str:
+    from fsspec.registry import known_implementations
+    impl = known_implementations.get(protocol, {}).get("class", "fsspec")
+    return impl.split(".")[0]
+
+
+class RemotePath:
+    """A file or folder at a URL, with the few `pathlib.Path` methods the readers use. `str`
+    gives the URL. Its information (size, kind) is asked once and kept."""
+
+    def __init__(self, url: str, fs=None, fs_path: str | None = None, info: dict | None = None):
+        self.url = url
+        if fs is None:
+            fs, fs_path = _filesystem(url)
+        self.fs, self.fs_path, self._info = fs, fs_path, info
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"RemotePath({self.url!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, RemotePath) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    @property
+    def protocol(self) -> str:
+        proto = self.fs.protocol
+        return (proto if isinstance(proto, str) else proto[0]).lower()
+
+    @property
+    def name(self) -> str:
+        return urlsplit(self.url.split("::")[-1]).path.rstrip("/").rsplit("/", 1)[-1]
+
+    def info(self) -> dict | None:
+        """fsspec's information on the object (name, size, type), None when there is none."""
+        if self._info is None:
+            try:
+                self._info = self.fs.info(self.fs_path)
+            except (FileNotFoundError, NotADirectoryError) as err:
+                # fsspec's HTTP filesystem says "not found" for any failed request: only a 404
+                # (or 410) is a missing object, a refused connection or a 403 is not
+                cause, status = err.__cause__, getattr(err.__cause__, "status", None)
+                reached = not isinstance(cause, OSError) or isinstance(cause, FileNotFoundError)
+                if reached and (status is None or status in (404, 410)):
+                    return None
+                raise CachesimError(f"{self.url}: cannot read it "
+                                    f"({str(cause).splitlines()[0] or type(cause).__name__})"
+                                    ) from None
+            except OSError as err:
+                raise CachesimError(f"{self.url}: cannot read it ({err})") from None
+        return self._info
+
+    def exists(self) -> bool:
+        return self.info() is not None
+
+    def is_dir(self) -> bool:
+        return (self.info() or {}).get("type") == "directory"
+
+    def is_file(self) -> bool:
+        info = self.info()
+        return info is not None and info.get("type") != "directory"
+
+    def stat(self):
+        info = self.info()
+        if info is None:
+            raise missing(self.url)
+        return SimpleNamespace(st_size=int(info.get("size") or 0))
+
+    def open(self, mode: str = "rb"):
+        """A binary file object reading the object (a missing one: the missing-file error)."""
+        try:
+            return self.fs.open(self.fs_path, mode, block_size=READ_BLOCK)
+        except FileNotFoundError:
+            raise missing(self.url) from None
+
+    def rglob(self, pattern: str = "*") -> list[RemotePath]:
+        """The files under this folder, at any depth, each with its size known (`pattern`: "*"
+        only, as the readers ask)."""
+        if pattern != "*":
+            raise ValueError(f"RemotePath.rglob({pattern!r}): only '*' is supported")
+        found = self.fs.find(self.fs_path, detail=True)
+        return [RemotePath(self.fs.unstrip_protocol(p), self.fs, p, info)
+                for p, info in found.items() if info.get("type") != "directory"]
+
+    def relative_to(self, folder: RemotePath) -> PurePosixPath:
+        """This file's path below `folder`."""
+        return PurePosixPath(self.fs_path[len(folder.fs_path.rstrip("/")) + 1:])
+
+
+_VERSION_KEYS = ("ETag", "etag", "LastModified", "last_modified", "mtime", "updated", "created",
+                 "generation", "version_id")
+
+
+def stamp(path):
+    """What tells a changed trace from the same one, for a cache of it kept across calls: (mtime
+    in ns, size) of a local file; of an object at a URL, its size and the version fields its
+    store gives (ETag, modification time, generation); None when it cannot be read (its reader
+    reports that)."""
+    if not is_url(path) or str(path).lower().startswith("file://"):
+        try:
+            st = os.stat(as_path(path))
+            return st.st_mtime_ns, st.st_size
+        except OSError:
+            return None
+    try:
+        info = as_path(path).info()
+    except CachesimError:
+        return None
+    if info is None:
+        return None
+    return (info.get("size"),) + tuple(str(info.get(k)) for k in _VERSION_KEYS if k in info)
+
+
+def open_lines(path):
+    """A binary file object of `path` to iterate by lines: a local file as `open` gives it; a
+    URL's behind a buffer of READ_BLOCK bytes (fsspec's own readline asks for 100 bytes a
+    time)."""
+    if not isinstance(path, RemotePath):
+        return open(path, "rb")
+    return io.BufferedReader(path.open("rb"), READ_BLOCK)
+
+
+def polars_source(path):
+    """What polars' Parquet readers read for `path`: a local path's string, the URL of a protocol
+    polars reads itself (s3, gs, az, http(s), hf), else an fsspec file object."""
+    if not isinstance(path, RemotePath):
+        return str(path)
+    if path.protocol in POLARS_PROTOCOLS and "::" not in path.url:
+        return path.url
+    return path.open("rb")
+
+
+def read_remote(url: str, format: str | None, read, **options):
+    """`read(local copy, format, **options)` of the file or folder at `url`, copied into a
+    temporary folder under its own name (so its name and bytes say its format as a local
+    file's would); the trace's source and any error name the URL."""
+    import shutil
+    import tempfile
+    src = as_path(url)
+    if not src.exists():
+        raise missing(url)
+    with tempfile.TemporaryDirectory(prefix="cachesim-url-") as tmp:
+        local = Path(tmp) / (src.name or "trace")
+        try:
+            if src.is_dir():
+                src.fs.get(src.fs_path.rstrip("/") + "/", str(local), recursive=True)
+            else:
+                with src.open("rb") as fin, open(local, "wb") as fout:
+                    shutil.copyfileobj(fin, fout, READ_BLOCK)
+        except OSError as err:
+            raise CachesimError(f"{url}: cannot read it ({err})") from None
+        try:
+            trace = read(local, format, **options)
+        except CachesimError as err:
+            err.args = tuple(str(a).replace(str(local), url) for a in err.args)
+            if hasattr(err, "path"):
+                err.path = url
+            raise
+        trace.source = url
+        return trace

@@ -34,7 +34,7 @@ def test_matches_naive_bytes(pairs, capacity):
 
 def _feed(kernel, trace, capacity, chunks):
     """Counters and state after feeding `trace` to `kernel` in the given chunks (rows, one
-    table: the case LRU's hand-specialised loop takes)."""
+    table)."""
     from cachesim.simulate.access import Replayer
     rp = Replayer(trace, cachesim.get_policy("lru"), capacity, True)
     empty = np.zeros(0, dtype=np.int64)

@@ -108,7 +108,7 @@ def test_cli_allocate_stream_refuses_what_it_cannot_read(tmp_path):
 
 
 # -- report ----------------------------------------------------------------------------------------
-_VARYING = ("seconds", "replay_seconds", "created", "digest", "command", "streamed")
+_VARYING = ("seconds", "replay_seconds", "samples_per_s", "created", "digest", "command", "streamed")
 
 
 def _numbers(v):
@@ -175,8 +175,21 @@ def test_streamed_report_says_training_was_skipped(files, tmp_path):
     path, chunk = files["oracle"]
     got, md = _report(path, tmp_path / "st", stream=True, chunk_accesses=chunk, train=True)
     assert "training" not in got
-    assert any("Accuracy (--train) was not measured" in s for s in got["streamed"]["skipped"])
+    assert any("Accuracy (--train) was not measured" in s and "streamed training reads Criteo"
+               in s for s in got["streamed"]["skipped"])
     assert "Accuracy (--train) was not measured" in md and "5. Accuracy" not in md
+
+
+def test_streamed_report_trains_a_labelled_trace_as_in_memory(files, tmp_path):
+    """A Criteo Parquet trace (labels, samples) trains streamed, batch by batch: the report's
+    training records equal the in-memory report's."""
+    path, chunk = Path(cachesim.__file__).parent / "data" / "criteo_kaggle_head10k.parquet", 1000
+    train = dict(train=True, train_sizes=("5%",), train_precisions=("int8",), train_seeds=(0,))
+    want, _ = _report(path, tmp_path / "mem", **train)
+    got, md = _report(path, tmp_path / "st", stream=True, chunk_accesses=chunk, **train)
+    assert got["streamed"]["skipped"] == [] and want["training"]
+    assert _numbers(got["training"]) == _numbers(want["training"])
+    assert "5. Accuracy" in md
 
 
 def test_cli_report_streams_by_default_over_the_threshold(files, tmp_path, monkeypatch):

@@ -7,13 +7,11 @@ instead of relinking a doubly linked list; the older entry of that key goes stal
 longer equals `pos[key]`), and is marked so in `stale` (a byte per queue slot). Eviction pops
 the tail, skipping stale entries by that mark (a sequential scan, where reading `pos` of each
 stale entry's key would be a random read: most of a small cache's miss time over many keys),
-so the first live entry is the least recently used key. When the queue is full, the live entries (at most the
-number of resident keys, which the queue holds twice over) are compacted to its front, so every
-access is O(1) amortised. `meta` = [tail, head]; the request loop (`base.request_loop`) keeps
-the stored sizes and `used`. The common case (capacity in rows, one table) runs a loop
-specialised for it (about 1.5x faster: the queue ends stay in registers), which also prefetches
-the state of the entries next to leave the queue; both loops keep the same state, and
-tests/test_lru.py checks the request loop against it.
+so the first live entry is the least recently used key. When the queue is full, the live
+entries (at most the number of resident keys, which the queue holds twice over) are compacted
+to its front, so every access is O(1) amortised. `meta` = [tail, head]; the request loop
+(`base.request_loop`, the one loop of every policy) keeps the stored sizes and `used`, and
+prefetches `pos` of the key PREFETCH_AHEAD accesses ahead (`ahead`).
 """
 from __future__ import annotations
 

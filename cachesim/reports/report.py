@@ -159,9 +159,11 @@ def _build(trace, out_dir, opt: ReportOptions, t0: float, from_results, force: b
                 "budget or add smaller sizes")
     if "curves" not in results:
         results["curves"] = _policy_curves(trace, opt)
-    if opt.train and "training" not in results and _streamed(trace):
+    why = opt.train and "training" not in results and _streamed(trace) and \
+        trace.training_refusal()
+    if why:
         from .stream import TRAINING_SKIPPED
-        trace.skipped.append(TRAINING_SKIPPED)
+        trace.skipped.append(TRAINING_SKIPPED.format(why=why))
     elif opt.train and "training" not in results:
         # train the fixed grid plus what the sweep alone would recommend, so the
         # recommendation's accuracy is measured rather than assumed
@@ -488,7 +490,11 @@ def _training(trace, opt: ReportOptions, extra=()) -> list[dict]:
     """Train the baselines and train_precisions x train_sizes (first policy), then each
     (precision, size, policy) in `extra` not covered yet; every configuration on every seed;
     behind the report's cache (model, per-table, pipeline, warp)."""
-    from ..executor import train
+    if _streamed(trace):
+        def train(_trace, **kw):  # batches read as they train (`StreamedReportTrace.train`)
+            return trace.train(**kw)
+    else:
+        from ..executor import train
     common = dict(ways=opt.ways, seed=list(opt.train_seeds), model=opt.train_model,
                   progress=opt.progress, cache_model=_cache_model(trace, opt) or "ideal",
                   per_table=opt.per_table, prefetch_pipeline=opt.prefetch_pipeline,

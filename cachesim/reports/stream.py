@@ -34,8 +34,8 @@ from ..errors import CachesimError
 from ..sweep_stream import StreamedTrace, StreamSpec, stream_fingerprint
 
 TRAINING_SKIPPED = ("Accuracy (--train) was not measured: the trace was read in chunks "
-                    "(--stream), and training behind a streamed trace is not part of the "
-                    "report; run the report with --no-stream, or `cachesim train`, to measure it.")
+                    "(--stream), and it cannot train streamed ({why}); run the report with "
+                    "--no-stream to measure it.")
 OPT_SKIPPED = ("OPT is left out of the per-access curves: the trace was read in chunks, and OPT "
                "needs each access's next access, which a streamed fbgemm-npz or dlrm-pt trace "
                "does not keep; run the report with --no-stream to include it.")
@@ -54,6 +54,7 @@ class StreamedReportTrace:
         self.chunk, self.progress = chunk, progress
         self.skipped: list[str] = []
         self._access = None  # a Parquet trace's access-mode source, for the per-access curves
+        self._train_data = None  # its training batches (`train`), read as they train
         from ..analysis.allocate import source_ids
         counts = np.zeros(trace.n_distinct, dtype=np.int64)
         batches = 0
@@ -109,6 +110,28 @@ class StreamedReportTrace:
         """Nothing to check: the first pass refused an empty trace."""
 
     # -- the sections' computations ----------------------------------------------------------
+    def training_refusal(self) -> str | None:
+        """Why the trace cannot train streamed (`executor.stream.train_refusal`), None if it
+        can: a Criteo TSV file, or Parquet with `label` and `sample` columns."""
+        from ..executor.stream import train_refusal
+        return train_refusal(self.path, self.fmt)
+
+    def train(self, **options) -> list[dict]:
+        """`executor.train` of the trace with `options`, its batches read as they train
+        (`executor.stream.StreamedData`, one first pass for every call): the in-memory
+        records."""
+        from ..executor import train
+        from ..executor.stream import StreamedData
+        batch_size = self.reader_options.get("batch_size")
+        if self._train_data is None:
+            rows = self.trace.spec.table_rows
+            self._train_data = StreamedData(self.path, self.fmt, self.chunk,
+                                            batch_size=batch_size,
+                                            table_rows=None if rows is None else list(rows),
+                                            progress=self.progress)
+        return train(self._train_data.meta, batch_size=batch_size, data=self._train_data,
+                     **options)
+
     def fingerprint_record(self) -> dict:
         """`report.fingerprint`'s record: the streamed digest, accesses, tables, distinct keys
         and batches."""

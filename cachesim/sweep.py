@@ -464,7 +464,7 @@ def _stop_pool(pool) -> None:
         if p.is_alive():
             p.terminate()
     for p in procs:
-        p.join(timeout=2)
+        p.join(timeout=5)  # (a loaded machine: a SIGTERM can take a moment to land)
         if p.is_alive():  # pragma: no cover - a worker that ignores SIGTERM
             p.kill()
             p.join(timeout=2)

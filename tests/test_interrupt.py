@@ -158,12 +158,13 @@ def test_interrupted_pool_ends_its_workers(tmp_path, monkeypatch):
         saved.append(cfg.key)
     monkeypatch.setattr(sweep_mod, "_save_part", save_then_ctrl_c)
     out = tmp_path / "r.json"
+    before = set(multiprocessing.active_children())  # (another test's, still ending)
     with pytest.raises(SweepInterrupted) as err:
         run_sweep(_small(), out=out, jobs=2, **SMALL)
     assert err.value.kept == 1 and len(saved) == 1     # the write finished, then it stopped
     part = sweep_mod.parts_dir(out) / f"{saved[0]}.json"
     assert json.loads(part.read_text())["config"]["policy"] in ("lru", "lfu")
-    assert multiprocessing.active_children() == []     # no worker left running
+    assert set(multiprocessing.active_children()) <= before  # none of its workers left running
 
 
 def test_cli_interrupt_is_one_line_and_status_130(tmp_path, monkeypatch):

@@ -83,8 +83,12 @@ def stream_fingerprint(src, spec: StreamSpec, progress: bool = False) -> str:
     one = src.one_size if spec.mode == "access" else None  # constant sizes: one number
     if one is not None:
         sizes_h.update(np.full(1, one, dtype=np.int64).tobytes())
+    # the ids and sizes as int64: in access mode exactly the first pass's files, hashed as it
+    # wrote them (`file_digests`), so no pass here
+    digests = src.file_digests() if spec.mode == "access" else None
     try:
-        for ids, column in (src.chunks() if spec.mode == "access" else
+        for ids, column in (() if digests is not None else
+                            src.chunks() if spec.mode == "access" else
                             ((ids, tr.batch) for tr, ids in src.batches())):
             _feed(ids_h, ids)
             if one is None:
@@ -93,11 +97,16 @@ def stream_fingerprint(src, spec: StreamSpec, progress: bool = False) -> str:
             bar.update(ids.shape[0], src.nbytes * done // n)
     finally:
         bar.close()
+    parts = [ids_h.digest(), sizes_h.digest(), batch_h.digest()]
+    if digests is not None:
+        parts[0] = digests[0]
+        if one is None:  # (constant sizes: the file stays empty, the one number is hashed)
+            parts[1] = digests[1]
     meta = src.meta
     h = hashlib.blake2b(digest_size=16)
     h.update(f"cachesim {__version__} streamed {spec.mode} {len(src)}".encode())
-    for part in (ids_h, sizes_h, batch_h):
-        h.update(part.digest())
+    for part in parts:
+        h.update(part)
     _feed(h, meta.distinct_keys)
     rows, names = _tables_of(src, spec)[:2]
     _feed(h, np.asarray(rows, dtype=np.int64))

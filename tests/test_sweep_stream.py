@@ -145,6 +145,30 @@ def test_a_pickled_stand_in_opens_its_own_source_once_and_checks_the_file(tmp_pa
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("sizes", ["vary", "constant", "vary late", "none"])
+def test_the_fingerprint_hashed_in_the_first_pass_is_the_one_a_pass_over_its_files_gives(
+        tmp_path, sizes, monkeypatch):
+    from cachesim.simulate.stream import StreamSource
+    from cachesim.sweep_stream import StreamSpec, stream_fingerprint
+    path = _oracle(tmp_path / "t.oracleGeneral.bin")
+    if sizes == "none":
+        path = tmp_path / "t.txt"
+        path.write_text("\n".join(map(str, np.fromfile(
+            _oracle(tmp_path / "k.bin"), dtype=ORACLE_DTYPE)["id"].tolist())))
+    elif sizes != "vary":
+        rec = np.fromfile(path, dtype=ORACLE_DTYPE)
+        rec["size"][:4500 if sizes == "vary late" else None] = 7  # constant for 15 chunks
+        rec.tofile(path)
+    spec = StreamSpec(str(path), "access", chunk=300)
+    with StreamSource(path, chunk_accesses=300) as src:
+        assert src.file_digests() is not None
+        hashed = stream_fingerprint(src, spec)
+        monkeypatch.setattr(src, "file_digests", lambda: None)  # a pass over the files
+        assert stream_fingerprint(src, spec) == hashed
+    with StreamSource(path, chunk_accesses=1000) as other:  # whatever the chunks
+        assert stream_fingerprint(other, spec) == hashed
+
+
 def test_a_published_first_pass_replays_as_its_own_until_it_or_the_trace_changes(tmp_path):
     from cachesim.simulate.stream import StreamSource
     path = _oracle(tmp_path / "t.oracleGeneral.bin")

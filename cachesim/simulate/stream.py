@@ -42,6 +42,7 @@ Peak memory: the key map (40-80 bytes a distinct key), the policy's state, and o
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import tempfile
 import time
@@ -170,6 +171,9 @@ class StreamSource(Streamed):
         self._ids_path = Path(self._tmp.name) / "ids.i32"
         self._sizes_path = Path(self._tmp.name) / "sizes.i64"
         self._one_size = None  # the size of every access so far, while they are all equal
+        # BLAKE2b of the bytes written to the ids and sizes files, in order (`file_digests`:
+        # the fingerprint's, without another pass over the files)
+        self._ids_h, self._sizes_h = (hashlib.blake2b(digest_size=16) for _ in range(2))
         bar = Throughput(f"{self.path.name}: first pass", self.nbytes, progress)
         try:
             with open(self._ids_path, "wb") as fi, open(self._sizes_path, "wb") as fs, \
@@ -184,7 +188,7 @@ class StreamSource(Streamed):
                     if writes[c & 1] is not None:
                         writes[c & 1].result()  # that buffer's last write is done (or raises)
                     ids = self.keymap.add(keys, out=bufs[c & 1][:keys.shape[0]])
-                    writes[c & 1] = writer.submit(fi.write, ids.data)
+                    writes[c & 1] = writer.submit(self._put, fi, self._ids_h, ids.data)
                     if sizes is not None and sizes.shape[0]:
                         has_sizes = True
                         total += int(sizes.sum())
@@ -244,6 +248,7 @@ class StreamSource(Streamed):
         self = cls.__new__(cls)
         self.path, self.fmt, self.chunk = as_path(info["path"]), info["fmt"], int(info["chunk"])
         self._tmp_dir, self._next_path, self.keymap = None, None, None
+        self._ids_h = self._sizes_h = None  # (`file_digests`: the other process's)
         self._tmp = tempfile.TemporaryDirectory(prefix="cachesim-stream-")
         self._ids_path, self._sizes_path = folder / "ids.i32", folder / "sizes.i64"
         self.nbytes, self._one_size = int(info["nbytes"]), info["one_size"]
@@ -258,6 +263,20 @@ class StreamSource(Streamed):
         this one number, not a column), else None."""
         return self._one_size if self.meta.has_sizes else None
 
+    @staticmethod
+    def _put(f, h, data) -> None:
+        """Write `data` to `f` and hash it into `h` (on the writer thread: both release the
+        GIL)."""
+        h.update(data)
+        f.write(data)
+
+    def file_digests(self) -> tuple[bytes, bytes] | None:
+        """(BLAKE2b-128 of the ids file, of the sizes file) as the first pass wrote them; None
+        for a source attached to another process's files (`attach`)."""
+        if self._ids_h is None:
+            return None
+        return self._ids_h.digest(), self._sizes_h.digest()
+
     def _keep_sizes(self, fs, sizes: np.ndarray, done: int) -> None:
         """Write `sizes` (accesses done.. of the trace) to the sizes file, which stays empty
         while every size so far is the same one."""
@@ -268,10 +287,10 @@ class StreamSource(Streamed):
             return
         if fs.tell() == 0 and done:  # the sizes differ from here on: write out the constant
             for start in range(0, done, self.chunk):
-                fs.write(np.full(min(self.chunk, done - start), self._one_size,
-                                 dtype=np.int64).tobytes())
+                self._put(fs, self._sizes_h, np.full(min(self.chunk, done - start),
+                                                     self._one_size, dtype=np.int64).tobytes())
         self._one_size = None
-        fs.write(np.ascontiguousarray(sizes, dtype=np.int64).tobytes())
+        self._put(fs, self._sizes_h, np.ascontiguousarray(sizes, dtype=np.int64).tobytes())
 
     def close(self) -> None:
         if self._tmp is not None:

@@ -402,8 +402,7 @@ def _mp_context(trace=None):
         pool_started = bool(getattr(_par, "_is_initialized", False))
     except ImportError:  # pragma: no cover - numba layout change
         pool_started = False
-    spec = getattr(trace, "spec", None)
-    if "polars" in sys.modules and getattr(spec, "mode", None) == "batch":
+    if "polars" in sys.modules and getattr(trace, "workers_read_the_trace", False):
         pool_started = True
     if "fork" in methods and not pool_started:
         return multiprocessing.get_context("fork")

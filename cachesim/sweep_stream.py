@@ -199,7 +199,6 @@ class StreamedTrace(Streamed):
     def __init__(self, spec: StreamSpec, src, fingerprint: str):
         self.spec, self._src, self._fingerprint = spec, src, fingerprint
         self._shared = None  # the client's first pass, published for workers on its host
-        self._client_src = None  # the client's source while published
         self._lock = threading.Lock()
         meta = src.meta
         self.meta = meta
@@ -243,16 +242,14 @@ class StreamedTrace(Streamed):
 
     def close(self) -> None:
         """Remove the client's temporary files (the workers' go with their processes)."""
-        for src in (self._src, self._client_src):
-            if src is not None and self.spec.mode == "access":
-                src.close()
-        self._src = self._client_src = None
+        if self._src is not None and self.spec.mode == "access":
+            self._src.close()
+        self._src = None
 
     def __getstate__(self):
         state = dict(self.__dict__)
         # a worker opens its own source: the key map and the first pass's arrays stay here
         state["_src"] = state["_lock"] = state["meta"] = state["key_table"] = None
-        state["_client_src"] = None
         return state
 
     def __setstate__(self, state):
@@ -261,6 +258,13 @@ class StreamedTrace(Streamed):
 
     def require_nonempty(self) -> None:
         """Nothing to check: the first pass refused an empty trace."""
+
+    @property
+    def workers_read_the_trace(self) -> bool:
+        """Whether pool workers read the trace file again (batch mode: each replay re-reads
+        it; access mode replays the first pass's files), so they must not be forked from a
+        process whose polars thread pool has started (`sweep._mp_context`)."""
+        return self.spec.mode == "batch"
 
     def fingerprint(self) -> str:
         return self._fingerprint
@@ -281,17 +285,15 @@ class StreamedTrace(Streamed):
             if cfg.mode != self.spec.mode:
                 raise CachesimError(f"{self.source} was opened for {self.spec.mode} mode; a "
                                     f"--mode {cfg.mode} sweep needs it opened for that mode")
-        if remote and pending:
-            if self._src is not None and self.spec.mode == "access" and \
-                    "://" not in self.spec.path:
-                self._shared = self._src.publish()
-                self._src.keymap = None  # (the workers number nothing)
-                self._client_src, self._src = self._src, None
-            else:
-                self.close()
-        if self._src is not None and self.spec.mode == "access":
-            for cfg in pending:
+        access = self._src is not None and self.spec.mode == "access"
+        if not (remote and pending):
+            for cfg in pending if access else ():
                 self._src.prepare(cfg.policy, cfg.size, cfg.ways)
+        elif access and "://" not in self.spec.path:
+            self._shared = self._src.publish()
+            self._src.keymap = None  # (the workers number nothing)
+        else:
+            self.close()
 
     def replay_sweep_config(self, cfg) -> dict:
         """`sweep.replay_config` of one configuration, streamed: the same record."""

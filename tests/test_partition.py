@@ -16,9 +16,11 @@ def _fork_small_traces(monkeypatch):
     monkeypatch.setattr(partition, "MIN_PART_ACCESSES", 1)
 
 
-def random_trace(seed, n_tables=3, n=6000, batch=300):
+def random_trace(seed, n_tables=3, n=6000, batch=300, rows=(50, 900)):
+    """Skewed rows of `n_tables` tables of rows[0]..rows[1] rows, in batches of about `batch`
+    accesses (half to twice that): hits, several misses a batch and evictions."""
     rng = np.random.default_rng(seed)
-    rows = rng.integers(50, 900, n_tables)
+    rows = rng.integers(*rows, n_tables)
     table = rng.integers(0, n_tables, n).astype(np.int32)
     # skewed rows so that sets see hits, several misses per batch and evictions
     row = (rng.zipf(1.3, n) - 1) % rows[table]

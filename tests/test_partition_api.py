@@ -17,6 +17,7 @@ from cachesim.simulate.partition import (
     replay_part,
     replay_partitioned,
 )
+from tests.test_partition import random_trace
 
 
 @pytest.fixture(autouse=True)
@@ -27,14 +28,7 @@ def _fork_small_traces(monkeypatch):
 
 
 def _trace(seed, n=4000, n_tables=3, batch=250):
-    rng = np.random.default_rng(seed)
-    rows = rng.integers(300, 2500, n_tables)
-    table = rng.integers(0, n_tables, n).astype(np.int32)
-    row = (rng.zipf(1.3, n) - 1) % rows[table]  # skewed: hits, evictions, several misses a set
-    sizes = rng.integers(batch // 2, 2 * batch, n // batch + 2)
-    b = np.repeat(np.arange(sizes.size), sizes)[:n]
-    return cachesim.Trace(table=table, row=row.astype(np.int64), batch=b, table_rows=rows,
-                          source=f"split-{seed}")
+    return random_trace(seed, n_tables, n, batch, rows=(300, 2500))
 
 
 def _record(res):

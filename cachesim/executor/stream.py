@@ -45,7 +45,8 @@ import numpy as np
 
 from ..errors import CachesimError
 from ..io import criteo
-from ..io.stream import batch_streamable, parquet_files, parquet_frames, source_bytes
+from ..io.stream import (batch_streamable, parquet_files, parquet_frames, parquet_schema,
+                         source_bytes)
 from ..progress import Throughput
 from ..simulate.stream import BatchMeta, keys_of
 from ..trace import DEFAULT_DIM, KeyMap, Trace
@@ -69,13 +70,10 @@ def _is_criteo(path: Path, fmt: str | None) -> bool:
 def _schema(path: Path):
     """(the Parquet files' schema, cachesim's metadata of the first file or None)."""
     from ..io import tabular
-    files = parquet_files(path)
-    try:
-        schema = tabular.pl.scan_parquet([str(f) for f in files],
-                                         hive_partitioning=path.is_dir()).collect_schema()
-    except (tabular.pl.exceptions.PolarsError, OSError, ValueError):
+    schema = parquet_schema(path)
+    if schema is None:
         return None, None  # the reader names what is wrong
-    return schema, tabular.read_parquet_metadata(files[0])
+    return schema, tabular.read_parquet_metadata(parquet_files(path)[0])
 
 
 def train_refusal(path, fmt: str | None = None) -> str | None:

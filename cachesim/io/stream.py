@@ -425,16 +425,23 @@ def batch_chunks(path, chunk_accesses: int, fmt: str | None = None, **options):
 
 
 
-def has_batch_column(path) -> bool:
-    """Whether a Parquet trace (file, folder or hive-partitioned dataset) has a `batch` column
-    (read from the files' schema only)."""
+def parquet_schema(path):
+    """The polars schema of a Parquet trace (file, folder or hive-partitioned dataset), read
+    from the files' footers only; None when polars cannot read it (the reader names what is
+    wrong)."""
     from . import tabular
     files = parquet_files(path)
     try:
-        schema = _polars_scan(as_path(path), files).collect_schema()
+        return _polars_scan(as_path(path), files).collect_schema()
     except (tabular.pl.exceptions.PolarsError, OSError, ValueError):
-        return False  # the reader names what is wrong
-    return "batch" in schema
+        return None
+
+
+def has_batch_column(path) -> bool:
+    """Whether a Parquet trace (file, folder or hive-partitioned dataset) has a `batch` column
+    (read from the files' schema only)."""
+    schema = parquet_schema(path)
+    return schema is not None and "batch" in schema
 
 
 def access_parquet(path, fmt: str | None = None) -> bool:

@@ -84,15 +84,13 @@ def _number_parts(part_of_id, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def _take_chunk(part_id, ids, table, row, offsets, table_rows, starts, b0, b1, linear, check,
-                keys_out, tabs_out, ids_out, cnt, scratch):
+def _take_chunk(part_id, ids, col, starts, b0, b1, ids_out, col_out, cnt, scratch):
     """Batches [b0, b1) of the trace, their accesses ordered by part (stable; an access's part
     and its key's number within the part from its key's `part_id`): into positions [starts[b0],
     starts[b1]) of the outputs, part 0's first, then part 1's, .... cnt[b, p] = part p's
-    accesses in batch b. With `linear`, FBGEMM's linear key (row + offsets[table]) and table of
-    each access too. Returns the first access whose row is outside its table (checked with
-    `check`), -1 if none. `scratch` (part_id's dtype, one per access of the chunk) keeps each
-    access's part id between the passes.
+    accesses in batch b. `col` (empty: none) is a column carried along, one value an access,
+    into `col_out` (the sizes of an access replay). `scratch` (part_id's dtype, one per access
+    of the chunk) keeps each access's part id between the passes.
 
     Why three passes: no address the loop stores to or loads from may wait on the random read
     of part_id (a counter or cursor chosen by it makes the core guess whether the next access's
@@ -100,6 +98,7 @@ def _take_chunk(part_id, ids, table, row, offsets, table_rows, starts, b0, b1, l
     are read once, into `scratch` (sequential stores), counted from there, and the last pass
     picks each cursor from `scratch` too."""
     parts = cnt.shape[1]
+    carry = col.shape[0] > 0
     a, z = starts[b0], starts[b1]
     for i in range(a, z):
         scratch[i - a] = part_id[ids[i]]
@@ -112,12 +111,6 @@ def _take_chunk(part_id, ids, table, row, offsets, table_rows, starts, b0, b1, l
         cur[p] = at
         for k in range(8):
             at += tot[k, p]
-    if check:
-        for i in range(a, z):
-            t = table[i]
-            r = row[i]
-            if r < 0 or r >= table_rows[t]:
-                return i
     for b in range(b0, b1):
         for p in range(parts):
             cnt[b, p] = cur[p]
@@ -127,13 +120,10 @@ def _take_chunk(part_id, ids, table, row, offsets, table_rows, starts, b0, b1, l
             j = cur[p]
             cur[p] = j + 1
             ids_out[j] = v >> PART_BITS
-            if linear:  # loop-invariant: LLVM unswitches it
-                t = table[i]
-                keys_out[j] = row[i] + offsets[t]
-                tabs_out[j] = t
+            if carry:  # loop-invariant: LLVM unswitches it
+                col_out[j] = col[i]
         for p in range(parts):
             cnt[b, p] = cur[p] - cnt[b, p]
-    return -1
 
 
 def balance_tables(accesses, parts: int) -> np.ndarray:
@@ -274,9 +264,7 @@ class _Setup:
         self.ids = np.ascontiguousarray(trace.dense_ids)
         # the take writes each part's ids only: the fbgemm model's kernel reads a key's linear
         # key and table by its id (`run_batches(..., by_id=True)`), so no per-access columns
-        self.linear = self.check = False
-        self.table, self.row = np.zeros(0, np.int32), np.zeros(0, np.int64)
-        self.offsets = self.table_rows = np.zeros(1, np.int64)
+        self.col = np.zeros(0, np.int64)
         self.fbgemm = plan.cache_model == "fbgemm"
         self.bad = False
         if self.fbgemm:
@@ -286,13 +274,12 @@ class _Setup:
         self.trace = trace
 
     def buffers(self, held: bool = True):
-        """(keys, tables, ids, cnt, scratch): the take's outputs (the fbgemm model's keys and
-        tables; the ideal model reads ids only) and its scratch, in one buffer kept for the
-        next split replay of the trace when `held` (`_take_buffer`)."""
+        """(column, ids, cnt, scratch): the take's outputs (the carried column, empty without
+        one) and its scratch, in one buffer kept for the next split replay of the trace when
+        `held` (`_take_buffer`)."""
         n, n_b = self.ids.shape[0], self.starts.shape[0] - 1
-        specs = [(np.int64, n if self.linear else 0), (np.int64, n_b * self.plan.parts),
-                 (self.ids.dtype, n), (self.table.dtype, n if self.linear else 0),
-                 (self.part_id.dtype, n)]
+        specs = [(np.int64, n if self.col.shape[0] else 0), (np.int64, n_b * self.plan.parts),
+                 (self.ids.dtype, n), (self.part_id.dtype, n)]
         if not held:
             arrays = [np.empty(k, dtype=dt) for dt, k in specs]
         else:
@@ -301,16 +288,15 @@ class _Setup:
             buf = _take_buffer(self.trace, int(ends[-1]))
             arrays = [buf[int(end) - size:int(end)].view(dt)[:k]
                       for (dt, k), size, end in zip(specs, sizes, ends)]
-        keys, cnt, ids, tabs, scratch = arrays
-        return keys, tabs, ids, cnt.reshape(n_b, self.plan.parts), scratch
+        col, cnt, ids, scratch = arrays
+        return col, ids, cnt.reshape(n_b, self.plan.parts), scratch
 
-    def take(self, out, b0: int, b1: int) -> int:
+    def take(self, out, b0: int, b1: int) -> None:
         """_take_chunk of batches [b0, b1) into `out` (`buffers`)."""
-        keys, tabs, ids, cnt, scratch = out
+        col, ids, cnt, scratch = out
         a, z = int(self.starts[b0]), int(self.starts[b1])
-        return int(_take_chunk(self.part_id, self.ids, self.table, self.row, self.offsets,
-                               self.table_rows, self.starts, np.int64(b0), np.int64(b1),
-                               self.linear, self.check, keys, tabs, ids, cnt, scratch[a:z]))
+        _take_chunk(self.part_id, self.ids, self.col, self.starts, np.int64(b0), np.int64(b1),
+                    ids, col, cnt, scratch[a:z])
 
     def part_cache(self, p: int):
         """An empty cache of the whole geometry for part p, its per-key arrays sized by the
@@ -345,7 +331,7 @@ class _Setup:
     def replay(self, out, p: int, chunks):
         """Part p's accesses (taken into `out` by `take`, batch chunk by chunk: `chunks` holds
         each chunk's first batch, then the batch count) through `part_cache(p)`; its counters."""
-        keys, tabs, ids, cnt = out[:4]
+        ids, cnt = out[1:3]
         cache = self.part_cache(p)
         if self.fbgemm:  # part p's keys, numbered 0.. in id order: their keys and tables
             mine = (np.flatnonzero((self.part_id & _PART_MASK) == p) if self.plan.parts > 1
@@ -386,8 +372,9 @@ def replay_part(trace, plan: PartPlan, p: int):
     setup = _Setup(trace, plan, template)
     out = setup.buffers(held=False)
     n_b = setup.starts.shape[0] - 1
-    if setup.bad or setup.take(out, 0, n_b) >= 0:  # every part's (one pass): p's a slice
+    if setup.bad:
         _bad_row(trace, template)
+    setup.take(out, 0, n_b)  # every part's (one pass): part p's are a slice
     return setup.replay(out, int(p), np.array([0, n_b]))
 
 
@@ -460,10 +447,10 @@ def _run_local(setup: _Setup):
     if setup.bad:
         return None
     if P == 1:
-        return None if take(0) >= 0 else [setup.replay(out, 0, chunks)]
+        take(0)
+        return [setup.replay(out, 0, chunks)]
     with ThreadPoolExecutor(P - 1, thread_name_prefix="cachesim-part") as pool:
-        if any(bad >= 0 for bad in _in_threads(pool, take, P)):
-            return None
+        _in_threads(pool, take, P)
         return _in_threads(pool, lambda p: setup.replay(out, p, chunks), P)
 
 
@@ -473,7 +460,7 @@ class _AccessSetup(_Setup):
     rule (lru, fifo, lfu with its lru ties, a plugin's) compares the time stamps of one set's
     lines only, and a part's stamps (its own access count) keep the trace's order within each
     set, so the parts' counters sum to the one replay's exactly. The take (`_take_chunk`, over
-    P runs of accesses) carries each access's global dense id, and its size in the key column
+    P runs of accesses) carries each access's global dense id, and its size in the carried column
     when the trace has sizes."""
 
     def __init__(self, trace, pol_run, capacity_value, unit, ways, seed, parts):
@@ -488,17 +475,13 @@ class _AccessSetup(_Setup):
         self.part_id = (np.arange(n_keys, dtype=dtype) << PART_BITS) | part_of_id
         self.ids = np.ascontiguousarray(trace.dense_ids)
         self.starts = (np.arange(P + 1, dtype=np.int64) * n) // P  # P runs, no batches
-        self.linear, self.check = trace.has_sizes, False
         self.fbgemm = self.bad = False
-        self.row = (np.ascontiguousarray(trace.size, dtype=np.int64) if self.linear
-                    else np.zeros(0, np.int64))
-        self.table = np.zeros(n if self.linear else 0, dtype=np.int32)
-        self.offsets = np.zeros(1, np.int64)
-        self.table_rows = np.zeros(1, np.int64)
+        self.col = (np.ascontiguousarray(trace.size, dtype=np.int64) if trace.has_sizes
+                    else np.zeros(0, np.int64))  # the sizes, carried to each part
 
     def replay(self, out, p: int, chunks):
         from .access import Replayer
-        sizes, _, ids, cnt = out[:4]
+        sizes, ids, cnt = out[:3]
         r = Replayer(self.trace, *self.args)
         empty = np.zeros(0, dtype=np.int64)
         for c in range(len(chunks) - 1):
@@ -507,7 +490,7 @@ class _AccessSetup(_Setup):
                 continue
             at = int(self.starts[b0]) + int(cnt[b0:b1, :p].sum())
             z = at + int(cnt[b0:b1, p].sum())
-            r.feed_arrays(ids[at:z], sizes[at:z] if self.linear else empty, empty)
+            r.feed_arrays(ids[at:z], sizes[at:z] if sizes.shape[0] else empty, empty)
         return r.counters.copy()
 
 

@@ -839,14 +839,13 @@ def _train_streams(path, fmt, stream) -> bool:
     `STREAM_THRESHOLD` bytes, or such a Parquet folder or dataset (no in-memory reader)."""
     if stream is False:
         return False
-    from pathlib import Path
-
+    from .io.urls import as_path
     from .sizes import STREAM_THRESHOLD
-    p = Path(path)
+    p = as_path(path)  # a URL: a RemotePath (its size and kind asked once)
     if stream is None and p.is_file() and p.stat().st_size <= STREAM_THRESHOLD:
         return False  # a small file: in memory, without importing the stream readers
     from .executor.stream import train_refusal
-    why = train_refusal(path, fmt)
+    why = train_refusal(p, fmt)
     if stream is None:
         from .io.stream import source_bytes
         return why is None and (p.is_dir() or source_bytes(p) > STREAM_THRESHOLD)

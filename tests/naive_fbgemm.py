@@ -234,28 +234,38 @@ OWN_NAMES = ("requested_indices", "unique_indices", "unique_misses", "conflict_u
 
 
 def replay(batches, table_rows, policy="lru", sets=None, load_factor=None, ways=32,
-           per_table=False, prefetch_pipeline=False, record_miss_counter=False, caches_out=None):
+           per_table=False, prefetch_pipeline=False, record_miss_counter=False, caches_out=None,
+           groups=None):
     """batches: list of lists of (table, row). Returns a list of dicts (per batch), with
     FBGEMM_NAMES + OWN_NAMES. per_table: one NaiveFbgemm per table, keyed by the table's row
-    (each table's counters are summed per batch)."""
-    offs = [sum(table_rows[:t]) for t in range(len(table_rows))]
-    if per_table:
-        caches = [NaiveFbgemm(sets if sets is not None else fbgemm_sets(r, load_factor, ways),
-                              policy, ways, prefetch_pipeline, record_miss_counter)
-                  for r in table_rows]
-    else:
-        total = sum(table_rows)
-        caches = [NaiveFbgemm(sets if sets is not None else fbgemm_sets(total, load_factor, ways),
-                              policy, ways, prefetch_pipeline, record_miss_counter)]
+    (each table's counters are summed per batch). groups (a group number per table): one TBE op
+    per group, as TorchRec's group_tables builds them: the op's cache has
+    fbgemm_sets(the op's rows) sets, and a key is linearised over the op's own tables
+    (linearize_cache_indices with the op's cache_hash_size_cumsum: the row plus the rows of the
+    op's earlier tables); `sets` may then be one number per group."""
+    T = len(table_rows)
+    if groups is None:
+        groups = list(range(T)) if per_table else [0] * T
+    ops = sorted(set(groups))
+    # each op's tables, in table order, and each table's offset within its op
+    op_tables = {g: [t for t in range(T) if groups[t] == g] for g in ops}
+    offs = {}
+    for g, ts in op_tables.items():
+        acc = 0
+        for t in ts:
+            offs[t] = acc
+            acc += table_rows[t]
+    caches = []
+    for i, g in enumerate(ops):
+        n = (sets[i] if isinstance(sets, (list, tuple)) else sets) if sets is not None else \
+            fbgemm_sets(sum(table_rows[t] for t in op_tables[g]), load_factor, ways)
+        caches.append(NaiveFbgemm(n, policy, ways, prefetch_pipeline, record_miss_counter))
     if caches_out is not None:
         caches_out.extend(caches)
     result = []
     for batch in batches:
         rec = dict.fromkeys(FBGEMM_NAMES + OWN_NAMES, 0)
-        if per_table:
-            parts = [[r for (t, r) in batch if t == tt] for tt in range(len(table_rows))]
-        else:
-            parts = [[r + offs[t] for (t, r) in batch]]
+        parts = [[r + offs[t] for (t, r) in batch if groups[t] == g] for g in ops]
         for cache, part in zip(caches, parts):
             stats, own, _ = cache.prefetch(part)
             for nm, v in zip(FBGEMM_NAMES, stats):

@@ -132,6 +132,58 @@ def test_kernel_equals_naive_by_load_factor(data, policy, lf, per_table):
     assert got == want
 
 
+@st.composite
+def grouped(draw):
+    """A batched trace of 2-4 tables and a TBE grouping of them (group numbers by first table)."""
+    T = draw(st.integers(2, 4))
+    rows = draw(st.lists(st.integers(1, 60), min_size=T, max_size=T))
+    raw = draw(st.lists(st.integers(0, T - 1), min_size=T, max_size=T))
+    order = {g: i for i, g in enumerate(dict.fromkeys(raw))}
+    groups = [order[g] for g in raw]
+    batches = []
+    for _ in range(draw(st.integers(1, 8))):
+        n = draw(st.integers(0, 90))
+        ts = draw(st.lists(st.integers(0, T - 1), min_size=n, max_size=n))
+        batches.append([(t, draw(st.integers(0, rows[t] - 1))) for t in ts])
+    return rows, batches, groups
+
+
+@given(grouped(), st.sampled_from(["lru", "lfu"]), st.sampled_from([0.05, 0.3, 1.0]),
+       st.booleans())
+def test_kernel_equals_naive_table_groups(data, policy, lf, pipeline):
+    # one TBE op per group (TorchRec's group_tables): each op's own sets and linearisation
+    rows, batches, groups = data
+    if policy == "lfu":
+        pipeline = False
+    got, cache = _kernel(rows, batches, load_factor=lf, policy=policy, table_groups=groups,
+                         prefetch_pipeline=pipeline)
+    want = naive.replay(batches, rows, policy, load_factor=lf, groups=groups,
+                        prefetch_pipeline=pipeline)
+    assert got == want
+    assert cache.n_groups == max(groups) + 1
+
+
+@given(grouped(), st.integers(1, 3))
+def test_kernel_equals_naive_table_groups_by_sets(data, sets):
+    rows, batches, groups = data
+    got, _ = _kernel(rows, batches, cache_sets=sets, table_groups=groups)
+    assert got == naive.replay(batches, rows, "lru", sets=sets, groups=groups)
+
+
+def test_table_groups_geometry():
+    # op 0 = tables 0 and 2 (rows 3200 + 6400), op 1 = table 1 (rows 1000): sets of each op's
+    # rows, keys linearised within the op (table 2's rows follow table 0's)
+    c = FbgemmCache([3200, 1000, 6400], load_factor=0.1, table_groups=[0, 1, 0])
+    assert c.group_sets.tolist() == [30, 4]  # (int(9600 * .1) + 31) // 32, (100 + 31) // 32
+    assert c.tbl_sets.tolist() == [30, 4, 30] and c.set_base.tolist() == [0, 30, 0]
+    # key - hash_off = the row within the op: table 2's row r is 3200 + r
+    assert (c.offsets - c.hash_off).tolist() == [0, 0, 3200]
+    with pytest.raises(CachesimError, match="none left empty"):
+        FbgemmCache([10, 10], load_factor=0.5, table_groups=[0, 2])
+    with pytest.raises(CachesimError, match="not both"):
+        FbgemmCache([10, 10], load_factor=0.5, table_groups=[0, 1], per_table=True)
+
+
 def test_replay_fbgemm_equals_step_and_naive():
     rng = np.random.default_rng(11)
     rows = [500, 80, 2000]

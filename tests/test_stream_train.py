@@ -187,8 +187,7 @@ def test_cli_refuses_what_cannot_train_streamed(tmp_path, shared_data, monkeypat
                          batch_size=16, seed=3, teacher=True, dim=4), in_meta)
     assert read_parquet_metadata(in_meta)["per_sample"] == "metadata"
     for path, words in [(oracle, "not oracle-general"), (unlabelled, "no `label` column"),
-                        (in_meta, "metadata"), (tmp_path / "gone.parquet", "no such file"),
-                        ("s3://bucket/day_0.tsv", "not URLs")]:
+                        (in_meta, "metadata"), (tmp_path / "gone.parquet", "no such file")]:
         res = CliRunner().invoke(cli, ["train", str(path), "--stream", "-q", "--device", "cpu"])
         assert res.exit_code == 2, res.output
         err = res.output.strip()

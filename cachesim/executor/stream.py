@@ -32,6 +32,14 @@ Memory: the model, the embedding rows (host store and device cache), the key map
 dictionaries), 16 bytes a batch, and a chunk (Criteo: max(1, chunk // 26) lines) with the
 batch it cuts.
 
+A URL (`io.urls`: s3://, http(s)://, memory://, any fsspec protocol) is read as a local path
+is, a chunk at a time and never copied: Criteo TSV (and gzip) through fsspec's file object behind
+a buffer (`io.urls.open_lines`, READ_BLOCK bytes a request), Parquet through polars
+(`io.stream.parquet_frames`). So the URL is read once by the first pass, then by each record
+(configuration and seed) once an epoch to train and once to evaluate (Criteo TSV: its lines up
+to the test batches too, skipped; Parquet without cachesim's metadata: its table and row
+columns too before each pass, for the tables' rows).
+
 Refused (`train_refusal`, one CachesimError line): a Parquet trace without a `label` column (the
 planted teacher draws labels for all samples at once, with a bias set on all of them), labels
 kept in the file's metadata (samples without accesses), no `sample` column, fbgemm-npz and
@@ -47,6 +55,7 @@ from ..errors import CachesimError
 from ..io import criteo
 from ..io.stream import (batch_streamable, parquet_files, parquet_frames, parquet_schema,
                          source_bytes)
+from ..io.urls import as_path, open_lines
 from ..progress import Throughput
 from ..simulate.stream import BatchMeta, keys_of
 from ..trace import DEFAULT_DIM, KeyMap, Trace
@@ -78,11 +87,9 @@ def _schema(path: Path):
 
 def train_refusal(path, fmt: str | None = None) -> str | None:
     """Why `path` cannot train streamed (a sentence), None when it can: a Criteo TSV file
-    (also gzip), or a Parquet file, folder or dataset with `sample` and `label` columns."""
-    from ..io.urls import is_url
-    if is_url(path):
-        return f"{path}: streamed training reads local files, not URLs"
-    path = Path(path)
+    (also gzip), or a Parquet file, folder or dataset with `sample` and `label` columns; a
+    local path or a URL (`io.urls.as_path`)."""
+    path = as_path(path)
     if not path.exists():
         return f"{path}: no such file or folder (check the path)"
     kind = batch_streamable(path, fmt)
@@ -120,7 +127,7 @@ class StreamedData:
     def __init__(self, path, fmt: str | None = None, chunk_accesses: int = CHUNK, *,
                  batch_size: int | None = None, test_fraction: float = 0.1, table_rows=None,
                  progress: bool = False):
-        self.path = Path(path)
+        self.path = as_path(path)
         why = train_refusal(self.path, fmt)
         if why:
             raise CachesimError(why)
@@ -310,13 +317,16 @@ class StreamedData:
         appearance), which the first pass builds and later passes look up. The keys: table
         << 40 | row (rows are linearised once the first pass knows every table's)."""
         import gzip
+        from contextlib import nullcontext
         from itertools import islice
 
-        from ..io.formats import is_gzip
+        from ..io.formats import GZIP_MAGIC
         T = criteo.N_SPARSE
         bs = int(self.batch_size or criteo.DEFAULT_BATCH_SIZE)
         first = offset // T
-        with (gzip.open if is_gzip(self.path) else open)(self.path, "rb") as f:
+        # a URL is read through fsspec a block at a time (`io.urls.open_lines`), never copied
+        with open_lines(self.path) as raw, (gzip.open(raw, "rb") if raw.peek(2)[:2] == GZIP_MAGIC
+                                            else nullcontext(raw)) as f:
             for _ in islice(f, first):
                 pass
             while True:
@@ -347,8 +357,8 @@ def train_stream(path, fmt: str | None = None, *, chunk_accesses: int = CHUNK, t
                  batch_size: int | None = None, test_fraction: float = 0.1,
                  progress: bool = True, **options) -> list[dict]:
     """`train(read_trace(path), ...)` of a Criteo TSV file or a Parquet trace (file, folder or
-    hive-partitioned dataset) read `chunk_accesses` accesses at a time: the same records
-    (`StreamedData`); `options` are `train`'s."""
+    hive-partitioned dataset), a local path or a URL, read `chunk_accesses` accesses at a time:
+    the same records (`StreamedData`); `options` are `train`'s."""
     data = StreamedData(path, fmt, chunk_accesses, batch_size=batch_size,
                         test_fraction=test_fraction, table_rows=table_rows, progress=progress)
     return train(data.meta, batch_size=batch_size, test_fraction=test_fraction,

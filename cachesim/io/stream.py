@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import CachesimError, TraceFormatError
 from ..trace import MAX_ROWS, InvalidAccess, KeyMap, Trace  # noqa: F401  (KeyMap: simulate/stream)
 from .libcachesim import ORACLE_DTYPE, oracle_count, raise_bad_line
-from .urls import as_path, open_lines, polars_source
+from .urls import as_path, open_lines, polars_options, polars_source
 
 STREAM_FORMATS = ("oracle-general", "txt")
 _ORACLE_SUFFIXES = (".oraclegeneral.bin", ".oraclegeneral", ".oracle")
@@ -321,7 +321,8 @@ def _polars_scan(path, files):
                                 "or an s3, gs, az or http(s) URL (polars reads their paths' "
                                 "keys); copy it to one, or merge it into one Parquet file")
         hive = False
-    return tabular.pl.scan_parquet(sources, hive_partitioning=hive)
+    return tabular.pl.scan_parquet(sources, hive_partitioning=hive,
+                                   storage_options=polars_options(files[0]) if files else None)
 
 
 def parquet_chunks(path, chunk_accesses: int, columns=("table", "row", "batch")):

@@ -345,8 +345,9 @@ def _per_sample_from_columns(df: pl.DataFrame, sample, meta, path):
 def read_parquet_metadata(path) -> dict | None:
     """The `cachesim` metadata of a Parquet trace (None for a Parquet file written elsewhere);
     `path` a local path or a `urls.RemotePath`."""
-    from .urls import polars_source
-    raw = pl.read_parquet_metadata(polars_source(path)).get(METADATA_KEY)
+    from .urls import polars_options, polars_source
+    raw = pl.read_parquet_metadata(polars_source(path),
+                                   storage_options=polars_options(path)).get(METADATA_KEY)
     return json.loads(raw) if raw else None
 
 

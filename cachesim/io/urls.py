@@ -13,7 +13,9 @@ fsspec a chunk at a time (oracleGeneral, txt), and Parquet through polars, which
 az and http(s) itself (its object store asks for the footer and then only the byte ranges of the
 columns and row groups it reads, a record batch at a time) and any other protocol from fsspec's
 file object (read through Python, a request per block). Listing a folder, sizes and the
-missing-object check are fsspec's for every protocol.
+missing-object check are fsspec's for every protocol. An s3 endpoint, keys or region given to
+s3fs by fsspec's configuration (FSSPEC_S3_ENDPOINT_URL, ...) reach polars too
+(`polars_options`); AWS_ENDPOINT_URL and the other AWS_* variables each reads itself.
 
 A protocol whose package is missing (s3fs for s3://, gcsfs for gs://, adlfs for az://, aiohttp
 for http(s)://) is one CachesimError naming the package; a missing object is the missing-file
@@ -213,6 +215,33 @@ def polars_source(path):
     if path.protocol in POLARS_PROTOCOLS and "::" not in path.url:
         return path.url
     return path.open("rb")
+
+
+# s3fs's options (as fsspec's configuration gives them) under the names of polars' object store
+_S3_POLARS = {"endpoint_url": "aws_endpoint_url", "key": "aws_access_key_id",
+              "username": "aws_access_key_id", "secret": "aws_secret_access_key",
+              "password": "aws_secret_access_key", "token": "aws_session_token",
+              "region_name": "aws_region"}
+
+
+def polars_options(path) -> dict | None:
+    """The `storage_options` for polars' reader of `polars_source(path)`: for an s3:// URL, the
+    endpoint, keys and region that s3fs was given (fsspec's configuration: FSSPEC_S3_ENDPOINT_URL,
+    FSSPEC_S3='{...}', its config files), which polars does not read, so both read the same
+    store; None when there are none (polars reads the AWS_* variables itself, as botocore
+    does) and for every other source."""
+    if not isinstance(path, RemotePath) or path.protocol not in ("s3", "s3a") or "::" in path.url:
+        return None
+    given = {k: v for d in (path.fs.storage_options.get("client_kwargs") or {},
+                            path.fs.storage_options) for k, v in d.items() if v is not None}
+    options = {_S3_POLARS[k]: str(v) for k, v in given.items() if k in _S3_POLARS and v}
+    if given.get("anon"):
+        options["aws_skip_signature"] = "true"
+    if given.get("requester_pays"):
+        options["aws_request_payer"] = "true"
+    if options.get("aws_endpoint_url", "").lower().startswith("http://"):
+        options["aws_allow_http"] = "true"
+    return options or None
 
 
 def read_remote(url: str, format: str | None, read, **options):

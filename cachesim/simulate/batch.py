@@ -741,9 +741,11 @@ def check_model_options(cache_model, policies=(), ways=(DEFAULT_WAYS,), per_tabl
 
 def replay_batch(trace, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_table=False,
                  inference=False, progress=False, cache_model=None, prefetch_pipeline=False,
-                 warp=None, record_cache_miss_counter=False) -> Result:
+                 warp=None, record_cache_miss_counter=False, table_groups=None) -> Result:
     """Replay `trace` batch by batch through an FBGEMM-style cache, under the batch rule of
     `policy` (lru, lfu, or any registered policy that declares a `BatchRule`).
+    `table_groups` (fbgemm model only): which tables share one cache, as TorchRec's TBE ops
+    (`simulate.groups`: 'torchrec', 'table', '0-12/13-25' or a group number per table).
 
     `cache_model`: "fbgemm" (FBGEMM's training cache exactly: `simulate.fbgemm.
     replay_batch_fbgemm`, where a share is the load factor on num_embeddings and `warp`,
@@ -756,6 +758,10 @@ def replay_batch(trace, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_t
     `inference` is recorded for the cost model (the cache rules are the same). The trace needs
     batches (`trace.batch`). Returns a `Result` with mode 'batch'.
     """
+    if table_groups is not None and resolve_cache_model(cache_model, True) != "fbgemm":
+        raise CachesimError("--table-groups models TorchRec's TBE ops on FBGEMM's training "
+                            "cache: it needs --cache-model fbgemm (the ideal model and the "
+                            "inference cache have --per-table)")
     if cache_model is not None and str(cache_model).strip().lower() == INFERENCE_CACHE_MODEL:
         if record_cache_miss_counter:
             raise CachesimError("--record-cache-miss-counter: the inference cache's extra lookup "
@@ -777,7 +783,8 @@ def replay_batch(trace, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_t
         return replay_batch_fbgemm(trace, policy, capacity, ways, per_table=per_table,
                                    inference=inference, prefetch_pipeline=prefetch_pipeline,
                                    warp=warp, progress=progress,
-                                   record_cache_miss_counter=record_cache_miss_counter)
+                                   record_cache_miss_counter=record_cache_miss_counter,
+                                   table_groups=table_groups)
     if prefetch_pipeline or warp is not None:
         raise CachesimError("--prefetch-pipeline and --warp model FBGEMM's cache: they need "
                             "--cache-model fbgemm (the ideal model has no pipeline or warp)")

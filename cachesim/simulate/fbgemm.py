@@ -63,6 +63,7 @@ POLICIES = ("lru", "lfu")
 DIRECT_IDS_MAX = 1 << 26  # up to this many rows in all, per-key arrays are indexed by row
 AHEAD = 16  # prefetch the state of the key (or set) this many positions ahead
 FIRST_TIMESTEP = 2  # _apply_cache_state sets timestep = 1 and _prefetch adds 1 before use
+STAMP32_END = (1 << 31) - 1  # time steps below this fit the int32 lru_state
 
 
 def bitonic_pairs(ways: int = 32) -> np.ndarray:
@@ -345,17 +346,17 @@ def _run(keys, tables, ids, by_id, starts, ts0, lfu, lock, ways, pairs,
         n_miss = 0
         for u in range(nu):
             if u + AHEAD < nu:
-                for q in range(0, ways, 8):  # every 64-byte line of the set's row
-                    prefetch(cache_key, uset[u + AHEAD] * ways + q)
+                for q in range(0, ways, 16):  # every 64-byte line of the set's ids (int32)
+                    prefetch(cache_id, uset[u + AHEAD] * ways + q)
                 if lfu:
                     prefetch(counts, uid[u + AHEAD])
                 else:
                     prefetch(lru_state, uset[u + AHEAD] * ways)
             s = uset[u]
-            k = ukey[u]
+            d = uid[u]
             uline[u] = -1
-            for w in range(ways):
-                if cache_key[s, w] == k:
+            for w in range(ways):  # a key's id is its own: match ids (half the bytes of keys)
+                if cache_id[s, w] == d:
                     uline[u] = s * ways + w
                     if not lfu:
                         if lock and lru_state[s, w] != ts:
@@ -413,7 +414,7 @@ def _run(keys, tables, ids, by_id, starts, ts0, lfu, lock, ways, pairs,
                     if cost[l] == ts:
                         break
                     u = mu[j + n_ins]
-                if cache_key[s, w] != -1:
+                if cache_id[s, w] != -1:
                     n_evict += 1
                     tout[cache_tab[s, w], T_EVICT] += 1
                 cache_key[s, w] = ukey[u]
@@ -435,8 +436,8 @@ def _run(keys, tables, ids, by_id, starts, ts0, lfu, lock, ways, pairs,
         for u in range(nu):
             ln = uline[u]
             if u + AHEAD < nu and uline[u + AHEAD] >= 0:
-                prefetch(cache_key, uline[u + AHEAD])
-            if ln >= 0 and cache_key[ln // ways, ln % ways] != ukey[u]:
+                prefetch(cache_id, uline[u + AHEAD])
+            if ln >= 0 and cache_id[ln // ways, ln % ways] != uid[u]:
                 ln = -1
                 uline[u] = -1
             t = utab[u]
@@ -472,6 +473,11 @@ def _run(keys, tables, ids, by_id, starts, ts0, lfu, lock, ways, pairs,
 
 
 # -- Python API -----------------------------------------------------------------------------------
+def _id_dtype(n_ids: int):
+    """The dtype of the lines' key ids (-1 for an empty line): int32 while every id fits."""
+    return np.int32 if n_ids < 1 << 31 else np.int64
+
+
 def fbgemm_cache_sets(total_rows: int, load_factor: float, ways: int = 32) -> int:
     """FBGEMM's set count (_apply_cache_state): (int(rows * load_factor) + ways - 1) // ways,
     at least 1."""
@@ -508,7 +514,7 @@ class FbgemmCache(BatchCounters):
     def __init__(self, table_rows, cache_sets: int | None = None, load_factor: float | None = None,
                  policy: str = "lru", ways: int = 32, prefetch_pipeline: bool = False,
                  per_table: bool = False, n_ids: int | None = None,
-                 record_cache_miss_counter: bool = False):
+                 record_cache_miss_counter: bool = False, table_groups=None):
         # RecordCacheMetrics.record_cache_miss_counter: an extra lookup before each populate
         # (`_prefetch`), read by `fbgemm_result` from the per-batch counters (no kernel change)
         self.record_cache_miss_counter = bool(record_cache_miss_counter)
@@ -536,37 +542,57 @@ class FbgemmCache(BatchCounters):
             if cache_sets.size == 0 or (cache_sets < 1).any():
                 raise CachesimError(f"cache_sets {cache_sets.tolist()}: every cache needs at "
                                     "least 1 set")
-            if cache_sets.size not in (1, T) or (cache_sets.size > 1 and not per_table):
-                raise CachesimError(f"cache_sets: {cache_sets.size} set counts for {T} tables; "
-                                    "give one, or one per table with per_table=True")
+        # the cache of each table: one for all, one per table, or one per TBE op (groups.py)
+        if per_table and table_groups is not None:
+            raise CachesimError("give per_table or table_groups, not both (per_table is one "
+                                "group per table)")
+        if table_groups is not None:
+            groups = np.asarray(table_groups, dtype=np.int64).reshape(-1)
+            n_g = int(groups.max()) + 1 if groups.size else 0
+            if (groups.shape[0] != T or (groups < 0).any()
+                    or np.unique(groups).shape[0] != n_g):
+                raise CachesimError(f"table_groups {groups.tolist()}: give one group number per "
+                                    f"table ({T}), numbered 0.. with none left empty")
+        else:
+            groups = np.arange(T) if per_table else np.zeros(T, dtype=np.int64)
+        self.groups = groups
+        self.n_groups = G = int(groups.max()) + 1
+        if cache_sets is not None:
+            if cache_sets.size not in (1, G):
+                raise CachesimError(f"cache_sets: {cache_sets.size} set counts for {G} caches; "
+                                    "give one, or one per cache (per table with per_table=True)")
         self.offsets = np.zeros(T, dtype=np.int64)
         np.cumsum(self.table_rows[:-1], out=self.offsets[1:])
         self.total_rows = int(self.table_rows.sum())
-        if per_table:
-            if cache_sets is not None:
-                sets = np.broadcast_to(cache_sets, (T,)).copy()
-            else:
-                sets = np.array([fbgemm_cache_sets(r, load_factor, ways) for r in self.table_rows],
-                                dtype=np.int64)
-            self.tbl_sets = sets
-            self.set_base = np.zeros(T, dtype=np.int64)
-            np.cumsum(sets[:-1], out=self.set_base[1:])
-            self.hash_off = self.offsets.copy()
+        group_rows = np.bincount(groups, weights=self.table_rows, minlength=G).astype(np.int64)
+        if cache_sets is not None:
+            sets = np.broadcast_to(cache_sets, (G,)).copy()
         else:
-            S = int(cache_sets[0]) if cache_sets is not None else fbgemm_cache_sets(
-                self.total_rows, load_factor, ways)
-            self.tbl_sets = np.full(T, S, dtype=np.int64)
-            self.set_base = np.zeros(T, dtype=np.int64)
-            self.hash_off = np.zeros(T, dtype=np.int64)
-        self.n_sets = int(self.tbl_sets.sum()) if per_table else int(self.tbl_sets[0])
+            sets = np.array([fbgemm_cache_sets(r, load_factor, ways) for r in group_rows],
+                            dtype=np.int64)
+        base = np.zeros(G, dtype=np.int64)
+        np.cumsum(sets[:-1], out=base[1:])
+        # a key within its op: the row + the rows of the op's earlier tables
+        within = np.zeros(T, dtype=np.int64)
+        seen = np.zeros(G, dtype=np.int64)
+        for t in range(T):
+            within[t] = seen[groups[t]]
+            seen[groups[t]] += self.table_rows[t]
+        self.group_sets = sets
+        self.tbl_sets = sets[groups]
+        self.set_base = base[groups]
+        self.hash_off = self.offsets - within
+        self.n_sets = int(sets.sum())
         if policy == "lfu" and int(self.tbl_sets.max()) >= 2 ** 24 - 1:
             raise CachesimError(f"{int(self.tbl_sets.max())} sets: FBGEMM's LFU cache needs "
                                 "fewer than 2^24 - 1 sets; lower the load factor")
         S, W = self.n_sets, self.ways
         self.cache_key = np.full((S, W), -1, dtype=np.int64)   # lxu_cache_state
-        self.cache_id = np.full((S, W), -1, dtype=np.int64)
-        self.cache_tab = np.zeros((S, W), dtype=np.int64)      # table of each line's key
-        self.lru_state = np.zeros((S, W), dtype=np.int64)      # lxu_state (LRU)
+        # the kernel finds a key by its id (one per key): int32 halves the bytes a lookup reads
+        self.cache_tab = np.zeros((S, W), dtype=np.int32)      # table of each line's key
+        # lxu_state (LRU): FBGEMM's int64 time steps, held as int32 while they fit (half the
+        # bytes a hit writes and a miss reads; `run_batches` widens it before they would not)
+        self.lru_state = np.zeros((S, W), dtype=np.int32)
         self.lock_cnt = np.zeros((S, W), dtype=np.int32)       # lxu_cache_locking_counter
         # per-key arrays (LFU counts, batch marks) are indexed by an id per distinct key: the
         # row itself when the tables are small enough (as FBGEMM's lfu_state), else ids given
@@ -574,6 +600,7 @@ class FbgemmCache(BatchCounters):
         self._key_ids = None if n_ids is not None or self.total_rows <= DIRECT_IDS_MAX else {}
         self.n_ids = (self.total_rows if n_ids is None and self._key_ids is None
                       else int(n_ids or 1024))
+        self.cache_id = np.full((S, W), -1, dtype=_id_dtype(self.n_ids))
         self.counts = np.zeros(self.n_ids, dtype=np.int64)     # lxu_state (LFU), per key
         self.mark = np.zeros(self.n_ids, dtype=np.int64)
         self._external_ids = n_ids is not None
@@ -594,6 +621,8 @@ class FbgemmCache(BatchCounters):
         out = np.zeros((n_b, len(COUNTER_NAMES)), dtype=np.int64)
         if n_b == 0:
             return out
+        if self.lru_state.dtype == np.int32 and self.timestep + n_b >= STAMP32_END:
+            self.lru_state = self.lru_state.astype(np.int64)
         self.n_prev = _run(keys, tables, ids, bool(by_id), starts, np.int64(self.timestep),
                            self.policy == "lfu", self.prefetch_pipeline, self.ways, self.pairs,
                            self.hash_off, self.set_base, self.tbl_sets, self.cache_key,
@@ -639,6 +668,7 @@ class FbgemmCache(BatchCounters):
                 arr[:self.n_ids] = getattr(self, name)
                 setattr(self, name, arr)
             self.n_ids = grow
+            self.cache_id = self.cache_id.astype(_id_dtype(grow))
         return ids[inv.reshape(-1)]
 
     def step(self, table_ids, rows) -> dict:
@@ -685,15 +715,45 @@ def feed_arrays(trace, cache: "FbgemmCache"):
     return keys, tables, ids, starts
 
 
+def id_keys(trace, cache: "FbgemmCache") -> np.ndarray:
+    """FBGEMM's linear key of each dense id of `trace` (its row + the rows of `cache`'s earlier
+    tables)."""
+    if np.array_equal(cache.offsets, trace.table_offsets):
+        return trace.distinct_keys  # the trace's linearisation is FBGEMM's
+    # a table of 0 rows (FBGEMM's tables have at least one), or one table
+    kt = trace.key_table
+    return cache.offsets[kt] + (trace.distinct_keys - trace.table_offsets[kt])
+
+
+def row_outside_its_table(trace) -> bool:
+    """Whether a key's row lies outside its table's rows (checked per distinct key: the trace
+    checks its rows only where it linearises several tables)."""
+    kt = trace.key_table
+    rows = trace.distinct_keys - trace.table_offsets[kt]
+    return bool(((rows < 0) | (rows >= np.asarray(trace.table_rows, np.int64)[kt])).any())
+
+
 def feed_trace(trace, cache: "FbgemmCache", bar=None) -> None:
-    """Run every batch of `trace` through `cache`, about 4M accesses a kernel call."""
-    keys, tables, ids, starts = feed_arrays(trace, cache)
+    """Run every batch of `trace` through `cache`, about 4M accesses a kernel call. A training
+    cache reads each new key's linear key and table by its dense id (`run_batches(...,
+    by_id=True)`): no per-access key column to build, rows checked once per distinct key."""
+    if type(cache) is FbgemmCache:
+        if row_outside_its_table(trace):
+            feed_arrays(trace, cache)  # raises the error that names the first such access
+        keys, tables = id_keys(trace, cache), trace.key_table
+        ids, starts, by_id = np.ascontiguousarray(trace.dense_ids), trace.batch_starts, True
+    else:
+        keys, tables, ids, starts = feed_arrays(trace, cache)
+        by_id = False
     n_b = starts.shape[0] - 1
     per_chunk = max(1, (1 << 22) // max(1, len(trace) // n_b))
     for i in range(0, n_b, per_chunk):
         j = min(n_b, i + per_chunk)
         a, z = starts[i], starts[j]
-        cache.run_batches(keys[a:z], tables[a:z], ids[a:z], starts[i:j + 1] - a)
+        if by_id:
+            cache.run_batches(keys, tables, ids[a:z], starts[i:j + 1] - a, by_id=True)
+        else:
+            cache.run_batches(keys[a:z], tables[a:z], ids[a:z], starts[i:j + 1] - a)
         if bar is not None:
             bar.update(int(z - a))
 
@@ -768,19 +828,25 @@ def check_fbgemm_ways(ways, warp=None) -> int:
     return int(warp) if warp is not None else int(ways)
 
 
-def fbgemm_geometry(trace, capacity, ways: int = 32, per_table: bool = False):
+def fbgemm_geometry(trace, capacity, ways: int = 32, per_table: bool = False,
+                    grouped: bool = False):
     """(FbgemmCache size arguments, the size as text, the load factor or None) for `capacity`.
 
     - a share ('5%') is FBGEMM's cache_load_factor: of the tables' total rows (num_embeddings),
-      or of each table's rows with `per_table`;
-    - rows (1000) are lines: ceil(rows / ways) sets (at least 1); with `per_table`, the load
-      factor rows / total rows applied to every table, as TorchRec gives each table one;
+      or of each table's rows with `per_table` (of each group's with `grouped`);
+    - rows (1000) are lines: ceil(rows / ways) sets (at least 1); with `per_table` (or
+      `grouped`), the load factor rows / total rows applied to every table (group), as TorchRec
+      gives each table one;
     - bytes (128MiB) are lines of fp32 rows at the widest table's dim (FBGEMM's cache rows are
-      max_D wide), whole sets that fit (at least 1); with `per_table`, the load factor that
-      spends the bytes on every table alike;
+      max_D wide), whole sets that fit (at least 1); with `per_table` (`grouped`), the load
+      factor that spends the bytes on every table alike;
     - a list (with `per_table`): rows per table, ceil(rows / ways) sets each.
     """
     from ..sizes import parse_size
+    if grouped and isinstance(capacity, (list, tuple, np.ndarray)):
+        raise CachesimError("one row count per table needs per-table caches (--per-table), not "
+                            "--table-groups; give one size (a share, rows or bytes)")
+    split = per_table or grouped
     rows = np.asarray(trace.table_rows, dtype=np.int64)
     total = int(rows.sum())
     if isinstance(capacity, (list, tuple, np.ndarray)):
@@ -796,12 +862,12 @@ def fbgemm_geometry(trace, capacity, ways: int = 32, per_table: bool = False):
     if cap.kind == "fraction":
         return {"load_factor": cap.value}, cap.text, cap.value
     if cap.kind == "rows":
-        if per_table:
+        if split:
             lf = int(cap.value) / max(1, total)
             return {"load_factor": lf}, cap.text, lf
         return {"cache_sets": max(1, -(-int(cap.value) // ways))}, cap.text, None
     row_bytes = 4 * np.asarray(trace.table_dims, dtype=np.int64)
-    if per_table:
+    if split:
         lf = int(cap.value) / max(1, int((rows * row_bytes).sum()))
         return {"load_factor": lf}, cap.text, lf
     lines = int(cap.value) // int(row_bytes.max())
@@ -811,9 +877,12 @@ def fbgemm_geometry(trace, capacity, ways: int = 32, per_table: bool = False):
 def replay_batch_fbgemm(trace, policy: str = "lru", capacity="5%", ways=32, *,
                         per_table: bool = False, inference: bool = False,
                         prefetch_pipeline: bool = False, warp: int | None = None,
-                        progress: bool = False, record_cache_miss_counter: bool = False):
+                        progress: bool = False, record_cache_miss_counter: bool = False,
+                        table_groups=None):
     """`replay_batch(..., cache_model="fbgemm")`: `trace` through FBGEMM's training cache,
-    wrapped in a `Result` (mode 'batch', cache_model 'fbgemm').
+    wrapped in a `Result` (mode 'batch', cache_model 'fbgemm'). `table_groups` says which tables
+    share a cache (`groups.resolve_groups`: 'torchrec', 'table', '0-12/13-25', or a group per
+    table); None: one cache for all, or one per table with `per_table`.
 
     The geometry is `fbgemm_geometry`'s, on `trace.table_rows` as num_embeddings (a
     `TableRowsInferredWarning` when they were inferred). hits/misses count accesses whose row
@@ -831,7 +900,8 @@ def replay_batch_fbgemm(trace, policy: str = "lru", capacity="5%", ways=32, *,
                                                      per_table=per_table, warp=warp,
                                                      prefetch_pipeline=prefetch_pipeline,
                                                      stacklevel=4,
-                                                     record_cache_miss_counter=record_cache_miss_counter)
+                                                     record_cache_miss_counter=record_cache_miss_counter,
+                                                     table_groups=table_groups)
     bar = progress_bar(len(trace), f"{cache.policy} {size_text} fbgemm", progress, unit="req",
                        unit_scale=True, delay=2.0)
     feed_trace(trace, cache, bar)
@@ -842,9 +912,11 @@ def replay_batch_fbgemm(trace, policy: str = "lru", capacity="5%", ways=32, *,
 
 
 def fbgemm_cache_for(trace, policy, capacity, ways, *, per_table=False, warp=None,
-                     prefetch_pipeline=False, stacklevel=3, record_cache_miss_counter=False):
+                     prefetch_pipeline=False, stacklevel=3, record_cache_miss_counter=False,
+                     table_groups=None):
     """(an empty FbgemmCache for `trace`, the size as text, the load factor or None): the
     geometry of `replay_batch_fbgemm` (its checks, and its TableRowsInferredWarning)."""
+    from .groups import resolve_groups
 
     from ..policies import get_policy
     pol = policy if hasattr(policy, "name") else get_policy(str(policy))
@@ -859,16 +931,20 @@ def fbgemm_cache_for(trace, policy, capacity, ways, *, per_table=False, warp=Non
         raise CachesimError("--prefetch-pipeline needs policy lru: FBGEMM asserts 'Only LRU cache "
                             "policy supports prefetch_pipeline'")
     w = check_fbgemm_ways(ways, warp)
+    groups = resolve_groups(table_groups, trace, prefetch_pipeline, per_table)
+    if groups is not None and int(groups.max()) == groups.shape[0] - 1:
+        per_table, groups = True, None  # a group per table: --per-table's own result
     size_kw, size_text, load_factor = checked_geometry(trace, capacity, w, per_table,
-                                                       stacklevel + 1)
+                                                       stacklevel + 1, grouped=groups is not None)
     cache = FbgemmCache(np.maximum(trace.table_rows, 1), policy=name, ways=w,
                         prefetch_pipeline=prefetch_pipeline, per_table=per_table,
                         n_ids=trace.n_distinct, record_cache_miss_counter=record_cache_miss_counter,
-                        **size_kw)
+                        table_groups=groups, **size_kw)
     return cache, size_text, load_factor
 
 
-def checked_geometry(trace, capacity, ways: int, per_table: bool, stacklevel: int = 2):
+def checked_geometry(trace, capacity, ways: int, per_table: bool, stacklevel: int = 2,
+                     grouped: bool = False):
     """`fbgemm_geometry` of a non-empty trace, warning (TableRowsInferredWarning, at the
     caller's caller's `stacklevel`) when its num_embeddings were inferred."""
     import warnings
@@ -876,7 +952,7 @@ def checked_geometry(trace, capacity, ways: int, per_table: bool, stacklevel: in
     msg = table_rows_warning(trace)
     if msg:
         warnings.warn(msg, TableRowsInferredWarning, stacklevel=stacklevel + 1)
-    return fbgemm_geometry(trace, capacity, ways, per_table)
+    return fbgemm_geometry(trace, capacity, ways, per_table, grouped)
 
 
 def fbgemm_result(trace, cache: FbgemmCache, size_text: str, load_factor, seconds: float = 0.0,
@@ -886,12 +962,16 @@ def fbgemm_result(trace, cache: FbgemmCache, size_text: str, load_factor, second
     tot = cache.totals()
     extra = {}
     if cache.record_cache_miss_counter:
-        extra = record_cache_miss_counter(cache.per_batch(), cache.per_table)
+        extra = record_cache_miss_counter(cache.per_batch(), cache.per_table or cache.n_groups > 1)
         tot["num_conflict_misses"] += extra["lookup_misses"]
-    per = {}
-    if cache.per_table:
+    per, groups = {}, None
+    if cache.per_table or cache.n_groups > 1:  # each table's cache (its own, or its group's)
         per = {"n_sets": cache.tbl_sets.tolist(),
                "n_lines": (cache.tbl_sets * cache.ways).tolist()}
+    if cache.n_groups > 1 and not cache.per_table:
+        from .groups import groups_text
+        per["group"] = cache.groups.tolist()
+        groups = groups_text(cache.groups, trace.table_names)
     return batch_result_of(
         trace, TABLE_COUNTERS, cache.table_counts, policy=cache.policy, size=size_text,
         capacity=cache.capacity_rows, ways=cache.ways, seconds=seconds, n_sets=cache.n_sets,
@@ -901,19 +981,19 @@ def fbgemm_result(trace, cache: FbgemmCache, size_text: str, load_factor, second
         table_rows_inferred=bool(trace.table_rows_inferred),
         **{nm: tot[nm] for nm in FBGEMM_COUNTERS}, per_table=per,
         record_cache_miss_counter=cache.record_cache_miss_counter,
-        cache_miss_counter=extra.get("cache_miss_counter"))
+        cache_miss_counter=extra.get("cache_miss_counter"), table_groups=groups)
 
 
-def record_cache_miss_counter(per_batch: np.ndarray, per_table: bool) -> dict:
+def record_cache_miss_counter(per_batch: np.ndarray, several: bool) -> dict:
     """What FBGEMM's `RecordCacheMetrics(record_cache_miss_counter=True)` adds, from the per-batch
     counters (`split_table_batched_embeddings_ops_training.py`, `_prefetch`): before each
     populate it runs `lxu_cache_lookup` with the uvm cache stats, so `num_conflict_misses` also
     counts the batch's accesses not cached before the populate (`lxu_cache.cu:
     lxu_cache_lookup_kernel` adds `n_indices - n_hits`): our `misses`, under LRU and LFU alike.
     `_update_cache_miss_counter` keeps `cache_miss_counter` = [forwards with a unique miss,
-    unique misses] from that lookup; with `per_table` (one TBE op per table) the forward count
-    is per table and is not kept here (None)."""
+    unique misses] from that lookup; with `several` TBE ops (one per table, or per group) the
+    forward count is per op and is not kept here (None)."""
     lookup = int(per_batch[:, MISSES].sum())
     umiss = per_batch[:, UMISS]
-    counter = None if per_table else [int(np.count_nonzero(umiss)), int(umiss.sum())]
+    counter = None if several else [int(np.count_nonzero(umiss)), int(umiss.sum())]
     return {"lookup_misses": lookup, "cache_miss_counter": counter}

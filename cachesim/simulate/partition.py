@@ -176,28 +176,11 @@ def _part_of_id(trace, plan: PartPlan, template) -> np.ndarray:
                                     plan.parts)
         return table_part[trace.key_table]
     if plan.cache_model == "fbgemm":
-        sets = set_index(_fbgemm_keys(trace, template), template.n_sets)
+        from .fbgemm import id_keys
+        sets = set_index(id_keys(trace, template), template.n_sets)
     else:
         sets = template.key_sets
     return _set_ranges(sets, template.n_sets, plan.parts)
-
-
-def _fbgemm_keys(trace, template) -> np.ndarray:
-    """FBGEMM's linear key of each dense id (its row + the rows of the cache's earlier
-    tables)."""
-    if np.array_equal(template.offsets, trace.table_offsets):
-        return trace.distinct_keys  # the trace's linearisation is FBGEMM's
-    # a table of 0 rows (FBGEMM's tables have at least one), or one table
-    return template.offsets[trace.key_table] + (
-        trace.distinct_keys - trace.table_offsets[trace.key_table])
-
-
-def _row_outside_its_table(trace) -> bool:
-    """Whether a key's row lies outside its table's rows (checked per distinct key: the trace
-    checks its rows only where it linearises several tables)."""
-    kt = trace.key_table
-    rows = trace.distinct_keys - trace.table_offsets[kt]
-    return bool(((rows < 0) | (rows >= np.asarray(trace.table_rows, np.int64)[kt])).any())
 
 
 def _checked_parts(parts) -> int:
@@ -268,9 +251,10 @@ class _Setup:
         self.fbgemm = plan.cache_model == "fbgemm"
         self.bad = False
         if self.fbgemm:
-            self.key_of_id = np.ascontiguousarray(_fbgemm_keys(trace, template), np.int64)
-            self.tab_of_id = trace.key_table.astype(np.int64)
-            self.bad = _row_outside_its_table(trace)
+            from .fbgemm import id_keys, row_outside_its_table
+            self.key_of_id = np.ascontiguousarray(id_keys(trace, template), np.int64)
+            self.tab_of_id = trace.key_table
+            self.bad = row_outside_its_table(trace)
         self.trace = trace
 
     def buffers(self, held: bool = True):

@@ -53,7 +53,8 @@ class Result:
     with `record_cache_miss_counter` (FBGEMM's RecordCacheMetrics, `simulate.fbgemm.
     record_cache_miss_counter`) num_conflict_misses includes the extra lookup before each
     populate, and `cache_miss_counter` is FBGEMM's [forwards with a unique miss, unique misses]
-    (None with per-table caches).
+    (None with per-table caches); `table_groups`: the tables of each cache when they are
+    grouped (`--table-groups`, TorchRec's TBE ops, e.g. 'C1-C13/C14-C26'), else None.
     """
 
     policy: str
@@ -95,6 +96,7 @@ class Result:
     num_conflict_misses: int | None = None
     record_cache_miss_counter: bool = False
     cache_miss_counter: list | None = None
+    table_groups: str | None = None
     per_table: dict = field(default_factory=dict, repr=False)
 
     def to_record(self, per_table: bool = False) -> dict:

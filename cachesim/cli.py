@@ -16,6 +16,7 @@ from .errors import CachesimError
 from .files import atomic_write, check_output_dir, check_output_file
 from .options import (POLICIES, POLICY, PRECISIONS, SEEDS, SIZES, RenamedOption,
                       cache_model_option, cache_precision_option, fbgemm_options, force_option,
+                      table_groups_option,
                       per_table_option, split, ways_option)
 
 
@@ -157,6 +158,7 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
               help="access: one access at a time; batch: embedding-cache semantics per training "
                    "batch (lru, lfu). Default: batch when the trace has batches.")
 @per_table_option()
+@table_groups_option
 @cache_model_option()
 @fbgemm_options
 @click.option("--precision", type=PRECISIONS, default=None,
@@ -184,9 +186,9 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
               help="fbgemm: FBGEMM's RecordCacheMetrics(record_cache_miss_counter=True): a "
                    "lookup before each populate, which adds the batch's uncached accesses to "
                    "num_conflict_misses and fills cache_miss_counter (in --json).")
-def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_table, cache_model,
-           table_rows, warp, prefetch_pipeline, precision, link_gbps, as_json, quiet, stream,
-           jobs, record_cache_miss_counter, dask_address):
+def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_table, table_groups,
+           cache_model, table_rows, warp, prefetch_pipeline, precision, link_gbps, as_json, quiet,
+           stream, jobs, record_cache_miss_counter, dask_address):
     """Replay a trace through policies and sizes; print hits and misses.
 
     Example: cachesim replay trace.parquet --policy lru,lfu,opt --size 1000,5%
@@ -204,14 +206,15 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
     policies = [get_policy(p) for p in policy]
     caps = parse_sizes(sizes)
     if _streams(trace_path, fmt, stream, mode=mode, per_table=per_table, cache_model=cache_model,
-                table_rows=table_rows, warp=warp, prefetch_pipeline=prefetch_pipeline,
+                table_groups=table_groups, table_rows=table_rows, warp=warp, prefetch_pipeline=prefetch_pipeline,
                 precision=precision, record_cache_miss_counter=record_cache_miss_counter,
                 jobs=jobs or dask_address):
         return _replay_streamed(trace_path, fmt, policies, caps, ways, seed, quiet, as_json,
                                 _streams_batched(trace_path, fmt, mode), batch_size,
                                 per_table=per_table, cache_model=cache_model,
                                 table_rows=table_rows, warp=warp,
-                                prefetch_pipeline=prefetch_pipeline)
+                                prefetch_pipeline=prefetch_pipeline,
+                                **({"table_groups": table_groups} if table_groups else {}))
     trace = _read(trace_path, fmt, batch_size)
     batch_mode = mode == "batch" or (mode is None and trace.has_batches)
     if jobs and jobs > 1 and record_cache_miss_counter:
@@ -230,6 +233,7 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
     on_dask = None if not dask_address else iter(_replay_on_dask(
         trace, policies, caps, ways, jobs, dask_address, per_table=per_table,
         cache_model=cache_model, prefetch_pipeline=prefetch_pipeline, warp=warp,
+        table_groups=table_groups,
         source=_dask_source(dask_address, trace_path, fmt, batch_size, table_rows)))
     records, notes = [], []
     for pol in policies:
@@ -250,14 +254,16 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
                     res = replay_partitioned(trace, pol, cap, parts=jobs,
                                              ways=ways if fbgemm else _ways_for(ways, pol, cap),
                                              per_table=per_table, cache_model=cache_model,
-                                             prefetch_pipeline=prefetch_pipeline, warp=warp)
+                                             prefetch_pipeline=prefetch_pipeline, warp=warp,
+                                             table_groups=table_groups)
                 else:
                     res = run_replay(trace, pol, cap, ways=ways if fbgemm else
                                      _ways_for(ways, pol, cap), seed=seed,
                                      progress=not quiet, mode=mode, per_table=per_table,
                                      cache_model=cache_model,
                                      prefetch_pipeline=prefetch_pipeline, warp=warp,
-                                     record_cache_miss_counter=record_cache_miss_counter)
+                                     record_cache_miss_counter=record_cache_miss_counter,
+                                     table_groups=table_groups)
             note = _replay_note(res, as_json, ways, cap, trace)
             if note and note not in notes:
                 notes.append(note)
@@ -930,7 +936,7 @@ def _streams(path, fmt, stream, **batch_only) -> bool:
         if batched == "parquet" and not has_batch_column(path):
             return False  # replayed access by access in memory
         if batched == "parquet" and p.is_dir():
-            return True  # a Parquet folder or dataset has no in-memory reader
+            return True  # a Parquet folder or dataset streams, whatever its size
         return source_bytes(path) > STREAM_THRESHOLD
     if given:
         opt = "--" + given[0].replace("_", "-")

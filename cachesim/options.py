@@ -287,6 +287,18 @@ def fbgemm_options(f):
     return f
 
 
+def table_groups_option(f):
+    """--table-groups: which tables share one FBGEMM cache (TorchRec's TBE ops:
+    simulate/groups.py)."""
+    return click.option("--table-groups", default=None, metavar="SPEC",
+                        help="fbgemm: which tables share one cache, as TorchRec's TBE ops: "
+                             "'torchrec' (TorchRec's grouping: one for all tables, or one per "
+                             "embedding dim with --prefetch-pipeline), 'table' (one per table, "
+                             "as --per-table), or groups of table indices or names split by "
+                             "'/', e.g. '0-12/13-25' or 'C1,C2/C3-C26'. Default: one cache for "
+                             "all tables.")(f)
+
+
 class TableRows(_Type):
     name = "table-rows"
 

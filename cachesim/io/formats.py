@@ -154,6 +154,11 @@ def check_text(path, head: bytes, fmt: Format) -> None:
                         f"format {fmt.name} cannot read it; {fix}")
 
 
+def _holds_parquet(folder: Path) -> bool:
+    """Whether a Parquet file lies anywhere under `folder` (a hive dataset nests them)."""
+    return any(f.name.lower().endswith((".parquet", ".pq")) for f in folder.rglob("*"))
+
+
 def _suffix_matches(name: str, fmt: Format) -> int:
     """Length of the longest suffix of `fmt` that `name` ends with (0 for none)."""
     return max((len(s) for s in fmt.suffixes if s != "/" and name.endswith(s)), default=0)
@@ -169,11 +174,15 @@ def infer_format(path) -> Format:
                  if "/" in f.suffixes and folder_files(p, [s for s in f.suffixes if s != "/"])]
         if len(found) == 1:
             return found[0]
+        if not found and "parquet" in _FORMATS and _holds_parquet(p):
+            return _FORMATS["parquet"]  # a folder of Parquet files, or a hive-partitioned dataset
         kinds = ", ".join(f"{f.name} ({' '.join(s for s in f.suffixes if s != '/')})"
                           for f in _FORMATS.values() if "/" in f.suffixes)
         if not found:
             raise CachesimError(f"{path}: the folder holds no trace files; a folder is read as "
-                                f"successive batches of one of: {kinds} (or pass one file)")
+                                f"successive batches of one of: {kinds}, or as Parquet files "
+                                "(.parquet .pq, also a hive-partitioned dataset) in path order "
+                                "(or pass one file)")
         raise CachesimError(f"{path}: the folder holds batch files of several formats "
                             f"({', '.join(f.name for f in found)}); pass --format")
     name = p.name.lower()
@@ -226,7 +235,7 @@ def read_trace(path, format: str | None = None, **options):
     if not p.exists():
         raise CachesimError(f"{path}: no such file or folder (check the path)")
     fmt = get_format(format) if format else infer_format(p)
-    if p.is_dir() and "/" not in fmt.suffixes:
+    if p.is_dir() and "/" not in fmt.suffixes and fmt.name != "parquet":
         raise CachesimError(f"{path}: is a folder, and format {fmt.name} reads one file; pass "
                             "a file, or a folder of fbgemm-npz (.npz) or dlrm-pt (.pt) batches")
     try:

@@ -30,7 +30,9 @@ import numpy as np
 from ..errors import CachesimError, TraceFormatError
 from ..trace import MAX_ROWS, InvalidAccess, KeyMap, Trace  # noqa: F401  (KeyMap: simulate/stream)
 from .libcachesim import ORACLE_DTYPE, oracle_count, raise_bad_line
-from .urls import as_path, open_lines, polars_options, polars_source
+from .tabular import (PARQUET_SUFFIXES, parquet_files, polars_scan,  # noqa: F401 (parquet_files: callers)
+                      scan_parquet_source, unreadable_parquet)
+from .urls import as_path, open_lines
 
 STREAM_FORMATS = ("oracle-general", "txt")
 _ORACLE_SUFFIXES = (".oraclegeneral.bin", ".oraclegeneral", ".oracle")
@@ -183,28 +185,9 @@ def access_chunks(path, chunk_accesses: int, fmt: str | None = None, views: bool
                         "dlrm-pt traces stream in batch mode); replay it in memory (--no-stream)")
 
 
-PARQUET_SUFFIXES = (".parquet", ".pq")
 BATCH_STREAM_FORMATS = ("parquet", "fbgemm-npz", "dlrm-pt")
 _TABLE_KEYS = ("table_names", "table_rows", "table_dims", "table_rows_inferred")
 CHUNK_ROWS = 1 << 20  # rows per frame of a pass that only reduces (the tables' rows)
-
-
-def parquet_files(path) -> list[Path]:
-    """The Parquet files of `path`: the file itself, or every .parquet / .pq file under the folder
-    (a folder of files, or a hive-partitioned dataset `key=value/.../part.parquet`; names starting
-    with . or _ skipped), in natural order of their paths (`day=2` before `day=10`): the trace's
-    order."""
-    from .formats import natural_key
-    path = as_path(path)
-    if not path.is_dir():
-        return [path]
-    found = [f for f in path.rglob("*") if f.is_file() and f.name.lower().endswith(
-        PARQUET_SUFFIXES) and not any(p.startswith((".", "_")) for p in f.relative_to(path).parts)]
-    if not found:
-        raise CachesimError(f"{path}: the folder holds no .parquet files; a streamed batch "
-                            "replay reads a Parquet file, a folder of them or a hive-partitioned "
-                            "dataset")
-    return sorted(found, key=lambda f: natural_key(f.relative_to(path).as_posix()))
 
 
 def batch_streamable(path, fmt: str | None = None) -> str | None:
@@ -230,32 +213,6 @@ def source_bytes(path) -> int:
     if not path.is_dir():
         return path.stat().st_size
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def _tables_meta(files: list[Path]) -> dict | None:
-    """The tables of cachesim-written Parquet files (names, rows, dims; rows the largest any
-    file gives), None when no file has cachesim's metadata; CachesimError when the files
-    disagree on their tables or only some have the metadata."""
-    from . import tabular
-    metas = [tabular.read_parquet_metadata(f) for f in files]
-    have = [m is not None for m in metas]
-    if not any(have):
-        return None
-    if not all(have):
-        raise CachesimError(f"{files[have.index(False)]}: has no cachesim metadata, but "
-                            f"{files[have.index(True)].name} has; the files of one streamed "
-                            "trace are of one kind (convert them all with `cachesim convert`)")
-    first = metas[0]
-    rows = np.asarray(first["table_rows"], np.int64)
-    for f, m in zip(files[1:], metas[1:]):
-        if (list(m["table_names"]), list(m["table_dims"])) != (list(first["table_names"]),
-                                                                list(first["table_dims"])):
-            raise CachesimError(f"{f}: its tables (names or dims) differ from {files[0].name}'s; "
-                                "the files of one streamed trace share their tables")
-        rows = np.maximum(rows, np.asarray(m["table_rows"], np.int64))
-    return {"table_names": list(first["table_names"]), "table_rows": rows.tolist(),
-            "table_dims": list(first["table_dims"]),
-            "table_rows_inferred": any(bool(m.get("table_rows_inferred")) for m in metas)}
 
 
 def _inferred_tables(lf, path) -> dict:
@@ -289,42 +246,6 @@ def _head(path, meta: dict) -> Trace:
                  table_rows_inferred=bool(meta["table_rows_inferred"]), source=str(path))
 
 
-def _unreadable(path: Path, err: Exception) -> TraceFormatError:
-    return TraceFormatError(path, f"not a readable Parquet file ({err})".splitlines()[0],
-                            fix="check the file was written completely")
-
-
-def _scan_parquet(path: Path):
-    """(cachesim's table metadata or None, a polars scan, its schema) of a Parquet file, folder
-    or dataset (`parquet_files`), a TraceFormatError for one polars cannot read."""
-    from . import tabular
-    files = parquet_files(path)
-    try:
-        meta = _tables_meta(files)
-        lf = _polars_scan(path, files)
-        return meta, lf, lf.collect_schema()
-    except (tabular.pl.exceptions.PolarsError, OSError, ValueError) as err:
-        raise _unreadable(path, err) from None
-
-
-def _polars_scan(path, files):
-    """polars' lazy scan of the Parquet `files` of `path` (hive keys as columns for a folder).
-    Files at a URL whose protocol polars does not read itself reach it as fsspec file objects
-    (`urls.polars_source`), which carry no path for hive keys: a hive-partitioned dataset there
-    is refused rather than read without its key columns."""
-    from . import tabular
-    sources = [polars_source(f) for f in files]
-    hive = path.is_dir()
-    if hive and not all(isinstance(s, str) for s in sources):
-        if any("=" in part for f in files for part in f.relative_to(path).parts[:-1]):
-            raise CachesimError(f"{path}: a hive-partitioned dataset streams from a local path "
-                                "or an s3, gs, az or http(s) URL (polars reads their paths' "
-                                "keys); copy it to one, or merge it into one Parquet file")
-        hive = False
-    return tabular.pl.scan_parquet(sources, hive_partitioning=hive,
-                                   storage_options=polars_options(files[0]) if files else None)
-
-
 def parquet_chunks(path, chunk_accesses: int, columns=("table", "row", "batch")):
     """(a head trace, then one `Trace` per chunk of at most `chunk_accesses` accesses: columns
     table, row and batch, or those of `columns` the trace has) of a Parquet trace: one file, a
@@ -355,7 +276,7 @@ def parquet_frames(path, chunk_accesses: int, columns, offset: int = 0):
     (`executor.stream`: the labels and dense features of each access's sample)."""
     from . import tabular
     path = as_path(path)
-    meta, lf, schema = _scan_parquet(path)
+    meta, lf, schema = scan_parquet_source(path)
     try:
         if "table" in schema and not schema["table"].is_integer():
             raise CachesimError(f"{path}: a streamed Parquet replay needs numbered tables (its "
@@ -367,7 +288,7 @@ def parquet_frames(path, chunk_accesses: int, columns, offset: int = 0):
         frames = lf.select([c for c in columns if c in schema]).collect_batches(
             chunk_size=int(chunk_accesses), maintain_order=True, lazy=True)
     except (tabular.pl.exceptions.PolarsError, OSError, ValueError) as err:
-        raise _unreadable(path, err) from None
+        raise unreadable_parquet(path, err) from None
     return _head(path, meta), frames
 
 
@@ -433,7 +354,7 @@ def parquet_schema(path):
     from . import tabular
     files = parquet_files(path)
     try:
-        return _polars_scan(as_path(path), files).collect_schema()
+        return polars_scan(as_path(path), files).collect_schema()
     except (tabular.pl.exceptions.PolarsError, OSError, ValueError):
         return None
 
@@ -467,7 +388,7 @@ def parquet_access_chunks(path, chunk: int):
     of one table without a `size` column (a bare `row` column, or metadata naming one table)
     skips that: its keys are its rows, read as one column (rows None without metadata)."""
     path = as_path(path)
-    meta, lf, schema = _scan_parquet(path)
+    meta, lf, schema = scan_parquet_source(path)
     if "row" not in schema or not schema["row"].is_integer():
         raise TraceFormatError(path, "a streamed access replay needs an integer `row` column "
                                f"(columns: {', '.join(list(schema)[:8])})",

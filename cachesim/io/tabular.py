@@ -23,7 +23,8 @@ import numpy as np
 from ..errors import CachesimError, TraceFormatError
 from ..lazy import lazy_module
 from ..files import atomic_path  # noqa: F401  (the one atomic writer, kept importable here)
-from .formats import Format, is_gzip, load_text, register_format
+from .formats import Format, is_gzip, load_text, natural_key, register_format
+from .urls import as_path, polars_options, polars_source
 from ..trace import InvalidAccess, Trace, dense_remap
 
 pl = lazy_module("polars")  # imported on first use: oracleGeneral and txt never need it
@@ -342,17 +343,108 @@ def _per_sample_from_columns(df: pl.DataFrame, sample, meta, path):
     return labels, dense
 
 
+# -- Parquet files, folders and hive-partitioned datasets (read whole or streamed) ----------
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def parquet_files(path) -> list[Path]:
+    """The Parquet files of `path`: the file itself, or every .parquet / .pq file under the folder
+    (a folder of files, or a hive-partitioned dataset `key=value/.../part.parquet`; names starting
+    with . or _ skipped), in natural order of their paths (`day=2` before `day=10`): the trace's
+    order."""
+    path = as_path(path)
+    if not path.is_dir():
+        return [path]
+    found = [f for f in path.rglob("*") if f.is_file() and f.name.lower().endswith(
+        PARQUET_SUFFIXES) and not any(p.startswith((".", "_")) for p in f.relative_to(path).parts)]
+    if not found:
+        raise CachesimError(f"{path}: the folder holds no .parquet files; a streamed batch "
+                            "replay reads a Parquet file, a folder of them or a hive-partitioned "
+                            "dataset")
+    return sorted(found, key=lambda f: natural_key(f.relative_to(path).as_posix()))
+
+
+def parquet_meta(files: list[Path]) -> dict | None:
+    """The tables of cachesim-written Parquet files (names, rows, dims; rows the largest any
+    file gives), None when no file has cachesim's metadata; CachesimError when the files
+    disagree on their tables or only some have the metadata."""
+    metas = [read_parquet_metadata(f) for f in files]
+    have = [m is not None for m in metas]
+    if not any(have):
+        return None
+    if not all(have):
+        raise CachesimError(f"{files[have.index(False)]}: has no cachesim metadata, but "
+                            f"{files[have.index(True)].name} has; the files of one streamed "
+                            "trace are of one kind (convert them all with `cachesim convert`)")
+    first = metas[0]
+    rows = np.asarray(first["table_rows"], np.int64)
+    for f, m in zip(files[1:], metas[1:]):
+        if (list(m["table_names"]), list(m["table_dims"])) != (list(first["table_names"]),
+                                                                list(first["table_dims"])):
+            raise CachesimError(f"{f}: its tables (names or dims) differ from {files[0].name}'s; "
+                                "the files of one trace share their tables")
+        rows = np.maximum(rows, np.asarray(m["table_rows"], np.int64))
+    return {"table_names": list(first["table_names"]), "table_rows": rows.tolist(),
+            "table_dims": list(first["table_dims"]),
+            "table_rows_inferred": any(bool(m.get("table_rows_inferred")) for m in metas)}
+
+
+def unreadable_parquet(path: Path, err: Exception) -> TraceFormatError:
+    return TraceFormatError(path, f"not a readable Parquet file ({err})".splitlines()[0],
+                            fix="check the file was written completely")
+
+
+def scan_parquet_source(path: Path):
+    """(cachesim's table metadata or None, a polars scan, its schema) of a Parquet file, folder
+    or dataset (`parquet_files`), a TraceFormatError for one polars cannot read."""
+    files = parquet_files(path)
+    try:
+        meta = parquet_meta(files)
+        lf = polars_scan(path, files)
+        return meta, lf, lf.collect_schema()
+    except (pl.exceptions.PolarsError, OSError, ValueError) as err:
+        raise unreadable_parquet(path, err) from None
+
+
+def polars_scan(path, files):
+    """polars' lazy scan of the Parquet `files` of `path` (hive keys as columns for a folder).
+    Files at a URL whose protocol polars does not read itself reach it as fsspec file objects
+    (`urls.polars_source`), which carry no path for hive keys: a hive-partitioned dataset there
+    is refused rather than read without its key columns."""
+    sources = [polars_source(f) for f in files]
+    hive = path.is_dir()
+    if hive and not all(isinstance(s, str) for s in sources):
+        if any("=" in part for f in files for part in f.relative_to(path).parts[:-1]):
+            raise CachesimError(f"{path}: a hive-partitioned dataset streams from a local path "
+                                "or an s3, gs, az or http(s) URL (polars reads their paths' "
+                                "keys); copy it to one, or merge it into one Parquet file")
+        hive = False
+    return pl.scan_parquet(sources, hive_partitioning=hive,
+                                   storage_options=polars_options(files[0]) if files else None)
+
+
 def read_parquet_metadata(path) -> dict | None:
     """The `cachesim` metadata of a Parquet trace (None for a Parquet file written elsewhere);
     `path` a local path or a `urls.RemotePath`."""
-    from .urls import polars_options, polars_source
     raw = pl.read_parquet_metadata(polars_source(path),
                                    storage_options=polars_options(path)).get(METADATA_KEY)
     return json.loads(raw) if raw else None
 
 
 def read_parquet(path, **_) -> Trace:
+    """A Parquet file, or a folder of them (a hive-partitioned dataset too: its keys become
+    columns), read whole: the files in path order (`parquet_files`), as the streamed
+    readers take them, so both give the same trace."""
     path = Path(path)
+    if path.is_dir():
+        meta, lf, _ = scan_parquet_source(path)
+        try:
+            df = lf.collect()
+        except (pl.exceptions.PolarsError, OSError, ValueError) as err:
+            raise TraceFormatError(path, f"a Parquet file of the folder is unreadable "
+                                   f"({_first_line(err)})", fix="check every file was written "
+                                   "completely") from None
+        return frame_to_trace(df, path, meta, header_lines=0)
     try:
         meta = read_parquet_metadata(path)
         df = pl.read_parquet(path)

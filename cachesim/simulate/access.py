@@ -99,7 +99,8 @@ def resolve_capacity(trace, size) -> tuple[Capacity, int, bool]:
 def replay(trace, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: int = 0,
            progress: bool = False, mode: str | None = None, per_table: bool = False,
            cache_model: str | None = None, prefetch_pipeline: bool = False,
-           warp: int | None = None, record_cache_miss_counter: bool = False):
+           warp: int | None = None, record_cache_miss_counter: bool = False,
+           table_groups=None):
     """Replay `trace` (a `Trace`, or a path `cachesim.read_trace` reads) through `policy` (a name
     or a Policy; a list of them gives a list of Results, in order) with a cache of `capacity`.
 
@@ -114,7 +115,8 @@ def replay(trace, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: in
     way a `Result` (see its docstring: hit_ratio is per access in both modes). Batch mode only:
     `cache_model` ("fbgemm": FBGEMM's training cache exactly, "ideal": cachesim's own, None:
     `result.DEFAULT_CACHE_MODEL`), and for fbgemm `prefetch_pipeline`, `warp` (32 or 64) and
-    `record_cache_miss_counter` (FBGEMM's RecordCacheMetrics: the lookup before each populate);
+    `record_cache_miss_counter` (FBGEMM's RecordCacheMetrics: the lookup before each populate)
+    and `table_groups` (which tables share a cache: TorchRec's TBE ops, `simulate.groups`);
     see `cachesim.simulate.batch.replay_batch`.
     """
     if isinstance(trace, (str, os.PathLike)):
@@ -124,7 +126,8 @@ def replay(trace, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: in
         return [replay(trace, p, capacity, ways, seed=seed, progress=progress, mode=mode,
                        per_table=per_table, cache_model=cache_model,
                        prefetch_pipeline=prefetch_pipeline, warp=warp,
-                       record_cache_miss_counter=record_cache_miss_counter) for p in policy]
+                       record_cache_miss_counter=record_cache_miss_counter,
+                       table_groups=table_groups) for p in policy]
     trace.require_nonempty()
     if mode is None:
         mode = "batch" if trace.has_batches else "access"
@@ -133,7 +136,8 @@ def replay(trace, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: in
         return replay_batch(trace, policy, capacity, ways=ways, per_table=per_table,
                             progress=progress, cache_model=cache_model,
                             prefetch_pipeline=prefetch_pipeline, warp=warp,
-                            record_cache_miss_counter=record_cache_miss_counter)
+                            record_cache_miss_counter=record_cache_miss_counter,
+                            table_groups=table_groups)
     if mode != "access":
         raise CachesimError(f"mode={mode!r}: use mode=\"access\" or mode=\"batch\"")
     if cache_model is not None or prefetch_pipeline or warp is not None or \
@@ -141,8 +145,9 @@ def replay(trace, policy, capacity, ways: int | None = DEFAULT_WAYS, *, seed: in
         raise CachesimError("--cache-model, --prefetch-pipeline, --warp and "
                             "--record-cache-miss-counter choose the batch replay's cache; they "
                             "need batch mode (mode=\"batch\")")
-    if per_table:
-        raise CachesimError("per-table caches (per_table=True) need batch mode (mode=\"batch\")")
+    if per_table or table_groups is not None:
+        raise CachesimError("per-table caches (per_table=True) and table groups need batch mode "
+                            "(mode=\"batch\")")
     pol, pol_run, cap, capacity_value, unit, ways = plan(trace, policy, capacity, ways)
     t_start = time.perf_counter()
     r = Replayer(trace, pol_run, capacity_value, unit, ways, seed)

@@ -27,11 +27,6 @@ import numpy as np
 
 from ..errors import CachesimError
 
-GROUPS_HELP = ("'torchrec' (TorchRec's TBE groups: one for all tables, or one per embedding dim "
-               "with --prefetch-pipeline), 'table' (one per table: --per-table), or groups "
-               "of table indices or names split by '/', e.g. '0-12/13-25' or 'C1,C2/C3-C26'")
-
-
 def torchrec_groups(table_dims, n_tables: int, prefetch_pipeline: bool) -> np.ndarray:
     """TorchRec's group of each table (`group_tables` on one rank): one group, or with the
     prefetch pipeline one group per embedding dim, numbered by first table."""
@@ -123,15 +118,17 @@ def resolve_groups(table_groups, trace, prefetch_pipeline: bool = False,
 
 
 def groups_text(groups, table_names) -> str:
-    """'C1-C13/C14-C26' style text of a grouping (runs of consecutive tables joined by '-')."""
+    """'C1-C13/C14-C26' style text of a grouping (runs of 3 or more consecutive tables as
+    first-last)."""
     names = list(table_names)
     parts = []
     for g in range(int(np.max(groups)) + 1):
         ts = np.flatnonzero(np.asarray(groups) == g).tolist()
         runs, start = [], ts[0]
         for a, b in zip(ts, ts[1:] + [None]):
-            if b != a + 1:
-                runs.append(names[start] if start == a else f"{names[start]}-{names[a]}")
+            if b != a + 1:  # a run of 3 or more tables as first-last
+                runs.append(f"{names[start]}-{names[a]}" if a - start > 1 else
+                            ",".join(names[start:a + 1]))
                 start = b
         parts.append(",".join(runs))
     return "/".join(parts)

@@ -65,6 +65,13 @@ class PartPlan:
     inference: bool = False
     prefetch_pipeline: bool = False
     warp: int | None = None
+    table_groups: tuple | None = None  # fbgemm: the TBE group of each table (groups.py)
+
+    @property
+    def by_cache(self) -> bool:
+        """Whether the parts are whole caches (one per table, or per table group), not set
+        ranges of one cache."""
+        return self.per_table or self.table_groups is not None
 
 
 PART_BITS = 7  # a key's part id: (its number among its part's keys) << PART_BITS | its part
@@ -150,18 +157,26 @@ def _template(trace, plan: PartPlan):
         from .fbgemm import fbgemm_cache_for
         return fbgemm_cache_for(trace, plan.policy, plan.capacity, plan.ways,
                                 per_table=plan.per_table, warp=plan.warp,
-                                prefetch_pipeline=plan.prefetch_pipeline, stacklevel=4)
+                                prefetch_pipeline=plan.prefetch_pipeline, stacklevel=4,
+                                table_groups=plan.table_groups)
     from .batch import BatchCache, ideal_capacity
     if plan.prefetch_pipeline or plan.warp is not None:
         raise CachesimError("--prefetch-pipeline and --warp model FBGEMM's cache: they need "
                             "--cache-model fbgemm (the ideal model has no pipeline or warp)")
+    if plan.table_groups is not None:
+        raise CachesimError("--table-groups models TorchRec's TBE ops on FBGEMM's training "
+                            "cache: it needs --cache-model fbgemm (the ideal model has "
+                            "--per-table)")
     cap_arg, size_text = ideal_capacity(trace, plan.capacity, plan.per_table)
     cache = BatchCache.for_trace(trace, cap_arg, ways=plan.ways, policy=plan.policy)
     return cache, size_text, cap_arg
 
 
 def _unit_count(trace, plan: PartPlan, template) -> int:
-    """Parts that can be used: at most the cache's sets (unified) or the trace's tables."""
+    """Parts that can be used: at most the cache's sets (unified), the trace's tables
+    (per-table caches) or its table groups."""
+    if plan.table_groups is not None:
+        return max(1, min(plan.parts, max(plan.table_groups) + 1))
     if plan.per_table:
         return max(1, min(plan.parts, trace.n_tables))
     return max(1, min(plan.parts, template.n_sets))
@@ -171,10 +186,12 @@ def _part_of_id(trace, plan: PartPlan, template) -> np.ndarray:
     """Part of each dense id (int8): its set's range, or its table's part (per-table caches)."""
     if plan.parts == 1:
         return np.zeros(trace.n_distinct, dtype=np.int8)
-    if plan.per_table:
-        table_part = balance_tables(np.bincount(trace.table, minlength=trace.n_tables),
-                                    plan.parts)
-        return table_part[trace.key_table]
+    if plan.by_cache:  # whole caches (tables, or table groups) to parts, by accesses
+        per_table = np.bincount(trace.table, minlength=trace.n_tables)
+        group = (np.asarray(plan.table_groups, np.int64) if plan.table_groups is not None
+                 else np.arange(trace.n_tables))
+        group_part = balance_tables(np.bincount(group, weights=per_table), plan.parts)
+        return group_part[group][trace.key_table]
     if plan.cache_model == "fbgemm":
         from .fbgemm import id_keys
         sets = set_index(id_keys(trace, template), template.n_sets)
@@ -191,28 +208,32 @@ def _checked_parts(parts) -> int:
 
 
 def _plan(trace, policy, capacity, parts, ways, per_table, inference, cache_model,
-          prefetch_pipeline, warp):
+          prefetch_pipeline, warp, table_groups=None):
     """(PartPlan, the whole replay's empty cache, its size text, load factor or capacity)."""
     parts = _checked_parts(parts)
     model = resolve_cache_model(cache_model)
     from .batch import batch_policy
     trace.require_nonempty()
     plan = PartPlan(batch_policy(policy).name, capacity, ways, model, parts, bool(per_table),
-                    bool(inference), bool(prefetch_pipeline), warp)
+                    bool(inference), bool(prefetch_pipeline), warp, table_groups)
     template, size_text, extra = _template(trace, plan)
+    if model == "fbgemm":  # the groups as resolved ('torchrec', one group, one per table ...)
+        grouped = template.n_groups > 1 and not template.per_table
+        plan = replace(plan, per_table=template.per_table,
+                       table_groups=tuple(template.groups.tolist()) if grouped else None)
     plan = replace(plan, parts=_unit_count(trace, plan, template))
     return plan, template, size_text, extra
 
 
 def plan_parts(trace, policy="lru", capacity="5%", parts: int = 2, ways=DEFAULT_WAYS, *,
                per_table: bool = False, inference: bool = False, cache_model=None,
-               prefetch_pipeline: bool = False, warp=None) -> PartPlan:
+               prefetch_pipeline: bool = False, warp=None, table_groups=None) -> PartPlan:
     """The split of `replay_batch(trace, policy, capacity, ways, ...)` into at most `parts`
-    parts (by set ranges, or by tables with `per_table`), checked as the replay checks it. Run
-    each part with `replay_part(trace, plan, p)` (anywhere the same trace is), then
-    `merge_parts(trace, plan, [part 0's, part 1's, ...])`."""
+    parts (by set ranges, or by whole caches: tables with `per_table`, table groups with
+    `table_groups`), checked as the replay checks it. Run each part with `replay_part(trace,
+    plan, p)` (anywhere the same trace is), then `merge_parts(trace, plan, [part 0's, ...])`."""
     return _plan(trace, policy, capacity, parts, ways, per_table, inference, cache_model,
-                 prefetch_pipeline, warp)[0]
+                 prefetch_pipeline, warp, table_groups)[0]
 
 
 _HELD: dict = {}  # the last take buffer: {"buf": array, "trace": weakref to its trace}
@@ -291,10 +312,11 @@ class _Setup:
         n_p = max(1, int(self.n_keys[p]))
         if self.fbgemm:
             from .fbgemm import FbgemmCache
-            if plan.per_table:
-                return FbgemmCache(tpl.table_rows, cache_sets=tpl.tbl_sets, policy=tpl.policy,
+            if plan.by_cache:  # every cache of the geometry; the part's keys only
+                return FbgemmCache(tpl.table_rows, cache_sets=tpl.group_sets, policy=tpl.policy,
                                    ways=tpl.ways, prefetch_pipeline=tpl.prefetch_pipeline,
-                                   per_table=True, n_ids=n_p)
+                                   per_table=tpl.per_table, n_ids=n_p,
+                                   table_groups=None if tpl.per_table else tpl.groups)
             # unified: only the part's sets [lo, hi) (`_set_ranges`), which the kernel finds
             # at row set - lo: a key's set is still fmix64(key) mod S (tbl_sets), plus set_base
             S, P = tpl.n_sets, plan.parts
@@ -506,9 +528,9 @@ def replay_access_partitioned(trace, policy="lru", capacity="5%", parts: int = 2
 
 def replay_partitioned(trace, policy="lru", capacity="5%", parts: int = 2, ways=DEFAULT_WAYS, *,
                        per_table: bool = False, inference: bool = False, cache_model=None,
-                       prefetch_pipeline: bool = False, warp=None) -> Result:
+                       prefetch_pipeline: bool = False, warp=None, table_groups=None) -> Result:
     """`replay_batch(trace, policy, capacity, ways, ...)` split into `parts` processes (by set
-    ranges, or by tables with `per_table`), merged to exactly its `Result` (only `seconds`, the
+    ranges, or by whole caches: tables with `per_table`, table groups), merged to exactly its `Result` (only `seconds`, the
     wall time of the whole split replay, differs). A cache with fewer sets (tables) than `parts`
     runs in that many parts; a fully associative unified cache (one set) runs in one, and so
     does a trace of fewer than MIN_PART_ACCESSES accesses a process (2 processes would be slower
@@ -518,9 +540,11 @@ def replay_partitioned(trace, policy="lru", capacity="5%", parts: int = 2, ways=
         from .batch import replay_batch  # one process: the one-process replay itself
         return replay_batch(trace, policy, capacity, ways, per_table=per_table,
                             inference=inference, cache_model=cache_model,
-                            prefetch_pipeline=prefetch_pipeline, warp=warp)
+                            prefetch_pipeline=prefetch_pipeline, warp=warp,
+                            table_groups=table_groups)
     plan, template, size_text, extra = _plan(trace, policy, capacity, parts, ways, per_table,
-                                             inference, cache_model, prefetch_pipeline, warp)
+                                             inference, cache_model, prefetch_pipeline, warp,
+                                             table_groups)
     if len(trace) < MIN_PART_ACCESSES * plan.parts:
         plan = replace(plan, parts=len(trace) // MIN_PART_ACCESSES)
     setup = _Setup(trace, plan, template)

@@ -513,16 +513,18 @@ class BatchStreamSource:
 
     def replay(self, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_table=False,
                cache_model=None, inference=False, prefetch_pipeline=False, warp=None,
-               progress: bool = False):
+               progress: bool = False, table_groups=None):
         """`replay_batch(trace, policy, capacity, ways, ...)` of the whole trace, streamed: the
         same `Result` (`seconds` is this replay's); a list of policies gives a list."""
         if isinstance(policy, (list, tuple)):
             return [self.replay(p, capacity, ways, per_table=per_table, cache_model=cache_model,
                                 inference=inference, prefetch_pipeline=prefetch_pipeline,
-                                warp=warp, progress=progress) for p in policy]
+                                warp=warp, progress=progress, table_groups=table_groups)
+                    for p in policy]
         t0 = time.perf_counter()
         feed, finish, desc = _batch_model(self.meta, policy, capacity, ways, per_table,
-                                          cache_model, inference, prefetch_pipeline, warp)
+                                          cache_model, inference, prefetch_pipeline, warp,
+                                          table_groups)
         bar = Throughput(desc, self.nbytes, progress)
         done = 0
         try:
@@ -540,13 +542,17 @@ class BatchStreamSource:
 
 
 def _batch_model(meta, policy, capacity, ways, per_table, cache_model, inference,
-                 prefetch_pipeline, warp):
+                 prefetch_pipeline, warp, table_groups=None):
     """(feed(whole-batch trace, dense ids), finish(seconds) -> Result, progress text) of a batch
     model's empty cache for the streamed trace `meta`, built as `replay_batch` builds it."""
     from .result import INFERENCE_CACHE_MODEL, resolve_cache_model
     named = str(cache_model).strip().lower() if cache_model is not None else None
     model = INFERENCE_CACHE_MODEL if named == INFERENCE_CACHE_MODEL else \
         resolve_cache_model(cache_model)
+    if table_groups is not None and model != "fbgemm":
+        raise CachesimError("--table-groups models TorchRec's TBE ops on FBGEMM's training "
+                            "cache: it needs --cache-model fbgemm (the ideal model and the "
+                            "inference cache have --per-table)")
     if model == "ideal":
         from .batch import BatchCache, batch_policy, batch_result, ideal_capacity
         if prefetch_pipeline or warp is not None:
@@ -564,7 +570,7 @@ def _batch_model(meta, policy, capacity, ways, per_table, cache_model, inference
         from .fbgemm import fbgemm_cache_for, fbgemm_result
         cache, size_text, load_factor = fbgemm_cache_for(
             meta, policy, capacity, ways, per_table=per_table, warp=warp,
-            prefetch_pipeline=prefetch_pipeline, stacklevel=5)
+            prefetch_pipeline=prefetch_pipeline, stacklevel=5, table_groups=table_groups)
 
         def result(seconds):
             return fbgemm_result(meta, cache, size_text, load_factor, seconds,

@@ -1,0 +1,76 @@
+"""A folder of Parquet files, or a hive-partitioned dataset, read whole (`read_trace`, every
+command's in-memory path) gives the trace of the one file they were cut from, as the streamed
+readers do."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import cachesim
+from cachesim.cli import cli
+from cachesim.simulate.batch import replay_batch
+from cachesim.simulate.stream import replay_batch_stream
+
+SAMPLE = Path(cachesim.__file__).parent / "data" / "criteo_kaggle_head10k.parquet"
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """{layout: folder} of the shipped sample cut in three at batch boundaries: flat files,
+    nested sub-folders, and a hive dataset (day=0, day=1, day=10: path order is natural)."""
+    root = tmp_path_factory.mktemp("pq")
+    whole = cachesim.read_trace(SAMPLE)
+    cuts = [0, 128 * 26 * 30, 128 * 26 * 61, len(whole)]
+    layouts = {"flat": "part{i}.parquet", "nested": "p{i}/x.parquet",
+               "hive": "day={day}/part.parquet"}
+    out = {}
+    for name, pattern in layouts.items():
+        for i, (a, z) in enumerate(zip(cuts, cuts[1:])):
+            f = root / name / pattern.format(i=i, day=(0, 1, 10)[i])
+            f.parent.mkdir(parents=True, exist_ok=True)
+            cachesim.write_trace(whole.slice(a, z), f)  # each file with cachesim's metadata
+        out[name] = root / name
+    return out
+
+
+@pytest.mark.parametrize("layout", ["flat", "nested", "hive"])
+def test_a_folder_reads_as_its_file(folders, layout):
+    whole = cachesim.read_trace(SAMPLE)
+    got = cachesim.read_trace(folders[layout])
+    for col in ("table", "row", "batch"):
+        assert np.array_equal(getattr(got, col), getattr(whole, col)), col
+    assert got.n_tables == whole.n_tables and got.table_names == whole.table_names
+    assert np.array_equal(got.table_rows, whole.table_rows)  # num_embeddings from the metadata
+    assert replay_batch(got, "lru", "5%").to_record() | {"seconds": 0} == \
+        replay_batch(whole, "lru", "5%").to_record() | {"seconds": 0}
+
+
+def test_the_in_memory_folder_replay_equals_the_streamed_one(folders):
+    tr = cachesim.read_trace(folders["hive"])
+    mem = replay_batch(tr, "lfu", "2%").to_record()
+    (streamed,) = [replay_batch_stream(folders["hive"], "lfu", "2%", cache_model="fbgemm",
+                                       chunk_accesses=1000)]
+    streamed = streamed.to_record()
+    for rec in (mem, streamed):
+        rec.pop("seconds")
+    assert mem == streamed
+
+
+def test_commands_take_a_folder_in_memory(folders):
+    r = CliRunner().invoke(cli, ["analyze", str(folders["nested"])])
+    assert r.exit_code == 0, r.output
+    assert "accesses 260,000" in r.output
+    r = CliRunner().invoke(cli, ["replay", str(folders["flat"]), "-s", "5%", "--no-stream",
+                                  "-q", "--json"])
+    assert r.exit_code == 0, r.output
+
+
+def test_a_folder_without_traces_names_what_it_reads(tmp_path):
+    (tmp_path / "notes.md").write_text("nothing here")
+    r = CliRunner().invoke(cli, ["analyze", str(tmp_path)])
+    assert r.exit_code == 2
+    assert "holds no trace files" in r.output and "Parquet" in r.output
+    assert "Traceback" not in r.output

@@ -1,0 +1,138 @@
+"""--table-groups: which tables share one FBGEMM cache, as TorchRec's TBE ops (simulate/groups.py).
+Each group replays as one cache of its own tables (the plain-Python oracle in naive_fbgemm.py,
+one NaiveFbgemm per op, is the reference); a split by groups merges exactly; TorchRec's rule
+groups by embedding dim only with the prefetch pipeline."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import cachesim
+from cachesim.cli import cli
+from cachesim.errors import CachesimError
+from cachesim.simulate.batch import replay_batch
+from cachesim.simulate.groups import parse_groups, resolve_groups, torchrec_groups
+from cachesim.simulate.partition import merge_parts, plan_parts, replay_part, replay_partitioned
+from tests import naive_fbgemm as naive
+
+
+def _trace(seed=0, n_tables=4, n=8000, dims=(16, 32, 16, 64)):
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(40, 700, n_tables)
+    table = rng.integers(0, n_tables, n).astype(np.int32)
+    row = (rng.zipf(1.3, n) - 1) % rows[table]
+    b = np.arange(n) // 250
+    return cachesim.Trace(table=table, row=row.astype(np.int64), batch=b, table_rows=rows,
+                          table_dims=np.array(dims[:n_tables]), source=f"groups-{seed}")
+
+
+def _record(res):
+    rec = res.to_record(per_table=True)
+    rec.pop("seconds")
+    return rec
+
+
+def _naive_totals(tr, policy, lf, groups, pipeline=False):
+    starts = tr.batch_starts
+    batches = [list(zip(tr.table[a:z].tolist(), tr.row[a:z].tolist()))
+               for a, z in zip(starts[:-1], starts[1:])]
+    per_batch = naive.replay(batches, tr.table_rows.tolist(), policy, load_factor=lf,
+                             groups=list(groups), prefetch_pipeline=pipeline)
+    return {nm: sum(b[nm] for b in per_batch) for nm in ("unique_misses", "conflict_misses",
+                                                          "conflict_unique_misses", "evictions")}
+
+
+@pytest.mark.parametrize("policy,groups,pipeline", [("lru", "0,2/1,3", False),
+                                                     ("lfu", "0/1-3", False),
+                                                     ("lru", "torchrec", True)])
+def test_a_grouped_replay_equals_one_cache_per_op(policy, groups, pipeline):
+    tr = _trace(1)
+    res = replay_batch(tr, policy, "10%", table_groups=groups, prefetch_pipeline=pipeline)
+    g = resolve_groups(groups, tr, pipeline)
+    want = _naive_totals(tr, policy, 0.1, g, pipeline)
+    assert {nm: getattr(res, nm) for nm in want} == want
+    assert res.evictions > 0 and res.hits > 0  # the trace exercises the caches
+    # each table's cache is its group's: its sets are the group's (int(rows x lf) + 31) // 32
+    rows = tr.table_rows
+    for t in range(tr.n_tables):
+        group_rows = int(rows[g == g[t]].sum())
+        assert res.per_table["n_sets"][t] == max(1, (int(group_rows * 0.1) + 31) // 32)
+
+
+def test_groups_change_the_answer_and_say_so():
+    tr = _trace(2)
+    one = replay_batch(tr, "lru", "10%")
+    two = replay_batch(tr, "lru", "10%", table_groups="0,1/2,3")
+    assert two.table_groups == "t0,t1/t2,t3" and one.table_groups is None
+    assert two.n_sets != one.n_sets or two.unique_misses != one.unique_misses
+    # one group is the shared cache, a group per table is --per-table: the same Results
+    assert _record(replay_batch(tr, "lru", "10%", table_groups="0-3")) == _record(one)
+    assert _record(replay_batch(tr, "lru", "10%", table_groups="table")) == \
+        _record(replay_batch(tr, "lru", "10%", per_table=True))
+
+
+def test_torchrec_groups_by_dim_only_with_the_prefetch_pipeline():
+    dims = [16, 32, 16, 64, 32]
+    assert torchrec_groups(dims, 5, False).tolist() == [0, 0, 0, 0, 0]  # SINGLE_BUCKET
+    assert torchrec_groups(dims, 5, True).tolist() == [0, 1, 0, 2, 1]   # ALL_BUCKETS
+    assert torchrec_groups(16, 3, True).tolist() == [0, 0, 0]
+
+
+def test_parse_groups_reads_indices_names_and_ranges():
+    names = ["C1", "C2", "C3", "C4"]
+    assert parse_groups("C3,C1/C2,C4", names, 4).tolist() == [0, 1, 0, 1]
+    assert parse_groups("2-3/0,1", names, 4).tolist() == [0, 0, 1, 1]  # numbered by first table
+    for spec, msg in (("0,1/1-3", "in groups 1 and 2"), ("0/2-3", "no group has table"),
+                      ("0-1//2-3", "group 2 is empty"), ("0-9", "out of range"),
+                      ("C1/X", "neither a table index")):
+        with pytest.raises(CachesimError, match=msg):
+            parse_groups(spec, names, 4)
+
+
+def test_groups_need_the_fbgemm_model_and_not_per_table():
+    tr = _trace(3)
+    with pytest.raises(CachesimError, match="needs --cache-model fbgemm"):
+        replay_batch(tr, "lru", "10%", table_groups="0/1-3", cache_model="ideal")
+    with pytest.raises(CachesimError, match="give one"):
+        replay_batch(tr, "lru", "10%", table_groups="0/1-3", per_table=True)
+
+
+@pytest.mark.parametrize("policy", ["lru", "lfu"])
+def test_a_split_by_groups_merges_exactly(monkeypatch, policy):
+    from cachesim.simulate import partition
+    monkeypatch.setattr(partition, "MIN_PART_ACCESSES", 1)
+    tr = _trace(4)
+    one = replay_batch(tr, policy, "10%", table_groups="0,3/1/2")
+    assert _record(replay_partitioned(tr, policy, "10%", parts=2, table_groups="0,3/1/2")) == \
+        _record(one)
+    plan = plan_parts(tr, policy, "10%", 3, table_groups="0,3/1/2")
+    assert plan.parts == 3 and plan.table_groups == (0, 1, 2, 0)
+    parts = [replay_part(tr, plan, p) for p in range(plan.parts)]
+    assert _record(merge_parts(tr, plan, parts)) == _record(one)
+
+
+def test_cli_replay_with_table_groups(tmp_path):
+    tr = _trace(5)
+    path = tmp_path / "t.parquet"
+    cachesim.write_trace(tr, path)
+    r = CliRunner().invoke(cli, ["replay", str(path), "-p", "lru", "-s", "10%", "--json", "-q",
+                                 "--table-groups", "0,2/1,3"])
+    assert r.exit_code == 0, r.output
+    (rec,) = json.loads(r.output)
+    want = replay_batch(cachesim.read_trace(path), "lru", "10%", table_groups="0,2/1,3")
+    assert rec["table_groups"] == "t0,t2/t1,t3"
+    assert rec["unique_misses"] == want.unique_misses
+    for extra in (["--stream"], ["--jobs", "2"]):
+        r2 = CliRunner().invoke(cli, ["replay", str(path), "-p", "lru", "-s", "10%", "--json",
+                                      "-q", "--table-groups", "0,2/1,3"] + extra)
+        assert r2.exit_code == 0, r2.output
+        got = json.loads(r2.output)[0]
+        assert {k: got[k] for k in ("unique_misses", "conflict_misses", "table_groups")} == \
+            {k: rec[k] for k in ("unique_misses", "conflict_misses", "table_groups")}, extra
+    bad = CliRunner().invoke(cli, ["replay", str(path), "-s", "10%", "-q",
+                                   "--table-groups", "0/1"])
+    assert bad.exit_code == 2 and "no group has table" in bad.output
+    assert "Traceback" not in bad.output

@@ -380,6 +380,7 @@ def memory(trace_path, fmt, batch_size, rows_text, dim, precisions, sizes, cache
               help="Storage precisions to cost (no extra replay): fp32, fp16, bf16, int8, "
                    "int8-fp16qp, int4, int2.")
 @per_table_option(many=True)
+@table_groups_option
 @click.option("--mode", type=click.Choice(["batch", "access"]), default="batch",
               show_default=True, help="Batch replay (FBGEMM's rules) or access by access.")
 @click.option("--inference", is_flag=True, help="Inference: nothing is written back.")
@@ -409,7 +410,7 @@ def memory(trace_path, fmt, batch_size, rows_text, dim, precisions, sizes, cache
                    "batch mode: Parquet, fbgemm-npz, dlrm-pt). Default: such traces over 1 GiB.")
 def sweep(trace_path, fmt, batch_size, policies, sizes, ways, precisions, per_table, mode,
           inference, cache_model, table_rows, warp, prefetch_pipeline, out, jobs, dask_address,
-          link_gbps, dim, cache_precision, align, fresh, quiet, stream):
+          link_gbps, dim, cache_precision, align, fresh, quiet, stream, table_groups):
     """Replay each policy x size x ways once on all cores; cost it at every precision.
 
     One row per configuration x precision: the replay's counters, bytes moved (h2d, d2h, per
@@ -445,9 +446,12 @@ def sweep(trace_path, fmt, batch_size, policies, sizes, ways, precisions, per_ta
                         dims=dim, fresh=fresh, progress=not quiet, cache_model=cache_model,
                         prefetch_pipeline=prefetch_pipeline, warp=warp,
                         source=None if streamed else _dask_source(
-                            dask_address, trace_path, fmt, batch_size, table_rows))
+                            dask_address, trace_path, fmt, batch_size, table_rows),
+                        table_groups=table_groups)
     # the cache's options (FBGEMM's warp and pipeline: batch mode only)
     cache_cols = ["warp", "per_table", "prefetch_pipeline"] if mode == "batch" else ["per_table"]
+    if "table_groups" in res.table.columns:
+        cache_cols.append("table_groups")
     cols = ["policy", "cache_model", "size", "ways", *cache_cols, "precision", "hit_ratio",
             "h2d_bytes_per_step", "d2h_bytes_per_step", "transfer_vs_no_cache", "total_bytes",
             "ratio_vs_fp32"]
@@ -754,6 +758,7 @@ def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json,
 @ways_option()
 @cache_model_option()
 @per_table_option()
+@table_groups_option
 @fbgemm_options
 @click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto",
               show_default=True, help="gpu needs CuPy and a CUDA GPU; auto uses one if present.")
@@ -785,7 +790,7 @@ def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json,
                    "or dataset). Default: stream such traces over 1 GiB.")
 def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, cache_model, per_table,
           table_rows, warp, prefetch_pipeline, device, epochs, seeds, lr, optimizer, rounding,
-          test_fraction, model_name, no_baselines, as_json, out, quiet, stream):
+          test_fraction, model_name, no_baselines, as_json, out, quiet, stream, table_groups):
     """Train DLRM with INT8/INT4 embeddings behind an FP32 cache; report accuracy and bytes.
 
     Trains on the first batches of the trace in order and tests on the rest; adds the fp32
@@ -823,7 +828,8 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, cache_mod
                         optimizer=optimizer, model=model_name, baselines=not no_baselines,
                         progress=not quiet, batch_size=batch_size,
                         cache_model=resolve_cache_model(cache_model, inference=True),
-                        per_table=per_table, prefetch_pipeline=prefetch_pipeline, warp=warp)
+                        per_table=per_table, prefetch_pipeline=prefetch_pipeline, warp=warp,
+                        table_groups=table_groups)
     labels = str(records[0].get("labels", "")) if records else ""
     if labels.startswith("planted"):
         click.echo(f"note: {trace.source} has no labels: they come from a {labels}", err=True)

@@ -68,6 +68,7 @@ class SweepConfig:
     cache_model: str | None = None
     prefetch_pipeline: bool = False
     warp: int | None = None
+    table_groups: str | None = None  # fbgemm: which tables share a cache (simulate/groups.py)
 
     @property
     def key(self) -> str:
@@ -82,6 +83,8 @@ class SweepConfig:
             parts.append("pipeline")
         if self.mode == "batch" and self.inference:
             parts.append("inference")
+        if self.table_groups:
+            parts.append(f"groups-{self.table_groups}")
         return re.sub(r"[^A-Za-z0-9_.-]", "_", "-".join(parts))
 
 
@@ -116,7 +119,7 @@ def parse_per_table(value) -> list[bool]:
 
 def make_configs(policies, sizes, ways=(DEFAULT_WAYS,), per_table=(False,), mode="batch",
                  inference=False, cache_model=None, prefetch_pipeline=False,
-                 warp=None) -> list[SweepConfig]:
+                 warp=None, table_groups=None) -> list[SweepConfig]:
     """The cross product, checked: unknown policies, bad sizes and unsupported combinations raise
     CachesimError before anything runs. `cache_model`: the batch replay's (fbgemm, ideal or
     fbgemm-inference; None: the default model); access mode takes none. fbgemm-inference is
@@ -164,8 +167,17 @@ def make_configs(policies, sizes, ways=(DEFAULT_WAYS,), per_table=(False,), mode
         inference = inference or model == INFERENCE_CACHE_MODEL
         if warp is not None and fbgemm_warp(model, warp):  # FBGEMM's ways are its warp's
             ways = list(dict.fromkeys(1 if w == 1 else int(warp) for w in ways))
+    if table_groups is not None:
+        if mode != "batch" or model != "fbgemm":
+            raise CachesimError("--table-groups models TorchRec's TBE ops on FBGEMM's training "
+                                "cache: it needs --mode batch and --cache-model fbgemm")
+        if any(per_table):
+            raise CachesimError("--table-groups and --per-table yes both say which tables "
+                                "share a cache; give one (--per-table is --table-groups table)")
+        table_groups = str(table_groups).strip()
     return [SweepConfig(p, s, w, pt, mode, bool(inference) if mode == "batch" else False,
-                        model, bool(prefetch_pipeline), None if warp is None else int(warp))
+                        model, bool(prefetch_pipeline), None if warp is None else int(warp),
+                        table_groups)
             for p in names for s in size_texts for w in ways for pt in per_table]
 
 
@@ -188,7 +200,8 @@ def replay_config(trace, cfg: SweepConfig) -> dict:
         from .simulate.batch import replay_batch
         res = replay_batch(trace, cfg.policy, cfg.size, ways=cfg.ways, per_table=cfg.per_table,
                            inference=cfg.inference, cache_model=cfg.cache_model,
-                           prefetch_pipeline=cfg.prefetch_pipeline, warp=cfg.warp)
+                           prefetch_pipeline=cfg.prefetch_pipeline, warp=cfg.warp,
+                           table_groups=cfg.table_groups)
     else:
         from .simulate.access import replay
         res = replay(trace, cfg.policy, cfg.size, ways=cfg.ways, mode="access")
@@ -609,7 +622,7 @@ def run_sweep(trace, policies, sizes, *, ways=(DEFAULT_WAYS,), precisions=("fp32
               link_gbps: float = DEFAULT_LINK_GBPS, dims=None, fresh: bool = False,
               progress: bool = False, cache_model: str | None = None,
               prefetch_pipeline: bool = False, warp: int | None = None,
-              source: TraceSource | None = None) -> SweepResult:
+              source: TraceSource | None = None, table_groups=None) -> SweepResult:
     """Replay each (policy, size, ways, per-table) once and cost it at every precision.
 
     `policies`, `sizes`, `ways`, `precisions`: lists or comma-separated text (ways: ints or
@@ -622,13 +635,18 @@ def run_sweep(trace, policies, sizes, *, ways=(DEFAULT_WAYS,), precisions=("fp32
     (`cachesim.simulate.batch.replay_batch`); every row names its cache_model. `source`
     (a `TraceSource`: the file `trace` was read from): Dask workers read the trace from there
     themselves (a path all of them see), once per worker process, instead of receiving it.
+    `table_groups` (fbgemm): which tables share one cache in every configuration, as
+    `replay_batch`'s (TorchRec's TBE ops: 'torchrec', 'table', '0-12/13-25').
     `trace` may be a `cachesim.sweep_stream.StreamedTrace` (a file read in chunks, never held
     whole): every worker then replays on a stream source of that file (`source` is not used).
     """
     t0 = time.perf_counter()
     trace.require_nonempty()
     configs = make_configs(policies, sizes, ways, per_table, mode, inference, cache_model,
-                           prefetch_pipeline, warp)
+                           prefetch_pipeline, warp, table_groups)
+    if table_groups is not None:  # the spec against the trace's tables, before any replay
+        from .simulate.groups import resolve_groups
+        resolve_groups(table_groups, trace, prefetch_pipeline)
     precs = _split(precisions)
     for p in precs:
         if p.lower() not in precision_names():

@@ -305,5 +305,6 @@ class StreamedTrace(Streamed):
         else:
             res = src.replay(cfg.policy, cfg.size, cfg.ways, per_table=cfg.per_table,
                              cache_model=cfg.cache_model, inference=cfg.inference,
-                             prefetch_pipeline=cfg.prefetch_pipeline, warp=cfg.warp)
+                             prefetch_pipeline=cfg.prefetch_pipeline, warp=cfg.warp,
+                             table_groups=cfg.table_groups)
         return jsonable(res.to_record(per_table=True))

@@ -136,3 +136,60 @@ def test_cli_replay_with_table_groups(tmp_path):
                                    "--table-groups", "0/1"])
     assert bad.exit_code == 2 and "no group has table" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_sweep_with_table_groups(tmp_path):
+    from cachesim.sweep import run_sweep
+    tr = _trace(6)
+    res = run_sweep(tr, "lru,lfu", "5%,10%", precisions="fp32", jobs=1,
+                    table_groups="0,2/1,3", out=tmp_path / "s.parquet")
+    rows = res.table.to_dicts()
+    assert len(rows) == 4 and {r["table_groups"] for r in rows} == {"t0,t2/t1,t3"}
+    for r in rows:
+        want = replay_batch(tr, r["policy"], r["size"], table_groups="0,2/1,3")
+        assert (r["unique_misses"], r["conflict_misses"]) == (want.unique_misses,
+                                                              want.conflict_misses)
+    # the groups are part of each configuration's resume key: another grouping replays anew
+    again = run_sweep(tr, "lru", "5%", precisions="fp32", jobs=1, table_groups="0/1-3",
+                      out=tmp_path / "s.parquet")
+    assert again.ran and not again.reused
+    with pytest.raises(CachesimError, match="no group has table"):
+        run_sweep(tr, "lru", "5%", precisions="fp32", jobs=1, table_groups="0/1")
+    with pytest.raises(CachesimError, match="give one"):
+        run_sweep(tr, "lru", "5%", precisions="fp32", jobs=1, table_groups="0/1-3",
+                  per_table="yes")
+
+
+def test_cli_sweep_with_table_groups(tmp_path):
+    tr = _trace(7)
+    path = tmp_path / "t.parquet"
+    cachesim.write_trace(tr, path)
+    r = CliRunner().invoke(cli, ["sweep", str(path), "-p", "lru", "-s", "10%", "-q", "-j", "1",
+                                 "--precision", "fp32", "--table-groups", "torchrec",
+                                 "--prefetch-pipeline", "-o", str(tmp_path / "o.json")])
+    assert r.exit_code == 0, r.output
+    (row,) = json.loads((tmp_path / "o.json").read_text())
+    # TorchRec with the pipeline: one op per dim (16: t0, t2; 32: t1; 64: t3)
+    assert row["table_groups"] == "t0,t2/t1/t3"
+    want = replay_batch(tr, "lru", "10%", table_groups="0,2/1/3", prefetch_pipeline=True)
+    assert row["unique_misses"] == want.unique_misses
+
+
+@pytest.mark.parametrize("policy,pipeline", [("lru", False), ("lfu", False), ("lru", True)])
+def test_the_executor_with_table_groups_counts_as_the_replay(policy, pipeline):
+    # train's FBGEMM cache (executor.fbgemm_step, one cache per group) counts what
+    # `replay --table-groups` counts, and its record names the groups
+    from cachesim.executor.train import train
+    from cachesim.synth.generate import generate
+    tr = generate(400, tables=3, rows=[300, 80, 1000], alpha=1.0, bag_size="poisson:1.5",
+                  batch_size=16, seed=3, teacher=True, dim=4)
+    names = ("unique_misses", "conflict_unique_misses", "conflict_misses", "evictions")
+    rec, = train(tr, precision="int8", size="8%", policy=policy, ways=32,
+                 model={"bottom": (4,), "top": (4,)}, progress=False, baselines=False,
+                 test_fraction=0.0, device="cpu", table_groups="0,2/1",
+                 prefetch_pipeline=pipeline)
+    sim = replay_batch(tr, policy, "8%", table_groups="0,2/1", prefetch_pipeline=pipeline)
+    assert rec["table_groups"] == sim.table_groups == "t0,t2/t1"
+    assert rec["cache_lines"] == sim.n_lines
+    assert {k: rec[k] for k in names} == {k: getattr(sim, k) for k in names}
+    assert sim.evictions > 0

@@ -151,7 +151,8 @@ class CachedTable:
 
     'fbgemm' and 'fbgemm-inference': FBGEMM's cache over tables of `table_rows` rows, sized by
     `fbgemm_size` (`FbgemmCache`'s cache_sets or load_factor; default ceil(capacity_rows / ways)
-    sets), one per table with `per_table`, `prefetch_pipeline` (fbgemm, lru) locking the lines
+    sets), one per table with `per_table` (per group of tables with `table_groups`, a group
+    number per table), `prefetch_pipeline` (fbgemm, lru) locking the lines
     of the batch in flight; 'ideal': `BatchCache` (`capacity_rows` one int per table: one cache
     per table)."""
 
@@ -162,7 +163,7 @@ class CachedTable:
                  key_table: np.ndarray, n_tables: int, rounding: str = "stochastic",
                  optimizer: str = "sgd", seed: int = 0, cache_model: str = "fbgemm",
                  table_rows=None, fbgemm_size: dict | None = None, per_table: bool = False,
-                 prefetch_pipeline: bool = False):
+                 prefetch_pipeline: bool = False, table_groups=None):
         self.backend, self.xp = backend, backend.xp
         n_rows, self.dim = rows.shape
         self.store = HostStore(backend, rows, precision, rounding, seed=seed)
@@ -180,7 +181,8 @@ class CachedTable:
             size = fbgemm_size or {"cache_sets": fbgemm_cache_sets(capacity_rows, 1.0, int(ways))}
             self.cache = XpFbgemmCache(xp, np.maximum(table_rows, 1), policy=policy,
                                        ways=int(ways), n_ids=n_rows, per_table=per_table,
-                                       prefetch_pipeline=prefetch_pipeline, **size)
+                                       prefetch_pipeline=prefetch_pipeline,
+                                       table_groups=table_groups, **size)
             if cache_model == INFERENCE_CACHE_MODEL:  # the inference op's stamps start at 1
                 from ..simulate.fbgemm_inference import FIRST_TIMESTEP
                 self.cache.timestep = FIRST_TIMESTEP

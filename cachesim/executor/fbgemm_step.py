@@ -116,11 +116,11 @@ class XpFbgemmCache:
     def __init__(self, xp, table_rows, cache_sets: int | None = None,
                  load_factor: float | None = None, policy: str = "lru", ways: int = 32,
                  prefetch_pipeline: bool = False, per_table: bool = False,
-                 n_ids: int | None = None):
+                 n_ids: int | None = None, table_groups=None):
         # the geometry and its checks are FbgemmCache's (a one-id host twin holds them)
         geo = FbgemmCache(table_rows, cache_sets=cache_sets, load_factor=load_factor,
                           policy=policy, ways=ways, prefetch_pipeline=prefetch_pipeline,
-                          per_table=per_table, n_ids=1)
+                          per_table=per_table, n_ids=1, table_groups=table_groups)
         self.geometry = geo
         self.xp = xp
         self.policy, self.lfu = policy, policy == "lfu"

@@ -302,7 +302,8 @@ def train(trace, precision=("int8",), size=("5%",), policy=("lru",), ways: int |
           rounding: str = "stochastic", optimizer: str = "sgd", model="kaggle",
           baselines: bool = True, progress: bool = True, curve_points: int = CURVE_POINTS,
           return_state: bool = False, cache_model: str = "fbgemm", per_table: bool = False,
-          prefetch_pipeline: bool = False, warp: int | None = None, data=None) -> list[dict]:
+          prefetch_pipeline: bool = False, warp: int | None = None, data=None,
+          table_groups=None) -> list[dict]:
     """Train DLRM behind an embedding cache for every configuration; one record each.
 
     `seed` may be a list (every configuration once per seed). `model` is a preset name
@@ -319,7 +320,9 @@ def train(trace, precision=("int8",), size=("5%",), policy=("lru",), ways: int |
     inference cache's rules: 32 or 64 ways, lru or lfu; its direct-mapped form, ways 1, is
     refused) or 'ideal' (`cachesim.simulate.batch.BatchCache` on the host, any ways; a share is
     of the distinct keys). `per_table`: one cache per table (both models); `prefetch_pipeline`
-    (fbgemm, lru): FBGEMM's pipeline locks; `warp` (fbgemm models): 32 or 64, the ways. Bad
+    (fbgemm, lru): FBGEMM's pipeline locks; `warp` (fbgemm models): 32 or 64, the ways;
+    `table_groups` (fbgemm): which tables share one cache, as `replay_batch`'s (TorchRec's TBE
+    ops: 'torchrec', 'table', '0-12/13-25'; the record's `table_groups` names them). Bad
     combinations raise CachesimError before training (`simulate.batch.check_model_options`).
     The record says which (`cache_model`, `per_table`, `prefetch_pipeline`, `warp`; None
     without a cache); its `capacity` is the lines the cache has.
@@ -344,8 +347,17 @@ def train(trace, precision=("int8",), size=("5%",), policy=("lru",), ways: int |
     if ways is not None and int(ways) < 1:
         raise CachesimError(f"--ways {ways}: the number of ways must be at least 1")
     configs = configurations(precision, size, policy, ways, baselines)
+    groups = None
+    if table_groups is not None:
+        if cache_model != "fbgemm":
+            raise CachesimError("--table-groups models TorchRec's TBE ops on FBGEMM's training "
+                                "cache: it needs --cache-model fbgemm")
+        from ..simulate.groups import resolve_groups
+        groups = resolve_groups(table_groups, trace, bool(prefetch_pipeline), bool(per_table))
+        if groups is not None and int(groups.max()) == groups.shape[0] - 1:
+            per_table, groups = True, None  # a group per table: --per-table's own caches
     cache = dict(cache_model=cache_model, per_table=bool(per_table),
-                 prefetch_pipeline=bool(prefetch_pipeline))
+                 prefetch_pipeline=bool(prefetch_pipeline), groups=groups)
     if any(c.cached for c in configs):
         check_cache_model(cache_model, ways)
         from ..simulate.batch import check_model_options
@@ -396,14 +408,16 @@ def summary_line(rec: dict, i: int, n: int) -> str:
 
 
 def _make_embeddings(trace, cfg: Config, backend, rows0, dim, rounding, optimizer, seed,
-                     cache_model="fbgemm", per_table=False, prefetch_pipeline=False):
+                     cache_model="fbgemm", per_table=False, prefetch_pipeline=False,
+                     groups=None):
     if cfg.size == "all":
         return DeviceTable(backend, rows0, optimizer), None
     cap = 0 if cfg.size == "0" else capacity_rows(cfg.size, trace.n_distinct, dim)
     fbgemm_size, lines = None, cap
     if cap and cache_model in FBGEMM_MODELS:  # replay's geometry: a share is the load factor
         from ..simulate.fbgemm import fbgemm_geometry
-        fbgemm_size = fbgemm_geometry(trace, cfg.size, int(cfg.ways), per_table)[0]
+        fbgemm_size = fbgemm_geometry(trace, cfg.size, int(cfg.ways), per_table,
+                                      grouped=groups is not None)[0]
     elif cap and per_table:  # the ideal model's per-table caches, as replay_batch sizes them
         from ..simulate.batch import ideal_capacity
         lines = ideal_capacity(trace, cfg.size, per_table=True)[0]
@@ -413,8 +427,17 @@ def _make_embeddings(trace, cfg: Config, backend, rows0, dim, rounding, optimize
                       key_table=trace.key_table, n_tables=trace.n_tables, rounding=rounding,
                       optimizer=optimizer, seed=seed, cache_model=cache_model,
                       table_rows=trace.table_rows, fbgemm_size=fbgemm_size, per_table=per_table,
-                      prefetch_pipeline=prefetch_pipeline)
+                      prefetch_pipeline=prefetch_pipeline, table_groups=groups)
     return emb, (emb.n_lines if fbgemm_size is not None else cap)
+
+
+def _groups_text(groups, trace) -> str | None:
+    """The record's `table_groups` ('C1-C13/C14-C26'), None when one cache (or one per table)
+    holds the tables."""
+    if groups is None:
+        return None
+    from ..simulate.groups import groups_text
+    return groups_text(groups, trace.table_names)
 
 
 def _warm_up(policy: str, ids_dtype) -> None:
@@ -427,11 +450,11 @@ def _warm_up(policy: str, ids_dtype) -> None:
 
 def _run_one(trace, data: _Data, cfg: Config, shape, backend, rows0, *, seed, epochs, lr,
              rounding, optimizer, progress, curve_points, dim, return_state, cache_model="fbgemm",
-             per_table=False, prefetch_pipeline=False):
+             per_table=False, prefetch_pipeline=False, groups=None):
     xp = backend.xp
     model = DLRM(shape, xp=xp, seed=seed)
     emb, cap = _make_embeddings(trace, cfg, backend, rows0, dim, rounding, optimizer, seed,
-                                cache_model, per_table, prefetch_pipeline)
+                                cache_model, per_table, prefetch_pipeline, groups)
     if cfg.cached and cache_model == "ideal":  # (fbgemm: no numba)
         _warm_up(cfg.policy, np.int32)  # the dtype of dense ids (Trace.dense_ids, KeyMap)
     losses = []
@@ -478,6 +501,7 @@ def _run_one(trace, data: _Data, cfg: Config, shape, backend, rows0, *, seed, ep
            # the cache's geometry options (None without a cache)
            "per_table": per_table if cfg.cached else None,
            "prefetch_pipeline": prefetch_pipeline if cfg.cached else None,
+           "table_groups": _groups_text(groups, trace) if cfg.cached else None,
            "warp": fbgemm_warp(cache_model, cfg.ways) if cfg.cached else None,
            "seed": seed, "device": backend.name, "epochs": epochs,
            "batch_samples": data.batch_samples, "optimizer": optimizer, "rounding": rounding,

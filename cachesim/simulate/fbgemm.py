@@ -321,6 +321,9 @@ def _run(keys, tables, ids, by_id, starts, ts0, lfu, lock, ways, pairs,
         for i in range(lo, hi):
             if i + AHEAD < hi:
                 prefetch(mark, ids[i + AHEAD])
+                if by_id:  # a new key's key and table are read at its id too
+                    prefetch(keys, ids[i + AHEAD])
+                    prefetch(tables, ids[i + AHEAD])
             d = ids[i]
             m = mark[d]
             if (m >> 32) == ts:

@@ -206,7 +206,8 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
     policies = [get_policy(p) for p in policy]
     caps = parse_sizes(sizes)
     if _streams(trace_path, fmt, stream, mode=mode, per_table=per_table, cache_model=cache_model,
-                table_groups=table_groups, table_rows=table_rows, warp=warp, prefetch_pipeline=prefetch_pipeline,
+                table_groups=table_groups, table_rows=table_rows, warp=warp,
+                prefetch_pipeline=prefetch_pipeline,
                 precision=precision, record_cache_miss_counter=record_cache_miss_counter,
                 jobs=jobs or dask_address):
         return _replay_streamed(trace_path, fmt, policies, caps, ways, seed, quiet, as_json,
@@ -1109,6 +1110,7 @@ def _ways_for(ways, policy, cap):
 @ways_option()
 @cache_model_option()
 @per_table_option()
+@table_groups_option
 @fbgemm_options
 @click.option("--size", "-s", "sizes", cls=RenamedOption, old_names=("--sizes",), type=SIZES,
               default="0.5%,1%,2%,5%,10%,20%,50%", show_default=True,
@@ -1132,7 +1134,7 @@ def _ways_for(ways, policy, cap):
                    "such traces over 1 GiB.")
 def report(trace_path, fmt, batch_size, out_dir, force, budget, target_hit_ratio, precision,
            policy, ways, cache_model, per_table, table_rows, warp, prefetch_pipeline, sizes,
-           link_gbps, train, seeds, from_results, jobs, quiet, stream):
+           link_gbps, train, seeds, from_results, jobs, quiet, stream, table_groups):
     """Write a sizing report (HTML, Markdown, plots, results) for a trace.
 
     Example: cachesim report trace.parquet -o report/ --budget 2GiB --target-hit-ratio 0.9
@@ -1148,6 +1150,7 @@ def report(trace_path, fmt, batch_size, out_dir, force, budget, target_hit_ratio
     opt = ReportOptions(policies=tuple(policy), precisions=tuple(precision),
                         ways=ways, cache_model=cache_model, per_table=per_table,
                         prefetch_pipeline=prefetch_pipeline, warp=warp,
+                        table_groups=table_groups,
                         table_rows=None if table_rows is None else tuple(table_rows),
                         target_hit_ratio=target_hit_ratio,
                         budget=budget,

@@ -193,3 +193,25 @@ def test_the_executor_with_table_groups_counts_as_the_replay(policy, pipeline):
     assert rec["cache_lines"] == sim.n_lines
     assert {k: rec[k] for k in names} == {k: getattr(sim, k) for k in names}
     assert sim.evictions > 0
+
+
+def test_report_with_table_groups(tmp_path):
+    # the report's sweep runs the groups, its meta and its page name them
+    import dataclasses
+
+    from cachesim.reports.report import ReportOptions, build_report
+    tr = _trace(8)
+    opt = ReportOptions(fractions=(0.05, 0.2), precisions=("fp32", "int8"),
+                        curve_policies=("lru",), jobs=1, target_hit_ratio=0.5,
+                        table_groups="0,2/1,3")
+    out = build_report(tr, tmp_path / "rep", opt)
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["table_groups"] == "t0,t2/t1,t3"
+    for row in results["sweep"]:
+        want = replay_batch(tr, row["policy"], row["size"], table_groups="0,2/1,3")
+        assert (row["table_groups"], row["unique_misses"]) == ("t0,t2/t1,t3",
+                                                               want.unique_misses)
+    assert "one cache per table group (t0,t2/t1,t3)" in (out / "report.md").read_text()
+    with pytest.raises(CachesimError, match="no group has table"):
+        build_report(tr, tmp_path / "bad", dataclasses.replace(opt, table_groups="0/1"))
+    assert not (tmp_path / "bad").exists()  # refused before any work

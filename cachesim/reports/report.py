@@ -58,6 +58,7 @@ class ReportOptions:
     prefetch_pipeline: bool = False
     warp: int | None = None
     table_rows: tuple | None = None
+    table_groups: str | None = None  # fbgemm: which tables share a cache (simulate/groups.py)
     target_hit_ratio: float = 0.9
     budget: str | None = None
     link_gbps: float | None = None
@@ -117,10 +118,12 @@ def _streamed(trace) -> bool:
 
 def _build(trace, out_dir, opt: ReportOptions, t0: float, from_results, force: bool) -> Path:
     """`build_report` of a loaded trace (in memory, or streamed)."""
-    if not trace.has_batches and (opt.per_table or opt.prefetch_pipeline or opt.warp):
-        raise CachesimError(f"--per-table, --prefetch-pipeline and --warp set the batch replay's "
-                            f"cache, and {trace.source or 'the trace'} has no batches; pass "
-                            "--batch-size N (sample-based formats) or drop them")
+    if not trace.has_batches and (opt.per_table or opt.prefetch_pipeline or opt.warp
+                                  or opt.table_groups):
+        raise CachesimError(f"--per-table, --table-groups, --prefetch-pipeline and --warp set "
+                            f"the batch replay's cache, and {trace.source or 'the trace'} has "
+                            "no batches; pass --batch-size N (sample-based formats) or drop "
+                            "them")
     if trace.has_batches:  # the cache's options, checked before any work
         from ..simulate.batch import check_model_options
         from ..simulate.result import FBGEMM_MODELS
@@ -133,6 +136,11 @@ def _build(trace, out_dir, opt: ReportOptions, t0: float, from_results, force: b
                 warnings.warn(msg, TableRowsInferredWarning, stacklevel=2)
         check_model_options(model, _sweep_policies(opt, model), [opt.ways], [opt.per_table],
                             opt.prefetch_pipeline, opt.warp)
+        if opt.table_groups is not None:
+            if model != "fbgemm":
+                raise CachesimError("--table-groups models TorchRec's TBE ops on FBGEMM's "
+                                    "training cache: it needs --cache-model fbgemm")
+            _groups(trace, opt)  # the spec against the trace's tables, before any work
         if opt.train:  # and the executor's (it refuses the direct-mapped inference cache)
             from ..executor.cache import check_cache_model
             check_cache_model(model, opt.ways)
@@ -391,7 +399,18 @@ def _cache_meta(trace, opt: ReportOptions) -> dict:
     if opt.warp is not None and fbgemm_warp(model, opt.warp) and ways != 1:
         ways = int(opt.warp)
     return {"ways": ways, "cache_model": model, "warp": fbgemm_warp(model, ways),
-            "per_table": bool(opt.per_table), "prefetch_pipeline": bool(opt.prefetch_pipeline)}
+            "per_table": bool(opt.per_table), "prefetch_pipeline": bool(opt.prefetch_pipeline),
+            "table_groups": _groups(trace, opt)}
+
+
+def _groups(trace, opt: ReportOptions) -> str | None:
+    """The report's table groups as text ('C1-C13/C14-C26'), None for one cache of all tables
+    (or one per table: `per_table`); CachesimError for a spec that does not fit the trace."""
+    if opt.table_groups is None or not trace.has_batches:
+        return None
+    from ..simulate.groups import groups_text, resolve_groups
+    groups = resolve_groups(opt.table_groups, trace, opt.prefetch_pipeline, opt.per_table)
+    return None if groups is None else groups_text(groups, trace.table_names)
 
 
 def _geometry_words(meta: dict) -> str:
@@ -400,7 +419,11 @@ def _geometry_words(meta: dict) -> str:
     words = ["fully associative" if ways in (None, "none") else f"{ways}-way set-associative"]
     if meta.get("warp"):
         words.append(f"warp {meta['warp']}")
-    words.append("one cache per table" if meta.get("per_table") else "one cache over all tables")
+    if meta.get("table_groups"):
+        words.append(f"one cache per table group ({meta['table_groups']})")
+    else:
+        words.append("one cache per table" if meta.get("per_table") else
+                     "one cache over all tables")
     if meta.get("cache_model") == "fbgemm":
         words.append("FBGEMM's prefetch pipeline" if meta.get("prefetch_pipeline") else
                      "no prefetch pipeline")
@@ -415,7 +438,7 @@ def _sweep(trace, opt: ReportOptions) -> list[dict]:
     kwargs = {} if opt.link_gbps is None else {"link_gbps": opt.link_gbps}
     if mode == "batch":
         kwargs.update(per_table="yes" if opt.per_table else "no", warp=opt.warp,
-                      prefetch_pipeline=opt.prefetch_pipeline)
+                      prefetch_pipeline=opt.prefetch_pipeline, table_groups=opt.table_groups)
     jobs = opt.jobs  # (a streamed batch-mode pool is spawned, not forked: `sweep._mp_context`)
     res = run_sweep(trace.trace if _streamed(trace) else trace, policies,
                     _size_texts(opt.fractions),
@@ -498,7 +521,7 @@ def _training(trace, opt: ReportOptions, extra=()) -> list[dict]:
     common = dict(ways=opt.ways, seed=list(opt.train_seeds), model=opt.train_model,
                   progress=opt.progress, cache_model=_cache_model(trace, opt) or "ideal",
                   per_table=opt.per_table, prefetch_pipeline=opt.prefetch_pipeline,
-                  warp=opt.warp)
+                  warp=opt.warp, table_groups=opt.table_groups)
     recs = train(trace, precision=list(opt.train_precisions), size=list(opt.train_sizes),
                  policy=[_sweep_policies(opt, common["cache_model"])[0]], **common)
     done = {(r["precision"], str(r["size"]), r.get("policy")) for r in recs}

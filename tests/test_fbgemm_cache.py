@@ -316,3 +316,19 @@ def test_errors():
         FbgemmCache([10], load_factor=0)
     with pytest.raises(CachesimError, match="not both"):
         FbgemmCache([10])
+
+
+def test_time_steps_past_31_bits_are_refused():
+    # the batch marks hold a time step in 31 bits (and lru_state is int32): a replay that would
+    # pass 2^31 - 1 is refused before it runs, and a cache just below the limit still counts as
+    # one that started at FBGEMM's first time step
+    from cachesim.simulate.fbgemm import STAMP32_END
+    rng = np.random.default_rng(4)
+    batches = [(np.zeros(40, np.int64), rng.integers(0, 90, 40)) for _ in range(6)]
+    late, early = FbgemmCache([90], cache_sets=1), FbgemmCache([90], cache_sets=1)
+    late.timestep = STAMP32_END - 7
+    got = [late.step(t, r) for t, r in batches]
+    assert got == [early.step(t, r) for t, r in batches]
+    assert sum(g["evictions"] for g in got) > 0
+    with pytest.raises(CachesimError, match="31 bits"):
+        late.step(*batches[0])

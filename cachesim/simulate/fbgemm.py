@@ -63,7 +63,7 @@ POLICIES = ("lru", "lfu")
 DIRECT_IDS_MAX = 1 << 26  # up to this many rows in all, per-key arrays are indexed by row
 AHEAD = 16  # prefetch the state of the key (or set) this many positions ahead
 FIRST_TIMESTEP = 2  # _apply_cache_state sets timestep = 1 and _prefetch adds 1 before use
-STAMP32_END = (1 << 31) - 1  # time steps below this fit the int32 lru_state
+STAMP32_END = (1 << 31) - 1  # time steps stay below this (int32 stamps; the batch marks)
 
 
 def bitonic_pairs(ways: int = 32) -> np.ndarray:
@@ -593,8 +593,8 @@ class FbgemmCache(BatchCounters):
         self.cache_key = np.full((S, W), -1, dtype=np.int64)   # lxu_cache_state
         # the kernel finds a key by its id (one per key): int32 halves the bytes a lookup reads
         self.cache_tab = np.zeros((S, W), dtype=np.int32)      # table of each line's key
-        # lxu_state (LRU): FBGEMM's int64 time steps, held as int32 while they fit (half the
-        # bytes a hit writes and a miss reads; `run_batches` widens it before they would not)
+        # lxu_state (LRU): FBGEMM's time steps, held as int32 (half the bytes a hit writes and a
+        # miss reads): the batch marks already hold a time step in 31 bits (`run_batches`)
         self.lru_state = np.zeros((S, W), dtype=np.int32)
         self.lock_cnt = np.zeros((S, W), dtype=np.int32)       # lxu_cache_locking_counter
         # per-key arrays (LFU counts, batch marks) are indexed by an id per distinct key: the
@@ -624,8 +624,10 @@ class FbgemmCache(BatchCounters):
         out = np.zeros((n_b, len(COUNTER_NAMES)), dtype=np.int64)
         if n_b == 0:
             return out
-        if self.lru_state.dtype == np.int32 and self.timestep + n_b >= STAMP32_END:
-            self.lru_state = self.lru_state.astype(np.int64)
+        if self.timestep + n_b >= STAMP32_END:
+            raise CachesimError(f"{self.timestep - FIRST_TIMESTEP + n_b:,} batches: cachesim's "
+                                "FBGEMM cache numbers batches in 31 bits (2,147,483,645 at "
+                                "most); replay the trace in parts")
         self.n_prev = _run(keys, tables, ids, bool(by_id), starts, np.int64(self.timestep),
                            self.policy == "lfu", self.prefetch_pipeline, self.ways, self.pairs,
                            self.hash_off, self.set_base, self.tbl_sets, self.cache_key,

@@ -37,6 +37,7 @@ def _replay(args) -> list[dict]:
 
 @pytest.mark.parametrize("model,extra", [("fbgemm", []), ("ideal", ["--ways", "4"]),
                                          ("fbgemm", ["--per-table"]),
+                                         ("fbgemm", ["--table-groups", "a,c/b"]),
                                          ("ideal", ["--per-table"])])
 def test_a_split_replay_on_a_real_cluster_equals_one_process(cluster, tmp_path, model, extra):  # noqa: F811
     from dask.distributed import Client

@@ -127,6 +127,14 @@ def _yes_no(record: dict, names) -> dict:
                            for c in names})
 
 
+def _batch_columns(records: list[dict]) -> list[str]:
+    """A batch replay's table: its counters, and the table groups where a record has them."""
+    cols = ["policy", "cache_model", "size", "capacity", "ways", "calls", "requested_indices",
+            "unique_indices", "unique_misses", "conflict_unique_misses", "conflict_misses",
+            "evictions", "hit_ratio"]
+    return cols + (["table_groups"] if any(r.get("table_groups") for r in records) else [])
+
+
 def _print_table(records: list[dict], columns: list[str]) -> None:
     """A plain aligned table on stdout."""
     def fmt(v):
@@ -175,9 +183,9 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
                    "batch mode: Parquet files, folders and datasets, fbgemm-npz and dlrm-pt). "
                    "Default: stream such traces over 1 GiB.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-              help="Split each replay over N processes by ranges of cache sets (batch mode; "
-                   "by tables with --per-table; access mode with --ways); the merged counts are "
-                   "exactly one process's.")
+              help="Split each replay over N threads (cores) by ranges of cache sets (batch "
+                   "mode; by tables with --per-table, by groups with --table-groups; access mode "
+                   "with --ways); the merged counts are exactly one thread's.")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS|local",
               help="Batch mode: split each replay as --jobs does, over a Dask cluster (N parts, "
                    "default one per worker thread); the workers read TRACE themselves, so it "
@@ -245,7 +253,8 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
                 if on_dask is not None:
                     res = next(on_dask)
                 elif jobs and jobs > 1 and not batch_mode and not (
-                        per_table or cache_model or prefetch_pipeline or warp is not None
+                        per_table or table_groups or cache_model or prefetch_pipeline
+                        or warp is not None
                         or record_cache_miss_counter):  # (those: run_replay's error)
                     from .simulate.partition import replay_access_partitioned
                     res = replay_access_partitioned(trace, pol, cap, parts=jobs,
@@ -278,10 +287,7 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
                                "h2d_bytes", "d2h_bytes", "transfer_ms_per_step", "total_bytes",
                                "ratio_vs_fp32"])
     elif records and records[0].get("mode") == "batch":
-        _print_table(records, ["policy", "cache_model", "size", "capacity", "ways", "calls",
-                               "requested_indices",
-                               "unique_indices", "unique_misses", "conflict_unique_misses",
-                               "conflict_misses", "evictions", "hit_ratio"])
+        _print_table(records, _batch_columns(records))
     else:
         _print_table(records, ["policy", "size", "capacity", "ways", "requests", "hits",
                                "misses", "hit_ratio", "miss_bytes"])
@@ -1034,10 +1040,7 @@ def _replay_streamed(path, fmt, policies, caps, ways, seed, quiet, as_json, batc
     if as_json:
         click.echo(json.dumps(records, indent=1))
     elif batched:
-        _print_table(records, ["policy", "cache_model", "size", "capacity", "ways", "calls",
-                               "requested_indices", "unique_indices", "unique_misses",
-                               "conflict_unique_misses", "conflict_misses", "evictions",
-                               "hit_ratio"])
+        _print_table(records, _batch_columns(records))
     else:
         _print_table(records, ["policy", "size", "capacity", "ways", "requests", "hits",
                                "misses", "hit_ratio", "miss_bytes"])

@@ -83,8 +83,9 @@ class SweepConfig:
             parts.append("pipeline")
         if self.mode == "batch" and self.inference:
             parts.append("inference")
-        if self.table_groups:
-            parts.append(f"groups-{self.table_groups}")
+        if self.table_groups:  # a short, stable digest: a spec may name hundreds of tables
+            import hashlib
+            parts.append("groups-" + hashlib.sha1(self.table_groups.encode()).hexdigest()[:12])
         return re.sub(r"[^A-Za-z0-9_.-]", "_", "-".join(parts))
 
 
@@ -642,11 +643,22 @@ def run_sweep(trace, policies, sizes, *, ways=(DEFAULT_WAYS,), precisions=("fp32
     """
     t0 = time.perf_counter()
     trace.require_nonempty()
+    if table_groups is not None and mode == "batch":
+        # the spec against the trace's tables, before any replay, and in one canonical form
+        # (table indices), so that specs naming the same grouping share their results: one
+        # group is the shared cache, a group per table --per-table
+        from .simulate.groups import canonical_groups, resolve_groups
+        if any(parse_per_table(per_table) if not isinstance(per_table, (list, tuple))
+               else per_table):
+            raise CachesimError("--table-groups and --per-table yes both say which tables "
+                                "share a cache; give one (--per-table is --table-groups table)")
+        groups = resolve_groups(table_groups, trace, prefetch_pipeline)
+        if groups is not None and int(groups.max()) == groups.shape[0] - 1:
+            per_table, table_groups = "yes", None
+        else:
+            table_groups = None if groups is None else canonical_groups(groups)
     configs = make_configs(policies, sizes, ways, per_table, mode, inference, cache_model,
                            prefetch_pipeline, warp, table_groups)
-    if table_groups is not None:  # the spec against the trace's tables, before any replay
-        from .simulate.groups import resolve_groups
-        resolve_groups(table_groups, trace, prefetch_pipeline)
     precs = _split(precisions)
     for p in precs:
         if p.lower() not in precision_names():

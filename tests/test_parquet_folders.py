@@ -74,3 +74,22 @@ def test_a_folder_without_traces_names_what_it_reads(tmp_path):
     assert r.exit_code == 2
     assert "holds no trace files" in r.output and "Parquet" in r.output
     assert "Traceback" not in r.output
+
+
+def test_labels_and_dense_features_survive_a_folder(tmp_path):
+    # parts cut from one trace keep every sample's labels in their metadata: the folder's trace
+    # has them all, so `train` learns from the real labels, not a planted teacher
+    from cachesim.synth.generate import generate
+    tr = generate(3000, tables=4, rows=500, teacher=True, batch_size=128, seed=1)
+    cut = (len(tr) // 2) // (128 * 4) * (128 * 4)
+    for i, (a, z) in enumerate(((0, cut), (cut, len(tr)))):
+        (tmp_path / "f" / f"day={i}").mkdir(parents=True)
+        cachesim.write_trace(tr.slice(a, z), tmp_path / "f" / f"day={i}" / "p.parquet")
+    got = cachesim.read_trace(tmp_path / "f")
+    assert np.array_equal(got.labels, tr.labels) and np.array_equal(got.dense, tr.dense)
+    assert np.array_equal(got.sample, tr.sample)
+    # a part of another trace (other labels) is refused, naming the file
+    other = generate(3000, tables=4, rows=500, teacher=True, batch_size=128, seed=2)
+    cachesim.write_trace(other.slice(cut, len(other)), tmp_path / "f" / "day=1" / "p.parquet")
+    with pytest.raises(cachesim.CachesimError, match="labels and dense features differ"):
+        cachesim.read_trace(tmp_path / "f")

@@ -215,3 +215,48 @@ def test_report_with_table_groups(tmp_path):
     with pytest.raises(CachesimError, match="no group has table"):
         build_report(tr, tmp_path / "bad", dataclasses.replace(opt, table_groups="0/1"))
     assert not (tmp_path / "bad").exists()  # refused before any work
+
+
+def test_sweep_keys_name_the_grouping_not_its_spelling(tmp_path):
+    # specs naming one grouping share their results; a long spec makes a short file name
+    from cachesim.sweep import run_sweep
+    tr = _trace(10)
+    out = tmp_path / "s.parquet"
+    first = run_sweep(tr, "lru", "5%", precisions="fp32", jobs=1, table_groups="0,2/1,3",
+                      out=out)
+    again = run_sweep(tr, "lru", "5%", precisions="fp32", jobs=1, table_groups="t2,t0/t3,t1",
+                      out=out)
+    assert first.ran and again.reused == first.ran and not again.ran
+    assert len(first.ran[0]) < 100
+    # a group per table is --per-table's sweep row, one group the shared cache's
+    per = run_sweep(tr, "lru", "5%", precisions="fp32", jobs=1, table_groups="table")
+    assert per.table["per_table"].to_list() == [True]
+    assert per.table["unique_misses"].to_list() == [replay_batch(tr, "lru", "5%",
+                                                                 per_table=True).unique_misses]
+    one = run_sweep(tr, "lru", "5%", precisions="fp32", jobs=1, table_groups="0-3")
+    assert one.configs[0].table_groups is None
+
+
+def test_spec_mistakes_get_their_own_message():
+    names = ["C1", "C2", "C3"]
+    with pytest.raises(CachesimError, match="runs backwards; give it as C1-C3"):
+        parse_groups("C3-C1", names, 3)
+    with pytest.raises(CachesimError, match="C1 is twice in group 1"):
+        parse_groups("0,0/1-2", names, 3)
+    from cachesim.simulate.fbgemm import FbgemmCache
+    for bad in ("0/1-2", [0.5, 1, 2]):
+        with pytest.raises(CachesimError, match="whole group number per table"):
+            FbgemmCache([5, 5, 5], load_factor=0.5, table_groups=bad)
+
+
+def test_replay_table_names_the_groups_and_access_mode_refuses_them(tmp_path):
+    tr = _trace(11)
+    path = tmp_path / "t.parquet"
+    cachesim.write_trace(tr, path)
+    r = CliRunner().invoke(cli, ["replay", str(path), "-s", "10%", "-q", "--table-groups",
+                                 "0,2/1,3"])
+    assert r.exit_code == 0 and "table_groups" in r.output and "t0,t2/t1,t3" in r.output
+    for extra in ([], ["--jobs", "2"]):
+        r = CliRunner().invoke(cli, ["replay", str(path), "-s", "10%", "-q", "--mode", "access",
+                                     "--table-groups", "0,2/1,3", *extra])
+        assert r.exit_code == 2 and "batch mode" in r.output, extra

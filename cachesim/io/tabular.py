@@ -374,8 +374,9 @@ def parquet_meta(files: list[Path]) -> dict | None:
         return None
     if not all(have):
         raise CachesimError(f"{files[have.index(False)]}: has no cachesim metadata, but "
-                            f"{files[have.index(True)].name} has; the files of one streamed "
-                            "trace are of one kind (convert them all with `cachesim convert`)")
+                            f"{files[have.index(True)].name} has; the files of one trace are "
+                            "all cachesim's (written by `cachesim convert` or write_trace) or "
+                            "all without it: read the two kinds as separate traces")
     first = metas[0]
     rows = np.asarray(first["table_rows"], np.int64)
     for f, m in zip(files[1:], metas[1:]):
@@ -437,14 +438,7 @@ def read_parquet(path, **_) -> Trace:
     readers take them, so both give the same trace."""
     path = Path(path)
     if path.is_dir():
-        meta, lf, _ = scan_parquet_source(path)
-        try:
-            df = lf.collect()
-        except (pl.exceptions.PolarsError, OSError, ValueError) as err:
-            raise TraceFormatError(path, f"a Parquet file of the folder is unreadable "
-                                   f"({_first_line(err)})", fix="check every file was written "
-                                   "completely") from None
-        return frame_to_trace(df, path, meta, header_lines=0)
+        return _read_parquet_folder(path)
     try:
         meta = read_parquet_metadata(path)
         df = pl.read_parquet(path)
@@ -456,6 +450,45 @@ def read_parquet(path, **_) -> Trace:
         raise TraceFormatError(path, f"written by a newer cachesim (trace format version "
                                f"{meta['format_version']}, this one reads {FORMAT_VERSION})",
                                fix="upgrade cachesim")
+    return frame_to_trace(df, path, meta, header_lines=0)
+
+
+def _read_parquet_folder(path: Path) -> Trace:
+    """`read_parquet` of a folder or dataset. Labels and dense features ride along as columns,
+    or, in files cut from one trace (`write_trace(trace.slice(a, z))`), in each file's
+    metadata, which then holds every sample's: the files must hold the same ones."""
+    files = parquet_files(path)
+    metas = [read_parquet_metadata(f) for f in files]
+    for f, m in zip(files, metas):
+        if m and m.get("format_version", 0) > FORMAT_VERSION:
+            raise TraceFormatError(f, f"written by a newer cachesim (trace format version "
+                                   f"{m['format_version']}, this one reads {FORMAT_VERSION})",
+                                   fix="upgrade cachesim")
+    meta, lf, _ = scan_parquet_source(path)
+    try:
+        df = lf.collect()
+    except (pl.exceptions.PolarsError, OSError, ValueError) as err:
+        raise TraceFormatError(path, f"its Parquet files cannot be read as one trace "
+                               f"({_first_line(err)})", fix="give every file the same columns, "
+                               "each written completely") from None
+    if meta is not None:
+        layouts = [m.get("per_sample") for m in metas]
+        kept = [m for m in metas if m.get("per_sample") == "metadata"]
+        if kept:
+            odd = next((f for f, m in zip(files, metas)
+                        if m.get("per_sample") != "metadata"
+                        or m.get("per_sample_npz") != kept[0].get("per_sample_npz")), None)
+            if odd is not None:
+                raise CachesimError(f"{odd}: its labels and dense features differ from "
+                                    f"{files[layouts.index('metadata')].name}'s, which keeps "
+                                    "every sample's in its metadata; the files of one folder "
+                                    "come from one trace (write each part with write_trace of "
+                                    "a slice of it), or hold labels as columns")
+            meta = dict(meta, per_sample="metadata", per_sample_npz=kept[0]["per_sample_npz"])
+        n_samples = [m.get("n_samples") for m in metas if m.get("n_samples") is not None]
+        n_dense = [m.get("n_dense") for m in metas if m.get("n_dense") is not None]
+        meta = dict(meta, n_samples=max(n_samples) if n_samples else None,
+                    n_dense=n_dense[0] if n_dense else None)
     return frame_to_trace(df, path, meta, header_lines=0)
 
 

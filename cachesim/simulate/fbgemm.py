@@ -550,7 +550,12 @@ class FbgemmCache(BatchCounters):
             raise CachesimError("give per_table or table_groups, not both (per_table is one "
                                 "group per table)")
         if table_groups is not None:
-            groups = np.asarray(table_groups, dtype=np.int64).reshape(-1)
+            raw = np.asarray(table_groups)
+            if isinstance(table_groups, str) or not np.issubdtype(raw.dtype, np.integer):
+                raise CachesimError(f"table_groups {table_groups!r}: give one whole group "
+                                    "number per table, in table order (a spec such as "
+                                    "'0/1-3' is read by simulate.groups.resolve_groups)")
+            groups = raw.astype(np.int64).reshape(-1)
             n_g = int(groups.max()) + 1 if groups.size else 0
             if (groups.shape[0] != T or (groups < 0).any()
                     or np.unique(groups).shape[0] != n_g):

@@ -68,10 +68,15 @@ def parse_groups(spec: str, table_names, n_tables: int) -> np.ndarray:
             lo, _, hi = item.partition("-") if item not in names else (item, "", "")
             a = _table_index(lo.strip(), names, n_tables, spec)
             b = _table_index(hi.strip(), names, n_tables, spec) if hi else a
-            for t in range(min(a, b), max(a, b) + 1):
+            if b < a:
+                raise CachesimError(f"--table-groups {spec!r}: range {item!r} runs backwards; "
+                                    f"give it as {names[b]}-{names[a]}")
+            for t in range(a, b + 1):
                 if out[t] >= 0:
-                    raise CachesimError(f"--table-groups {spec!r}: table {names[t]} is in "
-                                        f"groups {out[t] + 1} and {g + 1}; give each table once")
+                    where = (f"twice in group {g + 1}" if out[t] == g else
+                             f"in groups {out[t] + 1} and {g + 1}")
+                    raise CachesimError(f"--table-groups {spec!r}: table {names[t]} is {where}; "
+                                        "give each table once")
                 out[t] = g
     missing = np.flatnonzero(out < 0)
     if missing.size:
@@ -115,6 +120,12 @@ def resolve_groups(table_groups, trace, prefetch_pipeline: bool = False,
                                 "give one (>= 0) per table, in table order")
         groups = _renumbered(groups)
     return None if int(groups.max()) == 0 else groups
+
+
+def canonical_groups(groups) -> str:
+    """The grouping as table indices, '0,2/1,3-25' (groups in order of their first table), which
+    `parse_groups` reads back to the same groups."""
+    return groups_text(groups, [str(t) for t in range(len(groups))])
 
 
 def groups_text(groups, table_names) -> str:

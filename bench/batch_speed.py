@@ -7,6 +7,7 @@ ids derived once); wall and CPU seconds (the split's CPU time is both of its thr
 Run under `flock /tmp/bench.lock` on a shared machine; about a minute.
 
     .venv/bin/python bench/batch_speed.py [--accesses 10000000] [--alpha 1.05] [--repeat 3]
+        [--split-only] [--split-sizes 5%,1%,0.5%]
 """
 from __future__ import annotations
 
@@ -86,41 +87,42 @@ def part_thread_seconds():
     return spent
 
 
-def set_split(tr, repeat):
-    """The set split's rows (what, wall s, CPU s): 1 thread, 2 threads, and the first split
-    replay of the trace; prints the speed-ups."""
+def set_split(tr, repeat, size="5%"):
+    """The set split's rows (what, wall s, CPU s) at `size`: 1 thread, 2 threads, and the first
+    split replay of the trace; prints the speed-ups."""
     from cachesim.simulate.partition import MIN_PART_ACCESSES
     # load the split's kernels on another trace big enough to split (a trace below
     # 2 x MIN_PART_ACCESSES replays in one thread, and loads none of them)
     replay_partitioned(tr.slice(0, min(len(tr), 2 * MIN_PART_ACCESSES + 4096)), "lru", "5%",
                        parts=2)
-    replay_batch(tr, "lru", "5%", ways=32)  # the trace's derived columns, shared by every replay
+    replay_batch(tr, "lru", size, ways=32)  # the trace's derived columns, shared by every replay
     spent = part_thread_seconds()
     # the first split replay of a trace allocates its take buffer; later ones (another size,
     # policy, or a repeat) reuse it: timed apart
     t, c = time.perf_counter(), cpu_seconds()
-    replay_partitioned(tr, "lru", "5%", parts=2)
+    replay_partitioned(tr, "lru", size, parts=2)
     first = (time.perf_counter() - t, cpu_seconds() - c)
     # 1 and 2 threads interleaved, so that the shared machine's drift hits both alike
     s1 = c1 = s2 = c2 = crit = float("inf")
     for _ in range(repeat):
-        s, c, one = best_of(lambda: replay_batch(tr, "lru", "5%", ways=32), 1)
+        s, c, one = best_of(lambda: replay_batch(tr, "lru", size, ways=32), 1)
         s1, c1 = min(s1, s), min(c1, c)
         spent.clear()
-        s, c, two = best_of(lambda: replay_partitioned(tr, "lru", "5%", parts=2), 1)
+        s, c, two = best_of(lambda: replay_partitioned(tr, "lru", size, parts=2), 1)
         s2, c2 = min(s2, s), min(c2, c)
         # the busier thread's CPU seconds (this one: setup, its take and part, the merge; or
         # the other): the wall time on 2 idle cores, whatever else the machine runs
         other = sum(spent.values())
         crit = min(crit, max(c - other, other))
-    rows = [("batch lru 5% 32-way, fbgemm, 1 thread", s1, c1)]
-    rows.append(("batch lru 5% 32-way, fbgemm, 2 threads (set split)", s2, c2))
+    rows = [(f"batch lru {size} 32-way, fbgemm, 1 thread", s1, c1)]
+    rows.append((f"batch lru {size} 32-way, fbgemm, 2 threads (set split)", s2, c2))
     rows.append(("  the same, first split replay of the trace", *first))
     same = two.to_record(per_table=True)
     same.pop("seconds")
     ref = one.to_record(per_table=True)
     ref.pop("seconds")
-    print(f"2-thread split / 1 thread speedup (wall): {s1 / s2:.2f}x, first split replay "
+    print(f"{size}: evictions {one.evictions:,}; "
+          f"2-thread split / 1 thread speedup (wall): {s1 / s2:.2f}x, first split replay "
           f"{s1 / first[0]:.2f}x  (goal 1.7x on 2 idle cores; merged result identical to 1 "
           f"thread: {same == ref}); by CPU seconds, 1 thread / the busier of the 2: "
           f"{c1 / crit:.2f}x ({c1:.3f} s / {crit:.3f} s)")
@@ -163,6 +165,8 @@ def main():
     ap.add_argument("--alpha", type=float, default=1.05)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--split-only", action="store_true", help="Only the set split's rows.")
+    ap.add_argument("--split-sizes", default="5%",
+                    help="Comma-separated cache sizes for the split's rows (default 5%%).")
     ap.add_argument("--whole-process", metavar="TRACE", default=None,
                     help="Also time `cachesim replay TRACE` with and without --jobs 2 as whole "
                          "processes ('generated': this trace, written to a temporary Parquet "
@@ -186,8 +190,9 @@ def main():
                               args.batch_size, args.repeat)
         else:
             whole_process(args.whole_process, args.batch_size, args.repeat)
+    sizes = [x.strip() for x in args.split_sizes.split(",") if x.strip()]
     if args.split_only:
-        print_rows(set_split(tr, args.repeat), n)
+        print_rows([row for size in sizes for row in set_split(tr, args.repeat, size)], n)
         return
     cachesim.replay(small, "lru", "5%", mode="access")
     for pol in ("lru", "lfu"):
@@ -202,7 +207,7 @@ def main():
     s, c, one = best_of(lambda: replay_batch(tr, "lru", "5%", ways=32, cache_model="ideal"),
                         args.repeat)
     rows.append(("batch lru 5% 32-way, ideal model", s, c))
-    rows += set_split(tr, args.repeat)
+    rows += [row for size in sizes for row in set_split(tr, args.repeat, size)]
     print_rows(rows, n)
     ways = 32 if cachesim.get_policy("lru").set_associative is not None else None
     s, c, r = best_of(lambda: cachesim.replay(tr, "lru", "5%", ways=ways, mode="access"),

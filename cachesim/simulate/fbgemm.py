@@ -287,13 +287,16 @@ def max_batch(starts):
 @numba.njit(cache=True, nogil=True)
 def _run(keys, tables, ids, by_id, starts, ts0, lfu, lock, ways, pairs,
          hash_off, set_base, tbl_sets, cache_key, cache_id, cache_tab, lru_state, counts,
-         lock_cnt, mark, prev_lines, n_prev, out, tout):
+         lock_cnt, mark, line_of, prev_lines, n_prev, out, tout):
     """Replay batches keys[starts[b]:starts[b+1]] (linear keys, their tables, and their ids:
     indices into `counts` and `mark`, one per distinct key) at time steps ts0, ts0 + 1, ...
     With `by_id`, `keys` and `tables` are per id instead (the key and table of id d at [d]):
     the batches are then ids[starts[b]:starts[b+1]] alone.
     State arrays are updated in place; per-batch counters go to out[b], and per-table ones are
     added to tout[table] (TABLE_COUNTERS; an eviction counts for the evicted key's table).
+    `line_of[d]` is the line (set x ways + way) holding id d, -1 when none: the lookup reads it
+    instead of comparing the set's 32 ways (a key is in at most one way of its one set, so both
+    find the same way), and every insert and eviction keeps it.
     Returns the number of lines of the last batch still locked (listed in prev_lines)."""
     n_sets_total = cache_key.shape[0]
     max_n = max_batch(starts)
@@ -349,24 +352,21 @@ def _run(keys, tables, ids, by_id, starts, ts0, lfu, lock, ways, pairs,
         n_miss = 0
         for u in range(nu):
             if u + AHEAD < nu:
-                for q in range(0, ways, 16):  # every 64-byte line of the set's ids (int32)
-                    prefetch(cache_id, uset[u + AHEAD] * ways + q)
+                prefetch(line_of, uid[u + AHEAD])
                 if lfu:
                     prefetch(counts, uid[u + AHEAD])
-                else:
-                    prefetch(lru_state, uset[u + AHEAD] * ways)
-            s = uset[u]
-            d = uid[u]
-            uline[u] = -1
-            for w in range(ways):  # a key's id is its own: match ids (half the bytes of keys)
-                if cache_id[s, w] == d:
-                    uline[u] = s * ways + w
-                    if not lfu:
-                        if lock and lru_state[s, w] != ts:
-                            lock_cnt[s, w] += 1
-                        lru_state[s, w] = ts
-                    break
-            if uline[u] < 0:
+            if not lfu and u + AHEAD // 2 < nu:  # the stamp of a hit a few keys on
+                ahead = line_of[uid[u + AHEAD // 2]]
+                if ahead >= 0:
+                    prefetch(lru_state, ahead)
+            ln = line_of[uid[u]]
+            uline[u] = ln
+            if ln >= 0 and not lfu:
+                s, w = ln // ways, ln % ways
+                if lock and lru_state[s, w] != ts:
+                    lock_cnt[s, w] += 1
+                lru_state[s, w] = ts
+            if ln < 0:
                 mu[nm] = u
                 nm += 1
                 n_miss += uocc[u]
@@ -420,6 +420,8 @@ def _run(keys, tables, ids, by_id, starts, ts0, lfu, lock, ways, pairs,
                 if cache_id[s, w] != -1:
                     n_evict += 1
                     tout[cache_tab[s, w], T_EVICT] += 1
+                    line_of[cache_id[s, w]] = -1
+                line_of[uid[u]] = s * ways + w
                 cache_key[s, w] = ukey[u]
                 cache_id[s, w] = uid[u]
                 cache_tab[s, w] = utab[u]
@@ -438,9 +440,7 @@ def _run(keys, tables, ids, by_id, starts, ts0, lfu, lock, ways, pairs,
         n_cm = 0
         for u in range(nu):
             ln = uline[u]
-            if u + AHEAD < nu and uline[u + AHEAD] >= 0:
-                prefetch(cache_id, uline[u + AHEAD])
-            if ln >= 0 and cache_id[ln // ways, ln % ways] != uid[u]:
+            if ln >= 0 and line_of[uid[u]] != ln:
                 ln = -1
                 uline[u] = -1
             t = utab[u]
@@ -611,6 +611,7 @@ class FbgemmCache(BatchCounters):
         self.cache_id = np.full((S, W), -1, dtype=_id_dtype(self.n_ids))
         self.counts = np.zeros(self.n_ids, dtype=np.int64)     # lxu_state (LFU), per key
         self.mark = np.zeros(self.n_ids, dtype=np.int64)
+        self.line_of = np.full(self.n_ids, -1, dtype=_id_dtype(S * W))  # the line of each id
         self._external_ids = n_ids is not None
         self.prev_lines = np.empty(S * W, dtype=np.int64)
         self.n_prev = 0
@@ -637,7 +638,8 @@ class FbgemmCache(BatchCounters):
                            self.policy == "lfu", self.prefetch_pipeline, self.ways, self.pairs,
                            self.hash_off, self.set_base, self.tbl_sets, self.cache_key,
                            self.cache_id, self.cache_tab, self.lru_state, self.counts,
-                           self.lock_cnt, self.mark, self.prev_lines, np.int64(self.n_prev), out,
+                           self.lock_cnt, self.mark, self.line_of, self.prev_lines,
+                           np.int64(self.n_prev), out,
                            self.table_counts)
         self.timestep += n_b
         self.batches.append(out)
@@ -673,9 +675,10 @@ class FbgemmCache(BatchCounters):
                           dtype=np.int64, count=uniq.size)
         if len(table) > self.n_ids:
             grow = max(len(table), 2 * self.n_ids)
-            for name in ("counts", "mark"):
-                arr = np.zeros(grow, dtype=np.int64)
-                arr[:self.n_ids] = getattr(self, name)
+            for name, fill in (("counts", 0), ("mark", 0), ("line_of", -1)):
+                old = getattr(self, name)
+                arr = np.full(grow, fill, dtype=old.dtype)
+                arr[:self.n_ids] = old
                 setattr(self, name, arr)
             self.n_ids = grow
             self.cache_id = self.cache_id.astype(_id_dtype(grow))

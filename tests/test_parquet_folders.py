@@ -93,3 +93,34 @@ def test_labels_and_dense_features_survive_a_folder(tmp_path):
     cachesim.write_trace(other.slice(cut, len(other)), tmp_path / "f" / "day=1" / "p.parquet")
     with pytest.raises(cachesim.CachesimError, match="labels and dense features differ"):
         cachesim.read_trace(tmp_path / "f")
+
+
+def test_a_folder_without_metadata_says_its_rows_are_inferred(tmp_path, folders):
+    import polars as pl
+    (tmp_path / "raw").mkdir()
+    for i, f in enumerate(sorted(folders["flat"].glob("*.parquet"))):
+        pl.read_parquet(f).select("table", "row", "batch").write_parquet(tmp_path / "raw" /
+                                                                         f"{i}.parquet")
+    tr = cachesim.read_trace(tmp_path / "raw")
+    assert tr.table_rows_inferred and len(tr) == 260_000
+    for extra in ([], ["--stream"]):
+        r = CliRunner().invoke(cli, ["analyze", str(tmp_path / "raw"), *extra])
+        assert r.exit_code == 0, r.output
+        assert "rows (inferred: largest row + 1)" in r.output, extra
+    r = CliRunner().invoke(cli, ["analyze", str(folders["flat"])])
+    assert "rows (metadata)" in r.output
+
+
+def test_batches_restarting_in_a_later_file_name_that_file(tmp_path):
+    # two day files, each numbering its batches from 0
+    import polars as pl
+    df = pl.read_parquet(SAMPLE).select("table", "row", "batch")
+    cut = 128 * 26 * 40
+    df[:cut].write_parquet(tmp_path / "a.parquet")
+    df[cut:].with_columns(pl.col("batch") - pl.col("batch").min()).write_parquet(
+        tmp_path / "b.parquet")
+    for cmd in (["analyze"], ["replay", "-s", "5%", "--no-stream", "-q"]):
+        r = CliRunner().invoke(cli, [cmd[0], str(tmp_path), *cmd[1:]])
+        assert r.exit_code == 2, r.output
+        assert "b.parquet: its batches start at 0, below the last batch (39)" in r.output
+        assert "Traceback" not in r.output

@@ -216,8 +216,10 @@ def analyze(trace, window: int | None = None, top_k: int | None = None) -> dict:
         per_b = working_set_and_drift(b, ids, 1) if win_desc != "batch" else ws
         batches = {"count": int(b[-1]) + 1, "accesses": _stats(per_b["accesses"]),
                    "distinct": _stats(per_b["distinct"])}
-    return report(trace.source, trace.table_names, trace.table_rows, trace.key_table, counts,
-                  acc_t, reuse, depth, win_desc, ws, batches)
+    res = report(trace.source, trace.table_names, trace.table_rows, trace.key_table, counts,
+                 acc_t, reuse, depth, win_desc, ws, batches)
+    res["rows_inferred"] = bool(trace.table_rows_inferred)
+    return res
 
 
 def report(source, table_names, table_rows, key_table, counts, acc_t, reuse, depth, win_desc,
@@ -269,9 +271,10 @@ def report(source, table_names, table_rows, key_table, counts, acc_t, reuse, dep
 # -- text summary --------------------------------------------------------------------------------
 def format_summary(res: dict) -> str:
     """A readable summary of `analyze`'s result."""
+    rows_from = "inferred: largest row + 1" if res.get("rows_inferred") else "metadata"
     lines = [f"trace: {res['source'] or '-'}",
              f"accesses {res['accesses']:,}   distinct rows {res['distinct']:,}   tables "
-             f"{res['n_tables']}   rows (metadata) {res['rows']:,}   compulsory miss ratio "
+             f"{res['n_tables']}   rows ({rows_from}) {res['rows']:,}   compulsory miss ratio "
              f"{res['compulsory_miss_ratio']:.4f}"]
     if res["batches"]:
         b = res["batches"]

@@ -471,6 +471,8 @@ def _read_parquet_folder(path: Path) -> Trace:
         raise TraceFormatError(path, f"its Parquet files cannot be read as one trace "
                                f"({_first_line(err)})", fix="give every file the same columns, "
                                "each written completely") from None
+    if "batch" in df.columns and len(files) > 1:
+        _check_batches_across_files(files, df["batch"])
     if meta is not None:
         layouts = [m.get("per_sample") for m in metas]
         kept = [m for m in metas if m.get("per_sample") == "metadata"]
@@ -490,6 +492,26 @@ def _read_parquet_folder(path: Path) -> Trace:
         meta = dict(meta, n_samples=max(n_samples) if n_samples else None,
                     n_dense=n_dense[0] if n_dense else None)
     return frame_to_trace(df, path, meta, header_lines=0)
+
+
+def _check_batches_across_files(files: list[Path], batch: pl.Series) -> None:
+    """CachesimError naming the file whose batch ids restart below the previous file's (a
+    folder's files continue one trace); a decrease inside a file is the trace's own error."""
+    b = column_array(batch.fill_null(0), np.int64)
+    down = np.flatnonzero(b[1:] < b[:-1])
+    if not down.size:
+        return
+    counts = [pl.scan_parquet(polars_source(f), storage_options=polars_options(f))
+              .select(pl.len()).collect().item() for f in files]
+    ends = np.cumsum(counts)
+    i = int(down[0]) + 1
+    k = int(np.searchsorted(ends, i, side="right"))
+    if k > 0 and i == int(ends[k - 1]):  # file k's first access
+        raise CachesimError(f"{files[k]}: its batches start at {int(b[i]):,}, below the last "
+                            f"batch ({int(b[i - 1]):,}) of {files[k - 1].name}; a folder's "
+                            "files continue one trace, in path order, so their batch ids never "
+                            "decrease from file to file: renumber this file's batches (add "
+                            f"{int(b[i - 1]) + 1:,}), or replay the files one by one")
 
 
 def read_csv(path, **_) -> Trace:

@@ -517,7 +517,8 @@ class FbgemmCache(BatchCounters):
     def __init__(self, table_rows, cache_sets: int | None = None, load_factor: float | None = None,
                  policy: str = "lru", ways: int = 32, prefetch_pipeline: bool = False,
                  per_table: bool = False, n_ids: int | None = None,
-                 record_cache_miss_counter: bool = False, table_groups=None):
+                 record_cache_miss_counter: bool = False, table_groups=None,
+                 state: bool = True):
         # RecordCacheMetrics.record_cache_miss_counter: an extra lookup before each populate
         # (`_prefetch`), read by `fbgemm_result` from the per-batch counters (no kernel change)
         self.record_cache_miss_counter = bool(record_cache_miss_counter)
@@ -595,6 +596,20 @@ class FbgemmCache(BatchCounters):
             raise CachesimError(f"{int(self.tbl_sets.max())} sets: FBGEMM's LFU cache needs "
                                 "fewer than 2^24 - 1 sets; lower the load factor")
         S, W = self.n_sets, self.ways
+        self._key_ids = None if n_ids is not None or self.total_rows <= DIRECT_IDS_MAX else {}
+        self.n_ids = (self.total_rows if n_ids is None and self._key_ids is None
+                      else int(n_ids or 1024))
+        self._external_ids = n_ids is not None
+        self.n_prev = 0
+        self.timestep = FIRST_TIMESTEP
+        self.batches: list[np.ndarray] = []
+        self.table_counts = np.zeros((T, len(TABLE_COUNTERS)), dtype=np.int64)
+        if state:  # (without: the geometry alone, as a split replay's template holds it)
+            self._allocate_state()
+
+    def _allocate_state(self) -> None:
+        """The cache's lines and per-key arrays, empty."""
+        S, W = self.n_sets, self.ways
         self.cache_key = np.full((S, W), -1, dtype=np.int64)   # lxu_cache_state
         # the kernel finds a key by its id (one per key): int32 halves the bytes a lookup reads
         self.cache_tab = np.zeros((S, W), dtype=np.int32)      # table of each line's key
@@ -605,19 +620,11 @@ class FbgemmCache(BatchCounters):
         # per-key arrays (LFU counts, batch marks) are indexed by an id per distinct key: the
         # row itself when the tables are small enough (as FBGEMM's lfu_state), else ids given
         # out in order of first sight (`_key_ids`); replay_fbgemm passes the trace's dense ids
-        self._key_ids = None if n_ids is not None or self.total_rows <= DIRECT_IDS_MAX else {}
-        self.n_ids = (self.total_rows if n_ids is None and self._key_ids is None
-                      else int(n_ids or 1024))
         self.cache_id = np.full((S, W), -1, dtype=_id_dtype(self.n_ids))
         self.counts = np.zeros(self.n_ids, dtype=np.int64)     # lxu_state (LFU), per key
         self.mark = np.zeros(self.n_ids, dtype=np.int64)
         self.line_of = np.full(self.n_ids, -1, dtype=_id_dtype(S * W))  # the line of each id
-        self._external_ids = n_ids is not None
         self.prev_lines = np.empty(S * W, dtype=np.int64)
-        self.n_prev = 0
-        self.timestep = FIRST_TIMESTEP
-        self.batches: list[np.ndarray] = []
-        self.table_counts = np.zeros((T, len(TABLE_COUNTERS)), dtype=np.int64)
 
     @property
     def capacity_rows(self) -> int:
@@ -630,6 +637,8 @@ class FbgemmCache(BatchCounters):
         out = np.zeros((n_b, len(COUNTER_NAMES)), dtype=np.int64)
         if n_b == 0:
             return out
+        if not hasattr(self, "cache_id"):  # a template built without its state
+            self._allocate_state()
         if self.timestep + n_b >= STAMP32_END:
             raise CachesimError(f"{self.timestep - FIRST_TIMESTEP + n_b:,} batches: cachesim's "
                                 "FBGEMM cache numbers batches in 31 bits (2,147,483,645 at "
@@ -687,6 +696,8 @@ class FbgemmCache(BatchCounters):
     def step(self, table_ids, rows) -> dict:
         """Run one batch (one prefetch) and return its counters."""
         keys, tables = self.linearize(table_ids, rows)
+        if not hasattr(self, "cache_id"):  # a template built without its state
+            self._allocate_state()
         if self._external_ids:
             raise CachesimError("step() needs a cache built without n_ids (it numbers the keys "
                                 "itself)")
@@ -741,9 +752,19 @@ def id_keys(trace, cache: "FbgemmCache") -> np.ndarray:
 def row_outside_its_table(trace) -> bool:
     """Whether a key's row lies outside its table's rows (checked per distinct key: the trace
     checks its rows only where it linearises several tables)."""
-    kt = trace.key_table
-    rows = trace.distinct_keys - trace.table_offsets[kt]
-    return bool(((rows < 0) | (rows >= np.asarray(trace.table_rows, np.int64)[kt])).any())
+    return bool(_any_row_outside(trace.distinct_keys, trace.key_table,
+                                 np.asarray(trace.table_offsets, np.int64),
+                                 np.asarray(trace.table_rows, np.int64)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _any_row_outside(keys, key_table, offsets, table_rows):
+    for d in range(keys.shape[0]):
+        t = key_table[d]
+        r = keys[d] - offsets[t]
+        if r < 0 or r >= table_rows[t]:
+            return True
+    return False
 
 
 def feed_trace(trace, cache: "FbgemmCache", bar=None) -> None:
@@ -926,7 +947,7 @@ def replay_batch_fbgemm(trace, policy: str = "lru", capacity="5%", ways=32, *,
 
 def fbgemm_cache_for(trace, policy, capacity, ways, *, per_table=False, warp=None,
                      prefetch_pipeline=False, stacklevel=3, record_cache_miss_counter=False,
-                     table_groups=None):
+                     table_groups=None, state: bool = True):
     """(an empty FbgemmCache for `trace`, the size as text, the load factor or None): the
     geometry of `replay_batch_fbgemm` (its checks, and its TableRowsInferredWarning)."""
     from .groups import resolve_groups
@@ -952,7 +973,7 @@ def fbgemm_cache_for(trace, policy, capacity, ways, *, per_table=False, warp=Non
     cache = FbgemmCache(np.maximum(trace.table_rows, 1), policy=name, ways=w,
                         prefetch_pipeline=prefetch_pipeline, per_table=per_table,
                         n_ids=trace.n_distinct, record_cache_miss_counter=record_cache_miss_counter,
-                        table_groups=groups, **size_kw)
+                        table_groups=groups, state=state, **size_kw)
     return cache, size_text, load_factor
 
 

@@ -39,7 +39,7 @@ import numba
 import numpy as np
 
 from ..errors import CachesimError
-from ..hashing import n_sets_for, set_index
+from ..hashing import fmix64, n_sets_for, set_index
 from .result import DEFAULT_WAYS, Result, resolve_cache_model
 
 MAX_PARTS = 127  # a key's part is an int8
@@ -85,6 +85,19 @@ def _number_parts(part_of_id, out):
     n = np.zeros(MAX_PARTS + 1, np.int64)
     for d in range(part_of_id.shape[0]):
         p = part_of_id[d]
+        out[d] = (n[p] << PART_BITS) | p
+        n[p] += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _number_set_parts(keys, n_sets, parts, out):
+    """`_number_parts` of the set ranges (`_set_ranges`) of the linear `keys` in a cache of
+    `n_sets` sets (fmix64(key) mod n_sets, as `hashing.set_index`), in one pass."""
+    n = np.zeros(MAX_PARTS + 1, np.int64)
+    S = np.uint64(n_sets)
+    for d in range(keys.shape[0]):
+        p = np.int64(fmix64(np.uint64(keys[d])) % S) * parts // n_sets
         out[d] = (n[p] << PART_BITS) | p
         n[p] += 1
     return n
@@ -158,7 +171,7 @@ def _template(trace, plan: PartPlan):
         return fbgemm_cache_for(trace, plan.policy, plan.capacity, plan.ways,
                                 per_table=plan.per_table, warp=plan.warp,
                                 prefetch_pipeline=plan.prefetch_pipeline, stacklevel=4,
-                                table_groups=plan.table_groups)
+                                table_groups=plan.table_groups, state=plan.parts == 1)
     from .batch import BatchCache, ideal_capacity
     if plan.prefetch_pipeline or plan.warp is not None:
         raise CachesimError("--prefetch-pipeline and --warp model FBGEMM's cache: they need "
@@ -262,8 +275,13 @@ class _Setup:
         # int32 part ids (half the bytes to read at random) while every key's fits
         wide = trace.n_distinct >= 1 << (31 - PART_BITS)
         self.part_id = np.empty(trace.n_distinct, dtype=np.int64 if wide else np.int32)
-        self.n_keys = _number_parts(_part_of_id(trace, plan, template),
-                                    self.part_id)[:plan.parts]
+        if plan.cache_model == "fbgemm" and not plan.by_cache and plan.parts > 1:
+            from .fbgemm import id_keys  # set ranges of one cache: sets and numbers in one pass
+            self.n_keys = _number_set_parts(id_keys(trace, template), template.n_sets,
+                                            plan.parts, self.part_id)[:plan.parts]
+        else:
+            self.n_keys = _number_parts(_part_of_id(trace, plan, template),
+                                        self.part_id)[:plan.parts]
         self.starts = trace.batch_starts
         self.ids = np.ascontiguousarray(trace.dense_ids)
         # the take writes each part's ids only: the fbgemm model's kernel reads a key's linear

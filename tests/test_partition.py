@@ -118,7 +118,8 @@ def test_split_kernels_release_the_gil():
     nogil, or the threads take turns on one core (the counts would still be right)."""
     from cachesim.policies import setassoc
     from cachesim.simulate import batch, fbgemm, fbgemm_inference, partition
-    kernels = [partition._take_chunk, fbgemm._run, batch._replay_batches,
+    kernels = [partition._take_chunk, partition._number_set_parts, fbgemm._run,
+               batch._replay_batches,
                fbgemm_inference._run_direct, setassoc.kernel, cachesim.get_policy("lru").kernel]
     assert all(k.targetoptions.get("nogil") for k in kernels), [
         k.__name__ for k in kernels if not k.targetoptions.get("nogil")]
@@ -129,12 +130,19 @@ def test_split_error_in_a_part_thread_reaches_the_caller(monkeypatch):
     from cachesim.simulate import partition
     monkeypatch.setattr(partition, "MIN_PART_ACCESSES", 1 << 10)
     tr = random_trace(3, n=20_000)
-    real = partition._Setup.replay
+    real, real_selected = partition._Setup.replay, partition._Setup.replay_selected
 
-    def replay(self, out, p, chunks):
+    def replay(self, out, p, chunks):  # the ideal model's parts (taken first)
         if p == 1:
             raise CachesimError("part 1 stopped")
         return real(self, out, p, chunks)
+
+    def replay_selected(self, p):  # the fbgemm model's (selected by the kernel)
+        if p == 1:
+            raise CachesimError("part 1 stopped")
+        return real_selected(self, p)
     monkeypatch.setattr(partition._Setup, "replay", replay)
-    with pytest.raises(CachesimError, match="part 1 stopped"):
-        replay_partitioned(tr, "lru", "5%", parts=2)
+    monkeypatch.setattr(partition._Setup, "replay_selected", replay_selected)
+    for model in ("fbgemm", "ideal"):
+        with pytest.raises(CachesimError, match="part 1 stopped"):
+            replay_partitioned(tr, "lru", "5%", parts=2, cache_model=model)

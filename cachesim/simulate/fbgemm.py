@@ -63,6 +63,9 @@ POLICIES = ("lru", "lfu")
 DIRECT_IDS_MAX = 1 << 26  # up to this many rows in all, per-key arrays are indexed by row
 AHEAD = 16  # prefetch the state of the key (or set) this many positions ahead
 FIRST_TIMESTEP = 2  # _apply_cache_state sets timestep = 1 and _prefetch adds 1 before use
+PART_BITS = 7  # a split replay's part id of a key: (its number in its part) << PART_BITS | part
+PART_MASK = (1 << PART_BITS) - 1
+_NO_SELECT = np.zeros(0, np.int32)
 STAMP32_END = (1 << 31) - 1  # time steps stay below this (int32 stamps; the batch marks)
 
 
@@ -285,7 +288,7 @@ def max_batch(starts):
 
 
 @numba.njit(cache=True, nogil=True)
-def _run(keys, tables, ids, by_id, starts, ts0, lfu, lock, ways, pairs,
+def _run(keys, tables, ids, by_id, sel, sel_part, starts, ts0, lfu, lock, ways, pairs,
          hash_off, set_base, tbl_sets, cache_key, cache_id, cache_tab, lru_state, counts,
          lock_cnt, mark, line_of, prev_lines, n_prev, out, tout):
     """Replay batches keys[starts[b]:starts[b+1]] (linear keys, their tables, and their ids:
@@ -294,6 +297,10 @@ def _run(keys, tables, ids, by_id, starts, ts0, lfu, lock, ways, pairs,
     the batches are then ids[starts[b]:starts[b+1]] alone.
     State arrays are updated in place; per-batch counters go to out[b], and per-table ones are
     added to tout[table] (TABLE_COUNTERS; an eviction counts for the evicted key's table).
+    With `sel` (not empty: an id per id of `ids`, (its number in its part << PART_BITS) | its
+    part, as `partition` numbers them; needs `by_id`), a batch keeps only the accesses of part
+    `sel_part`, under their numbers: a split replay's part reads the whole trace, and no copy of
+    its share is made (branch-free: the part of an access is a coin toss).
     `line_of[d]` is the line (set x ways + way) holding id d, -1 when none: the lookup reads it
     instead of comparing the set's 32 ways (a key is in at most one way of its one set, so both
     find the same way), and every insert and eviction keeps it.
@@ -311,9 +318,19 @@ def _run(keys, tables, ids, by_id, starts, ts0, lfu, lock, ways, pairs,
     cost = np.empty(ways, np.int64)
     slot = np.empty(ways, np.int64)
     masks = np.empty(15, np.int64)
+    selecting = sel.shape[0] > 0
+    sbuf = np.empty(max_n if selecting else 0, ids.dtype)
     for b in range(starts.shape[0] - 1):
         ts = ts0 + b
         lo, hi = starts[b], starts[b + 1]
+        src = ids
+        if selecting:  # the part's accesses of the batch, in order, under their numbers
+            m = 0
+            for i in range(lo, hi):
+                v = sel[ids[i]]
+                sbuf[m] = v >> PART_BITS
+                m += (v & PART_MASK) == sel_part
+            src, lo, hi = sbuf, 0, m
         n = hi - lo
         if n == 0:  # lru_cache_populate returns before counting a call
             if lock:
@@ -323,11 +340,11 @@ def _run(keys, tables, ids, by_id, starts, ts0, lfu, lock, ways, pairs,
         nu = 0
         for i in range(lo, hi):
             if i + AHEAD < hi:
-                prefetch(mark, ids[i + AHEAD])
+                prefetch(mark, src[i + AHEAD])
                 if by_id:  # a new key's key and table are read at its id too
-                    prefetch(keys, ids[i + AHEAD])
-                    prefetch(tables, ids[i + AHEAD])
-            d = ids[i]
+                    prefetch(keys, src[i + AHEAD])
+                    prefetch(tables, src[i + AHEAD])
+            d = src[i]
             m = mark[d]
             if (m >> 32) == ts:
                 uocc[m & 0xFFFFFFFF] += 1
@@ -630,9 +647,12 @@ class FbgemmCache(BatchCounters):
     def capacity_rows(self) -> int:
         return self.n_sets * self.ways
 
-    def run_batches(self, keys, tables, ids, starts, by_id: bool = False) -> np.ndarray:
+    def run_batches(self, keys, tables, ids, starts, by_id: bool = False,
+                    select=None) -> np.ndarray:
         """Replay the batches ids[starts[b]:starts[b+1]] (their linear keys and tables: keys and
-        tables, one per access, or with `by_id` one per id); their counters, one row a batch."""
+        tables, one per access, or with `by_id` one per id); their counters, one row a batch.
+        `select` (part ids, part; with `by_id`): only that part's accesses, under their
+        numbers within it (`_run`)."""
         n_b = starts.shape[0] - 1
         out = np.zeros((n_b, len(COUNTER_NAMES)), dtype=np.int64)
         if n_b == 0:
@@ -643,7 +663,11 @@ class FbgemmCache(BatchCounters):
             raise CachesimError(f"{self.timestep - FIRST_TIMESTEP + n_b:,} batches: cachesim's "
                                 "FBGEMM cache numbers batches in 31 bits (2,147,483,645 at "
                                 "most); replay the trace in parts")
-        self.n_prev = _run(keys, tables, ids, bool(by_id), starts, np.int64(self.timestep),
+        if select is not None and not by_id:
+            raise ValueError("select needs by_id (the part's keys and tables by number)")
+        sel, sel_part = select if select is not None else (_NO_SELECT, 0)
+        self.n_prev = _run(keys, tables, ids, bool(by_id), sel, np.int64(sel_part), starts,
+                           np.int64(self.timestep),
                            self.policy == "lfu", self.prefetch_pipeline, self.ways, self.pairs,
                            self.hash_off, self.set_base, self.tbl_sets, self.cache_key,
                            self.cache_id, self.cache_tab, self.lru_state, self.counts,

@@ -11,13 +11,15 @@ greedily by accesses. Each part keeps every batch, empty ones included, so batch
 LRU time steps) stay aligned; each part replays on a cache of the whole geometry whose per-key
 arrays hold only its own keys (numbered 0, 1, ... within the part, in id order).
 
-Taking the parts (`replay_partitioned`): the batches are cut into P runs of whole batches with
-about equal accesses; thread c (the caller is thread 0) sorts run c's accesses by part (stable)
-into one buffer, and once every run is taken, replays part c from every run in turn (a cache's
-state carries over between kernel calls). So each thread reads 1/P of the trace, not all of
-it. The kernels release the GIL (`nogil=True`), so the threads run on separate cores with no
-fork, no pickling and no shared mappings; the buffer is kept for the next split replay of the
-same trace (`_take_buffer`).
+Taking the parts (`replay_partitioned`): under the fbgemm model, thread p (the caller is thread
+0) reads the whole trace and the kernel keeps part p's accesses of each batch itself
+(`FbgemmCache.run_batches(..., select=(part ids, p))`, branch-free into a one-batch buffer), so
+nothing is copied first. Under the ideal model (and an access replay) the batches are cut into
+P runs of whole batches with about equal accesses; thread c sorts run c's accesses by part
+(stable) into one buffer, and once every run is taken, replays part c from every run in turn
+(a cache's state carries over between kernel calls); the buffer is kept for the next split
+replay of the same trace (`_take_buffer`). The kernels release the GIL (`nogil=True`), so the
+threads run on separate cores with no fork, no pickling and no shared mappings.
 
 On a cluster (`cachesim replay --dask`, `sweep.replay_split_dask`): `plan_parts` (in the
 client: the replay's checks, and the parts used) gives a small picklable `PartPlan`; a worker
@@ -74,8 +76,9 @@ class PartPlan:
         return self.per_table or self.table_groups is not None
 
 
-PART_BITS = 7  # a key's part id: (its number among its part's keys) << PART_BITS | its part
-_PART_MASK = (1 << PART_BITS) - 1
+# a key's part id: (its number among its part's keys) << PART_BITS | its part (the fbgemm
+# kernel reads them to select a part's accesses: `FbgemmCache.run_batches(select=...)`)
+from .fbgemm import PART_BITS, PART_MASK as _PART_MASK  # noqa: E402
 
 
 @numba.njit(cache=True)
@@ -352,6 +355,26 @@ class _Setup:
                           capacity_rows=tpl.group_capacity if tpl.per_table_caches
                           else tpl.capacity_rows, ways=plan.ways, policy=tpl.policy)
 
+    def replay_selected(self, p: int):
+        """Part p of the fbgemm model, read from the whole trace: the kernel keeps the part's
+        accesses of each batch itself (`run_batches(..., select=...)`), so nothing is taken
+        first; its counters. About 4M accesses a kernel call."""
+        cache = self.part_cache(p)
+        split = self.plan.parts > 1
+        mine = np.flatnonzero((self.part_id & _PART_MASK) == p) if split else slice(None)
+        keys = np.ascontiguousarray(self.key_of_id[mine])
+        tabs = np.ascontiguousarray(self.tab_of_id[mine])
+        select = (self.part_id, p) if split else None
+        starts, ids = self.starts, self.ids
+        n_b = starts.shape[0] - 1
+        per_call = max(1, (1 << 22) // max(1, ids.shape[0] // max(1, n_b)))
+        for b0 in range(0, n_b, per_call):
+            b1 = min(n_b, b0 + per_call)
+            a, z = int(starts[b0]), int(starts[b1])
+            cache.run_batches(keys, tabs, ids[a:z], starts[b0:b1 + 1] - a, by_id=True,
+                              select=select)
+        return cache.table_counts.copy(), cache.per_batch()
+
     def replay(self, out, p: int, chunks):
         """Part p's accesses (taken into `out` by `take`, batch chunk by chunk: `chunks` holds
         each chunk's first batch, then the batch count) through `part_cache(p)`; its counters."""
@@ -394,10 +417,12 @@ def replay_part(trace, plan: PartPlan, p: int):
         raise CachesimError(f"part {p}: the plan has parts 0..{plan.parts - 1}")
     template = _template(trace, plan)[0]
     setup = _Setup(trace, plan, template)
-    out = setup.buffers(held=False)
-    n_b = setup.starts.shape[0] - 1
     if setup.bad:
         _bad_row(trace, template)
+    if setup.fbgemm:  # the kernel keeps part p's accesses itself
+        return setup.replay_selected(int(p))
+    out = setup.buffers(held=False)
+    n_b = setup.starts.shape[0] - 1
     setup.take(out, 0, n_b)  # every part's (one pass): part p's are a slice
     return setup.replay(out, int(p), np.array([0, n_b]))
 
@@ -462,6 +487,13 @@ def _run_local(setup: _Setup):
     replay kernels run without the GIL, and threads share the trace's pages and the take buffer
     with no fork and no shared mappings (which get no huge pages: 2-3x slower to fault in)."""
     P = setup.plan.parts
+    if setup.bad:
+        return None
+    if setup.fbgemm:  # each part's thread reads the whole trace; nothing is taken first
+        if P == 1:
+            return [setup.replay_selected(0)]
+        with ThreadPoolExecutor(P - 1, thread_name_prefix="cachesim-part") as pool:
+            return _in_threads(pool, setup.replay_selected, P)
     chunks = chunk_batches(setup.starts, P)
     out = setup.buffers()
 
@@ -502,6 +534,26 @@ class _AccessSetup(_Setup):
         self.fbgemm = self.bad = False
         self.col = (np.ascontiguousarray(trace.size, dtype=np.int64) if trace.has_sizes
                     else np.zeros(0, np.int64))  # the sizes, carried to each part
+
+    def replay_selected(self, p: int):
+        """Part p of the fbgemm model, read from the whole trace: the kernel keeps the part's
+        accesses of each batch itself (`run_batches(..., select=...)`), so nothing is taken
+        first; its counters. About 4M accesses a kernel call."""
+        cache = self.part_cache(p)
+        split = self.plan.parts > 1
+        mine = np.flatnonzero((self.part_id & _PART_MASK) == p) if split else slice(None)
+        keys = np.ascontiguousarray(self.key_of_id[mine])
+        tabs = np.ascontiguousarray(self.tab_of_id[mine])
+        select = (self.part_id, p) if split else None
+        starts, ids = self.starts, self.ids
+        n_b = starts.shape[0] - 1
+        per_call = max(1, (1 << 22) // max(1, ids.shape[0] // max(1, n_b)))
+        for b0 in range(0, n_b, per_call):
+            b1 = min(n_b, b0 + per_call)
+            a, z = int(starts[b0]), int(starts[b1])
+            cache.run_batches(keys, tabs, ids[a:z], starts[b0:b1 + 1] - a, by_id=True,
+                              select=select)
+        return cache.table_counts.copy(), cache.per_batch()
 
     def replay(self, out, p: int, chunks):
         from .access import Replayer

@@ -535,26 +535,6 @@ class _AccessSetup(_Setup):
         self.col = (np.ascontiguousarray(trace.size, dtype=np.int64) if trace.has_sizes
                     else np.zeros(0, np.int64))  # the sizes, carried to each part
 
-    def replay_selected(self, p: int):
-        """Part p of the fbgemm model, read from the whole trace: the kernel keeps the part's
-        accesses of each batch itself (`run_batches(..., select=...)`), so nothing is taken
-        first; its counters. About 4M accesses a kernel call."""
-        cache = self.part_cache(p)
-        split = self.plan.parts > 1
-        mine = np.flatnonzero((self.part_id & _PART_MASK) == p) if split else slice(None)
-        keys = np.ascontiguousarray(self.key_of_id[mine])
-        tabs = np.ascontiguousarray(self.tab_of_id[mine])
-        select = (self.part_id, p) if split else None
-        starts, ids = self.starts, self.ids
-        n_b = starts.shape[0] - 1
-        per_call = max(1, (1 << 22) // max(1, ids.shape[0] // max(1, n_b)))
-        for b0 in range(0, n_b, per_call):
-            b1 = min(n_b, b0 + per_call)
-            a, z = int(starts[b0]), int(starts[b1])
-            cache.run_batches(keys, tabs, ids[a:z], starts[b0:b1 + 1] - a, by_id=True,
-                              select=select)
-        return cache.table_counts.copy(), cache.per_batch()
-
     def replay(self, out, p: int, chunks):
         from .access import Replayer
         sizes, ids, cnt = out[:3]

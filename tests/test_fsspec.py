@@ -34,6 +34,70 @@ def _batched(path, n=3000, seed=5):
                              batch=np.cumsum(rng.random(n) < 0.08), source="test"), path)
 
 
+def store_traces(local: Path, shared_data: Path) -> list[Path]:
+    """The traces an object-store test uploads, written to `local` (the files, each under
+    `local`): the suite's oracleGeneral file, a Parquet trace (`_batched`), and that trace split
+    into a folder of two files (`folder/`) and into a hive dataset (`hive/day=1`, `day=2`)."""
+    import polars as pl
+    (local / "cp.oracleGeneral.bin").write_bytes((shared_data / ORACLE).read_bytes())
+    whole = pl.read_parquet(_batched(local / "batched.parquet"))
+    for i in (1, 2):
+        part = whole.slice((i - 1) * 1500, 1500)
+        for folder in (f"folder/p{i}", f"hive/day={i}"):
+            (local / folder).mkdir(parents=True)
+            part.write_parquet(local / folder / "part.parquet")
+    return sorted(local.rglob("*.*"))
+
+
+# the replays an object-store test checks (`check_replay`): an oracleGeneral file, a Parquet trace
+STORE_REPLAYS = [
+    ("cp.oracleGeneral.bin", ["-p", "lru,opt", "-s", "1%,300", "--ways", "full"]),
+    ("batched.parquet", ["--mode", "batch", "-p", "lru,lfu", "-s", "5%,50", "--cache-model",
+                         "ideal", "--ways", "4"])]
+
+
+def check_replay(local: Path, base: str, name: str, args) -> None:
+    """replay of `base/name` (a store holding `store_traces(local)`), in memory and streamed,
+    equals the local file's."""
+    want = _records(_cli("replay", local / name, *args, "--json", "--no-stream"))
+    assert len({r["hit_ratio"] for r in want}) == len(want) == 4 and want[0]["hits"] > 0
+    assert _records(_cli("replay", f"{base}/{name}", *args, "--json", "--no-stream")) == want
+    assert _records(_cli("replay", f"{base}/{name}", *args, "--json", "--stream")) == want
+
+
+def check_folder_streams(local: Path, base: str, name: str) -> None:
+    """The folder `name` ("folder" or "hive", of `store_traces`) at `base` streams as the local
+    one (a hive dataset with its `day` key as a column)."""
+    import polars as pl
+
+    from cachesim.io.stream import parquet_frames
+    args = ["--mode", "batch", "-p", "lru,lfu", "-s", "5%", "--cache-model", "ideal", "--json"]
+    want = _records(_cli("replay", local / name, *args, "--stream"))
+    assert len(want) == 2 and want[0]["requests"] == 3000 and want[0]["hits"] > 0
+    assert _records(_cli("replay", f"{base}/{name}", *args, "--stream")) == want
+    if name == "hive":
+        _, frames = parquet_frames(f"{base}/hive", 1000, ("day", "row"))
+        assert pl.concat(list(frames))["day"].to_list() == [1] * 1500 + [2] * 1500
+
+
+def check_mrc(local: Path, base: str) -> None:
+    """mrc of `base`/batched.parquet, in memory and streamed, equals the local file's."""
+    want = _records(_cli("mrc", local / "batched.parquet", "--json", "--no-stream"))
+    assert len(want) > 10 and len({r["miss_ratio"] for r in want}) > 10
+    assert _records(_cli("mrc", f"{base}/batched.parquet", "--json", "--no-stream")) == want
+    assert _records(_cli("mrc", f"{base}/batched.parquet", "--json", "--stream")) == want
+
+
+def check_missing(url: str) -> None:
+    """replay of a missing `url`, in memory and streamed: the missing-file error, one line,
+    exit 2."""
+    for extra in (["--no-stream"], ["--stream"]):
+        res = _cli("replay", url, "-s", "1%", *extra)
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+        assert res.output.startswith(f"cachesim: error: {url}: no such file"), res.output
+        assert res.output.count("\n") == 1, res.output
+
+
 @pytest.fixture(scope="module")
 def served(shared_data, tmp_path_factory):
     """(local folder, its base URL): the suite's oracleGeneral file and a Parquet trace, served
@@ -127,7 +191,8 @@ def test_a_parquet_memory_url_streams_through_an_fsspec_file(tmp_path):
         assert [_record(r) for r in src.replay(["lru", "lfu"], "5%", 4,
                                                cache_model="ideal")] == want
         assert src.meta.table_names == ["t0", "t1", "t2"]
-        # a folder of files (listed through fsspec) as the local folder; a hive dataset refused
+        # a folder of files (listed through fsspec) as the local folder; a hive dataset too,
+        # its keys (which polars cannot read from a file object) read from its files' paths
         import polars as pl
         local, whole = tmp_path / "folder", pl.read_parquet(path)
         for i in (1, 2):
@@ -143,11 +208,28 @@ def test_a_parquet_memory_url_streams_through_an_fsspec_file(tmp_path):
         got = stream.BatchStreamSource("memory://pq/folder", chunk_accesses=64)
         assert len(got) == 3000 and _record(got.replay("lru", "5%", 4,
                                                        cache_model="ideal")) == want
-        with pytest.raises(CachesimError, match=r"^memory://pq/hive: a hive-partitioned dataset "
-                                                r"streams from a local path or an s3"):
-            stream.BatchStreamSource("memory://pq/hive")
+        hive = stream.BatchStreamSource("memory://pq/hive", chunk_accesses=64)
+        assert _record(hive.replay("lru", "5%", 4, cache_model="ideal")) == want
+        from cachesim.io.stream import parquet_frames
+        _, frames = parquet_frames("memory://pq/hive", 1000, ("day", "row"))
+        assert pl.concat(list(frames))["day"].to_list() == [1] * 1500 + [2] * 1500
     finally:
         fsspec.filesystem("memory").rm("/pq", recursive=True)
+
+
+def test_a_hive_dataset_from_file_objects_whose_files_disagree_on_keys_is_refused(tmp_path):
+    """Keys read from the files' paths (polars sees file objects) must be the same for each."""
+    data = _batched(tmp_path / "b.parquet").read_bytes()
+    try:
+        for name in ("day=1/part.parquet", "day=2/hour=3/part.parquet"):
+            with fsspec.open(f"memory://hk/{name}", "wb") as f:
+                f.write(data)
+        with pytest.raises(CachesimError, match=r"^memory:///?hk/day=2/hour=3/part\.parquet: its "
+                                                r"hive keys \['day', 'hour'\] are not the "
+                                                r"dataset's \['day'\]"):
+            stream.BatchStreamSource("memory://hk")
+    finally:
+        fsspec.filesystem("memory").rm("/hk", recursive=True)
 
 
 def test_a_missing_object_is_the_missing_file_error_with_its_url(served):

@@ -12,7 +12,15 @@ import logging
 import polars as pl
 import pytest
 
-from tests.test_fsspec import ORACLE, _batched, _cli, _records
+from tests.test_fsspec import (
+    STORE_REPLAYS,
+    _cli,
+    check_folder_streams,
+    check_missing,
+    check_mrc,
+    check_replay,
+    store_traces,
+)
 
 pytest.importorskip("s3fs", reason="s3:// needs s3fs (test extra)")
 moto_server = pytest.importorskip("moto.server", reason="the S3 server is moto[server]'s")
@@ -33,18 +41,12 @@ def store(shared_data, tmp_path_factory):
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         local = tmp_path_factory.mktemp("s3-local")
-        (local / "cp.oracleGeneral.bin").write_bytes((shared_data / ORACLE).read_bytes())
-        whole = pl.read_parquet(_batched(local / "batched.parquet"))
-        for i in (1, 2):
-            part = whole.slice((i - 1) * 1500, 1500)
-            for folder in (f"folder/p{i}", f"hive/day={i}"):
-                (local / folder).mkdir(parents=True)
-                part.write_parquet(local / folder / "part.parquet")
+        files = store_traces(local, shared_data)
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                               aws_access_key_id="dummy", aws_secret_access_key="dummy")
         for bucket in BUCKETS.values():
             client.create_bucket(Bucket=bucket)
-            for f in local.rglob("*.*"):
+            for f in files:
                 client.upload_file(str(f), bucket, f.relative_to(local).as_posix())
         yield local, endpoint
     finally:
@@ -77,39 +79,20 @@ def s3(request, store, monkeypatch):
     s3fs.S3FileSystem.clear_instance_cache()
 
 
-@pytest.mark.parametrize("name, args", [
-    ("cp.oracleGeneral.bin", ["-p", "lru,opt", "-s", "1%,300", "--ways", "full"]),
-    ("batched.parquet", ["--mode", "batch", "-p", "lru,lfu", "-s", "5%,50", "--cache-model",
-                         "ideal", "--ways", "4"])])
+@pytest.mark.parametrize("name, args", STORE_REPLAYS)
 def test_replay_of_an_s3_object_equals_the_local_file_in_memory_and_streamed(s3, name, args):
-    local, base = s3
-    want = _records(_cli("replay", local / name, *args, "--json", "--no-stream"))
-    assert len({r["hit_ratio"] for r in want}) == len(want) == 4 and want[0]["hits"] > 0
-    assert _records(_cli("replay", f"{base}/{name}", *args, "--json", "--no-stream")) == want
-    assert _records(_cli("replay", f"{base}/{name}", *args, "--json", "--stream")) == want
+    check_replay(*s3, name, args)
 
 
 @pytest.mark.parametrize("name", ["folder", "hive"])
 def test_a_parquet_folder_at_s3_streams_as_the_local_folder(s3, name):
     """A folder of files and a hive dataset (whose keys polars reads from the objects' paths at
     s3, where an fsspec file object carries none) stream as the local ones."""
-    from cachesim.io.stream import parquet_frames
-    local, base = s3
-    args = ["--mode", "batch", "-p", "lru,lfu", "-s", "5%", "--cache-model", "ideal", "--json"]
-    want = _records(_cli("replay", local / name, *args, "--stream"))
-    assert len(want) == 2 and want[0]["requests"] == 3000 and want[0]["hits"] > 0
-    assert _records(_cli("replay", f"{base}/{name}", *args, "--stream")) == want
-    if name == "hive":
-        _, frames = parquet_frames(f"{base}/hive", 1000, ("day", "row"))
-        assert pl.concat(list(frames))["day"].to_list() == [1] * 1500 + [2] * 1500
+    check_folder_streams(*s3, name)
 
 
 def test_mrc_of_an_s3_parquet_equals_the_local_file(s3):
-    local, base = s3
-    want = _records(_cli("mrc", local / "batched.parquet", "--json", "--no-stream"))
-    assert len(want) > 10 and len({r["miss_ratio"] for r in want}) > 10
-    assert _records(_cli("mrc", f"{base}/batched.parquet", "--json", "--no-stream")) == want
-    assert _records(_cli("mrc", f"{base}/batched.parquet", "--json", "--stream")) == want
+    check_mrc(*s3)
 
 
 @pytest.mark.parametrize("s3", ["FSSPEC_S3_ENDPOINT_URL"], indirect=True)
@@ -135,12 +118,7 @@ def test_sweep_of_an_s3_parquet_equals_the_local_file(s3, tmp_path):
 @pytest.mark.parametrize("s3", ["AWS_ENDPOINT_URL"], indirect=True)
 @pytest.mark.parametrize("key", ["nope.oracleGeneral.bin", "nope/x.parquet", None])
 def test_a_missing_key_or_bucket_is_one_line(s3, key):
-    url = f"{s3[1]}/{key}" if key else "s3://no-such-bucket/t.parquet"
-    for extra in (["--no-stream"], ["--stream"]):
-        res = _cli("replay", url, "-s", "1%", *extra)
-        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
-        assert res.output.startswith(f"cachesim: error: {url}: no such file"), res.output
-        assert res.output.count("\n") == 1, res.output
+    check_missing(f"{s3[1]}/{key}" if key else "s3://no-such-bucket/t.parquet")
 
 
 def test_s3fs_options_reach_polars_under_its_names():

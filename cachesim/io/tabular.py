@@ -16,6 +16,7 @@ import base64
 import io
 import json
 from pathlib import Path
+from urllib.parse import unquote
 
 import numba
 import numpy as np
@@ -409,19 +410,42 @@ def scan_parquet_source(path: Path):
 
 def polars_scan(path, files):
     """polars' lazy scan of the Parquet `files` of `path` (hive keys as columns for a folder).
-    Files at a URL whose protocol polars does not read itself reach it as fsspec file objects
-    (`urls.polars_source`), which carry no path for hive keys: a hive-partitioned dataset there
-    is refused rather than read without its key columns."""
+    Files at a URL that polars does not read itself reach it as fsspec file objects
+    (`urls.polars_source`), which carry no path: there the hive keys are read from the files'
+    paths here (`_hive_scan`)."""
     sources = [polars_source(f) for f in files]
     hive = path.is_dir()
     if hive and not all(isinstance(s, str) for s in sources):
         if any("=" in part for f in files for part in f.relative_to(path).parts[:-1]):
-            raise CachesimError(f"{path}: a hive-partitioned dataset streams from a local path "
-                                "or an s3, gs, az or http(s) URL (polars reads their paths' "
-                                "keys); copy it to one, or merge it into one Parquet file")
+            return _hive_scan(path, files, sources)
         hive = False
     return pl.scan_parquet(sources, hive_partitioning=hive,
                                    storage_options=polars_options(files[0]) if files else None)
+
+
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"  # a hive key's value for null
+
+
+def _hive_scan(path, files, sources):
+    """polars' scan of a hive-partitioned dataset whose files reach it as file objects (no
+    paths): each file's scan with its keys (`key=value` folders, percent-decoded) as columns
+    after its own, typed as polars types hive keys (integer, float, boolean, date, else
+    string, inferred over all files' values), as `pl.scan_parquet(folder, hive_partitioning=
+    True)` reads a local one."""
+    keys = [dict(map(unquote, part.split("=", 1)) for part in f.relative_to(path).parts[:-1]
+                 if "=" in part) for f in files]
+    if any(list(k) != list(keys[0]) for k in keys):
+        i = next(i for i, k in enumerate(keys) if list(k) != list(keys[0]))
+        raise CachesimError(f"{files[i]}: its hive keys {list(keys[i])} are not the dataset's "
+                            f"{list(keys[0])} (those of {files[0]}); give every file the same "
+                            "key=value folders, in the same order")
+    text = pl.DataFrame(keys, schema={k: pl.String for k in keys[0]}).write_csv()
+    typed = pl.read_csv(io.StringIO(text), infer_schema_length=None, try_parse_dates=True,
+                        null_values=[HIVE_NULL])
+    return pl.concat([pl.scan_parquet(source).with_columns(
+                          pl.lit(row[k], dtype=typed.schema[k]).alias(k) for k in row)
+                      for source, row in zip(sources, typed.iter_rows(named=True))],
+                     how="vertical")
 
 
 def read_parquet_metadata(path) -> dict | None:

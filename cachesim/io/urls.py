@@ -15,7 +15,9 @@ columns and row groups it reads, a record batch at a time) and any other protoco
 file object (read through Python, a request per block). Listing a folder, sizes and the
 missing-object check are fsspec's for every protocol. An s3 endpoint, keys or region given to
 s3fs by fsspec's configuration (FSSPEC_S3_ENDPOINT_URL, ...) reach polars too
-(`polars_options`); AWS_ENDPOINT_URL and the other AWS_* variables each reads itself.
+(`polars_options`); AWS_ENDPOINT_URL and the other AWS_* variables each reads itself. gs:// at
+an endpoint other than Google's (STORAGE_EMULATOR_HOST, FSSPEC_GCS_ENDPOINT_URL: an emulator)
+reaches polars as fsspec's file objects (`_gcs_endpoint`).
 
 A protocol whose package is missing (s3fs for s3://, gcsfs for gs://, adlfs for az://, aiohttp
 for http(s)://) is one CachesimError naming the package; a missing object is the missing-file
@@ -67,6 +69,11 @@ def _filesystem(url: str):
     protocol needs when it is missing, or an unknown protocol."""
     import fsspec
     protocol = url.split("://", 1)[0].split("::")[-1].lower()
+    if protocol in ("gs", "gcs") and _gcs_endpoint(fsspec.config.conf):
+        # gcsfs's default filesystem asks Google's gRPC storage-control API each bucket's
+        # layout (retrying for a minute an operation), which an emulator does not serve; it
+        # reads this variable once, at its import
+        os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
     try:
         return fsspec.core.url_to_fs(url)
     except ImportError as err:
@@ -209,12 +216,28 @@ def open_lines(path):
 
 def polars_source(path):
     """What polars' Parquet readers read for `path`: a local path's string, the URL of a protocol
-    polars reads itself (s3, gs, az, http(s), hf), else an fsspec file object."""
+    polars reads itself (s3, gs, az, http(s), hf), else (gs:// at an emulator too) an fsspec
+    file object."""
     if not isinstance(path, RemotePath):
         return str(path)
-    if path.protocol in POLARS_PROTOCOLS and "::" not in path.url:
+    if (path.protocol in POLARS_PROTOCOLS and "::" not in path.url
+            and not (path.protocol in ("gs", "gcs")
+                     and _gcs_endpoint({"gs": path.fs.storage_options}))):
         return path.url
     return path.open("rb")
+
+
+def _gcs_endpoint(conf: dict) -> str | None:
+    """The GCS endpoint other than Google's that gcsfs reads (an emulator's, a proxy's):
+    `endpoint_url` in gcsfs's options `conf` (by protocol, as fsspec's configuration holds them:
+    FSSPEC_GCS_ENDPOINT_URL) or STORAGE_EMULATOR_HOST; None for Google's. polars' object store
+    cannot read through one such as gcp-storage-emulator (its responses lack the Last-Modified
+    header), so there Parquet reaches polars as fsspec's file objects."""
+    for key in ("gs", "gcs", "GCSFileSystem"):
+        if (conf.get(key) or {}).get("endpoint_url"):
+            return conf[key]["endpoint_url"]
+    host = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    return host if host not in ("", "default") else None
 
 
 # s3fs's options (as fsspec's configuration gives them) under the names of polars' object store

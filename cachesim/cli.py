@@ -41,6 +41,32 @@ class _Group(click.Group):
             raise _UserError(err.format_message() + where) from None
         except KeyboardInterrupt as err:  # Ctrl-C: one line, exit status 130 (128 + SIGINT)
             raise _Interrupted(str(err) or "interrupted") from None
+        except Exception as err:
+            cred = _credentials_error(err)
+            if cred is not None:  # an object store's client found none: the user's to fix
+                raise _UserError(
+                    f"the object store refused the trace's URL for want of credentials "
+                    f"({type(cred).__name__}: {_one_line(str(cred))}); give them as its client "
+                    "reads them (AWS_* variables or ~/.aws for s3://, "
+                    "GOOGLE_APPLICATION_CREDENTIALS for gs://, AZURE_STORAGE_* for az://), or "
+                    "for a public bucket FSSPEC_S3_ANON=true / FSSPEC_GCS_TOKEN=anon") from None
+            raise
+
+
+_CREDENTIAL_ERRORS = ("DefaultCredentialsError", "RefreshError", "NoCredentialsError",
+                      "PartialCredentialsError", "ClientAuthenticationError")
+
+
+def _credentials_error(err: BaseException) -> BaseException | None:
+    """The object-store client's missing- or refused-credentials error (google-auth, botocore,
+    azure-core) in `err`'s chain of causes, None if there is none."""
+    seen = 0
+    while err is not None and seen < 8:
+        if type(err).__name__ in _CREDENTIAL_ERRORS and type(err).__module__.split(".")[0] in (
+                "google", "botocore", "azure"):
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
 
 
 class _Interrupted(click.ClickException):

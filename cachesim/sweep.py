@@ -169,12 +169,13 @@ def make_configs(policies, sizes, ways=(DEFAULT_WAYS,), per_table=(False,), mode
         if warp is not None and fbgemm_warp(model, warp):  # FBGEMM's ways are its warp's
             ways = list(dict.fromkeys(1 if w == 1 else int(warp) for w in ways))
     if table_groups is not None:
-        if mode != "batch" or model != "fbgemm":
-            raise CachesimError("--table-groups models TorchRec's TBE ops on FBGEMM's training "
-                                "cache: it needs --mode batch and --cache-model fbgemm")
+        from .simulate.groups import BOTH_GIVEN, check_groups_model
+        if mode != "batch":
+            raise CachesimError("--table-groups sets the batch replay's caches; it needs "
+                                "--mode batch")
+        check_groups_model(table_groups, model)
         if any(per_table):
-            raise CachesimError("--table-groups and --per-table yes both say which tables "
-                                "share a cache; give one (--per-table is --table-groups table)")
+            raise CachesimError(BOTH_GIVEN)
         table_groups = str(table_groups).strip()
     return [SweepConfig(p, s, w, pt, mode, bool(inference) if mode == "batch" else False,
                         model, bool(prefetch_pipeline), None if warp is None else int(warp),
@@ -647,16 +648,13 @@ def run_sweep(trace, policies, sizes, *, ways=(DEFAULT_WAYS,), precisions=("fp32
         # the spec against the trace's tables, before any replay, and in one canonical form
         # (table indices), so that specs naming the same grouping share their results: one
         # group is the shared cache, a group per table --per-table
-        from .simulate.groups import canonical_groups, resolve_groups
-        if any(parse_per_table(per_table) if not isinstance(per_table, (list, tuple))
-               else per_table):
-            raise CachesimError("--table-groups and --per-table yes both say which tables "
-                                "share a cache; give one (--per-table is --table-groups table)")
-        groups = resolve_groups(table_groups, trace, prefetch_pipeline)
-        if groups is not None and int(groups.max()) == groups.shape[0] - 1:
-            per_table, table_groups = "yes", None
-        else:
-            table_groups = None if groups is None else canonical_groups(groups)
+        from .simulate.groups import canonical_groups, resolve_caches
+        asked = (parse_per_table(per_table) if not isinstance(per_table, (list, tuple))
+                 else per_table)
+        one_per_table, groups = resolve_caches(table_groups, trace, prefetch_pipeline,
+                                               any(asked))
+        per_table = "yes" if one_per_table else per_table
+        table_groups = None if groups is None else canonical_groups(groups)
     configs = make_configs(policies, sizes, ways, per_table, mode, inference, cache_model,
                            prefetch_pipeline, warp, table_groups)
     precs = _split(precisions)

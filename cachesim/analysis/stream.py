@@ -434,7 +434,8 @@ def analyze_stream(path, window: int | None = None, top_k: int | None = None, *,
     go to its reader), whose windows are its batches by default, as in memory."""
     from ..simulate.stream import BatchStreamSource, StreamSource
     path = as_path(path)  # a local Path, or a URL's RemotePath (`io.urls`)
-    keyed = path.is_file() and streamable(path, fmt) is not None
+    kind = streamable(path, fmt) if path.is_file() else None  # oracle-general, txt, or None
+    keyed = kind is not None
     if not keyed and batch_streamable(path, fmt) is None:
         raise CachesimError(f"{path}: a streamed analysis reads oracle-general and txt files, "
                             "and Parquet, fbgemm-npz and dlrm-pt traces; read it in memory "
@@ -496,7 +497,7 @@ def analyze_stream(path, window: int | None = None, top_k: int | None = None, *,
                  counts, acc_t, reuse.result(), depth.result(), desc, wins.result(),
                  None if batches is None else batches.result())
     # as the in-memory readers say: txt keys imply their rows, oracleGeneral's are its ids
-    res["rows_inferred"] = (streamable(path, fmt) == "txt" if keyed
+    res["rows_inferred"] = (kind == "txt" if keyed
                             else bool(getattr(meta, "table_rows_inferred", False)))
     res["streamed"] = {"passes": 2, "chunk_accesses": int(chunk_accesses), "estimated": [],
                        "note": "every number is exact: streamed in two passes, in memory "

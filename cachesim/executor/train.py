@@ -349,13 +349,10 @@ def train(trace, precision=("int8",), size=("5%",), policy=("lru",), ways: int |
     configs = configurations(precision, size, policy, ways, baselines)
     groups = None
     if table_groups is not None:
-        if cache_model != "fbgemm":
-            raise CachesimError("--table-groups models TorchRec's TBE ops on FBGEMM's training "
-                                "cache: it needs --cache-model fbgemm")
-        from ..simulate.groups import resolve_groups
-        groups = resolve_groups(table_groups, trace, bool(prefetch_pipeline), bool(per_table))
-        if groups is not None and int(groups.max()) == groups.shape[0] - 1:
-            per_table, groups = True, None  # a group per table: --per-table's own caches
+        from ..simulate.groups import check_groups_model, resolve_caches
+        check_groups_model(table_groups, cache_model)
+        per_table, groups = resolve_caches(table_groups, trace, bool(prefetch_pipeline),
+                                           bool(per_table))
     cache = dict(cache_model=cache_model, per_table=bool(per_table),
                  prefetch_pipeline=bool(prefetch_pipeline), groups=groups)
     if any(c.cached for c in configs):

@@ -365,11 +365,13 @@ def parquet_files(path) -> list[Path]:
     return sorted(found, key=lambda f: natural_key(f.relative_to(path).as_posix()))
 
 
-def parquet_meta(files: list[Path]) -> dict | None:
+def parquet_meta(files: list[Path], metas: list | None = None) -> dict | None:
     """The tables of cachesim-written Parquet files (names, rows, dims; rows the largest any
     file gives), None when no file has cachesim's metadata; CachesimError when the files
-    disagree on their tables or only some have the metadata."""
-    metas = [read_parquet_metadata(f) for f in files]
+    disagree on their tables or only some have the metadata. `metas`: the files'
+    `read_parquet_metadata`, where the caller read them already."""
+    if metas is None:
+        metas = [read_parquet_metadata(f) for f in files]
     have = [m is not None for m in metas]
     if not any(have):
         return None
@@ -396,12 +398,13 @@ def unreadable_parquet(path: Path, err: Exception) -> TraceFormatError:
                             fix="check the file was written completely")
 
 
-def scan_parquet_source(path: Path):
+def scan_parquet_source(path: Path, files: list | None = None, metas: list | None = None):
     """(cachesim's table metadata or None, a polars scan, its schema) of a Parquet file, folder
-    or dataset (`parquet_files`), a TraceFormatError for one polars cannot read."""
-    files = parquet_files(path)
+    or dataset (`parquet_files`, unless its `files` and their `metas` are given), a
+    TraceFormatError for one polars cannot read."""
+    files = parquet_files(path) if files is None else files
     try:
-        meta = parquet_meta(files)
+        meta = parquet_meta(files, metas)
         lf = polars_scan(path, files)
         return meta, lf, lf.collect_schema()
     except (pl.exceptions.PolarsError, OSError, ValueError) as err:
@@ -470,11 +473,16 @@ def read_parquet(path, **_) -> Trace:
         raise TraceFormatError(path, f"not a readable Parquet file ({_first_line(err)})",
                                fix="check the file was written completely, or pass --format "
                                    "for another format") from None
+    _check_version(path, meta)
+    return frame_to_trace(df, path, meta, header_lines=0)
+
+
+def _check_version(path, meta) -> None:
+    """TraceFormatError for a file written by a newer cachesim than this one."""
     if meta and meta.get("format_version", 0) > FORMAT_VERSION:
         raise TraceFormatError(path, f"written by a newer cachesim (trace format version "
                                f"{meta['format_version']}, this one reads {FORMAT_VERSION})",
                                fix="upgrade cachesim")
-    return frame_to_trace(df, path, meta, header_lines=0)
 
 
 def _read_parquet_folder(path: Path) -> Trace:
@@ -484,11 +492,8 @@ def _read_parquet_folder(path: Path) -> Trace:
     files = parquet_files(path)
     metas = [read_parquet_metadata(f) for f in files]
     for f, m in zip(files, metas):
-        if m and m.get("format_version", 0) > FORMAT_VERSION:
-            raise TraceFormatError(f, f"written by a newer cachesim (trace format version "
-                                   f"{m['format_version']}, this one reads {FORMAT_VERSION})",
-                                   fix="upgrade cachesim")
-    meta, lf, _ = scan_parquet_source(path)
+        _check_version(f, m)
+    meta, lf, _ = scan_parquet_source(path, files, metas)
     try:
         df = lf.collect()
     except (pl.exceptions.PolarsError, OSError, ValueError) as err:

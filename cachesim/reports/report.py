@@ -137,9 +137,8 @@ def _build(trace, out_dir, opt: ReportOptions, t0: float, from_results, force: b
         check_model_options(model, _sweep_policies(opt, model), [opt.ways], [opt.per_table],
                             opt.prefetch_pipeline, opt.warp)
         if opt.table_groups is not None:
-            if model != "fbgemm":
-                raise CachesimError("--table-groups models TorchRec's TBE ops on FBGEMM's "
-                                    "training cache: it needs --cache-model fbgemm")
+            from ..simulate.groups import check_groups_model
+            check_groups_model(opt.table_groups, model)
             _groups(trace, opt)  # the spec against the trace's tables, before any work
         if opt.train:  # and the executor's (it refuses the direct-mapped inference cache)
             from ..executor.cache import check_cache_model

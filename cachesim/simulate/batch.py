@@ -758,10 +758,8 @@ def replay_batch(trace, policy="lru", capacity="5%", ways=DEFAULT_WAYS, *, per_t
     `inference` is recorded for the cost model (the cache rules are the same). The trace needs
     batches (`trace.batch`). Returns a `Result` with mode 'batch'.
     """
-    if table_groups is not None and resolve_cache_model(cache_model, True) != "fbgemm":
-        raise CachesimError("--table-groups models TorchRec's TBE ops on FBGEMM's training "
-                            "cache: it needs --cache-model fbgemm (the ideal model and the "
-                            "inference cache have --per-table)")
+    from .groups import check_groups_model
+    check_groups_model(table_groups, resolve_cache_model(cache_model, True))
     if cache_model is not None and str(cache_model).strip().lower() == INFERENCE_CACHE_MODEL:
         if record_cache_miss_counter:
             raise CachesimError("--record-cache-miss-counter: the inference cache's extra lookup "

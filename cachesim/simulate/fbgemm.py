@@ -624,6 +624,11 @@ class FbgemmCache(BatchCounters):
         if state:  # (without: the geometry alone, as a split replay's template holds it)
             self._allocate_state()
 
+    def _ensure_state(self) -> None:
+        """The lines and per-key arrays of a cache built without them (`state=False`)."""
+        if not hasattr(self, "cache_id"):
+            self._allocate_state()
+
     def _allocate_state(self) -> None:
         """The cache's lines and per-key arrays, empty."""
         S, W = self.n_sets, self.ways
@@ -657,8 +662,7 @@ class FbgemmCache(BatchCounters):
         out = np.zeros((n_b, len(COUNTER_NAMES)), dtype=np.int64)
         if n_b == 0:
             return out
-        if not hasattr(self, "cache_id"):  # a template built without its state
-            self._allocate_state()
+        self._ensure_state()
         if self.timestep + n_b >= STAMP32_END:
             raise CachesimError(f"{self.timestep - FIRST_TIMESTEP + n_b:,} batches: cachesim's "
                                 "FBGEMM cache numbers batches in 31 bits (2,147,483,645 at "
@@ -720,8 +724,7 @@ class FbgemmCache(BatchCounters):
     def step(self, table_ids, rows) -> dict:
         """Run one batch (one prefetch) and return its counters."""
         keys, tables = self.linearize(table_ids, rows)
-        if not hasattr(self, "cache_id"):  # a template built without its state
-            self._allocate_state()
+        self._ensure_state()
         if self._external_ids:
             raise CachesimError("step() needs a cache built without n_ids (it numbers the keys "
                                 "itself)")
@@ -974,7 +977,7 @@ def fbgemm_cache_for(trace, policy, capacity, ways, *, per_table=False, warp=Non
                      table_groups=None, state: bool = True):
     """(an empty FbgemmCache for `trace`, the size as text, the load factor or None): the
     geometry of `replay_batch_fbgemm` (its checks, and its TableRowsInferredWarning)."""
-    from .groups import resolve_groups
+    from .groups import resolve_caches
 
     from ..policies import get_policy
     pol = policy if hasattr(policy, "name") else get_policy(str(policy))
@@ -989,9 +992,7 @@ def fbgemm_cache_for(trace, policy, capacity, ways, *, per_table=False, warp=Non
         raise CachesimError("--prefetch-pipeline needs policy lru: FBGEMM asserts 'Only LRU cache "
                             "policy supports prefetch_pipeline'")
     w = check_fbgemm_ways(ways, warp)
-    groups = resolve_groups(table_groups, trace, prefetch_pipeline, per_table)
-    if groups is not None and int(groups.max()) == groups.shape[0] - 1:
-        per_table, groups = True, None  # a group per table: --per-table's own result
+    per_table, groups = resolve_caches(table_groups, trace, prefetch_pipeline, per_table)
     size_kw, size_text, load_factor = checked_geometry(trace, capacity, w, per_table,
                                                        stacklevel + 1, grouped=groups is not None)
     cache = FbgemmCache(np.maximum(trace.table_rows, 1), policy=name, ways=w,
@@ -1019,11 +1020,12 @@ def fbgemm_result(trace, cache: FbgemmCache, size_text: str, load_factor, second
     from .result import batch_result_of
     tot = cache.totals()
     extra = {}
+    several = cache.per_table or cache.n_groups > 1  # several TBE ops
     if cache.record_cache_miss_counter:
-        extra = record_cache_miss_counter(cache.per_batch(), cache.per_table or cache.n_groups > 1)
+        extra = record_cache_miss_counter(cache.per_batch(), several)
         tot["num_conflict_misses"] += extra["lookup_misses"]
     per, groups = {}, None
-    if cache.per_table or cache.n_groups > 1:  # each table's cache (its own, or its group's)
+    if several:  # each table's cache (its own, or its group's)
         per = {"n_sets": cache.tbl_sets.tolist(),
                "n_lines": (cache.tbl_sets * cache.ways).tolist()}
     if cache.n_groups > 1 and not cache.per_table:

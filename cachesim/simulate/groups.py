@@ -27,16 +27,17 @@ import numpy as np
 
 from ..errors import CachesimError
 
+BOTH_GIVEN = ("--table-groups and --per-table both say which tables share a cache; give one "
+              "(--per-table is --table-groups table)")
+
+
 def torchrec_groups(table_dims, n_tables: int, prefetch_pipeline: bool) -> np.ndarray:
     """TorchRec's group of each table (`group_tables` on one rank): one group, or with the
     prefetch pipeline one group per embedding dim, numbered by first table."""
     if not prefetch_pipeline:
         return np.zeros(n_tables, dtype=np.int64)
-    dims = np.broadcast_to(np.asarray(table_dims, dtype=np.int64).reshape(-1), (n_tables,))
-    _, first, inverse = np.unique(dims, return_index=True, return_inverse=True)
-    rank = np.empty(first.shape[0], dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(first.shape[0])
-    return rank[inverse.reshape(-1)]
+    return _renumbered(np.broadcast_to(np.asarray(table_dims, dtype=np.int64).reshape(-1),
+                                       (n_tables,)))
 
 
 def _table_index(item: str, names: list, n_tables: int, spec: str) -> int:
@@ -102,8 +103,7 @@ def resolve_groups(table_groups, trace, prefetch_pipeline: bool = False,
     if table_groups is None:
         return None
     if per_table:
-        raise CachesimError("--table-groups and --per-table both say which tables share a "
-                            "cache; give one (--per-table is --table-groups table)")
+        raise CachesimError(BOTH_GIVEN)
     n = trace.n_tables
     if isinstance(table_groups, str):
         spec = table_groups.strip()
@@ -126,6 +126,26 @@ def canonical_groups(groups) -> str:
     """The grouping as table indices, '0,2/1,3-25' (groups in order of their first table), which
     `parse_groups` reads back to the same groups."""
     return groups_text(groups, [str(t) for t in range(len(groups))])
+
+
+def check_groups_model(table_groups, model) -> None:
+    """CachesimError unless `table_groups` (None: none given) goes with cache model `model`:
+    only FBGEMM's training cache has TBE ops."""
+    if table_groups is not None and model != "fbgemm":
+        raise CachesimError("--table-groups models TorchRec's TBE ops on FBGEMM's training "
+                            "cache: it needs --cache-model fbgemm (the ideal model and the "
+                            "inference cache have --per-table)")
+
+
+def resolve_caches(table_groups, trace, prefetch_pipeline: bool = False,
+                   per_table: bool = False) -> tuple[bool, np.ndarray | None]:
+    """(per_table, groups) of the caches `table_groups` asks for (`resolve_groups`): a group per
+    table is --per-table's caches, (True, None); one group is the shared cache, (per_table,
+    None)."""
+    groups = resolve_groups(table_groups, trace, prefetch_pipeline, per_table)
+    if groups is not None and int(groups.max()) == groups.shape[0] - 1:
+        return True, None
+    return per_table, groups
 
 
 def groups_text(groups, table_names) -> str:

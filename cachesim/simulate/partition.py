@@ -179,10 +179,8 @@ def _template(trace, plan: PartPlan):
     if plan.prefetch_pipeline or plan.warp is not None:
         raise CachesimError("--prefetch-pipeline and --warp model FBGEMM's cache: they need "
                             "--cache-model fbgemm (the ideal model has no pipeline or warp)")
-    if plan.table_groups is not None:
-        raise CachesimError("--table-groups models TorchRec's TBE ops on FBGEMM's training "
-                            "cache: it needs --cache-model fbgemm (the ideal model has "
-                            "--per-table)")
+    from .groups import check_groups_model
+    check_groups_model(plan.table_groups, plan.cache_model)
     cap_arg, size_text = ideal_capacity(trace, plan.capacity, plan.per_table)
     cache = BatchCache.for_trace(trace, cap_arg, ways=plan.ways, policy=plan.policy)
     return cache, size_text, cap_arg
@@ -199,7 +197,8 @@ def _unit_count(trace, plan: PartPlan, template) -> int:
 
 
 def _part_of_id(trace, plan: PartPlan, template) -> np.ndarray:
-    """Part of each dense id (int8): its set's range, or its table's part (per-table caches)."""
+    """Part of each dense id (int8): its set's range in the ideal model's cache, or its cache's
+    part (per-table caches, table groups). (The fbgemm model's set ranges: `_number_set_parts`.)"""
     if plan.parts == 1:
         return np.zeros(trace.n_distinct, dtype=np.int8)
     if plan.by_cache:  # whole caches (tables, or table groups) to parts, by accesses
@@ -208,12 +207,7 @@ def _part_of_id(trace, plan: PartPlan, template) -> np.ndarray:
                  else np.arange(trace.n_tables))
         group_part = balance_tables(np.bincount(group, weights=per_table), plan.parts)
         return group_part[group][trace.key_table]
-    if plan.cache_model == "fbgemm":
-        from .fbgemm import id_keys
-        sets = set_index(id_keys(trace, template), template.n_sets)
-    else:
-        sets = template.key_sets
-    return _set_ranges(sets, template.n_sets, plan.parts)
+    return _set_ranges(template.key_sets, template.n_sets, plan.parts)
 
 
 def _checked_parts(parts) -> int:
@@ -275,28 +269,27 @@ class _Setup:
 
     def __init__(self, trace, plan: PartPlan, template):
         self.plan, self.template = plan, template
+        self.fbgemm = plan.cache_model == "fbgemm"
+        self.bad = False
+        if self.fbgemm:  # the kernel reads each key's linear key and table by its id
+            from .fbgemm import id_keys, row_outside_its_table
+            self.key_of_id = np.ascontiguousarray(id_keys(trace, template), np.int64)
+            self.tab_of_id = trace.key_table
+            self.bad = row_outside_its_table(trace)
         # int32 part ids (half the bytes to read at random) while every key's fits
         wide = trace.n_distinct >= 1 << (31 - PART_BITS)
         self.part_id = np.empty(trace.n_distinct, dtype=np.int64 if wide else np.int32)
-        if plan.cache_model == "fbgemm" and not plan.by_cache and plan.parts > 1:
-            from .fbgemm import id_keys  # set ranges of one cache: sets and numbers in one pass
-            self.n_keys = _number_set_parts(id_keys(trace, template), template.n_sets,
-                                            plan.parts, self.part_id)[:plan.parts]
+        if self.fbgemm and not plan.by_cache and plan.parts > 1:
+            # set ranges of one cache: sets, parts and numbers in one pass
+            self.n_keys = _number_set_parts(self.key_of_id, template.n_sets, plan.parts,
+                                            self.part_id)[:plan.parts]
         else:
             self.n_keys = _number_parts(_part_of_id(trace, plan, template),
                                         self.part_id)[:plan.parts]
         self.starts = trace.batch_starts
         self.ids = np.ascontiguousarray(trace.dense_ids)
-        # the take writes each part's ids only: the fbgemm model's kernel reads a key's linear
-        # key and table by its id (`run_batches(..., by_id=True)`), so no per-access columns
+        # the take (ideal model, access replay) carries no column but an access replay's sizes
         self.col = np.zeros(0, np.int64)
-        self.fbgemm = plan.cache_model == "fbgemm"
-        self.bad = False
-        if self.fbgemm:
-            from .fbgemm import id_keys, row_outside_its_table
-            self.key_of_id = np.ascontiguousarray(id_keys(trace, template), np.int64)
-            self.tab_of_id = trace.key_table
-            self.bad = row_outside_its_table(trace)
         self.trace = trace
 
     def buffers(self, held: bool = True):
@@ -377,13 +370,10 @@ class _Setup:
 
     def replay(self, out, p: int, chunks):
         """Part p's accesses (taken into `out` by `take`, batch chunk by chunk: `chunks` holds
-        each chunk's first batch, then the batch count) through `part_cache(p)`; its counters."""
+        each chunk's first batch, then the batch count) through `part_cache(p)` (the ideal
+        model's: the fbgemm model's parts select their own, `replay_selected`); its counters."""
         ids, cnt = out[1:3]
         cache = self.part_cache(p)
-        if self.fbgemm:  # part p's keys, numbered 0.. in id order: their keys and tables
-            mine = (np.flatnonzero((self.part_id & _PART_MASK) == p) if self.plan.parts > 1
-                    else slice(None))
-            keys, tabs = self.key_of_id[mine], self.tab_of_id[mine]
         for c in range(len(chunks) - 1):
             b0, b1 = int(chunks[c]), int(chunks[c + 1])
             if b0 == b1:
@@ -393,12 +383,7 @@ class _Setup:
             st = np.zeros(b1 - b0 + 1, dtype=np.int64)
             np.cumsum(sub[:, p], out=st[1:])
             z = at + int(st[-1])
-            if self.fbgemm:
-                cache.run_batches(keys, tabs, ids[at:z], st, by_id=True)
-            else:
-                cache.run(ids[at:z], st)
-        if self.fbgemm:
-            return cache.table_counts.copy(), cache.per_batch()
+            cache.run(ids[at:z], st)
         return cache.counters.copy(), cache.calls
 
 

@@ -549,10 +549,8 @@ def _batch_model(meta, policy, capacity, ways, per_table, cache_model, inference
     named = str(cache_model).strip().lower() if cache_model is not None else None
     model = INFERENCE_CACHE_MODEL if named == INFERENCE_CACHE_MODEL else \
         resolve_cache_model(cache_model)
-    if table_groups is not None and model != "fbgemm":
-        raise CachesimError("--table-groups models TorchRec's TBE ops on FBGEMM's training "
-                            "cache: it needs --cache-model fbgemm (the ideal model and the "
-                            "inference cache have --per-table)")
+    from .groups import check_groups_model
+    check_groups_model(table_groups, model)
     if model == "ideal":
         from .batch import BatchCache, batch_policy, batch_result, ideal_capacity
         if prefetch_pipeline or warp is not None:

@@ -21,7 +21,7 @@ $(TEST_STAMP): $(STAMP)
 	  $(BIN)/python -m pip install -q -e '.[test]'; }
 	touch $(TEST_STAMP)
 
-.PHONY: venv demo test bench clean browser
+.PHONY: venv demo test bench clean browser azurite
 venv: $(STAMP)
 
 # The report test opens the HTML in a real headless browser: install Debian's chromium when
@@ -31,6 +31,15 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 	  >/dev/null 2>&1; } || echo "chromium could not be installed: the browser test will skip"
 
+# The az:// tests run against Azurite (Microsoft's Azure Storage emulator, an npm package),
+# installed into .venv/azurite when npm is on PATH (npm picks the newest 3.x that the local
+# node runs: 3.35 on node 20); otherwise those tests skip and say why.
+AZURITE := $(VENV)/azurite/node_modules/.bin/azurite-blob
+azurite: $(STAMP)
+	@test -x $(AZURITE) || { command -v npm >/dev/null 2>&1 && timeout 300 npm install --silent --no-audit \
+	  --no-fund --fetch-timeout=60000 --fetch-retries=1 --prefix $(VENV)/azurite azurite@3 >/dev/null 2>&1; } || \
+	  echo "azurite could not be installed (npm missing or failed): the az:// tests will skip"
+
 demo: $(STAMP)
 	$(BIN)/python -m cachesim.demo
 
@@ -38,7 +47,7 @@ demo: $(STAMP)
 # as plain Python against the oracles, so code paths that exist only without numba run too
 JIT_OFF_TESTS := tests/test_trace_derived.py tests/test_batch.py tests/test_fbgemm_cache.py \
 	tests/test_policies_core.py
-test: $(TEST_STAMP) browser
+test: $(TEST_STAMP) browser azurite
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q $(JIT_OFF_TESTS) -k "not golden"
 

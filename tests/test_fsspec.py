@@ -252,13 +252,18 @@ def test_a_missing_object_is_the_missing_file_error_with_its_url(served):
                                  " cannot read it (Cannot connect to host"), res.output
 
 
-def test_a_protocol_whose_package_is_missing_names_the_package():
+def test_a_protocol_whose_package_is_missing_names_the_package(monkeypatch):
     import importlib.util
-    # the first protocol whose package this environment lacks (the test extra installs s3fs)
+
+    from fsspec.registry import known_implementations
+    # the first protocol whose package this environment lacks (the test extra installs s3fs,
+    # gcsfs and adlfs), else one registered here whose package does not exist
     missing = [(p, pkg) for p, pkg in (("s3", "s3fs"), ("gs", "gcsfs"), ("az", "adlfs"))
                if importlib.util.find_spec(pkg) is None]
     if not missing:
-        pytest.skip("s3fs, gcsfs and adlfs are all installed: no missing-package message")
+        monkeypatch.setitem(known_implementations, "cachesimtest",
+                            {"class": "cachesim_no_such_package.FileSystem"})
+        missing = [("cachesimtest", "cachesim_no_such_package")]
     proto, pkg = missing[0]
     url = f"{proto}://bucket/trace.oracleGeneral.bin"
     res = _cli("replay", url, "-s", "1%")

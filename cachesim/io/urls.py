@@ -15,7 +15,9 @@ columns and row groups it reads, a record batch at a time) and any other protoco
 file object (read through Python, a request per block). Listing a folder, sizes and the
 missing-object check are fsspec's for every protocol. An s3 endpoint, keys or region given to
 s3fs by fsspec's configuration (FSSPEC_S3_ENDPOINT_URL, ...) reach polars too
-(`polars_options`); AWS_ENDPOINT_URL and the other AWS_* variables each reads itself. gs:// at
+(`polars_options`); AWS_ENDPOINT_URL and the other AWS_* variables each reads itself. An az://
+connection string (AZURE_STORAGE_CONNECTION_STRING: Azurite's, another endpoint's), read by
+adlfs alone, reaches polars as its endpoint and keys (`_azure_options`). gs:// at
 an endpoint other than Google's (STORAGE_EMULATOR_HOST, FSSPEC_GCS_ENDPOINT_URL: an emulator)
 reaches polars as fsspec's file objects (`_gcs_endpoint`).
 
@@ -252,7 +254,10 @@ def polars_options(path) -> dict | None:
     endpoint, keys and region that s3fs was given (fsspec's configuration: FSSPEC_S3_ENDPOINT_URL,
     FSSPEC_S3='{...}', its config files), which polars does not read, so both read the same
     store; None when there are none (polars reads the AWS_* variables itself, as botocore
-    does) and for every other source."""
+    does); for an az:// URL, adlfs's account, keys and endpoint (`_azure_options`); None for
+    every other source."""
+    if isinstance(path, RemotePath) and path.protocol in ("abfs", "az", "abfss"):
+        return None if "::" in path.url else _azure_options(path.fs)
     if not isinstance(path, RemotePath) or path.protocol not in ("s3", "s3a") or "::" in path.url:
         return None
     given = {k: v for d in (path.fs.storage_options.get("client_kwargs") or {},
@@ -264,6 +269,41 @@ def polars_options(path) -> dict | None:
         options["aws_request_payer"] = "true"
     if options.get("aws_endpoint_url", "").lower().startswith("http://"):
         options["aws_allow_http"] = "true"
+    return options or None
+
+
+# adlfs's credentials (its options, or its AZURE_STORAGE_* variables) under polars' names
+_AZ_POLARS = {"account_name": "azure_storage_account_name",
+              "account_key": "azure_storage_account_key", "sas_token": "azure_storage_sas_token",
+              "client_id": "azure_storage_client_id",
+              "client_secret": "azure_storage_client_secret",
+              "tenant_id": "azure_storage_tenant_id"}
+
+
+def _azure_options(fs) -> dict | None:
+    """polars' options for the account that adlfs's filesystem `fs` reads. A connection string
+    (AZURE_STORAGE_CONNECTION_STRING, FSSPEC_AZ_CONNECTION_STRING: the way to name Azurite or
+    any endpoint to adlfs) polars does not read: its endpoint, account and key or SAS, as
+    Azure's SDK parsed it for adlfs, go on as polars' options (plain HTTP allowed for an http://
+    endpoint). Otherwise the account, keys and `account_host` adlfs was given (fsspec's
+    configuration, which polars does not read, or the variables, which it reads too)."""
+    if fs.connection_string:
+        client = fs.service_client
+        url = urlsplit(client.url)
+        options = {"azure_endpoint": f"{url.scheme}://{url.netloc}{url.path}".rstrip("/"),
+                   "azure_storage_account_name": client.account_name,
+                   "azure_storage_account_key": getattr(client.credential, "account_key", None),
+                   "azure_storage_sas_token": url.query}
+    else:
+        options = {name: getattr(fs, key, None) for key, name in _AZ_POLARS.items()}
+        if getattr(fs, "account_host", None):
+            options["azure_endpoint"] = f"https://{fs.account_host}"  # as adlfs reads it
+        if fs.anon:
+            options["azure_skip_signature"] = "true"
+    options = {k: str(v).lstrip("?") if k.endswith("sas_token") else str(v)
+               for k, v in options.items() if v}
+    if options.get("azure_endpoint", "").lower().startswith("http://"):
+        options["azure_allow_http"] = "true"
     return options or None
 
 

@@ -332,3 +332,36 @@ def test_time_steps_past_31_bits_are_refused():
     assert sum(g["evictions"] for g in got) > 0
     with pytest.raises(CachesimError, match="31 bits"):
         late.step(*batches[0])
+
+
+# -- the misses' order (set, key), from RADIX_MIN misses by a radix sort on sets ----------------
+@pytest.mark.parametrize("n_sets", [1, 3, 2048, 2049, 70_000, 5_000_000, 2**31 - 1])
+def test_order_misses_is_set_then_key(n_sets):
+    from cachesim.simulate.fbgemm import RADIX_MIN, _order_misses
+    rng = np.random.default_rng(n_sets)
+    for nm in (0, 1, 2, RADIX_MIN - 1, RADIX_MIN, RADIX_MIN + 1, 700, 6000):
+        n_u = nm + 50
+        # distinct keys, some past 2^40 (the comparison path's packed form does not hold them)
+        ukey = rng.choice(1 << 45, size=n_u, replace=False).astype(np.int64)
+        uset = rng.integers(0, min(n_sets, 40 if nm % 2 else n_sets), n_u).astype(np.int64)
+        mu = rng.permutation(n_u)[:nm].astype(np.int64)
+        want = mu[np.lexsort((ukey[mu], uset[mu]))]
+        comp, comp2 = np.empty(n_u, np.int64), np.empty(n_u, np.int64)
+        _order_misses(mu, nm, ukey, uset, comp, comp2, n_sets)
+        assert mu.tolist() == want.tolist(), (n_sets, nm)
+
+
+@pytest.mark.parametrize("policy", ["lru", "lfu"])
+@pytest.mark.parametrize("sets", [1, 2, 7, 64])
+def test_kernel_equals_naive_batches_of_many_misses(policy, sets):
+    # batches of hundreds of misses (the radix order of misses) against the plain-Python oracle
+    rng = np.random.default_rng(sets)
+    rows = [3000, 500, 9000]
+    batches = []
+    for n in (400, 0, 900, 250, 1200, 60):
+        ts = rng.integers(0, 3, n)
+        batches.append([(int(t), int(rng.integers(0, rows[t]))) for t in ts])
+    got, _ = _kernel(rows, batches, cache_sets=sets, policy=policy)
+    want = naive.replay(batches, rows, policy, sets=sets)
+    assert got == want
+    assert max(b["unique_misses"] for b in got) >= 200  # the radix order ran

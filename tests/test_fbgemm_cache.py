@@ -49,6 +49,24 @@ def test_network_first_matches_lane_simulation(costs):
     assert network_first(costs) == (nv[0], nk[0])
 
 
+def test_memoised_first_lane_matches_lane_simulation():
+    # the kernel's one-miss path: the memo of masks (hits, and masks that share a bucket) and the
+    # one-lane and all-lane shortcuts give what the lanes of the warp sort give
+    from cachesim.simulate.fbgemm import MEMO_BITS, _first_lane32
+    rng = np.random.default_rng(7)
+    memo = np.full(2 << MEMO_BITS, -1, np.int64)
+    before = np.empty(15, np.int64)
+    pool = [rng.integers(0, 3, 32) for _ in range(300)]  # repeated patterns: memo hits
+    cases = [pool[i] for i in rng.integers(0, 300, 3000)] + [rng.integers(0, 2, 32) for _ in
+                                                            range(6000)]  # > 4096 masks
+    cases += [np.zeros(32, np.int64), np.r_[np.ones(31), 0], np.r_[5, np.full(31, 9)]]
+    for costs in cases:
+        costs = np.asarray(costs, np.int64)
+        nk, nv = naive.warp_bitonic_sort(costs.tolist(), list(range(32)))
+        assert _first_lane32(costs.copy(), before, memo) == (nv[0], nk[0])
+    assert (memo[::2] >= 0).sum() > 2000  # the memo was filled (and reused)
+
+
 def test_bitonic_64_lanes_sorts():
     rng = np.random.default_rng(3)
     c = rng.integers(0, 5, 64)

@@ -164,6 +164,19 @@ def _reverse_blocks(x, L_log):
     return x
 
 
+@numba.njit(cache=True, inline="always")
+def _min_mask32(cost):
+    """(the minimum of cost[:32], the 32-bit mask of the lanes holding it), branch-free: costs
+    are random, and a branch per lane would be guessed wrong."""
+    mn = cost[0]
+    for w in range(1, 32):
+        mn = min(mn, cost[w])
+    M = np.int64(0)
+    for w in range(32):
+        M |= np.int64(cost[w] == mn) << w
+    return mn, M
+
+
 @numba.njit(cache=True)
 def _network_first32(cost, before):
     """(way, cost) that FBGEMM's 32-lane bitonic sort leaves in lane 0, without sorting.
@@ -171,17 +184,40 @@ def _network_first32(cost, before):
     Lane 0 ends with the minimum. Which way holding the minimum gets there depends only on
     which lanes hold the minimum: a minimum moves to the lower lane when paired with a larger
     value and never moves when paired with another minimum. So the network is run on the
-    32-bit mask of minimum lanes, one step at a time (each step is a few word operations), and
-    then lane 0 is traced back through the recorded masks (`before`, 15 int64) to its starting
-    lane."""
-    mn = cost[0]
-    for w in range(1, 32):
-        if cost[w] < mn:
-            mn = cost[w]
-    M = np.int64(0)
-    for w in range(32):
-        if cost[w] == mn:
-            M |= np.int64(1) << w
+    32-bit mask of minimum lanes (`_lane_of_mask`)."""
+    mn, M = _min_mask32(cost)
+    return _lane_of_mask(M, before), mn
+
+
+MEMO_BITS = 12  # the kernel's memo of _lane_of_mask: 4096 masks
+
+
+@numba.njit(cache=True, inline="always")
+def _first_lane32(cost, before, memo):
+    """`_network_first32` with a memo (`memo`: 2 << MEMO_BITS int64, keys -1 at first). One
+    lane holding the minimum reaches lane 0, and with all 32 none moves; any other mask of
+    minimum lanes is looked up (a set filling up goes through the same masks as every other)."""
+    mn, M = _min_mask32(cost)
+    if M & (M - 1) == 0:
+        p = 0
+        while not (M >> p) & 1:
+            p += 1
+        return p, mn
+    if M == 0xFFFFFFFF:
+        return 0, mn
+    h = np.int64((np.uint64(M) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - MEMO_BITS))
+    if memo[2 * h] != M:
+        memo[2 * h] = M
+        memo[2 * h + 1] = _lane_of_mask(M, before)
+    return memo[2 * h + 1], mn
+
+
+@numba.njit(cache=True)
+def _lane_of_mask(M, before):
+    """The lane whose element FBGEMM's 32-lane bitonic network leaves in lane 0 when the lanes
+    of mask M hold the minimum: the network is run on M one step at a time (each step is a few
+    word operations), then lane 0 is traced back through the recorded masks (`before`, 15
+    int64) to its starting lane."""
     full = np.int64(0xFFFFFFFF)
     k = 0
     for L_log in range(5):
@@ -217,7 +253,7 @@ def _network_first32(cost, before):
             q = p ^ (2 * L - 1)
             if (before[k] >> q) & 1 and not (before[k] >> p) & 1:
                 p = q
-    return p, mn
+    return p
 
 
 @numba.njit(cache=True)
@@ -379,6 +415,7 @@ def _run(keys, tables, ids, by_id, sel, sel_part, starts, ts0, lfu, lock, ways, 
     cost = np.empty(ways, np.int64)
     slot = np.empty(ways, np.int64)
     masks = np.empty(15, np.int64)
+    memo = np.full(2 << MEMO_BITS, -1, np.int64)
     selecting = sel.shape[0] > 0
     sbuf = np.empty(max_n if selecting else 0, ids.dtype)
     for b in range(starts.shape[0] - 1):
@@ -477,7 +514,7 @@ def _run(keys, tables, ids, by_id, sel, sel_part, starts, ts0, lfu, lock, ways, 
                 else:
                     cost[w] = lru_state[s, w]
             if ways == 32 and SL == 1:  # only lane 0 is read
-                slot[0], cost[0] = _network_first32(cost, masks)
+                slot[0], cost[0] = _first_lane32(cost, masks, memo)
             elif ways == 32:
                 sort32(cost, slot)
             else:

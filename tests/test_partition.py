@@ -130,19 +130,58 @@ def test_split_error_in_a_part_thread_reaches_the_caller(monkeypatch):
     from cachesim.simulate import partition
     monkeypatch.setattr(partition, "MIN_PART_ACCESSES", 1 << 10)
     tr = random_trace(3, n=20_000)
-    real, real_selected = partition._Setup.replay, partition._Setup.replay_selected
+    real, real_keys = partition._Setup.replay, partition._Setup.part_keys
 
     def replay(self, out, p, chunks):  # the ideal model's parts (taken first)
         if p == 1:
             raise CachesimError("part 1 stopped")
         return real(self, out, p, chunks)
 
-    def replay_selected(self, p):  # the fbgemm model's (selected by the kernel)
+    def part_keys(self, p):  # the fbgemm model's (each thread's part, deduplicated once)
         if p == 1:
             raise CachesimError("part 1 stopped")
-        return real_selected(self, p)
+        return real_keys(self, p)
     monkeypatch.setattr(partition._Setup, "replay", replay)
-    monkeypatch.setattr(partition._Setup, "replay_selected", replay_selected)
+    monkeypatch.setattr(partition._Setup, "part_keys", part_keys)
     for model in ("fbgemm", "ideal"):
         with pytest.raises(CachesimError, match="part 1 stopped"):
             replay_partitioned(tr, "lru", "5%", parts=2, cache_model=model)
+
+
+@pytest.mark.parametrize("policy,per_table,pipe", [("lru", False, False), ("lfu", False, False),
+                                                    ("lru", False, True), ("lru", True, False),
+                                                    ("lfu", True, False)])
+def test_shared_dedupe_over_many_steps_is_exact(monkeypatch, policy, per_table, pipe):
+    # the local fbgemm split deduplicates each step's runs once and shares them: steps far
+    # smaller than the trace (and than some batches: empty runs), 2 and 3 threads
+    from cachesim.simulate import partition
+    monkeypatch.setattr(partition, "SHARED_STEP", 700)
+    tr = random_trace(11, n_tables=4, n=9000, batch=250)
+    kw = dict(ways=32, per_table=per_table, cache_model="fbgemm", prefetch_pipeline=pipe)
+    one = replay_batch(tr, policy, "4%", **kw)
+    assert one.evictions > 0 and one.hits > 0
+    for parts in (2, 3):
+        assert record(replay_partitioned(tr, policy, "4%", parts=parts, **kw)) == record(one)
+
+
+def test_shared_dedupe_error_mid_replay_stops_every_thread(monkeypatch):
+    # a part that fails at a later step: the error (not the broken wait it leaves the other
+    # thread) reaches the caller, and nothing is left waiting
+    import threading
+
+    from cachesim.simulate import fbgemm, partition
+    monkeypatch.setattr(partition, "SHARED_STEP", 700)
+    tr = random_trace(12, n=9000)
+    real = fbgemm.FbgemmCache.run_batches
+    calls = {"n": 0}
+
+    def run_batches(self, *a, **kw):
+        if threading.current_thread().name.startswith("cachesim-part"):
+            calls["n"] += 1
+            if calls["n"] == 4:
+                raise CachesimError("part stopped at step 3")
+        return real(self, *a, **kw)
+    monkeypatch.setattr(fbgemm.FbgemmCache, "run_batches", run_batches)
+    with pytest.raises(CachesimError, match="part stopped at step 3"):
+        replay_partitioned(tr, "lru", "5%", parts=2, cache_model="fbgemm")
+    assert not [t for t in threading.enumerate() if t.name.startswith("cachesim-part")]

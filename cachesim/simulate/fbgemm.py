@@ -66,6 +66,7 @@ FIRST_TIMESTEP = 2  # _apply_cache_state sets timestep = 1 and _prefetch adds 1 
 PART_BITS = 7  # a split replay's part id of a key: (its number in its part) << PART_BITS | part
 PART_MASK = (1 << PART_BITS) - 1
 _NO_SELECT = np.zeros(0, np.int32)
+_NO_OCC = np.zeros(0, dtype=np.int32)  # run_batches without deduplicated batches
 STAMP32_END = (1 << 31) - 1  # time steps stay below this (int32 stamps; the batch marks)
 
 
@@ -384,7 +385,7 @@ def max_batch(starts):
 
 
 @numba.njit(cache=True, nogil=True)
-def _run(keys, tables, ids, by_id, sel, sel_part, starts, ts0, lfu, lock, ways, pairs,
+def _run(keys, tables, ids, by_id, sel, sel_part, occ, starts, ts0, lfu, lock, ways, pairs,
          hash_off, set_base, tbl_sets, cache_key, cache_id, cache_tab, lru_state, counts,
          lock_cnt, mark, line_of, prev_lines, n_prev, out, tout):
     """Replay batches keys[starts[b]:starts[b+1]] (linear keys, their tables, and their ids:
@@ -416,48 +417,75 @@ def _run(keys, tables, ids, by_id, sel, sel_part, starts, ts0, lfu, lock, ways, 
     slot = np.empty(ways, np.int64)
     masks = np.empty(15, np.int64)
     memo = np.full(2 << MEMO_BITS, -1, np.int64)
-    selecting = sel.shape[0] > 0
+    deduped = occ.shape[0] > 0
+    selecting = sel.shape[0] > 0 and not deduped
     sbuf = np.empty(max_n if selecting else 0, ids.dtype)
     for b in range(starts.shape[0] - 1):
         ts = ts0 + b
         lo, hi = starts[b], starts[b + 1]
-        src = ids
-        if selecting:  # the part's accesses of the batch, in order, under their numbers
-            m = 0
+        if deduped:  # the batch's distinct keys (`dedupe_batches`): the part's, under their numbers
+            nu = 0
+            n = 0
             for i in range(lo, hi):
-                v = sel[ids[i]]
-                sbuf[m] = v >> PART_BITS
-                m += (v & PART_MASK) == sel_part
-            src, lo, hi = sbuf, 0, m
-        n = hi - lo
-        if n == 0:  # lru_cache_populate returns before counting a call
-            if lock:
-                n_prev = _unlock(prev_lines, n_prev, lock_cnt, ways)
-            continue
-        # 2. unique keys (ids index the per-key arrays; mark = (time step << 32) | unique index)
-        nu = 0
-        for i in range(lo, hi):
-            if i + AHEAD < hi:
-                prefetch(mark, src[i + AHEAD])
-                if by_id:  # a new key's key and table are read at its id too
-                    prefetch(keys, src[i + AHEAD])
-                    prefetch(tables, src[i + AHEAD])
-            d = src[i]
-            m = mark[d]
-            if (m >> 32) == ts:
-                uocc[m & 0xFFFFFFFF] += 1
-            else:
-                mark[d] = (ts << 32) | nu
-                at = d if by_id else i  # (loop-invariant: LLVM unswitches it)
-                k = keys[at]
-                t = tables[at]
-                ukey[nu] = k
-                uid[nu] = d
-                uocc[nu] = 1
-                utab[nu] = t
+                v = ids[i]
+                keep = (v & PART_MASK) == sel_part
+                uid[nu] = v >> PART_BITS
+                uocc[nu] = occ[i]
+                n += occ[i] * keep
+                nu += keep
+            if n == 0:
+                if lock:
+                    n_prev = _unlock(prev_lines, n_prev, lock_cnt, ways)
+                continue
+            for u in range(nu):
+                if u + AHEAD < nu:
+                    prefetch(keys, uid[u + AHEAD])
+                    prefetch(tables, uid[u + AHEAD])
+                d = uid[u]
+                k = keys[d]
+                t = tables[d]
+                ukey[u] = k
+                utab[u] = t
                 h = np.uint64(k - hash_off[t])
-                uset[nu] = set_base[t] + np.int64(fmix64(h) % np.uint64(tbl_sets[t]))
-                nu += 1
+                uset[u] = set_base[t] + np.int64(fmix64(h) % np.uint64(tbl_sets[t]))
+        else:
+            src = ids
+            if selecting:  # the part's accesses of the batch, in order, under their numbers
+                m = 0
+                for i in range(lo, hi):
+                    v = sel[ids[i]]
+                    sbuf[m] = v >> PART_BITS
+                    m += (v & PART_MASK) == sel_part
+                src, lo, hi = sbuf, 0, m
+            n = hi - lo
+            if n == 0:  # lru_cache_populate returns before counting a call
+                if lock:
+                    n_prev = _unlock(prev_lines, n_prev, lock_cnt, ways)
+                continue
+            # 2. unique keys (ids index the per-key arrays; mark = (time step << 32) | unique index)
+            nu = 0
+            for i in range(lo, hi):
+                if i + AHEAD < hi:
+                    prefetch(mark, src[i + AHEAD])
+                    if by_id:  # a new key's key and table are read at its id too
+                        prefetch(keys, src[i + AHEAD])
+                        prefetch(tables, src[i + AHEAD])
+                d = src[i]
+                m = mark[d]
+                if (m >> 32) == ts:
+                    uocc[m & 0xFFFFFFFF] += 1
+                else:
+                    mark[d] = (ts << 32) | nu
+                    at = d if by_id else i  # (loop-invariant: LLVM unswitches it)
+                    k = keys[at]
+                    t = tables[at]
+                    ukey[nu] = k
+                    uid[nu] = d
+                    uocc[nu] = 1
+                    utab[nu] = t
+                    h = np.uint64(k - hash_off[t])
+                    uset[nu] = set_base[t] + np.int64(fmix64(h) % np.uint64(tbl_sets[t]))
+                    nu += 1
         # 3. LFU counts
         if lfu:
             for u in range(nu):
@@ -588,6 +616,40 @@ def _run(keys, tables, ids, by_id, sel, sel_part, starts, ts0, lfu, lock, ways, 
         o_[EVICTIONS] = n_evict
         o_[MISSES] = n_miss
     return n_prev
+
+
+@numba.njit(cache=True, nogil=True)
+def dedupe_batches(ids, starts, b0, b1, place, part_id, sv_out, occ_out, ustarts):
+    """The distinct keys of each batch b0 <= b < b1 of the trace (`ids` by `starts`), for a
+    split replay's parts to share (`_run` with `occ`): in order of first sight in the batch, as
+    `_run` finds them, each as its key's part id (`part_id[id]`: number << PART_BITS | part)
+    into sv_out, with its accesses in the batch into occ_out; ustarts[b - b0 + 1] = the
+    distinct keys so far. Returns the count.
+    `place` (int32, one per id, this thread's own, any contents: np.empty) is a sparse set: id
+    d was seen in the batch when its place p lies in the batch's output and sv_out[p] == d."""
+    nu = 0
+    ustarts[0] = 0
+    for b in range(b0, b1):
+        first = nu
+        lo, hi = starts[b], starts[b + 1]
+        for i in range(lo, hi):
+            if i + AHEAD < hi:
+                prefetch(place, ids[i + AHEAD])
+            d = ids[i]
+            p = np.int64(place[d])
+            if p >= first and p < nu and sv_out[p] == d:
+                occ_out[p] += 1
+            else:
+                place[d] = nu
+                occ_out[nu] = 1
+                sv_out[nu] = d
+                nu += 1
+        ustarts[b - b0 + 1] = nu
+    for u in range(nu):  # ids to part ids (a second pass: no store waits on that read)
+        if u + AHEAD < nu:
+            prefetch(part_id, sv_out[u + AHEAD])
+        sv_out[u] = part_id[sv_out[u]]
+    return nu
 
 
 # -- Python API -----------------------------------------------------------------------------------
@@ -751,11 +813,13 @@ class FbgemmCache(BatchCounters):
         return self.n_sets * self.ways
 
     def run_batches(self, keys, tables, ids, starts, by_id: bool = False,
-                    select=None) -> np.ndarray:
+                    select=None, occ=None) -> np.ndarray:
         """Replay the batches ids[starts[b]:starts[b+1]] (their linear keys and tables: keys and
         tables, one per access, or with `by_id` one per id); their counters, one row a batch.
         `select` (part ids, part; with `by_id`): only that part's accesses, under their
-        numbers within it (`_run`)."""
+        numbers within it (`_run`). With `occ` too, the batches are already deduplicated
+        (`dedupe_batches`): ids[i] is a distinct key's part id, occ[i] its accesses in the
+        batch."""
         n_b = starts.shape[0] - 1
         out = np.zeros((n_b, len(COUNTER_NAMES)), dtype=np.int64)
         if n_b == 0:
@@ -768,7 +832,11 @@ class FbgemmCache(BatchCounters):
         if select is not None and not by_id:
             raise ValueError("select needs by_id (the part's keys and tables by number)")
         sel, sel_part = select if select is not None else (_NO_SELECT, 0)
-        self.n_prev = _run(keys, tables, ids, bool(by_id), sel, np.int64(sel_part), starts,
+        if occ is not None and (select is None or occ.shape != ids.shape):
+            raise ValueError("occ needs select, and one count per distinct key")
+        # (no distinct keys at all: every batch is empty, which the kernel reads alike)
+        self.n_prev = _run(keys, tables, ids, bool(by_id), sel, np.int64(sel_part),
+                           _NO_OCC if occ is None else occ, starts,
                            np.int64(self.timestep),
                            self.policy == "lfu", self.prefetch_pipeline, self.ways, self.pairs,
                            self.hash_off, self.set_base, self.tbl_sets, self.cache_key,

@@ -11,10 +11,13 @@ greedily by accesses. Each part keeps every batch, empty ones included, so batch
 LRU time steps) stay aligned; each part replays on a cache of the whole geometry whose per-key
 arrays hold only its own keys (numbered 0, 1, ... within the part, in id order).
 
-Taking the parts (`replay_partitioned`): under the fbgemm model, thread p (the caller is thread
-0) reads the whole trace and the kernel keeps part p's accesses of each batch itself
-(`FbgemmCache.run_batches(..., select=(part ids, p))`, branch-free into a one-batch buffer), so
-nothing is copied first. Under the ideal model (and an access replay) the batches are cut into
+Taking the parts (`replay_partitioned`): under the fbgemm model the P threads (the caller is
+thread 0) share the deduplication, step by step (`_run_shared`): thread c finds the distinct
+keys of each batch of its run of the step (`fbgemm.dedupe_batches`), then replays part c from
+every run of the step before (`FbgemmCache.run_batches(..., select=(part ids, c), occ=...)`),
+so each access is deduplicated once and nothing is copied whole. A Dask worker's one part
+(`replay_part`) reads the whole trace, its kernel keeping the part's accesses of each batch
+(`select` alone, branch-free into a one-batch buffer). Under the ideal model (and an access replay) the batches are cut into
 P runs of whole batches with about equal accesses; thread c sorts run c's accesses by part
 (stable) into one buffer, and once every run is taken, replays part c from every run in turn
 (a cache's state carries over between kernel calls); the buffer is kept for the next split
@@ -348,15 +351,21 @@ class _Setup:
                           capacity_rows=tpl.group_capacity if tpl.per_table_caches
                           else tpl.capacity_rows, ways=plan.ways, policy=tpl.policy)
 
+    def part_keys(self, p: int):
+        """(linear key, table) of each of part p's keys, by its number in the part."""
+        mine = (np.flatnonzero((self.part_id & _PART_MASK) == p) if self.plan.parts > 1
+                else slice(None))
+        return (np.ascontiguousarray(self.key_of_id[mine]),
+                np.ascontiguousarray(self.tab_of_id[mine]))
+
     def replay_selected(self, p: int):
         """Part p of the fbgemm model, read from the whole trace: the kernel keeps the part's
         accesses of each batch itself (`run_batches(..., select=...)`), so nothing is taken
-        first; its counters. About 4M accesses a kernel call."""
+        first; its counters. About 4M accesses a kernel call. (A Dask worker's part; the
+        local split shares its deduplication instead, `_run_shared`.)"""
         cache = self.part_cache(p)
         split = self.plan.parts > 1
-        mine = np.flatnonzero((self.part_id & _PART_MASK) == p) if split else slice(None)
-        keys = np.ascontiguousarray(self.key_of_id[mine])
-        tabs = np.ascontiguousarray(self.tab_of_id[mine])
+        keys, tabs = self.part_keys(p)
         select = (self.part_id, p) if split else None
         starts, ids = self.starts, self.ids
         n_b = starts.shape[0] - 1
@@ -474,11 +483,10 @@ def _run_local(setup: _Setup):
     P = setup.plan.parts
     if setup.bad:
         return None
-    if setup.fbgemm:  # each part's thread reads the whole trace; nothing is taken first
+    if setup.fbgemm:
         if P == 1:
             return [setup.replay_selected(0)]
-        with ThreadPoolExecutor(P - 1, thread_name_prefix="cachesim-part") as pool:
-            return _in_threads(pool, setup.replay_selected, P)
+        return _run_shared(setup)
     chunks = chunk_batches(setup.starts, P)
     out = setup.buffers()
 
@@ -493,6 +501,77 @@ def _run_local(setup: _Setup):
     with ThreadPoolExecutor(P - 1, thread_name_prefix="cachesim-part") as pool:
         _in_threads(pool, take, P)
         return _in_threads(pool, lambda p: setup.replay(out, p, chunks), P)
+
+
+SHARED_STEP = 1 << 21  # accesses a step of `_run_shared` covers (two steps' buffers are held)
+
+
+def _run_shared(setup: _Setup):
+    """Every part's counters, the fbgemm model on P threads that share the deduplication. The
+    trace goes by steps of whole batches (about SHARED_STEP accesses each), each cut into P
+    runs of about equal accesses. At step k thread c finds the distinct keys of run c of step k
+    (`fbgemm.dedupe_batches`: each batch's keys in order of first sight, as the kernel finds
+    them, with their part ids and accesses), then replays its part p = c from every run of step
+    k - 1 (`run_batches(..., occ=...)`: the kernel keeps the part's keys of each batch); then
+    all wait for each other. So each access is deduplicated once, by one thread, and a part's
+    kernel reads only distinct keys: what each thread does is half the replay's. Two steps'
+    buffers (8 bytes an access) and a place per key per thread (4 bytes) are held."""
+    import threading
+
+    from .fbgemm import dedupe_batches
+    P = setup.plan.parts
+    starts, ids, part_id = setup.starts, setup.ids, setup.part_id
+    n_steps = max(1, -(-int(starts[-1]) // SHARED_STEP))
+    cuts = chunk_batches(starts, n_steps)
+    runs = [int(cuts[k]) + chunk_batches(starts[cuts[k]:cuts[k + 1] + 1] - starts[cuts[k]], P)
+            for k in range(n_steps)]  # runs[k][c]: the first batch of run c of step k
+    cap = max(int(starts[r[c + 1]] - starts[r[c]]) for r in runs for c in range(P))
+    most = max(int(r[c + 1] - r[c]) for r in runs for c in range(P))
+    bufs = [[(np.empty(cap, part_id.dtype), np.empty(cap, np.int32),
+              np.empty(most + 1, np.int64)) for _ in range(P)] for _ in range(2)]
+    found = [[0] * P for _ in range(2)]
+    barrier = threading.Barrier(P)
+
+    def thread(c: int):
+        cache = setup.part_cache(c)
+        keys, tabs = setup.part_keys(c)
+        place = np.empty(ids.shape[0] and setup.trace.n_distinct, np.int32)
+        for k in range(n_steps + 1):
+            if k < n_steps:
+                sv, oc, us = bufs[k % 2][c]
+                found[k % 2][c] = int(dedupe_batches(ids, starts, np.int64(runs[k][c]),
+                                                     np.int64(runs[k][c + 1]), place, part_id,
+                                                     sv, oc, us))
+            if k:
+                r = runs[k - 1]
+                for c2 in range(P):
+                    b0, b1 = int(r[c2]), int(r[c2 + 1])
+                    if b1 > b0:
+                        sv, oc, us = bufs[(k - 1) % 2][c2]
+                        n = found[(k - 1) % 2][c2]
+                        cache.run_batches(keys, tabs, sv[:n], us[:b1 - b0 + 1], by_id=True,
+                                          select=(part_id, c), occ=oc[:n])
+            barrier.wait()
+        return cache.table_counts.copy(), cache.per_batch()
+
+    errors: list = [None] * P
+
+    def guarded(c: int):
+        try:
+            return thread(c)
+        except BaseException as err:  # (a Ctrl-C in this thread too) the others stop at
+            errors[c] = err           # their next wait
+            barrier.abort()
+            return None
+
+    with ThreadPoolExecutor(P - 1, thread_name_prefix="cachesim-part") as pool:
+        results = _in_threads(pool, guarded, P)
+    # the error that stopped a thread, not the broken wait it left the others
+    raised = [e for e in errors if e is not None]
+    if raised:
+        raise next((e for e in raised if not isinstance(e, threading.BrokenBarrierError)),
+                   raised[0])
+    return results
 
 
 class _AccessSetup(_Setup):

@@ -527,15 +527,25 @@ def _run_shared(setup: _Setup):
             for k in range(n_steps)]  # runs[k][c]: the first batch of run c of step k
     cap = max(int(starts[r[c + 1]] - starts[r[c]]) for r in runs for c in range(P))
     most = max(int(r[c + 1] - r[c]) for r in runs for c in range(P))
-    bufs = [[(np.empty(cap, part_id.dtype), np.empty(cap, np.int32),
-              np.empty(most + 1, np.int64)) for _ in range(P)] for _ in range(2)]
+    # every buffer a view of one, kept for the next split replay of the trace (`_take_buffer`)
+    specs = ([(part_id.dtype, cap), (np.int32, cap), (np.int64, most + 1)] * (2 * P)
+             + [(np.int32, setup.trace.n_distinct)] * P)
+    sizes = [-(-np.dtype(dt).itemsize * k // 8) * 8 for dt, k in specs]
+    held = _take_buffer(setup.trace, int(sum(sizes)))
+    views, at = [], 0
+    for (dt, k), size in zip(specs, sizes):
+        views.append(held[at:at + size].view(dt)[:k])
+        at += size
+    bufs = [[tuple(views[3 * (P * h + c):3 * (P * h + c) + 3]) for c in range(P)]
+            for h in range(2)]
+    places = views[6 * P:]
     found = [[0] * P for _ in range(2)]
     barrier = threading.Barrier(P)
 
     def thread(c: int):
         cache = setup.part_cache(c)
         keys, tabs = setup.part_keys(c)
-        place = np.empty(ids.shape[0] and setup.trace.n_distinct, np.int32)
+        place = places[c]
         for k in range(n_steps + 1):
             if k < n_steps:
                 sv, oc, us = bufs[k % 2][c]

@@ -185,3 +185,21 @@ def test_shared_dedupe_error_mid_replay_stops_every_thread(monkeypatch):
     with pytest.raises(CachesimError, match="part stopped at step 3"):
         replay_partitioned(tr, "lru", "5%", parts=2, cache_model="fbgemm")
     assert not [t for t in threading.enumerate() if t.name.startswith("cachesim-part")]
+
+
+@pytest.mark.parametrize("model", ["fbgemm", "ideal"])
+def test_two_split_replays_at_once_share_no_buffer(monkeypatch, model):
+    # the held take buffer goes to one split replay at a time; another at once (another
+    # thread, the same trace) gets its own, and both stay exact
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cachesim.simulate import partition
+    monkeypatch.setattr(partition, "SHARED_STEP", 900)
+    tr = random_trace(13, n=12_000)
+    want = {cap: record(replay_batch(tr, "lru", cap, ways=32, cache_model=model))
+            for cap in ("3%", "6%")}
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda cap: (cap, record(replay_partitioned(
+                tr, "lru", cap, parts=2, cache_model=model))), ["3%", "6%"] * 2))
+            assert all(rec == want[cap] for cap, rec in got)

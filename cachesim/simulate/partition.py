@@ -35,6 +35,8 @@ LFU, as FBGEMM), the ideal model's `calls` the batches.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -250,13 +252,13 @@ def plan_parts(trace, policy="lru", capacity="5%", parts: int = 2, ways=DEFAULT_
 
 
 _HELD: dict = {}  # the last take buffer: {"buf": array, "trace": weakref to its trace}
+_HELD_LOCK = threading.Lock()  # held by the split replay using that buffer
 
 
 def _take_buffer(trace, nbytes: int) -> np.ndarray:
     """At least `nbytes` bytes for the take, kept for the next split replay of the same trace
     while the trace lives (another size or policy on the same trace is the common case: its
-    pages are then already mapped). Not for two split replays at once in one process (they
-    would share the buffer)."""
+    pages are then already mapped). Only under _HELD_LOCK (`held_arrays`)."""
     held, owner = _HELD.get("buf"), _HELD.get("trace")
     if held is not None and owner is not None and owner() is trace and held.shape[0] >= nbytes:
         return held
@@ -264,6 +266,26 @@ def _take_buffer(trace, nbytes: int) -> np.ndarray:
     buf = np.empty(max(8, int(nbytes)), dtype=np.uint8)
     _HELD.update(buf=buf, trace=weakref.ref(trace, lambda _: _HELD.clear()))
     return buf
+
+
+@contextlib.contextmanager
+def held_arrays(trace, specs):
+    """Empty arrays of (dtype, length) `specs`, views of the held take buffer (`_take_buffer`)
+    for the length of the `with`; of a buffer of their own while another split replay in this
+    process (another thread) holds it."""
+    sizes = [-(-np.dtype(dt).itemsize * int(k) // 8) * 8 for dt, k in specs]
+    mine = _HELD_LOCK.acquire(blocking=False)
+    try:
+        buf = (_take_buffer(trace, sum(sizes)) if mine
+               else np.empty(max(8, sum(sizes)), dtype=np.uint8))
+        arrays, at = [], 0
+        for (dt, k), size in zip(specs, sizes):
+            arrays.append(buf[at:at + size].view(dt)[:int(k)])
+            at += size
+        yield arrays
+    finally:
+        if mine:
+            _HELD_LOCK.release()
 
 
 class _Setup:
@@ -295,23 +317,19 @@ class _Setup:
         self.col = np.zeros(0, np.int64)
         self.trace = trace
 
-    def buffers(self, held: bool = True):
-        """(column, ids, cnt, scratch): the take's outputs (the carried column, empty without
-        one) and its scratch, in one buffer kept for the next split replay of the trace when
-        `held` (`_take_buffer`)."""
+    def buffer_specs(self):
+        """(dtype, length) of the take's outputs (`buffers`)."""
         n, n_b = self.ids.shape[0], self.starts.shape[0] - 1
-        specs = [(np.int64, n if self.col.shape[0] else 0), (np.int64, n_b * self.plan.parts),
-                 (self.ids.dtype, n), (self.part_id.dtype, n)]
-        if not held:
-            arrays = [np.empty(k, dtype=dt) for dt, k in specs]
-        else:
-            sizes = [-(-np.dtype(dt).itemsize * k // 8) * 8 for dt, k in specs]
-            ends = np.cumsum(sizes)
-            buf = _take_buffer(self.trace, int(ends[-1]))
-            arrays = [buf[int(end) - size:int(end)].view(dt)[:k]
-                      for (dt, k), size, end in zip(specs, sizes, ends)]
+        return [(np.int64, n if self.col.shape[0] else 0), (np.int64, n_b * self.plan.parts),
+                (self.ids.dtype, n), (self.part_id.dtype, n)]
+
+    def buffers(self, arrays=None):
+        """(column, ids, cnt, scratch): the take's outputs (the carried column, empty without
+        one) and its scratch: `arrays` of `buffer_specs` (`held_arrays`), or new ones."""
+        if arrays is None:
+            arrays = [np.empty(k, dtype=dt) for dt, k in self.buffer_specs()]
         col, cnt, ids, scratch = arrays
-        return col, ids, cnt.reshape(n_b, self.plan.parts), scratch
+        return col, ids, cnt.reshape(self.starts.shape[0] - 1, self.plan.parts), scratch
 
     def take(self, out, b0: int, b1: int) -> None:
         """_take_chunk of batches [b0, b1) into `out` (`buffers`)."""
@@ -415,7 +433,7 @@ def replay_part(trace, plan: PartPlan, p: int):
         _bad_row(trace, template)
     if setup.fbgemm:  # the kernel keeps part p's accesses itself
         return setup.replay_selected(int(p))
-    out = setup.buffers(held=False)
+    out = setup.buffers()
     n_b = setup.starts.shape[0] - 1
     setup.take(out, 0, n_b)  # every part's (one pass): part p's are a slice
     return setup.replay(out, int(p), np.array([0, n_b]))
@@ -488,19 +506,18 @@ def _run_local(setup: _Setup):
             return [setup.replay_selected(0)]
         return _run_shared(setup)
     chunks = chunk_batches(setup.starts, P)
-    out = setup.buffers()
+    with held_arrays(setup.trace, setup.buffer_specs()) as arrays:
+        out = setup.buffers(arrays)
 
-    def take(c):
-        return setup.take(out, int(chunks[c]), int(chunks[c + 1]))
+        def take(c):
+            return setup.take(out, int(chunks[c]), int(chunks[c + 1]))
 
-    if setup.bad:
-        return None
-    if P == 1:
-        take(0)
-        return [setup.replay(out, 0, chunks)]
-    with ThreadPoolExecutor(P - 1, thread_name_prefix="cachesim-part") as pool:
-        _in_threads(pool, take, P)
-        return _in_threads(pool, lambda p: setup.replay(out, p, chunks), P)
+        if P == 1:
+            take(0)
+            return [setup.replay(out, 0, chunks)]
+        with ThreadPoolExecutor(P - 1, thread_name_prefix="cachesim-part") as pool:
+            _in_threads(pool, take, P)
+            return _in_threads(pool, lambda p: setup.replay(out, p, chunks), P)
 
 
 SHARED_STEP = 1 << 21  # accesses a step of `_run_shared` covers (two steps' buffers are held)
@@ -516,8 +533,6 @@ def _run_shared(setup: _Setup):
     all wait for each other. So each access is deduplicated once, by one thread, and a part's
     kernel reads only distinct keys: what each thread does is half the replay's. Two steps'
     buffers (8 bytes an access) and a place per key per thread (4 bytes) are held."""
-    import threading
-
     from .fbgemm import dedupe_batches
     P = setup.plan.parts
     starts, ids, part_id = setup.starts, setup.ids, setup.part_id
@@ -527,18 +542,10 @@ def _run_shared(setup: _Setup):
             for k in range(n_steps)]  # runs[k][c]: the first batch of run c of step k
     cap = max(int(starts[r[c + 1]] - starts[r[c]]) for r in runs for c in range(P))
     most = max(int(r[c + 1] - r[c]) for r in runs for c in range(P))
-    # every buffer a view of one, kept for the next split replay of the trace (`_take_buffer`)
     specs = ([(part_id.dtype, cap), (np.int32, cap), (np.int64, most + 1)] * (2 * P)
              + [(np.int32, setup.trace.n_distinct)] * P)
-    sizes = [-(-np.dtype(dt).itemsize * k // 8) * 8 for dt, k in specs]
-    held = _take_buffer(setup.trace, int(sum(sizes)))
-    views, at = [], 0
-    for (dt, k), size in zip(specs, sizes):
-        views.append(held[at:at + size].view(dt)[:k])
-        at += size
-    bufs = [[tuple(views[3 * (P * h + c):3 * (P * h + c) + 3]) for c in range(P)]
-            for h in range(2)]
-    places = views[6 * P:]
+    bufs: list = []  # bufs[step % 2][c]: run c's part ids, accesses, batch starts
+    places: list = []  # each thread's places (`dedupe_batches`)
     found = [[0] * P for _ in range(2)]
     barrier = threading.Barrier(P)
 
@@ -574,7 +581,11 @@ def _run_shared(setup: _Setup):
             barrier.abort()
             return None
 
-    with ThreadPoolExecutor(P - 1, thread_name_prefix="cachesim-part") as pool:
+    with held_arrays(setup.trace, specs) as views, \
+            ThreadPoolExecutor(P - 1, thread_name_prefix="cachesim-part") as pool:
+        bufs[:] = [[tuple(views[3 * (P * h + c):3 * (P * h + c) + 3]) for c in range(P)]
+                   for h in range(2)]
+        places[:] = views[6 * P:]
         results = _in_threads(pool, guarded, P)
     # the error that stopped a thread, not the broken wait it left the others
     raised = [e for e in errors if e is not None]

@@ -183,3 +183,68 @@ def test_adlfs_options_reach_polars_under_its_names():
         "azure_storage_account_name": ACCOUNT, "azure_storage_account_key": KEY}
     assert options(connection_string="BlobEndpoint=https://proxy/acct;SharedAccessSignature=sv=1"
                    ) == {"azure_endpoint": "https://proxy/acct", "azure_storage_sas_token": "sv=1"}
+
+
+def _results(folder: Path) -> dict:
+    """A report's results.json less what names the run (its command, trace, times)."""
+    import json
+    got = json.loads((folder / "results.json").read_text())
+    for key in ("command", "created", "seconds", "trace"):
+        got["meta"].pop(key)
+    got["trace"]["analysis"].pop("source")
+    for rec in got["sweep"]:
+        rec.pop("replay_seconds")
+    return got
+
+
+@pytest.mark.parametrize("az", ["AZURE_STORAGE_CONNECTION_STRING"], indirect=True)
+@pytest.mark.parametrize("name", ["batched.parquet", "cp.oracleGeneral.bin"])
+def test_streamed_report_and_allocate_of_an_azure_blob_equal_the_local_file(az, name, tmp_path):
+    """A streamed report and allocation read the URL (they once made it a local path,
+    'az:/traces/...', and refused it as an unstreamable trace)."""
+    from tests.test_fsspec import _cli
+    local, base = az
+    for where, src in (("az", f"{base}/{name}"), ("local", local / name)):
+        res = _cli("report", src, "--stream", "-o", tmp_path / where, "-q")
+        assert res.exit_code == 0, res.output
+    assert _results(tmp_path / "az") == _results(tmp_path / "local")
+    assert _results(tmp_path / "az")["sweep"][0]["hits"] > 0
+    got = [_cli("allocate", src, "-b", "64KiB", "--stream")
+           for src in (f"{base}/{name}", local / name)]
+    assert got[0].exit_code == got[1].exit_code == 0, got[0].output
+    assert got[0].output.replace(f"{base}/", "") == got[1].output.replace(f"{local}/", "")
+
+
+def _one_line(res, *want: str) -> None:
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert res.output.startswith("cachesim: error: az://traces/batched.parquet: "), res.output
+    assert all(w in res.output for w in want), res.output
+
+
+@pytest.mark.parametrize("az", ["AZURE_STORAGE_CONNECTION_STRING"], indirect=True)
+@pytest.mark.parametrize("stream", ["--no-stream", "--stream"])
+def test_a_users_azure_mistakes_are_one_line_naming_the_fix(az, store, stream, monkeypatch):
+    """A wrong account key (the server's 403), a malformed or absent connection string (adlfs's
+    ValueError), and an endpoint with no server (which Azure's SDK retries for over a minute)
+    are each one line, exit 2, naming the variable to correct."""
+    import adlfs
+
+    from tests.test_fsspec import _cli
+    connection = store[1]
+    port = int(connection.split("127.0.0.1:")[1].split("/")[0])
+    with socket.socket() as s:  # a port with no server behind it
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    cases = [(connection.replace(KEY, "A" + KEY[1:]), ("refused the credentials", "403",
+                                                      "AZURE_STORAGE_CONNECTION_STRING")),
+             ("garbage;;x", ("malformed", "AZURE_STORAGE_CONNECTION_STRING")),
+             (None, ("connection_string", "set AZURE_STORAGE_CONNECTION_STRING to")),
+             (connection.replace(f":{port}/", f":{closed}/"),
+              (f"cannot connect to the Azure endpoint 127.0.0.1:{closed}", "BlobEndpoint"))]
+    for value, want in cases:
+        if value is None:
+            monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+        else:
+            monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", value)
+        adlfs.AzureBlobFileSystem.clear_instance_cache()
+        _one_line(_cli("replay", f"{az[1]}/batched.parquet", "-s", "5%", stream), *want)

@@ -348,7 +348,8 @@ def keyed_stream(path, fmt: str | None, what: str) -> bool:
     Parquet trace with a batch column, fbgemm-npz or dlrm-pt: False); CachesimError naming
     `what` ('allocation', 'report') for a trace that streams neither way."""
     from ..io.stream import batch_streamable, has_batch_column, streamable
-    path = Path(path)
+    from ..io.urls import as_path
+    path = as_path(path)  # a URL: a RemotePath (a Path would lose its "//")
     if path.is_file() and streamable(path, fmt) is not None:
         return True
     kind = batch_streamable(path, fmt)
@@ -368,8 +369,9 @@ def allocate_stream(path, budget, cache_precision: str = "fp32", dim: int | None
     oracle-general or txt file, or a batched trace with a batch column (Parquet file, folder or
     dataset; fbgemm-npz, dlrm-pt; `reader_options` go to its reader)."""
     from ..simulate.access import CHUNK
+    from ..io.urls import as_path
     from ..simulate.stream import BatchStreamSource, StreamSource
-    path = Path(path)
+    path = as_path(path)
     _parse_budget(budget)  # a bad budget fails before the first pass
     if dim is not None and int(dim) < 1:
         raise CachesimError(f"--dim {dim}: an embedding dim is at least 1")

@@ -77,17 +77,60 @@ def _filesystem(url: str):
         # reads this variable once, at its import
         os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
     try:
-        return fsspec.core.url_to_fs(url)
+        fs, fs_path = fsspec.core.url_to_fs(url)
+        if protocol in ("az", "abfs", "abfss", "azure", "adl") and "::" not in url and getattr(
+                fs, "service_client", None) is not None:
+            _azure_reachable(url, fs)
+        return fs, fs_path
     except ImportError as err:
         need = getattr(err.__cause__, "name", None) or _package_of(protocol)
         raise CachesimError(f"{url}: reading {protocol}:// URLs needs the package {need}; "
                             f"install it (pip install {need})") from None
     except ValueError as err:
+        text = str(err)
+        if text.startswith("unable to connect to account"):  # adlfs's: no usable account
+            why = text.removeprefix("unable to connect to account for ").rstrip("!")
+            raise CachesimError(f"{url}: adlfs cannot connect to an Azure account ({why}); "
+                                f"{_AZ_FIX}") from None
         if "protocol" not in str(err).lower():
             raise
         raise CachesimError(f"{url}: fsspec knows no protocol {protocol!r}; give a local path "
                             "or a URL of a protocol fsspec reads (s3, gs, az, http, https, "
                             "memory, ...)") from None
+
+
+_AZ_FIX = ("set AZURE_STORAGE_CONNECTION_STRING to the store's connection string "
+           "(Azurite: UseDevelopmentStorage=true, or DefaultEndpointsProtocol=http;AccountName=NAME;"
+           "AccountKey=KEY;BlobEndpoint=http://HOST:PORT/NAME) or AZURE_STORAGE_ACCOUNT_NAME with "
+           "AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN")
+
+
+def _azure_reachable(url: str, fs) -> None:
+    """A CachesimError when the endpoint that adlfs's `fs` reads cannot be connected to (no
+    server at that port, a host that does not resolve): Azure's SDK would retry it for over a
+    minute before failing."""
+    import socket
+    endpoint = urlsplit(fs.service_client.url)
+    host = endpoint.hostname or ""
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError as err:
+        raise CachesimError(f"{url}: cannot connect to the Azure endpoint {host}:{port} "
+                            f"({err.strerror or err}); start the server there, or correct "
+                            "the BlobEndpoint (or AccountName) of AZURE_STORAGE_CONNECTION_STRING"
+                            ) from None
+
+
+def _azure_error(url: str, err: Exception) -> CachesimError:
+    """One line for an error of Azure's SDK: a refused key or SAS (403), else its first line."""
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if getattr(err, "status_code", None) in (401, 403):
+        return CachesimError(f"{url}: the Azure store refused the credentials (HTTP "
+                             f"{err.status_code}: {first}); check the account name and key "
+                             "(or SAS token) in AZURE_STORAGE_CONNECTION_STRING or "
+                             "AZURE_STORAGE_*")
+    return CachesimError(f"{url}: cannot read it ({first})")
 
 
 def _package_of(protocol: str) -> str:
@@ -144,6 +187,10 @@ class RemotePath:
                                     ) from None
             except OSError as err:
                 raise CachesimError(f"{self.url}: cannot read it ({err})") from None
+            except Exception as err:
+                if type(err).__module__.split(".")[0] != "azure":
+                    raise
+                raise _azure_error(self.url, err) from None
         return self._info
 
     def exists(self) -> bool:

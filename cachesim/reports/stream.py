@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from ..errors import CachesimError
+from ..io.urls import is_url
 from ..sweep_stream import StreamedTrace, StreamSpec, stream_fingerprint
 
 TRAINING_SKIPPED = ("Accuracy (--train) was not measured: the trace was read in chunks "
@@ -79,7 +80,8 @@ class StreamedReportTrace:
                                 "or read it in memory (--no-stream)")
         chunk = CHUNK if chunk_accesses is None else int(chunk_accesses)
         options = {} if batch_size is None else {"batch_size": int(batch_size)}
-        spec = StreamSpec(os.path.abspath(str(path)), "access" if keyed else "batch", fmt,
+        where = str(path) if is_url(path) else os.path.abspath(str(path))  # a URL as given
+        spec = StreamSpec(where, "access" if keyed else "batch", fmt,
                           chunk, None if table_rows is None else
                           tuple(int(r) for r in np.atleast_1d(table_rows)),
                           tuple(options.items()))

@@ -26,6 +26,7 @@ from tests.test_fsspec import (
     check_missing,
     check_mrc,
     check_replay,
+    fresh_fsspec_config,
     store_traces,
 )
 
@@ -105,7 +106,6 @@ def az(request, store, monkeypatch):
     parameter (fsspec reads its FSSPEC_* variables at import, as at a process's start:
     `set_conf_env` again, on a fresh config)."""
     import adlfs
-    import fsspec.config
     local, connection = store
     others = ("ACCOUNT_NAME", "ACCOUNT_KEY", "SAS_TOKEN", "ANON", "CLIENT_ID", "CLIENT_SECRET",
               "TENANT_ID", "USE_EMULATOR", "ENDPOINT")  # AZURE_STORAGE_*: adlfs's and polars'
@@ -113,9 +113,7 @@ def az(request, store, monkeypatch):
             "AZURE_ENDPOINT", "AZURITE_BLOB_STORAGE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(request.param, connection)
-    conf = {}
-    fsspec.config.set_conf_env(conf)
-    monkeypatch.setattr(fsspec.config, "conf", conf)
+    fresh_fsspec_config(monkeypatch)
     adlfs.AzureBlobFileSystem.clear_instance_cache()  # an instance is kept per set of options
     yield local, f"az://{CONTAINER}"
     adlfs.AzureBlobFileSystem.clear_instance_cache()

@@ -20,6 +20,15 @@ from cachesim.simulate.access import replay
 from cachesim.trace import Trace
 from tests.http_server import serve
 
+
+def fresh_fsspec_config(monkeypatch) -> None:
+    """fsspec's configuration read again from this test's FSSPEC_* variables (fsspec reads them
+    at import, as at a process's start), restored after the test."""
+    import fsspec.config
+    conf: dict = {}
+    fsspec.config.set_conf_env(conf)
+    monkeypatch.setattr(fsspec.config, "conf", conf)
+
 fsspec = pytest.importorskip("fsspec")
 ORACLE = "cloudphysics/cloudPhysicsIO.oracleGeneral.bin"
 TXT = "cloudphysics/cloudPhysicsIO.txt"
@@ -112,6 +121,7 @@ def served(shared_data, tmp_path_factory):
 
 def _cli(*args):
     from click.testing import CliRunner
+
     from cachesim.cli import cli
     return CliRunner().invoke(cli, [str(a) for a in args], prog_name="cachesim")
 

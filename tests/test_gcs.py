@@ -24,6 +24,7 @@ from tests.test_fsspec import (
     check_missing,
     check_mrc,
     check_replay,
+    fresh_fsspec_config,
     store_traces,
 )
 
@@ -77,15 +78,12 @@ def gcs(request, store, monkeypatch):
     anonymous access and the endpoint in the variable named by the parameter (fsspec reads its
     FSSPEC_* variables at import, as at a process's start: `set_conf_env` again, on a fresh
     config)."""
-    import fsspec.config
     local, endpoint = store
     for name in VARIABLES + ("GOOGLE_APPLICATION_CREDENTIALS",):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(request.param, endpoint)
     monkeypatch.setenv("FSSPEC_GCS_TOKEN", "anon")
-    conf = {}
-    fsspec.config.set_conf_env(conf)
-    monkeypatch.setattr(fsspec.config, "conf", conf)
+    fresh_fsspec_config(monkeypatch)
     if "gcsfs" in sys.modules:
         sys.modules["gcsfs"].GCSFileSystem.clear_instance_cache()  # one kept per options
     yield local, f"gs://{BUCKET}"

@@ -19,6 +19,7 @@ from tests.test_fsspec import (
     check_missing,
     check_mrc,
     check_replay,
+    fresh_fsspec_config,
     store_traces,
 )
 
@@ -59,7 +60,6 @@ def s3(request, store, monkeypatch):
     dummy keys, no AWS config files, and the endpoint in the variable named by the parameter
     (fsspec reads its FSSPEC_* variables at import, as at a process's start: `set_conf_env`
     again, on a fresh config)."""
-    import fsspec.config
     import s3fs
     local, endpoint = store
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
@@ -71,9 +71,7 @@ def s3(request, store, monkeypatch):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(local / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv(request.param, endpoint)
-    conf = {}
-    fsspec.config.set_conf_env(conf)
-    monkeypatch.setattr(fsspec.config, "conf", conf)
+    fresh_fsspec_config(monkeypatch)
     s3fs.S3FileSystem.clear_instance_cache()  # an instance is kept per set of options
     yield local, f"s3://{BUCKETS[request.param]}"
     s3fs.S3FileSystem.clear_instance_cache()

@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--policies", default="lru,fifo,clock,sieve")
     ap.add_argument("--sizes", default="0.5%,1%,2%,5%")
     a = ap.parse_args()
-    times, tables = {}, {}
+    times, tables, busy, each = {}, {}, {}, {}
     for n in (int(x) for x in a.workers.split(",")):
         with tempfile.TemporaryDirectory(prefix="cachesim-dask-bench-") as tmp:
             folder = Path(tmp)
@@ -89,10 +89,17 @@ def main() -> None:
                     raise SystemExit(f"sweep failed:\n{proc.stderr}")
                 rows = json.loads(out.read_text())
                 tables[n] = sorted((r["policy"], r["size"], r["hits"], r["misses"]) for r in rows)
-        print(f"{n} worker(s): {len(tables[n])} configurations, {times[n]:.1f} s", flush=True)
+                busy[n] = sum(r["replay_seconds"] for r in rows)
+                each[n] = {(r["policy"], r["size"]): r["replay_seconds"] for r in rows}
+        print(f"{n} worker(s): {len(tables[n])} configurations, {times[n]:.1f} s; replays "
+              f"{busy[n]:.1f} s in all ({busy[n] / n:.1f} s a worker)", flush=True)
     ns = sorted(times)
     print(f"speed-up {ns[-1]} vs {ns[0]} workers: {times[ns[0]] / times[ns[-1]]:.2f}x; "
           f"tables equal: {all(tables[n] == tables[ns[0]] for n in ns)}")
+    if len(ns) > 1:  # each configuration's replay seconds, alone and beside another worker's
+        lo, hi = ns[0], ns[-1]
+        print(f"a replay's seconds with {hi} workers against {lo}, by configuration: " + ", ".join(
+            f"{p} {s} {each[hi][p, s] / each[lo][p, s]:.2f}" for p, s in sorted(each[lo])))
 
 
 if __name__ == "__main__":

@@ -530,7 +530,9 @@ def _dask_source(dask_address, trace_path, fmt, batch_size, table_rows):
               help="Read the trace in chunks, in memory bounded by the distinct keys, not the "
                    "trace (oracle-general and txt files; Parquet with a batch column, "
                    "fbgemm-npz, dlrm-pt). Default: stream such traces over 1 GiB.")
-def analyze(trace_path, fmt, batch_size, as_json, plots_dir, window, top_k, force, stream):
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (nor with --json).")
+def analyze(trace_path, fmt, batch_size, as_json, plots_dir, window, top_k, force, stream,
+            quiet):
     """Analyse a trace: sizes, popularity (Zipf fit, hot-set coverage), reuse, working set, drift.
 
     Example: cachesim analyze kaggle_train_head10k.tsv --plots plots/
@@ -541,7 +543,7 @@ def analyze(trace_path, fmt, batch_size, as_json, plots_dir, window, top_k, forc
     if _analysis_streams(trace_path, fmt, stream, "analyze", True):
         from .analysis.stream import analyze_stream
         res = analyze_stream(trace_path, window=window, top_k=top_k, fmt=fmt,
-                             progress=not as_json, reader_options={} if batch_size is None
+                             progress=not (as_json or quiet), reader_options={} if batch_size is None
                              else {"batch_size": batch_size})
     else:
         res = run_analysis(_read(trace_path, fmt, batch_size), window=window, top_k=top_k)
@@ -675,8 +677,9 @@ def _numbers(text: str, name: str, kind):
                    "trace (oracle-general and txt files; for exact and SHARDS curves in rows "
                    "over all tables also Parquet, fbgemm-npz, dlrm-pt). Default: stream such "
                    "traces over 1 GiB.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (nor with --json).")
 def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj, in_bytes,
-        per_table, output, as_json, plot_path, torchrec_path, bins, stream):
+        per_table, output, as_json, plot_path, torchrec_path, bins, stream, quiet):
     """Miss-ratio curve: miss ratio at every cache size, in one pass for LRU.
 
     Example: cachesim mrc cloudPhysicsIO.txt --plot mrc.png -o mrc.csv
@@ -704,7 +707,7 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj,
                   per_table=per_table, s_max=s_max, adj=not no_adj)
         if streamed:
             from .analysis.stream import mrc_stream
-            df = mrc_stream(trace_path, **kw, fmt=fmt, progress=not as_json,
+            df = mrc_stream(trace_path, **kw, fmt=fmt, progress=not (as_json or quiet),
                             reader_options={} if batch_size is None else
                             {"batch_size": batch_size})
         else:
@@ -745,7 +748,8 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj,
               help="Read the trace in chunks, in memory bounded by the distinct keys, not the "
                    "trace (oracle-general and txt files; Parquet with a batch column, "
                    "fbgemm-npz, dlrm-pt). Default: stream such traces over 1 GiB.")
-def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json, stream):
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (nor with --json).")
+def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json, stream, quiet):
     """Split a memory budget across per-table LRU caches to maximise hits.
 
     Greedy on each table's convex hull of the exact miss curve, against one unified cache and
@@ -757,7 +761,7 @@ def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json,
     if _analysis_streams(trace_path, fmt, stream, "allocate", True):
         from .analysis.allocate import allocate_stream
         res = allocate_stream(trace_path, budget, cache_precision=cache_precision, dim=dim,
-                              fmt=fmt, progress=not as_json, reader_options={}
+                              fmt=fmt, progress=not (as_json or quiet), reader_options={}
                               if batch_size is None else {"batch_size": batch_size})
     else:
         res = run_allocate(_read(trace_path, fmt, batch_size), budget,

@@ -188,3 +188,25 @@ def test_renamed_options_still_take_their_old_spelling_but_help_shows_the_new(
                                          "5%,abc"])
             assert r.exit_code == 2 and "--size 'abc'" in r.stderr
         assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("command", ["replay", "sweep", "report", "train", "analyze", "mrc",
+                                     "allocate"])
+def test_every_command_with_progress_takes_quiet(command):
+    """README: `-q/--quiet` turns off the progress bars, in every command that shows one."""
+    assert "-q, --quiet" in invoke(command, "--help").stdout
+
+
+@pytest.mark.parametrize("args", [["analyze", "--json"], ["mrc", "-s", "10,100"],
+                                  ["allocate", "--budget", "4KiB", "--json"]])
+def test_quiet_streamed_analysis_prints_the_same(shared_data, args):
+    path = shared_data / "cloudphysics" / "cloudPhysicsIO.txt"
+    cmd, *rest = args
+    loud = invoke(cmd, path, "--stream", *rest)
+    quiet = invoke(cmd, path, "--stream", "-q", *rest)
+    assert quiet.stderr == ""
+    if cmd == "analyze":  # its JSON carries the wall-clock seconds of the pass
+        strip = lambda out: {k: v for k, v in json.loads(out).items() if "seconds" not in k}  # noqa: E731
+        assert strip(quiet.stdout) == strip(loud.stdout)
+    else:
+        assert quiet.stdout == loud.stdout

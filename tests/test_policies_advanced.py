@@ -9,6 +9,7 @@ from hypothesis import given, strategies as st
 import cachesim
 from cachesim.simulate.access import Replayer
 from cachesim.policies import arc as arc_mod, s3fifo as s3fifo_mod
+from cachesim.policies.flags import pair_values
 from tests import naive
 
 ADVANCED = {"sieve": naive.sieve, "arc": naive.arc, "s3fifo": naive.s3fifo}
@@ -57,9 +58,36 @@ def test_sieve_hand_traced_hand_stays_put():
     assert cachesim.replay(cachesim.Trace.from_keys(keys[:8]), "fifo", 3).hits == 2
     assert cachesim.replay(cachesim.Trace.from_keys(keys[:8]), "sieve", 3).hits == 3
     tr, rp = _state_after(keys, "sieve", 3)
-    (_, flag, _), _, _ = rp.state  # the request loop's (policy state, stored, used)
+    (queue, flag, meta), _, _ = rp.state  # the request loop's (policy state, stored, used)
+    flag = pair_values(flag, len(tr.distinct_keys))  # two bits a key: 0 absent, 1, 2 visited
     assert sorted(int(k) for k in tr.distinct_keys[flag > 0]) == [a, d, e]
+    assert flag[tr.distinct_keys.tolist().index(a)] == 1  # the hand cleared a's visit
+    # the queue, oldest first with holes: a, e, d; the hand on e (next newer than c)
+    live = queue[meta[1]:meta[0]]
+    assert tr.distinct_keys[live[live >= 0]].tolist() == [a, e, d]
+    assert tr.distinct_keys[queue[meta[2]]] == e
 
+
+
+@pytest.mark.parametrize("capacity", [7, "300B"])
+def test_sieve_queue_compaction_keeps_order_and_hand(capacity):
+    """SIEVE's queue leaves holes and moves its live entries to the front when full (2 x the
+    residents + 1024 slots): many compactions, each with the hand somewhere in the middle, give
+    the plain-Python twin's counts."""
+    rng = np.random.default_rng(11)
+    keys = (rng.zipf(1.3, 30_000) % 500).tolist()
+    sizes = [1 + k % 37 for k in keys]
+    unit = isinstance(capacity, int)
+    tr = cachesim.Trace.from_keys(keys, None if unit else sizes)
+    r = cachesim.replay(tr, "sieve", capacity)
+    want = (naive.sieve(keys, capacity) if unit else
+            naive.sieve(keys, 300, sizes, unit=False))
+    assert counts(r)[:2] == want[:2] and r.evictions == want[3]
+    rp = Replayer(tr, cachesim.get_policy("sieve"), capacity if unit else 300, unit)
+    rp.feed(0, len(tr))
+    (queue, _, meta), _, _ = rp.state
+    assert r.misses > 3 * queue.shape[0]  # so the queue was compacted at least twice
+    assert meta[0] < queue.shape[0]
 
 def test_arc_hand_traced_lists_and_p():
     # cap 2. a, b -> T1 [b a]; a hits -> T2 [a]; c: REPLACE moves T1's LRU b to B1 (|T1| = 1 > p

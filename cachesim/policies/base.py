@@ -272,7 +272,7 @@ _set_variant: Callable[[Policy], Policy] | None = None
 # imported, and so registered, when its policy is first asked for, so a command pays only for
 # the policies it runs; listing the policies, or a name that is not a module's (an alias),
 # imports them all. Listing order: LISTED first, then any other built-in by name.
-_NOT_POLICIES = {"base", "plugins", "setassoc"}
+_NOT_POLICIES = {"base", "flags", "plugins", "setassoc"}
 LISTED = ("lru", "fifo", "lfu", "clock", "random", "opt", "sieve", "arc", "s3fifo")
 
 

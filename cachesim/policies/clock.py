@@ -4,9 +4,10 @@ A key enters at the head of a FIFO with its bit clear; a hit sets the bit. To ev
 tail (oldest): a key with its bit set has the bit cleared and is moved to the head; the first key
 found with a clear bit is evicted.
 
-State: a ring of the resident dense ids in queue order (`ring`), `flag` per dense id
-(0 = not resident, 1 = resident with a clear bit, 2 = resident with the bit set) and
-`meta` = [tail slot, count]; the request loop (`base.request_loop`) does the rest.
+State: a ring of the resident dense ids in queue order (`ring`), a two-bit `flag` per dense id
+(`flags.pairs`: 0 = not resident, 1 = resident with a clear bit, 2 = resident with the bit set;
+4 MB at 16.7M keys) and `meta` = [tail slot, count]; the request loop (`base.request_loop`)
+does the rest.
 """
 from __future__ import annotations
 
@@ -16,24 +17,25 @@ import numpy as np
 from ..numba_util import prefetch
 from .base import Policy, Setup, loop_state, max_residents, register, request_loop
 from .fifo import ring_pop, ring_push
+from .flags import pair_get, pair_put, pairs
 
 
 def init(setup: Setup) -> tuple:
     ring = np.zeros(max_residents(setup), dtype=np.int32)
-    flag = np.zeros(setup.n_keys, dtype=np.uint8)
+    flag = pairs(setup.n_keys)
     return loop_state(setup, (ring, flag, np.zeros(2, dtype=np.int64)))
 
 
 @numba.njit(cache=True, inline="always")
 def ahead(st, k):
-    prefetch(st[1], k)
+    prefetch(st[1], k >> 2)
 
 
 @numba.njit(cache=True, inline="always")
 def hit(st, k, now, nx):
     flag = st[1]
-    if flag[k]:
-        flag[k] = 2
+    if pair_get(flag, k):
+        pair_put(flag, k, 2)
         return True
     return False
 
@@ -42,18 +44,18 @@ def hit(st, k, now, nx):
 def evict(st, now):
     ring, flag, meta = st
     v = ring_pop(ring, meta)
-    while flag[v] == 2:  # second chance: clear the bit, move the key to the head
-        flag[v] = 1
+    while pair_get(flag, v) == 2:  # second chance: clear the bit, move the key to the head
+        pair_put(flag, v, 1)
         ring_push(ring, meta, v)
         v = ring_pop(ring, meta)
-    flag[v] = 0
+    pair_put(flag, v, 0)
     return v
 
 
 @numba.njit(cache=True, inline="always")
 def insert(st, k, now, nx):
     ring_push(st[0], st[2], k)
-    st[1][k] = 1
+    pair_put(st[1], k, 1)
 
 
 kernel = request_loop(globals(), hit=hit, insert=insert, evict=evict, ahead=ahead)

@@ -1,19 +1,22 @@
 """FIFO: evict the key inserted longest ago; a hit changes nothing.
 
-State: a ring of the resident dense ids in insertion order (`ring`), `resident` flags and
-`meta` = [oldest slot, resident count]; the request loop (`base.request_loop`) does the rest.
+State: a ring of the resident dense ids in insertion order (`ring`), a `resident` bit per dense
+id (`flags.bits`: 2 MB at 16.7M keys, so it stays in the processor's caches) and `meta` =
+[oldest slot, resident count]; the request loop (`base.request_loop`) does the rest.
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
 
+from ..numba_util import prefetch
 from .base import Policy, Setup, loop_state, max_residents, register, request_loop
+from .flags import bit_clear, bit_get, bit_set, bits
 
 
 def init(setup: Setup) -> tuple:
     ring = np.zeros(max_residents(setup), dtype=np.int32)
-    resident = np.zeros(setup.n_keys, dtype=np.uint8)
+    resident = bits(setup.n_keys)
     return loop_state(setup, (ring, resident, np.zeros(2, dtype=np.int64)))
 
 
@@ -35,24 +38,29 @@ def ring_pop(ring, meta):
 
 
 @numba.njit(cache=True, inline="always")
+def ahead(st, k):
+    prefetch(st[1], k >> 3)
+
+
+@numba.njit(cache=True, inline="always")
 def hit(st, k, now, nx):
-    return st[1][k] != 0
+    return bit_get(st[1], k) != 0
 
 
 @numba.njit(cache=True, inline="always")
 def evict(st, now):
     v = ring_pop(st[0], st[2])
-    st[1][v] = 0
+    bit_clear(st[1], v)
     return v
 
 
 @numba.njit(cache=True, inline="always")
 def insert(st, k, now, nx):
     ring_push(st[0], st[2], k)
-    st[1][k] = 1
+    bit_set(st[1], k)
 
 
-kernel = request_loop(globals(), hit=hit, insert=insert, evict=evict)
+kernel = request_loop(globals(), hit=hit, insert=insert, evict=evict, ahead=ahead)
 
 POLICY = register(Policy(name="fifo", kernel=kernel, init=init,
                          aliases=("first-in-first-out",),

@@ -46,7 +46,7 @@ demo: $(STAMP)
 # Then a small slice again with the JIT off (NUMBA_DISABLE_JIT=1, about 35 s): the kernels run
 # as plain Python against the oracles, so code paths that exist only without numba run too
 JIT_OFF_TESTS := tests/test_trace_derived.py tests/test_batch.py tests/test_fbgemm_cache.py \
-	tests/test_policies_core.py
+	tests/test_policies_core.py tests/test_flags.py
 test: $(TEST_STAMP) browser azurite
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q $(JIT_OFF_TESTS) -k "not golden"

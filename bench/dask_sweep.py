@@ -10,6 +10,7 @@ bench/billion.py, kept with `--keep`). The client makes one first pass; workers 
 does not shrink with more workers (workers on other hosts would make their own).
 
     flock /tmp/bench.lock .venv/bin/python bench/dask_sweep.py bench/out/billion/zipf_100000000.oracleGeneral.bin
+    ... --rounds 3     # 1 worker, 2 workers, three times in turn: each round's speed-up and the median
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import argparse
 import contextlib
 import json
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,41 +67,58 @@ def cluster(n: int, folder: Path):
                 p.wait()
 
 
+def sweep_once(a, n: int) -> tuple[float, list, dict]:
+    """One sweep on a fresh cluster of n workers: (wall seconds, the table, each
+    configuration's replay seconds)."""
+    with tempfile.TemporaryDirectory(prefix="cachesim-dask-bench-") as tmp:
+        folder = Path(tmp)
+        with cluster(n, folder) as address:
+            out = folder / "sweep.json"
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                [str(BIN / "cachesim"), "sweep", a.trace, "--mode", "access", "-p",
+                 a.policies, "-s", a.sizes, "--ways", "full", "--precision", "fp32",
+                 "--stream", "--dask", address, "-q", "-o", str(out)],
+                capture_output=True, text=True)
+            seconds = time.perf_counter() - t0
+            if proc.returncode:
+                raise SystemExit(f"sweep failed:\n{proc.stderr}")
+            rows = json.loads(out.read_text())
+    table = sorted((r["policy"], r["size"], r["hits"], r["misses"]) for r in rows)
+    return seconds, table, {(r["policy"], r["size"]): r["replay_seconds"] for r in rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("trace")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--policies", default="lru,fifo,clock,sieve")
     ap.add_argument("--sizes", default="0.5%,1%,2%,5%")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run the worker counts in turn this many times (the machine's speed "
+                         "drifts: each round's speed-up is from runs next to each other)")
     a = ap.parse_args()
-    times, tables, busy, each = {}, {}, {}, {}
-    for n in (int(x) for x in a.workers.split(",")):
-        with tempfile.TemporaryDirectory(prefix="cachesim-dask-bench-") as tmp:
-            folder = Path(tmp)
-            with cluster(n, folder) as address:
-                out = folder / "sweep.json"
-                t0 = time.perf_counter()
-                proc = subprocess.run(
-                    [str(BIN / "cachesim"), "sweep", a.trace, "--mode", "access", "-p",
-                     a.policies, "-s", a.sizes, "--ways", "full", "--precision", "fp32",
-                     "--stream", "--dask", address, "-q", "-o", str(out)],
-                    capture_output=True, text=True)
-                times[n] = time.perf_counter() - t0
-                if proc.returncode:
-                    raise SystemExit(f"sweep failed:\n{proc.stderr}")
-                rows = json.loads(out.read_text())
-                tables[n] = sorted((r["policy"], r["size"], r["hits"], r["misses"]) for r in rows)
-                busy[n] = sum(r["replay_seconds"] for r in rows)
-                each[n] = {(r["policy"], r["size"]): r["replay_seconds"] for r in rows}
-        print(f"{n} worker(s): {len(tables[n])} configurations, {times[n]:.1f} s; replays "
-              f"{busy[n]:.1f} s in all ({busy[n] / n:.1f} s a worker)", flush=True)
-    ns = sorted(times)
-    print(f"speed-up {ns[-1]} vs {ns[0]} workers: {times[ns[0]] / times[ns[-1]]:.2f}x; "
-          f"tables equal: {all(tables[n] == tables[ns[0]] for n in ns)}")
-    if len(ns) > 1:  # each configuration's replay seconds, alone and beside another worker's
-        lo, hi = ns[0], ns[-1]
-        print(f"a replay's seconds with {hi} workers against {lo}, by configuration: " + ", ".join(
-            f"{p} {s} {each[hi][p, s] / each[lo][p, s]:.2f}" for p, s in sorted(each[lo])))
+    ns = [int(x) for x in a.workers.split(",")]
+    lo, hi = ns[0], ns[-1]
+    ups, first = [], None
+    for r in range(a.rounds):
+        times, each = {}, {}
+        for n in ns:
+            times[n], table, each[n] = sweep_once(a, n)
+            first = table if first is None else first
+            busy = sum(each[n].values())
+            print(f"round {r + 1}, {n} worker(s): {len(table)} configurations, {times[n]:.1f} s;"
+                  f" replays {busy:.1f} s in all ({busy / n:.1f} s a worker); table equal to the"
+                  f" first run's: {table == first}", flush=True)
+        if hi != lo:
+            ups.append(times[lo] / times[hi])
+            print(f"round {r + 1}: speed-up {hi} vs {lo} workers {ups[-1]:.2f}x; a replay's "
+                  f"seconds with {hi} workers against {lo}: " + ", ".join(
+                      f"{p} {s} {each[hi][p, s] / each[lo][p, s]:.2f}"
+                      for p, s in sorted(each[lo])), flush=True)
+    if ups:
+        print(f"speed-up {hi} vs {lo} workers over {len(ups)} round(s): median "
+              f"{statistics.median(ups):.2f}x, range {min(ups):.2f}-{max(ups):.2f}x")
 
 
 if __name__ == "__main__":

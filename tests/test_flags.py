@@ -26,37 +26,32 @@ def _apply_pairs(b, ks, vs, got):
         got[i] = pair_get(b, ks[i])
 
 
-ops_st = st.lists(st.tuples(st.integers(0, 40), st.integers(0, 2)), min_size=1, max_size=200)
-
-
-@given(n=st.integers(1, 41), ops=ops_st)
-def test_bits_match_a_list(n, ops):
-    ops = [(k % n, op) for k, op in ops]
-    b = bits(n)
-    assert b.shape[0] == (n + 7) // 8 and not b.any()
+def _check(n, ops, make, apply, values, width, step):
+    """Apply `ops` [(key, code)] in a kernel to fresh flags; each read back, and the flags at
+    the end, equal a plain list's (`step(old, code)` -> new value)."""
+    ops = [(k % n, code) for k, code in ops]
+    b = make(n)
+    assert b.shape[0] == -(-n * width // 8) and not b.any()
     ks, codes = (np.array(x, dtype=np.int64) for x in zip(*ops))
     got = np.zeros(len(ops), dtype=np.int64)
-    _apply_bits(b, ks, codes, got)
+    apply(b, ks, codes, got)
     want, seen = [0] * n, []
-    for k, op in ops:  # 0 set, 1 clear, 2 read only
-        want[k] = 1 if op == 0 else 0 if op == 1 else want[k]
+    for k, code in ops:
+        want[k] = step(want[k], code)
         seen.append(want[k])
     assert got.tolist() == seen
-    assert bit_values(b, n).tolist() == want
+    assert values(b, n).tolist() == want
+
+
+@given(n=st.integers(1, 41), ops=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 2)),
+                                           min_size=1, max_size=200))
+def test_bits_match_a_list(n, ops):  # code 0 sets, 1 clears, 2 only reads
+    _check(n, ops, bits, _apply_bits, bit_values, 1,
+           lambda old, code: 1 if code == 0 else 0 if code == 1 else old)
 
 
 @given(n=st.integers(1, 41), ops=st.lists(st.tuples(st.integers(0, 40), st.integers(-1, 3)),
                                            min_size=1, max_size=200))
-def test_pairs_match_a_list(n, ops):
-    ops = [(k % n, v) for k, v in ops]
-    b = pairs(n)
-    assert b.shape[0] == (n + 3) // 4 and not b.any()
-    ks, vs = (np.array(x, dtype=np.int64) for x in zip(*ops))
-    got = np.zeros(len(ops), dtype=np.int64)
-    _apply_pairs(b, ks, vs, got)
-    want, seen = [0] * n, []
-    for k, v in ops:  # v = -1: read only
-        want[k] = v if v >= 0 else want[k]
-        seen.append(want[k])
-    assert got.tolist() == seen
-    assert pair_values(b, n).tolist() == want
+def test_pairs_match_a_list(n, ops):  # code v >= 0 puts v, -1 only reads
+    _check(n, ops, pairs, _apply_pairs, pair_values, 2,
+           lambda old, code: code if code >= 0 else old)

@@ -481,7 +481,7 @@ def _stop_pool(pool) -> None:
         p.join(timeout=5)  # (a loaded machine: a SIGTERM can take a moment to land)
         if p.is_alive():  # pragma: no cover - a worker that ignores SIGTERM
             p.kill()
-            p.join(timeout=2)
+            p.join(timeout=30)  # (a SIGKILL always lands; on a loaded machine not at once)
 
 
 def _execute(trace, pending: list[SweepConfig], jobs: int, dask, on_done, progress: bool,

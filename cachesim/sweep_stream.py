@@ -16,19 +16,19 @@ Where the replays run:
   fingerprint must equal the client's: a worker that sees another file fails with one line.
   Only the path, the reader options and the fingerprint travel to the workers.
 
-The fingerprint (`stream_fingerprint`) is a BLAKE2b digest, as `Trace.fingerprint`, of what a
-streamed replay reads: the dense id of every access and the keys in order of first access (which
-together are the key sequence), the access sizes, the batch ids in batch mode, the tables' rows
-and names and the cachesim version. It is hashed in one more pass over the first pass's temporary
-files (access mode) or the trace (batch mode). It differs from the in-memory trace's fingerprint,
-so a streamed sweep and an in-memory one keep their OUT.parts/ apart (a rerun with the other
-setting is told so and asked for --fresh or another -o).
+The fingerprint (`stream_fingerprint`) is a digest (`hashing.digest`), as `Trace.fingerprint`'s,
+of what a streamed replay reads: the dense id of every access and the keys in order of first
+access (which together are the key sequence), the access sizes, the batch ids in batch mode, the
+tables' rows and names and the cachesim version. In access mode the first pass hashes its
+temporary files as it writes them; in batch mode it takes one more pass over the trace. It
+differs from the in-memory trace's fingerprint, so a streamed sweep and an in-memory one keep
+their OUT.parts/ apart (a rerun with the other setting is told so and asked for --fresh or
+another -o).
 
 Per-table configurations on Dask run as one task each (the in-memory sweep splits them by table).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -39,6 +39,7 @@ import numpy as np
 
 from .errors import CachesimError
 from .files import jsonable
+from .hashing import digest
 from .simulate.access import CHUNK
 from .simulate.stream import BatchStreamSource, StreamSource, Streamed
 from .trace import MAX_ROWS, Trace
@@ -77,7 +78,7 @@ def stream_fingerprint(src, spec: StreamSpec, progress: bool = False) -> str:
     equal for two sources of the same trace, whatever their chunk size."""
     from .progress import Throughput
     from .version import __version__
-    ids_h, sizes_h, batch_h = (hashlib.blake2b(digest_size=16) for _ in range(3))
+    ids_h, sizes_h, batch_h = digest(), digest(), digest()
     n, done = len(src), 0
     bar = Throughput(f"{Path(spec.path).name}: fingerprint", src.nbytes, progress)
     one = src.one_size if spec.mode == "access" else None  # constant sizes: one number
@@ -103,7 +104,7 @@ def stream_fingerprint(src, spec: StreamSpec, progress: bool = False) -> str:
         if one is None:  # (constant sizes: the file stays empty, the one number is hashed)
             parts[1] = digests[1]
     meta = src.meta
-    h = hashlib.blake2b(digest_size=16)
+    h = digest()
     h.update(f"cachesim {__version__} streamed {spec.mode} {len(src)}".encode())
     for part in parts:
         h.update(part)

@@ -334,16 +334,17 @@ class Trace:
 
     def fingerprint(self) -> str:
         """The trace's identity for saved results (a sweep's parts, a report's --from): a
-        BLAKE2b digest of what a replay reads (keys, batches, table rows and names) and the
-        cachesim version, 32 hex digits."""
-        import hashlib
+        digest (`hashing.digest`) of what a replay reads (keys, batches, table rows and names)
+        and the cachesim version, 32 hex digits."""
         import json
+
+        from .hashing import digest
         from .version import __version__
-        h = hashlib.blake2b(digest_size=16)
+        h = digest()
         h.update(__version__.encode())
-        h.update(np.ascontiguousarray(self.keys).tobytes())
+        h.update(memoryview(np.ascontiguousarray(self.keys)).cast("B"))  # (no copy)
         if self.batch is not None:
-            h.update(np.ascontiguousarray(self.batch).tobytes())
+            h.update(memoryview(np.ascontiguousarray(self.batch)).cast("B"))
         h.update(np.asarray(self.table_rows, dtype=np.int64).tobytes())
         h.update(json.dumps(list(self.table_names)).encode())
         return h.hexdigest()

@@ -330,3 +330,32 @@ def test_a_worker_rereads_an_object_that_changed_at_its_url(shared_data):
                 worker_source(st.spec, st.fingerprint())
     finally:
         fsspec.filesystem("memory").rm("/changing", recursive=True)
+
+
+def test_a_worker_reopens_a_url_folder_whose_part_was_rewritten():
+    """A folder at a URL is stamped by its files: a part rewritten under the same name makes a
+    worker open the folder again, where the folder's own information (no version) stayed."""
+    import polars as pl
+
+    from cachesim.io.urls import stamp
+    from cachesim.sweep_stream import StreamedTrace, worker_source
+    rng = np.random.default_rng(0)
+
+    def part(i, n):
+        with fsspec.open(f"memory://pqchange/d/part-{i}.parquet", "wb") as f:
+            pl.DataFrame({"row": rng.integers(0, 40, n)}).write_parquet(f)
+
+    try:
+        part(0, 300), part(1, 300)
+        url = "memory://pqchange/d"
+        before = stamp(url)
+        with StreamedTrace.open(url, "access", chunk_accesses=100) as st:
+            src, _ = worker_source(st.spec, st.fingerprint())
+            assert len(src) == 600 and worker_source(st.spec, st.fingerprint())[0] is src
+        part(1, 350)
+        assert stamp(url) != before
+        with StreamedTrace.open(url, "access", chunk_accesses=100) as st:
+            src, _ = worker_source(st.spec, st.fingerprint())  # opened again, not the kept one
+            assert len(src) == 650
+    finally:
+        fsspec.filesystem("memory").rm("/pqchange", recursive=True)

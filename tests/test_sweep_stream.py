@@ -296,3 +296,58 @@ def test_sweeps_of_an_http_url_on_a_real_cluster_are_read_by_the_workers(cluster
                               **args).table
         assert sum(client.run(lambda: sweep._WORKER_READS[0]).values()) > sum(reads.values())
     assert streamed.height == 4 and _same(streamed, want) and _same(in_memory, want)
+
+
+def _rewrite_part_in_place(folder, seed):
+    """Rewrite the folder's first part file under the same name, with other accesses, and give
+    the folder back its own mtime: only the file shows the change."""
+    import polars as pl
+    part = sorted(folder.glob("*.parquet"))[0]
+    before = os.stat(folder)
+    rows = np.random.default_rng(seed).integers(0, 50, pl.read_parquet(part).height)
+    with open(part, "r+b") as f:  # (in place: the folder's entries stay as they were)
+        f.truncate(0)
+        pl.DataFrame({"row": rows}).write_parquet(f)
+    os.utime(folder, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(folder).st_mtime_ns == before.st_mtime_ns
+
+
+def _parquet_folder(folder, n_parts=3, n=400):
+    import polars as pl
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n_parts):
+        pl.DataFrame({"row": rng.integers(0, 60, n)}).write_parquet(folder / f"part-{i}.parquet")
+    return folder
+
+
+def test_a_part_file_rewritten_in_place_is_a_changed_folder(tmp_path):
+    """A folder's stamp covers its files: a worker's kept source, a published first pass and the
+    in-memory workers' kept trace all see a part rewritten in place as a changed trace."""
+    from cachesim import sweep, sweep_stream
+    from cachesim.io.urls import stamp
+    from cachesim.simulate.stream import StreamSource
+    folder = _parquet_folder(tmp_path / "trace.parquet.d")
+    old = stamp(folder)
+    spec_src = StreamedTrace.open(folder, "access", chunk_accesses=100)
+    remote = pickle.loads(pickle.dumps(spec_src))
+    worker_source(remote.spec, remote.fingerprint())  # a worker keeps this source
+    with StreamSource(folder, chunk_accesses=100) as src:
+        info = src.publish()
+        source = sweep.TraceSource.of(folder)
+        fp = read_trace(folder).fingerprint()
+        sweep._source_trace(source, fp)  # ... and this in-memory trace
+        reads = sweep._WORKER_READS[0]
+        _rewrite_part_in_place(folder, seed=5)
+        assert stamp(folder) != old
+        assert StreamSource.attach(info) is None  # the client's first pass is of the old files
+    spec_src.close()
+    fresh = StreamedTrace.open(folder, "access", chunk_accesses=100)
+    assert fresh.fingerprint() != remote.fingerprint()
+    opens = sweep_stream._WORKER_OPENS[0]
+    worker_source(fresh.spec, fresh.fingerprint())  # a new first pass, not the kept one's error
+    assert sweep_stream._WORKER_OPENS[0] == opens + 1
+    new_fp = read_trace(folder).fingerprint()
+    assert sweep._source_trace(source, new_fp).fingerprint() == new_fp  # read again
+    assert sweep._WORKER_READS[0] == reads + 1
+    fresh.close()

@@ -237,20 +237,40 @@ _VERSION_KEYS = ("ETag", "etag", "LastModified", "last_modified", "mtime", "upda
 def stamp(path):
     """What tells a changed trace from the same one, for a cache of it kept across calls: (mtime
     in ns, size) of a local file; of an object at a URL, its size and the version fields its
-    store gives (ETag, modification time, generation); None when it cannot be read (its reader
-    reports that)."""
-    if not is_url(path) or str(path).lower().startswith("file://"):
-        try:
-            st = os.stat(as_path(path))
-            return st.st_mtime_ns, st.st_size
-        except OSError:
-            return None
+    store gives (ETag, modification time, generation); of a folder (a Parquet folder or dataset,
+    local or at a URL), those of every file under it with its path below the folder, since a
+    file rewritten in place leaves its folder's own stamp as it was; None when it cannot be read
+    (its reader reports that)."""
+    local = not is_url(path) or str(path).lower().startswith("file://")
     try:
-        info = as_path(path).info()
-    except CachesimError:
+        p = as_path(path)
+        if local:
+            if os.path.isdir(p):
+                return tuple(_local_files(p))
+            st = os.stat(p)
+            return st.st_mtime_ns, st.st_size
+        info = p.info()
+        if info is None:
+            return None
+        if info.get("type") == "directory":
+            return tuple(sorted((str(f.relative_to(p)), _version(f.info())) for f in p.rglob()))
+        return _version(info)
+    except (OSError, CachesimError):
         return None
-    if info is None:
-        return None
+
+
+def _local_files(folder):
+    """(path below `folder`, mtime in ns, size) of every file under it, in order."""
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            st = os.stat(full)
+            yield os.path.relpath(full, folder), st.st_mtime_ns, st.st_size
+
+
+def _version(info: dict) -> tuple:
+    """An object's size and the version fields of its store's information."""
     return (info.get("size"),) + tuple(str(info.get(k)) for k in _VERSION_KEYS if k in info)
 
 

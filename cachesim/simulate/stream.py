@@ -42,7 +42,6 @@ Peak memory: the key map (40-80 bytes a distinct key), the policy's state, and o
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import tempfile
 import time
@@ -53,9 +52,10 @@ import numba
 import numpy as np
 
 from ..errors import CachesimError
+from ..hashing import digest
 from ..io.stream import (KeyMap, access_chunks, access_parquet, batch_chunks, chunk_keys,
                          read_ahead, source_bytes, streamable)
-from ..io.urls import as_path
+from ..io.urls import as_path, stamp
 from ..progress import Throughput
 from ..trace import DEFAULT_DIM, Trace
 from .access import CHUNK, Replayer, access_result, plan
@@ -112,6 +112,11 @@ def _stamp(path):
     return st.st_mtime_ns, st.st_size
 
 
+def _tupled(x):
+    """A stamp (`io.urls.stamp`) that travelled as lists (JSON), as tuples again."""
+    return tuple(_tupled(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
 def _read_block(f, dtype, start: int, count: int) -> np.ndarray:
     out = np.empty(count, dtype=dtype)
     f.seek(start * out.itemsize)
@@ -163,7 +168,7 @@ class StreamSource(Streamed):
         n = total = 0
         has_sizes = False
         self.nbytes = source_bytes(self.path) if self.path.exists() else 0
-        self._trace_stamp = _stamp(self.path)  # what the first pass read (`publish`)
+        self._trace_stamp = stamp(self.path)  # what the first pass read (`publish`)
         # the first pass keeps each access's dense id (int32) and size (int64; not when every
         # size is the same, `self._one_size`) in temporary files, which each replay reads back
         # instead of parsing the trace and looking every key up again
@@ -171,9 +176,9 @@ class StreamSource(Streamed):
         self._ids_path = Path(self._tmp.name) / "ids.i32"
         self._sizes_path = Path(self._tmp.name) / "sizes.i64"
         self._one_size = None  # the size of every access so far, while they are all equal
-        # BLAKE2b of the bytes written to the ids and sizes files, in order (`file_digests`:
+        # digests of the bytes written to the ids and sizes files, in order (`file_digests`:
         # the fingerprint's, without another pass over the files)
-        self._ids_h, self._sizes_h = (hashlib.blake2b(digest_size=16) for _ in range(2))
+        self._ids_h, self._sizes_h = digest(), digest()
         bar = Throughput(f"{self.path.name}: first pass", self.nbytes, progress)
         try:
             with open(self._ids_path, "wb") as fi, open(self._sizes_path, "wb") as fs, \
@@ -237,7 +242,7 @@ class StreamSource(Streamed):
         process closed its source) or they or the trace changed since (then make a first pass:
         `StreamSource(path)`). OPT's next-access file is this source's own."""
         folder = Path(info["dir"])
-        if info["trace"] is None or _stamp(info["path"]) != tuple(info["trace"]) or [
+        if info["trace"] is None or stamp(info["path"]) != _tupled(info["trace"]) or [
                 _stamp(folder / f) for f in cls._SHARED_FILES] != [
                 None if st is None else tuple(st) for st in info["files"]]:
             return None
@@ -253,7 +258,7 @@ class StreamSource(Streamed):
         self._ids_path, self._sizes_path = folder / "ids.i32", folder / "sizes.i64"
         self.nbytes, self._one_size = int(info["nbytes"]), info["one_size"]
         self.n, self.request_bytes = int(info["n"]), int(info["request_bytes"])
-        self._tables, self._trace_stamp = info["tables"], tuple(info["trace"])
+        self._tables, self._trace_stamp = info["tables"], _tupled(info["trace"])
         self.meta = _Meta(str(self.path), distinct, bool(info["has_sizes"]), self._tables)
         return self
 
@@ -271,8 +276,8 @@ class StreamSource(Streamed):
         f.write(data)
 
     def file_digests(self) -> tuple[bytes, bytes] | None:
-        """(BLAKE2b-128 of the ids file, of the sizes file) as the first pass wrote them; None
-        for a source attached to another process's files (`attach`)."""
+        """(the digest (`hashing.digest`) of the ids file, of the sizes file) as the first pass
+        wrote them; None for a source attached to another process's files (`attach`)."""
         if self._ids_h is None:
             return None
         return self._ids_h.digest(), self._sizes_h.digest()

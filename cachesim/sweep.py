@@ -37,7 +37,7 @@ import re
 import signal
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -520,14 +520,64 @@ def _execute(trace, pending: list[SweepConfig], jobs: int, dask, on_done, progre
             bar.close()
 
 
+class _LongestFirst:
+    """The order in which a sweep hands its configurations to the workers: longest replay
+    first, learnt as they finish, so that the last worker to finish waits least (LPT).
+
+    A replay's time depends far more on its policy than on its size (at 100M accesses LRU took
+    2.8-3.5 s at every size from 0.5% to 5%, FIFO 1.4-1.9 s: bench/RESULTS.md, "The sweep's
+    order"), and nothing before the first replay tells how long one takes. So the first
+    configuration of each family (policy, fully associative or not, per-table or not) goes
+    first, larger sizes before smaller ones (`pending`'s order); after that the family with the
+    longest mean replay so far. A family none of whose replays has finished counts as the
+    longest: its replay is still running, so it is the slower one."""
+
+    def __init__(self, pending: list[SweepConfig]):
+        self._left = list(pending)
+        self._seen: dict[tuple, list[float]] = {}  # family -> [seconds, replays]
+
+    @staticmethod
+    def _family(cfg: SweepConfig) -> tuple:
+        return cfg.policy, cfg.ways is None, cfg.per_table
+
+    def __bool__(self) -> bool:
+        return bool(self._left)
+
+    def pop(self) -> SweepConfig:
+        def longest(item):
+            i, cfg = item
+            seen = self._seen.get(self._family(cfg))
+            return (-float("inf") if seen is None else -seen[0] / seen[1]), i
+        i, _ = min(enumerate(self._left), key=longest)
+        return self._left.pop(i)
+
+    def done(self, cfg: SweepConfig, rec: dict) -> None:
+        seen = self._seen.setdefault(self._family(cfg), [0.0, 0])
+        seen[0] += float(rec.get("seconds") or 0.0)
+        seen[1] += 1
+
+
 def _execute_pool(trace, pending, jobs, finished):
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=_mp_context(trace),
                                initializer=_init_worker, initargs=(trace,))
-    try:
+    order, running = _LongestFirst(pending), set()
+    depth = 2 * min(jobs, len(pending))  # in flight: one running and one waiting a worker
+
+    def fill():
         with _sigint_held():  # forked workers start here: none must die of a Ctrl-C unprepared
-            futures = [pool.submit(_run_in_worker, cfg) for cfg in pending]
-        for fut in as_completed(futures):
-            finished(*fut.result())
+            while order and len(running) < depth:
+                running.add(pool.submit(_run_in_worker, order.pop()))
+
+    try:
+        fill()
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                running.discard(fut)
+                cfg, rec = fut.result()
+                finished(cfg, rec)  # (saved first: a Ctrl-C in `fill` keeps it)
+                order.done(cfg, rec)
+                fill()
     except BaseException:
         _stop_pool(pool)
         raise
@@ -572,7 +622,8 @@ def dask_client(address, jobs=None):
 
 
 def _submit_all(client, trace, pending, finished, dask_completed, source=None):
-    """Submit every configuration; per-table ones as one task per table (merged here, exactly:
+    """Submit every configuration, two a worker thread at a time, longest first
+    (`_LongestFirst`); per-table ones as one task per table (merged here, exactly:
     `simulate.tables`). With a `source` the workers read the trace themselves; without one the
     in-memory trace is scattered to every worker once."""
     import numpy as np
@@ -589,7 +640,12 @@ def _submit_all(client, trace, pending, finished, dask_completed, source=None):
     split = getattr(trace, "replay_sweep_config", None) is None  # a streamed trace: whole
     tables = [t for t, n in enumerate(np.bincount(trace.table, minlength=trace.n_tables))
               if n] if split else []
-    for cfg in pending:
+    order, running = _LongestFirst(pending), set()
+    depth = 2 * max(1, sum(client.nthreads().values()))  # one running, one waiting, a thread
+    seq = dask_completed()
+
+    def submit(cfg):
+        running.add(cfg.key)
         if split and cfg.mode == "batch" and splittable(cfg.per_table, trace.n_tables,
                                                        cfg.prefetch_pipeline):
             plan = plans[cfg.key] = table_plan(trace, cfg.policy, cfg.size, cfg.ways,
@@ -599,20 +655,35 @@ def _submit_all(client, trace, pending, finished, dask_completed, source=None):
             for t in tables:
                 fut = client.submit(by_table, shared, *extra, plan, t, pure=False)
                 futures[fut] = (cfg, t)
+                seq.add(fut)
         else:
-            futures[client.submit(one, shared, *extra, cfg, pure=False)] = (cfg, None)
+            fut = client.submit(one, shared, *extra, cfg, pure=False)
+            futures[fut] = (cfg, None)
+            seq.add(fut)
+
+    def fill():
+        while order and len(running) < depth:
+            submit(order.pop())
+
+    def done(cfg, rec):
+        finished(cfg, rec)
+        running.discard(cfg.key)
+        order.done(cfg, rec)
+        fill()
+
     try:
-        for fut in dask_completed(list(futures)):
+        fill()
+        for fut in seq:
             cfg, t = futures[fut]
             if t is None:
-                finished(*fut.result())
+                done(*fut.result())
                 continue
             parts = waiting[cfg.key]
             parts[t] = fut.result()
             if len(parts) == len(tables):
                 from .simulate.tables import merge_tables
                 res = merge_tables(trace, plans[cfg.key], parts)
-                finished(cfg, jsonable(res.to_record(per_table=True)))
+                done(cfg, jsonable(res.to_record(per_table=True)))
     except BaseException:
         client.cancel(list(futures))  # nothing keeps running on the cluster after a Ctrl-C
         raise

@@ -241,3 +241,24 @@ def test_lines_wait_for_their_threshold():
     quiet = Lines(False, file=out, clock=lambda: now[0])
     terminal = Lines(True, file=_Terminal(), clock=lambda: now[0])
     assert not quiet.echo("x") and not terminal.echo("x")
+
+
+def test_configurations_go_out_longest_first_as_learnt_from_finished_replays():
+    """`_LongestFirst`: the first of each family first (in the given order, larger sizes first),
+    then the family with the longest mean replay so far; a family still unmeasured counts as
+    the longest."""
+    from cachesim.sweep import _LongestFirst, make_configs
+    cfgs = {(c.policy, c.size): c for c in make_configs("lru,fifo", "5%,1%,0.5%", "none",
+                                                         mode="access")}
+    pending = [cfgs[p, s] for s in ("5%", "1%", "0.5%") for p in ("lru", "fifo")]
+    order = _LongestFirst(pending)
+    got = [order.pop(), order.pop()]
+    assert [(c.policy, c.size) for c in got] == [("lru", "5%"), ("fifo", "5%")]
+    order.done(cfgs["fifo", "5%"], {"seconds": 1.0})  # FIFO is measured, LRU still running
+    assert (order.pop().policy, len(pending)) == ("lru", 6)  # lru 1%: unmeasured counts longest
+    order.done(cfgs["lru", "5%"], {"seconds": 3.0})
+    rest = []
+    while order:
+        rest.append(order.pop())
+    assert [(c.policy, c.size) for c in rest] == [("lru", "0.5%"), ("fifo", "1%"),
+                                                  ("fifo", "0.5%")]

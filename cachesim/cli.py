@@ -340,7 +340,7 @@ def convert(src, dst, fmt, batch_size, num_tables):
     import time
     from .io import read_trace, write_trace
     t0 = time.perf_counter()
-    check_output_file(dst, "OUT")
+    check_output_file(dst, "OUT", inputs=(src,))
     opts = {k: v for k, v in (("batch_size", batch_size), ("num_tables", num_tables)) if v}
     trace = read_trace(src, format=fmt, **opts)
     trace.require_nonempty()
@@ -455,7 +455,7 @@ def sweep(trace_path, fmt, batch_size, policies, sizes, ways, precisions, per_ta
     from .costs import DEFAULT_LINK_GBPS
     from .sweep import check_parts_dir, parts_dir, run_sweep
     if out:
-        check_output_file(out, "-o")
+        check_output_file(out, "-o", inputs=(trace_path,))
         check_parts_dir(parts_dir(out), out)
     if stream and mode == "batch" and _streams_batched(trace_path, fmt, mode) is None:
         raise CachesimError(f"{trace_path}: sweep --stream --mode batch reads Parquet, "
@@ -606,9 +606,9 @@ def generate(out, samples, tables, rows, alpha, bag_size, batch_size, drift, loc
     if plot_path and not like_path:
         raise CachesimError("--plot compares the curves of --like TRACE and the generated "
                             "trace: add --like TRACE")
-    check_output_file(out, "OUT")
+    check_output_file(out, "OUT", inputs=(like_path,))
     if plot_path:
-        check_output_file(plot_path, "--plot")
+        check_output_file(plot_path, "--plot", inputs=(like_path,))
     if like_path:
         real = _read(like_path, None)
         trace = fit.generate_like(fit.fit_profile(real), accesses or len(real), seed=seed)
@@ -693,7 +693,7 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj,
     from .analysis import mrc as curves
     for name, path in (("-o", output), ("--plot", plot_path), ("--torchrec", torchrec_path)):
         if path:
-            check_output_file(path, name)
+            check_output_file(path, name, inputs=(trace_path,))
     streamed = _analysis_streams(
         trace_path, fmt, stream, "mrc", method in ("exact", "shards") and not in_bytes
         and not per_table, torchrec=bool(torchrec_path),
@@ -850,7 +850,7 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, cache_mod
         from .files import OUTPUT_SUFFIXES
         if Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
             raise CachesimError(f"-o {out}: write .parquet, .csv or .json")
-        check_output_file(out, "-o")
+        check_output_file(out, "-o", inputs=(trace_path,))
     data = None
     if _train_streams(trace_path, fmt, stream):  # the first pass; batches read as it trains
         from .executor.stream import StreamedData

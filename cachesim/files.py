@@ -13,11 +13,15 @@ or overwrite what cachesim did not write.
   folder is marked with `.cachesim`, a JSON file listing the files cachesim wrote there.
 
 The folder rule: a missing or empty folder, or one holding our marker, may be written; the files
-the marker lists may be replaced (and are removed when a new run no longer writes them). A
+the marker lists for this command may be replaced (and are removed when a new run of it no
+longer writes them); another command's files in the folder are kept, and writing one of their
+names is refused. A
 non-empty folder without the marker is the user's: refused, unless `force`, which writes our
 files beside the user's. Even with `force`, a file of the user's (not listed in the marker) is
 never overwritten or deleted: a name clash is refused. A report folder written before the marker
-existed (its results.json carries cachesim's `meta`) counts as marked.
+existed (its results.json carries cachesim's `meta`) counts as marked for its four report files
+(never its PNGs: a user's plot may sit there). `check_output_file(..., inputs=)` refuses an
+output at a command's input trace or inside an input folder.
 """
 from __future__ import annotations
 
@@ -79,13 +83,16 @@ def _probe(folder: Path, shown: str, option: str) -> None:
                             "some space or choose another path")
 
 
-def check_output_file(path, option: str = "-o") -> Path:
+def check_output_file(path, option: str = "-o", inputs=()) -> Path:
     """Check that a file can be written at `path` (its folder exists and is writable, no folder
-    is in the way); CachesimError naming `option` and the fix otherwise."""
+    is in the way, it is none of the command's `inputs` nor inside an input folder);
+    CachesimError naming `option` and the fix otherwise."""
     shown = str(path)
     if not shown.strip():
         raise CachesimError(f"{option}: empty path; give a file name")
     path = Path(path)
+    for given in inputs:
+        _not_an_input(path, given, option, shown)
     if path.is_dir():
         raise CachesimError(f"{option} {shown}: is a folder; give a file name to write")
     folder = path.parent
@@ -102,6 +109,28 @@ def check_output_file(path, option: str = "-o") -> Path:
     return path
 
 
+_TRACE_SUFFIXES = (".parquet", ".pq", ".npz", ".pt")  # what a folder trace's readers take
+
+
+def _not_an_input(path: Path, given, option: str, shown: str) -> None:
+    """Refuse an output at the input `given` (a file, or a file inside an input folder)."""
+    if given is None or "://" in str(given):
+        return
+    src = Path(given)
+    if not src.exists():
+        return
+    try:
+        same = path.exists() and os.path.samefile(path, src)
+        # (inside a folder trace: a file its readers would take as part of the trace)
+        inside = src.is_dir() and path.suffix.lower() in _TRACE_SUFFIXES and Path(
+            os.path.abspath(path)).is_relative_to(Path(os.path.abspath(src)))
+    except OSError:
+        return
+    if same or inside:
+        raise CachesimError(f"{option} {shown}: {'is' if same else 'is inside'} the input "
+                            f"trace {given}; writing there would change the trace; choose another path")
+
+
 def _first_file(folder: Path) -> Path:
     for p in reversed([folder, *folder.parents]):
         if p.exists() and not p.is_dir():
@@ -110,27 +139,41 @@ def _first_file(folder: Path) -> Path:
 
 
 def _read_marker(folder: Path) -> set[str] | None:
-    """The names the marker lists, or None when the folder has no (readable) marker."""
+    """The names the marker lists (every command's), or None when the folder has no
+    (readable) marker."""
+    by = _marker_files(folder)
+    return None if by is None else set().union(*by.values())
+
+
+def _marker_files(folder: Path) -> dict[str, set[str]] | None:
+    """{command: the names it wrote} of the folder's marker (a marker from before the
+    per-command lists: its one command's), None without a (readable) marker."""
     try:
         data = json.loads((folder / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return _legacy_report(folder)
+        legacy = _legacy_report(folder)
+        return None if legacy is None else {"report": legacy}
     if not isinstance(data, dict) or data.get("written_by") != "cachesim":
         return None
-    return {str(n) for n in data.get("files", []) if "/" not in str(n)}
+
+    def names(files) -> set[str]:
+        return {str(n) for n in files or [] if "/" not in str(n)}
+    by = data.get("by_command")
+    if isinstance(by, dict):
+        return {str(c): names(f) for c, f in by.items()}
+    return {str(data.get("command", "")): names(data.get("files"))}
 
 
 def _legacy_report(folder: Path) -> set[str] | None:
     """A report folder from before the marker: its results.json carries cachesim's `meta`;
-    the report's files (and its PNG plots) are ours."""
+    the report's own four files are ours (never a PNG: a user's plot may sit beside them)."""
     try:
         meta = json.loads((folder / "results.json").read_text(encoding="utf-8")).get("meta")
     except (OSError, ValueError, AttributeError):
         return None
     if not isinstance(meta, dict) or "cachesim_version" not in meta:
         return None
-    names = {"report.html", "report.md", "results.json", "results.parquet"}
-    return names | {p.name for p in folder.glob("*.png") if p.is_file()}
+    return {"report.html", "report.md", "results.json", "results.parquet"}
 
 
 def check_output_dir(path, option: str = "-o", force: bool = False) -> Path:
@@ -198,10 +241,15 @@ def atomic_write(path, data, option: str | None = None) -> Path:
     return Path(path)
 
 
-def _marker_text(command: str, names) -> str:
+def _marker_text(command: str, names, by_command: dict | None = None) -> str:
+    """The marker: every file cachesim wrote in the folder, and which command wrote which (a
+    command rerun removes only its own earlier files)."""
     from .version import __version__
+    by = {c: sorted(f) for c, f in (by_command or {}).items() if f}
+    by[command] = sorted(names)
     return json.dumps({"written_by": "cachesim", "cachesim_version": __version__,
-                       "command": command, "files": sorted(names)}, indent=1) + "\n"
+                       "command": command, "files": sorted(set().union(*map(set, by.values()))),
+                       "by_command": by}, indent=1) + "\n"
 
 
 @contextmanager
@@ -250,20 +298,30 @@ def output_dir(path, option: str = "-o", *, force: bool = False, command: str = 
 
 def _move_into(staging: Path, target: Path, names, shown: str, option: str,
                command: str) -> None:
-    ours = _read_marker(target) or set()
+    by = _marker_files(target) or {}
+    ours = set().union(*by.values())
     clashes = [n for n in names if (target / n).exists() and n not in ours]
     if clashes:
         raise CachesimError(f"{option} {shown}: {', '.join(clashes)} in it was not written by "
                             "cachesim and is never overwritten; move it away or choose another "
                             "path")
+    theirs = {n: c for c, f in by.items() if c != command for n in f}
+    clashes = [n for n in names if n in theirs and (target / n).exists()]
+    if clashes:
+        raise CachesimError(f"{option} {shown}: {', '.join(clashes)} in it belongs to `cachesim "
+                            f"{theirs[clashes[0]] or 'another command'}`'s output, which this "
+                            "would change; choose another path")
     for n in names:
         os.replace(staging / n, target / n)
-    for n in sorted(ours - set(names)):  # ours from an earlier run, not written now
+    # this command's files from an earlier run, not written now (another command's stay: a
+    # report and analyze's plots may share a folder)
+    for n in sorted(by.get(command, set()) - set(names)):
         stale = target / n
         if stale.is_file() and not stale.is_symlink():
             stale.unlink()
+    others = {c: f - set(names) for c, f in by.items() if c != command}
     with atomic_path(target / MARKER, option) as tmp:
-        tmp.write_text(_marker_text(command, names), encoding="utf-8")
+        tmp.write_text(_marker_text(command, names, others), encoding="utf-8")
 
 
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".json")  # what a results table can be written as

@@ -109,9 +109,11 @@ def test_missing_file(tmp_path):
 
 
 def test_folder_without_trace_files(tmp_path):
-    (tmp_path / "notes.md").write_text("hi")
-    msg = run("convert", tmp_path, tmp_path / "o.parquet")
-    assert f"{tmp_path}: the folder holds no trace files" in msg and ".npz" in msg
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "notes.md").write_text("hi")
+    msg = run("convert", folder, tmp_path / "o.parquet")
+    assert f"{folder}: the folder holds no trace files" in msg and ".npz" in msg
 
 
 def test_fbgemm_npz_without_table_count(tmp_path):

@@ -129,11 +129,73 @@ def test_a_report_folder_from_before_the_marker_is_ours(tmp_path):
     (out / "results.json").write_text(json.dumps({"meta": {"cachesim_version": "0.1"}}))
     (out / "report.html").write_text("old")
     (out / "notes.txt").write_text("mine")
+    (out / "my_plot.png").write_text("mine")  # a PNG beside an old report is not ours
     with output_dir(out, command="report") as staging:
         (staging / "report.html").write_text("new")
         (staging / "results.json").write_text("{}")
     assert (out / "report.html").read_text() == "new"
     assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "my_plot.png").read_text() == "mine"
+
+
+def test_another_commands_files_in_the_folder_are_kept(tmp_path):
+    """A report and analyze's plots in one folder: each command's rerun removes only its own
+    earlier files."""
+    from cachesim.files import output_dir
+    out = tmp_path / "shared"
+    with output_dir(out, command="report") as staging:
+        (staging / "report.html").write_text("r")
+        (staging / "results.json").write_text("{}")
+    with pytest.raises(CachesimError, match="report.html in it belongs to `cachesim report`"):
+        with output_dir(out, command="analyze") as staging:
+            (staging / "report.html").write_text("not the report")
+    assert (out / "report.html").read_text() == "r"
+    with output_dir(out, command="analyze") as staging:
+        (staging / "a.png").write_text("1")
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "a.png", "report.html",
+                                                     "results.json"]
+    with output_dir(out, command="analyze") as staging:
+        (staging / "b.png").write_text("2")
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "b.png", "report.html",
+                                                     "results.json"]
+    with output_dir(out, command="report") as staging:
+        (staging / "report.html").write_text("r2")
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "b.png", "report.html"]
+    marker = json.loads((out / MARKER).read_text())
+    assert marker["by_command"] == {"analyze": ["b.png"], "report": ["report.html"]}
+    assert marker["files"] == ["b.png", "report.html"]
+
+
+def test_analyze_plots_into_a_report_folder_keep_the_report(trace_file, tmp_path):
+    """Both write rank_frequency.png: analyze refuses rather than change the report's figure."""
+    out = tmp_path / "rep"
+    assert invoke("report", trace_file, "-o", out, "-p", "lru", "-s", "1%,5%").exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    res = invoke("analyze", trace_file, "--plots", out)
+    assert res.exit_code == 2
+    assert ("rank_frequency.png in it belongs to `cachesim report`'s output, which this would "
+            "change; choose another path") in res.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("command", [("sweep", "{t}", "-s", "5%", "-q", "-o", "{t}"),
+                                     ("convert", "{t}", "{t}"),
+                                     ("mrc", "{t}", "-o", "{t}"),
+                                     ("convert", "{d}", "{d}/all.parquet")])
+def test_an_output_at_the_input_trace_is_refused_and_the_trace_kept(trace_file, tmp_path,
+                                                                     command):
+    import shutil
+    t = tmp_path / "t.parquet"
+    shutil.copy(trace_file, t)
+    d = tmp_path / "folder.parquet.d"
+    d.mkdir()
+    shutil.copy(trace_file, d / "part-0.parquet")
+    before = t.read_bytes(), sorted(os.listdir(d))
+    res = invoke(*[a.format(t=t, d=d) for a in command])
+    assert res.exit_code == 2
+    assert "the input trace" in res.output and "choose another path" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert (t.read_bytes(), sorted(os.listdir(d))) == before
 
 
 def test_rerun_replaces_its_own_report_and_keeps_files_the_user_added(trace, tmp_path,

@@ -375,7 +375,16 @@ def _open_parts(folder: Path, fingerprint: str, fresh: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / "manifest.json"
     if manifest.exists():
-        old = json.loads(manifest.read_text()).get("trace_fingerprint")
+        try:
+            old = json.loads(manifest.read_text())
+            old = old.get("trace_fingerprint") if isinstance(old, dict) else None
+        except (OSError, ValueError) as err:
+            raise CachesimError(f"{manifest}: cannot read the sweep's manifest ({err}); pass "
+                                "--fresh to start the sweep over, or write to another -o "
+                                "path") from None
+        if old is None:
+            raise CachesimError(f"{manifest}: not a sweep manifest (no trace fingerprint); pass "
+                                "--fresh to start the sweep over, or write to another -o path")
         if old != fingerprint:
             raise CachesimError(f"{folder} holds sweep results of another trace (or another "
                                 "cachesim version, or of this trace swept with the other "

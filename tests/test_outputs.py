@@ -284,3 +284,16 @@ def test_sweep_output_checked_before_replaying(trace_file, tmp_path):
                "-o", "/sys/cachesim-test.parquet")
     assert r.exit_code == 2 and "/sys/cachesim-test.parquet: cannot write" in r.stderr
     assert not Path("/sys/cachesim-test.parquet.parts").exists()
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"cachesim": "0.2.0"}'])
+def test_a_damaged_sweep_manifest_is_one_line_and_fresh_recovers(trace_file, tmp_path, text):
+    out = tmp_path / "s.json"
+    args = ("sweep", trace_file, "-p", "lru", "-s", "5%", "-q", "-j", "1", "-o", out)
+    assert invoke(*args).exit_code == 0
+    manifest = tmp_path / "s.json.parts" / "manifest.json"
+    manifest.write_text(text)
+    res = invoke(*args)
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+    assert f"{manifest}: " in res.output and "--fresh" in res.output
+    assert invoke(*args, "--fresh").exit_code == 0

@@ -338,3 +338,15 @@ def test_accuracy_is_held_only_beyond_the_seed_noise():
     table = _accuracy_rows(_train_rows([0.004, -0.003, 0.001]))
     assert [r[7] for r in table] == ["baseline", "not distinguishable"]
     assert all(0.77 not in r and "77.0%" not in r for r in table)  # no majority-class column
+
+
+def test_a_curve_given_as_results_is_one_line_and_no_report(small_trace, tmp_path):
+    """`--from` an mrc curve (it has hit_ratio, not a sweep's costs) was a KeyError."""
+    import polars as pl
+    curve = tmp_path / "m.csv"
+    pl.DataFrame({"size": [1, 2], "miss_ratio": [0.9, 0.8], "hit_ratio": [0.1, 0.2]}
+                 ).write_csv(curve)
+    with pytest.raises(CachesimError, match=r"^--from .*m\.csv: not a `cachesim sweep -o` "
+                                            r"table \(no policy, cache_bytes, metadata_bytes"):
+        build_report(small_trace, tmp_path / "x", SMALL, from_results=curve)
+    assert not (tmp_path / "x").exists()

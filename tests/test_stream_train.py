@@ -225,3 +225,18 @@ def test_avazu_without_dense_features(tmp_path, shared_data):
     mem = train(read_trace(path), **opts)
     _same(mem, train_stream(path, chunk_accesses=1000, **opts))
     assert mem[0]["model"].split("bottom ")[1].startswith("0-")
+
+
+def test_a_damaged_gzip_tsv_is_one_line_when_streamed(tmp_path):
+    """A .tsv.gz cut short: the readers' one-line error with exit 2 (gzip's EOFError became
+    click's "Aborted!")."""
+    import gzip
+    from pathlib import Path
+    src = Path(__file__).parent / "data" / "criteo" / "kaggle_train_head10k.tsv"
+    whole = gzip.compress(src.read_bytes())
+    cut = tmp_path / "cut.tsv.gz"
+    cut.write_bytes(whole[:len(whole) // 2])
+    res = CliRunner().invoke(cli, ["train", str(cut), "--stream", "-q"], prog_name="cachesim")
+    assert res.exit_code == 2, res.output
+    assert f"{cut}: a damaged gzip file" in res.output and "gzip -t" in res.output
+    assert "Aborted" not in res.output and "Traceback" not in res.output

@@ -117,6 +117,19 @@ def train_refusal(path, fmt: str | None = None) -> str | None:
     return None
 
 
+def _gzip_checked(path, lines):
+    """`lines` of a (maybe gzip) file; a damaged or cut-short gzip stream is the readers' one-line
+    error (`io.formats._gzip_failure`), not gzip's exception."""
+    import gzip
+    import zlib
+
+    from ..io.formats import _gzip_failure
+    try:
+        yield from lines
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise _gzip_failure(path, err) from None
+
+
 class StreamedData:
     """The batches of a Criteo TSV or Parquet trace, read from the file as training asks for
     them (the interface of `executor.train`'s in-memory batches); see the module docstring.
@@ -327,10 +340,10 @@ class StreamedData:
         # a URL is read through fsspec a block at a time (`io.urls.open_lines`), never copied
         with open_lines(self.path) as raw, (gzip.open(raw, "rb") if raw.peek(2)[:2] == GZIP_MAGIC
                                             else nullcontext(raw)) as f:
-            for _ in islice(f, first):
+            for _ in _gzip_checked(self.path, islice(f, first)):
                 pass
             while True:
-                block = b"".join(islice(f, max(1, self.chunk // T)))
+                block = b"".join(_gzip_checked(self.path, islice(f, max(1, self.chunk // T))))
                 if not block:
                     return
                 label, dense, values = criteo.criteo_columns(

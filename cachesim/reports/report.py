@@ -282,6 +282,12 @@ def _load_saved(path, trace) -> dict:
         return {"training": rows}
     if "hit_ratio" not in table.columns:
         raise CachesimError(f"--from {path}: not a sweep or train table (no hit_ratio column)")
+    lacking = [c for c in ("policy", "size", "cache_bytes", "metadata_bytes")
+               if c not in table.columns]
+    if lacking:
+        raise CachesimError(f"--from {path}: not a `cachesim sweep -o` table (no "
+                            f"{', '.join(lacking)} column; a miss-ratio curve?); give a sweep's "
+                            "or train's table, or an earlier report's results.json")
     n = rows[0].get("requested_indices", rows[0].get("requests"))
     if n is not None and int(n) != fp["accesses"]:
         raise CachesimError(f"--from {path}: these results replayed {int(n):,} accesses but the "

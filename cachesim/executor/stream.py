@@ -119,15 +119,15 @@ def train_refusal(path, fmt: str | None = None) -> str | None:
 
 def _gzip_checked(path, lines):
     """`lines` of a (maybe gzip) file; a damaged or cut-short gzip stream is the readers' one-line
-    error (`io.formats._gzip_failure`), not gzip's exception."""
+    error (`io.formats.gzip_failure`), not gzip's exception."""
     import gzip
     import zlib
 
-    from ..io.formats import _gzip_failure
+    from ..io.formats import gzip_failure
     try:
         yield from lines
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-        raise _gzip_failure(path, err) from None
+        raise gzip_failure(path, err) from None
 
 
 class StreamedData:

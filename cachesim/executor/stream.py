@@ -117,19 +117,6 @@ def train_refusal(path, fmt: str | None = None) -> str | None:
     return None
 
 
-def _gzip_checked(path, lines):
-    """`lines` of a (maybe gzip) file; a damaged or cut-short gzip stream is the readers' one-line
-    error (`io.formats.gzip_failure`), not gzip's exception."""
-    import gzip
-    import zlib
-
-    from ..io.formats import gzip_failure
-    try:
-        yield from lines
-    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-        raise gzip_failure(path, err) from None
-
-
 class StreamedData:
     """The batches of a Criteo TSV or Parquet trace, read from the file as training asks for
     them (the interface of `executor.train`'s in-memory batches); see the module docstring.
@@ -333,17 +320,17 @@ class StreamedData:
         from contextlib import nullcontext
         from itertools import islice
 
-        from ..io.formats import GZIP_MAGIC
+        from ..io.formats import GZIP_MAGIC, gzip_lines
         T = criteo.N_SPARSE
         bs = int(self.batch_size or criteo.DEFAULT_BATCH_SIZE)
         first = offset // T
         # a URL is read through fsspec a block at a time (`io.urls.open_lines`), never copied
         with open_lines(self.path) as raw, (gzip.open(raw, "rb") if raw.peek(2)[:2] == GZIP_MAGIC
                                             else nullcontext(raw)) as f:
-            for _ in _gzip_checked(self.path, islice(f, first)):
+            for _ in gzip_lines(self.path, islice(f, first)):
                 pass
             while True:
-                block = b"".join(_gzip_checked(self.path, islice(f, max(1, self.chunk // T))))
+                block = b"".join(gzip_lines(self.path, islice(f, max(1, self.chunk // T))))
                 if not block:
                     return
                 label, dense, values = criteo.criteo_columns(

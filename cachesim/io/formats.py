@@ -86,10 +86,18 @@ def is_gzip(path) -> bool:
         return fh.read(2) == GZIP_MAGIC
 
 
-def gzip_failure(path, err: Exception) -> CachesimError:
-    """The one-line error of a damaged or cut-short gzip file (gzip's, zlib's or EOFError)."""
+def _gzip_failure(path, err: Exception) -> CachesimError:
     return CachesimError(f"{path}: a damaged gzip file ({err or type(err).__name__}); check it "
                          "with `gzip -t`, or copy it again")
+
+
+def gzip_lines(path, lines):
+    """The items of `lines`, read from a (maybe gzip) file `path`; a damaged or cut-short gzip
+    stream is the one-line error of the whole-file readers, not gzip's exception."""
+    try:
+        yield from lines
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise _gzip_failure(path, err) from None
 
 
 def head_bytes(path, n: int = 65536) -> bytes:
@@ -103,7 +111,7 @@ def head_bytes(path, n: int = 65536) -> bytes:
             with gzip.GzipFile(fileobj=raw, mode="rb") as fh:
                 return fh.read(n)
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-        raise gzip_failure(path, err) from None
+        raise _gzip_failure(path, err) from None
 
 
 def load_text(path):
@@ -115,7 +123,7 @@ def load_text(path):
         with gzip.open(path, "rb") as fh:
             data = fh.read()
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-        raise gzip_failure(path, err) from None
+        raise _gzip_failure(path, err) from None
     return np.frombuffer(data, dtype=np.uint8), data
 
 

@@ -103,15 +103,6 @@ class _Meta:
         return 4 * self.table_dims
 
 
-def _stamp(path):
-    """(mtime in ns, size) of a local file, None if it is not one."""
-    try:
-        st = os.stat(path)
-    except (OSError, TypeError, ValueError):
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
 def _tupled(x):
     """A stamp (`io.urls.stamp`) that travelled as lists (JSON), as tuples again."""
     return tuple(_tupled(v) for v in x) if isinstance(x, (list, tuple)) else x
@@ -233,7 +224,7 @@ class StreamSource(Streamed):
                 "path": str(self.path), "nbytes": self.nbytes, "one_size": self._one_size,
                 "request_bytes": self.request_bytes, "has_sizes": self.meta.has_sizes,
                 "tables": self._tables, "trace": self._trace_stamp,
-                "files": [_stamp(folder / f) for f in self._SHARED_FILES]}
+                "files": [stamp(folder / f) for f in self._SHARED_FILES]}
 
     @classmethod
     def attach(cls, info: dict) -> "StreamSource | None":
@@ -243,7 +234,7 @@ class StreamSource(Streamed):
         `StreamSource(path)`). OPT's next-access file is this source's own."""
         folder = Path(info["dir"])
         if info["trace"] is None or stamp(info["path"]) != _tupled(info["trace"]) or [
-                _stamp(folder / f) for f in cls._SHARED_FILES] != [
+                stamp(folder / f) for f in cls._SHARED_FILES] != [
                 None if st is None else tuple(st) for st in info["files"]]:
             return None
         try:

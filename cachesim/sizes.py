@@ -128,3 +128,32 @@ def parse_ways_list(values, name: str = "--ways") -> list[int | None]:
 
 
 STREAM_THRESHOLD = 1 << 30  # commands stream a trace larger than this (bytes) by default
+
+
+def memory_bytes() -> int | None:
+    """This process's memory limit: the machine's memory, or the cgroup's limit where lower;
+    None where neither is known."""
+    import os
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        pass
+    for f in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(f) as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limits.append(int(text))
+    return min(limits) if limits else None
+
+
+def check_state_fits(nbytes: int, what: str, fix: str) -> None:
+    """CachesimError, before any work, when a cache's state (`nbytes`) exceeds this machine's
+    memory (`memory_bytes`): one line in place of numpy's MemoryError traceback."""
+    limit = memory_bytes()
+    if limit is not None and nbytes > limit:
+        raise CachesimError(f"{what} needs {format_bytes(nbytes)} of state, more than this "
+                            f"machine's {format_bytes(limit)} of memory; {fix}")

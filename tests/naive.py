@@ -358,10 +358,10 @@ def set_associative(keys, capacity, ways, rule="lru"):
     filled first ("fifo"), or the lowest count (1 on insertion, +1 per hit), ties least recently
     used ("lfu"). Returns (hits, misses, 0, evictions)."""
     n_sets = -(-capacity // ways)
-    sets = [[None] * ways for _ in range(n_sets)]   # each way: None or a dict
+    sets = {}   # set index -> its ways (each None or a dict), made when first used
     hits = misses = evictions = 0
     for now, k in enumerate(keys):
-        ways_of_set = sets[fmix64(k) % n_sets]
+        ways_of_set = sets.setdefault(fmix64(k) % n_sets, [None] * ways)
         line = next((w for w in ways_of_set if w is not None and w["key"] == k), None)
         if line is not None:
             hits += 1

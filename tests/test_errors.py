@@ -178,3 +178,20 @@ def test_outputs_into_a_missing_folder_or_onto_a_folder_are_one_line(tmp_path, s
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "m.csv").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_one_unreadable_file_of_a_parquet_folder_is_named(tmp_path):
+    """A folder whose second file is empty: every command that reads it names that file, in
+    one line (the metadata read of each file once raised polars' traceback)."""
+    import numpy as np
+    from cachesim.io import write_trace
+    from cachesim.trace import Trace
+    folder = tmp_path / "pf"
+    folder.mkdir()
+    write_trace(Trace.from_keys(np.arange(50) % 7), folder / "a.parquet")
+    (folder / "b.parquet").write_bytes(b"")
+    for args in (["analyze", folder], ["mrc", folder], ["convert", folder, tmp_path / "x.parquet"],
+                 ["replay", folder, "--mode", "access", "-s", "2"], ["replay", folder, "-s", "2"],
+                 ["allocate", folder, "--budget", "1KiB"]):
+        line = run(*args)
+        assert f"{folder / 'b.parquet'}: not a readable Parquet file" in line, (args, line)

@@ -350,3 +350,29 @@ def test_a_curve_given_as_results_is_one_line_and_no_report(small_trace, tmp_pat
                                             r"table \(no policy, cache_bytes, metadata_bytes"):
         build_report(small_trace, tmp_path / "x", SMALL, from_results=curve)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_loaded_sweep_is_described_by_its_own_cache(small_trace, tmp_path):
+    """`--from` an ideal-cache sweep of several ways: a report of the fbgemm model is refused
+    (its curves would be another cache's), and one of the ideal model describes the
+    recommendation by its own row's ways, not the report's 32."""
+    import dataclasses
+    from cachesim.sweep import run_sweep
+    sweep = tmp_path / "ideal.parquet"
+    run_sweep(small_trace, ["lru", "lfu"], ["5%", "20%"], ways=[8, None], precisions=["int8"],
+              mode="batch", jobs=1, cache_model="ideal").table.write_parquet(sweep)
+    with pytest.raises(CachesimError, match=r"replayed by the ideal cache model, and this report "
+                                            r"replays fbgemm; pass --cache-model ideal"):
+        build_report(small_trace, tmp_path / "x", SMALL, from_results=sweep)
+    out = tmp_path / "r"
+    build_report(small_trace, out, dataclasses.replace(SMALL, cache_model="ideal"),
+                 from_results=sweep)
+    res = json.loads((out / "results.json").read_text())
+    best = res["recommendation"]["best"]
+    row = res["sweep"][best["index"]]
+    assert row["cache_model"] == "ideal" and best["ways"] == row["ways"]
+    md = (out / "report.md").read_text()
+    summary = next(line for line in md.splitlines() if line.startswith("Use a"))
+    words = "fully associative" if row["ways"] is None else f"{row['ways']}-way set-associative"
+    assert f"Cache: {words}," in summary and "32-way" not in summary
+    assert "each row's ways (8-way set-associative, fully associative)" in md

@@ -4,11 +4,12 @@ clear errors."""
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import cachesim
 from cachesim.cli import cli
 from cachesim.hashing import set_index
+from cachesim.trace import Trace
 from tests import naive
 
 RULES = ["lru", "lfu", "fifo"]
@@ -120,3 +121,33 @@ def test_cli_ways(tmp_path):
     got = {rec["policy"]: rec["misses"] for rec in json.loads(res.output)}
     want = {rule: naive.set_associative(keys.tolist(), 20, 4, rule)[1] for rule in RULES}
     assert got == want
+
+
+@settings(max_examples=40, deadline=None)
+@pytest.mark.parametrize("rule", RULES)
+@given(trace=multi_table_trace(), capacity=st.integers(41, 5000), ways=st.sampled_from([1, 2, 3]))
+def test_more_sets_than_keys_matches_naive(rule, trace, capacity, ways):
+    # the state then holds only the sets some key maps to: set-mates must stay set-mates
+    r = cachesim.replay(trace, rule, capacity, ways=ways)
+    assert _counts(r) == naive.set_associative(trace.keys.tolist(), capacity, ways, rule)
+    assert r.n_sets == -(-capacity // ways) and r.capacity == r.n_sets * ways
+
+
+def test_a_cache_far_larger_than_the_trace_replays_in_its_keys_memory(tmp_path):
+    # 10^12 rows of 32 ways: 31,250,000,000 sets, once an allocation of 7 TiB
+    keys = np.array([3, 9, 3, 12, 9, 7, 3, 10**9, 12], dtype=np.int64)
+    trace = Trace.from_keys(keys)
+    r = cachesim.replay(trace, "lru", 10**12, ways=32)
+    assert _counts(r) == naive.set_associative(keys.tolist(), 10**12, 32, "lru")
+    assert r.n_sets == 31_250_000_000 and r.hits == 4
+
+
+def test_a_batch_cache_too_large_for_the_machine_is_one_line(tmp_path):
+    from click.testing import CliRunner
+    from cachesim.cli import cli
+    from cachesim.io import write_trace
+    write_trace(Trace.from_keys(np.arange(100) % 9, batch=np.arange(100) // 10),
+                tmp_path / "t.parquet")
+    r = CliRunner().invoke(cli, ["replay", str(tmp_path / "t.parquet"), "-s", "1000000000000"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "of state, more than this machine's" in r.stderr and "smaller --size" in r.stderr

@@ -453,10 +453,18 @@ def _hive_scan(path, files, sources):
 
 def read_parquet_metadata(path) -> dict | None:
     """The `cachesim` metadata of a Parquet trace (None for a Parquet file written elsewhere);
-    `path` a local path or a `urls.RemotePath`."""
-    raw = pl.read_parquet_metadata(polars_source(path),
-                                   storage_options=polars_options(path)).get(METADATA_KEY)
-    return json.loads(raw) if raw else None
+    `path` a local path or a `urls.RemotePath`; a TraceFormatError naming the file when it is
+    not a readable Parquet file (one bad file of a folder is named, not the folder)."""
+    try:
+        raw = pl.read_parquet_metadata(polars_source(path),
+                                       storage_options=polars_options(path)).get(METADATA_KEY)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as err:
+        raise unreadable_parquet(path, err) from None
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        raise TraceFormatError(path, f"its `{METADATA_KEY}` metadata is not valid JSON",
+                               fix="write the file again with `cachesim convert`") from None
 
 
 def read_parquet(path, **_) -> Trace:

@@ -144,8 +144,13 @@ def _build(trace, out_dir, opt: ReportOptions, t0: float, from_results, force: b
             from ..executor.cache import check_cache_model
             check_cache_model(model, opt.ways)
     saved = _load_saved(from_results, trace) if from_results else {}
+    if saved.get("sweep"):
+        _check_saved_model(from_results, saved["sweep"], _cache_model(trace, opt))
     results = dict(saved)
     results["meta"] = _meta(trace, opt, t0, saved.get("meta"))
+    if saved.get("sweep"):  # the loaded rows' caches, which may be other ways than --ways
+        results["meta"]["sweep_ways"] = sorted({r.get("ways") for r in saved["sweep"]},
+                                               key=lambda w: (w is None, w or 0))
 
     budget = None if opt.budget is None else parse_size(opt.budget)
     if budget is not None and not budget.is_bytes:
@@ -379,6 +384,29 @@ def _policy_curves(trace, opt: ReportOptions) -> list[dict]:
 _MODEL_NAMES = {"fbgemm": "FBGEMM's training cache", "fbgemm-inference": "FBGEMM's inference cache"}
 
 
+def _check_saved_model(path, rows: list[dict], model: str | None) -> None:
+    """CachesimError when a loaded sweep's rows were replayed by another cache model than the
+    report's: its curves, memory and allocation follow the report's model, so the two would
+    describe different caches."""
+    theirs = sorted({str(r.get("cache_model")) for r in rows if r.get("cache_model") is not None})
+    if model is None or not theirs or theirs == [model]:
+        return
+    raise CachesimError(f"--from {path}: its rows were replayed by the {', '.join(theirs)} cache "
+                        f"model, and this report replays {model}; pass --cache-model "
+                        f"{theirs[0]} to report on them, or sweep again with --cache-model {model}")
+
+
+def _row_geometry(meta: dict, c: dict) -> dict:
+    """`meta` with one configuration's own cache (its ways, warp, per-table caches), which a
+    sweep loaded by --from may give other than the report's options."""
+    out = dict(meta, ways=c.get("ways", meta.get("ways")), sweep_ways=None)
+    if c.get("per_table") is not None:
+        out["per_table"] = c["per_table"] in (True, "yes")
+    if "warp" in c:
+        out["warp"] = c["warp"] or None
+    return out
+
+
 def _cache_model_words(model: str | None) -> str:
     """The sentence naming the batch cache model the recommendation was replayed with."""
     if model in _MODEL_NAMES:
@@ -420,8 +448,12 @@ def _groups(trace, opt: ReportOptions) -> str | None:
 
 def _geometry_words(meta: dict) -> str:
     """'32-way set-associative, warp 32, one cache over all tables, no prefetch pipeline'."""
-    ways = meta.get("ways")
-    words = ["fully associative" if ways in (None, "none") else f"{ways}-way set-associative"]
+    name = lambda w: "fully associative" if w in (None, "none") else f"{w}-way set-associative"
+    many = [w for w in meta.get("sweep_ways") or [] if w != "none"] or None
+    if many is not None and len(many) > 1:  # a loaded sweep of several: each row's own
+        words = ["each row's ways (" + ", ".join(name(w) for w in many) + ")"]
+    else:
+        words = [name(many[0] if many else meta.get("ways"))]
     if meta.get("warp"):
         words.append(f"warp {meta['warp']}")
     if meta.get("table_groups"):
@@ -605,6 +637,7 @@ def recommend(results: dict, target: float, budget_bytes: int | None) -> dict:
         device = int(r["cache_bytes"]) + int(r["metadata_bytes"])
         ok_acc, drop, acc = _accuracy_ok(training, r["precision"], r["size"], r["policy"])
         cands.append({"index": i, "policy": r["policy"], "size": r["size"], "ways": r.get("ways"),
+                      "per_table": r.get("per_table"), "warp": r.get("warp"),
                       "precision": r["precision"], "hit_ratio": float(r["hit_ratio"]),
                       "total_bytes": int(r["total_bytes"]), "device_bytes": device,
                       "store_bytes": int(r["store_bytes"]),
@@ -692,7 +725,7 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
             f"of embedding memory in all ({best['ratio_vs_fp32']:.2f}x less than every row in "
             f"FP32), {format_bytes(best['device_bytes'])} of it on the device."
             + _cache_model_words(meta.get("cache_model"))
-            + f" Cache: {_geometry_words(meta)}.")
+            + f" Cache: {_geometry_words(_row_geometry(meta, best))}.")
         rows = []
         for label, c in (("recommended", best), ("runner-up", runner)):
             if c is None:

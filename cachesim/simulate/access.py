@@ -37,6 +37,12 @@ class Replayer:
         if ways is not None:
             n_sets = n_sets_for(capacity, ways)
             set_of = set_index(trace.distinct_keys, n_sets)
+            if n_sets > set_of.shape[0]:
+                # more sets than keys: only the sets some key maps to are ever used, so the
+                # state holds those alone, renumbered in order (sets never interact; a key keeps
+                # its set-mates), and a cache far above the trace costs its keys, not its size
+                touched, set_of = np.unique(set_of, return_inverse=True)
+                n_sets = max(1, touched.shape[0])
         self.setup = Setup(n_keys=trace.n_distinct, capacity=self.capacity, unit=unit,
                            n_tables=trace.n_tables, ways=ways, n_sets=n_sets, set_of=set_of,
                            seed=seed)

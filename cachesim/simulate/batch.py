@@ -42,7 +42,7 @@ from ..hashing import fmix64, set_geometry
 from ..numba_util import prefetch
 from .result import (DEFAULT_WAYS, FBGEMM_MODELS, INFERENCE_CACHE_MODEL, Result,
                      batch_result_of, resolve_cache_model)
-from ..sizes import parse_size
+from ..sizes import check_state_fits, parse_size
 
 # counters per table: columns of `BatchCache.counters`, defined once in policies/base.py
 from ..policies.base import (BATCH_COUNTER_NAMES as COUNTER_NAMES,  # noqa: E402
@@ -504,6 +504,10 @@ class BatchCache:
         if self.n_lines >= 1 << 31:
             raise CachesimError(f"a cache of {self.n_lines:,} lines: batch replay handles fewer "
                                 "than 2^31")
+        check_state_fits(self.n_lines * (16 + 8 * self.lfu) + self.n_sets * 24 + self.n_keys * 40,
+                         f"a cache of {self.n_sets:,} sets of {self.ways} ways "
+                         f"({self.n_lines:,} lines)",
+                         "give a smaller --size (a share such as 5% sizes it to the trace)")
         set_offset = np.zeros(len(caps), dtype=np.int64)
         np.cumsum(group_sets[:-1], out=set_offset[1:])
         group = self.key_table if self.per_table_caches else np.zeros(self.n_keys, np.int32)

@@ -40,6 +40,7 @@ import numpy as np
 from ._bitonic32 import sort32
 from ..errors import CachesimError
 from ..hashing import fmix64
+from ..sizes import check_state_fits
 from ..numba_util import prefetch
 from ..policies.base import (BATCH_COUNTER_NAMES, BATCH_EVICTIONS, BATCH_MISSES,
                              CONFLICT_MISSES, CONFLICT_UNIQUE_MISSES, REQUESTED, UNIQUE,
@@ -792,6 +793,10 @@ class FbgemmCache(BatchCounters):
     def _allocate_state(self) -> None:
         """The cache's lines and per-key arrays, empty."""
         S, W = self.n_sets, self.ways
+        # per line: key 8, table 4, time step 4, lock 4, id 4-8, previous line 8 bytes
+        check_state_fits(S * W * 36 + self.n_ids * 24,
+                         f"an FBGEMM cache of {S:,} sets of {W} ways ({S * W:,} rows)",
+                         "give a smaller --size (a share such as 5% sizes it to the trace)")
         self.cache_key = np.full((S, W), -1, dtype=np.int64)   # lxu_cache_state
         # the kernel finds a key by its id (one per key): int32 halves the bytes a lookup reads
         self.cache_tab = np.zeros((S, W), dtype=np.int32)      # table of each line's key

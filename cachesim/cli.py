@@ -851,25 +851,28 @@ def train(trace_path, fmt, batch_size, precision, sizes, policy, ways, cache_mod
         if Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
             raise CachesimError(f"-o {out}: write .parquet, .csv or .json")
         check_output_file(out, "-o", inputs=(trace_path,))
-    data = None
-    if _train_streams(trace_path, fmt, stream):  # the first pass; batches read as it trains
-        from .executor.stream import StreamedData
-        data = StreamedData(trace_path, fmt, batch_size=batch_size, test_fraction=test_fraction,
-                            table_rows=table_rows, progress=not quiet)
-        trace = _cache_model_trace(data.meta, None, cache_model)  # its warning, once
-    else:
-        trace = _cache_model_trace(_read(trace_path, fmt, batch_size), table_rows, cache_model)
-    records = run_train(trace, data=data, precision=precision, size=split(sizes),
-                        policy=policy, ways=ways, device=device, epochs=epochs,
-                        lr=lr, seed=seeds, test_fraction=test_fraction, rounding=rounding,
-                        optimizer=optimizer, model=model_name, baselines=not no_baselines,
-                        progress=not quiet, batch_size=batch_size,
-                        cache_model=resolve_cache_model(cache_model, inference=True),
-                        per_table=per_table, prefetch_pipeline=prefetch_pipeline, warp=warp,
-                        table_groups=table_groups)
+    from .executor.train import NoTestBatchWarning
+    with _warnings_as_errors(NoTestBatchWarning):  # no test batch: one line, before work
+        data = None
+        if _train_streams(trace_path, fmt, stream):  # the first pass; batches read as it trains
+            from .executor.stream import StreamedData
+            data = StreamedData(trace_path, fmt, batch_size=batch_size, test_fraction=test_fraction,
+                                table_rows=table_rows, progress=not quiet)
+            trace = _cache_model_trace(data.meta, None, cache_model)  # its warning, once
+        else:
+            trace = _cache_model_trace(_read(trace_path, fmt, batch_size), table_rows, cache_model)
+        records = run_train(trace, data=data, precision=precision, size=split(sizes),
+                            policy=policy, ways=ways, device=device, epochs=epochs,
+                            lr=lr, seed=seeds, test_fraction=test_fraction, rounding=rounding,
+                            optimizer=optimizer, model=model_name, baselines=not no_baselines,
+                            progress=not quiet, batch_size=batch_size,
+                            cache_model=resolve_cache_model(cache_model, inference=True),
+                            per_table=per_table, prefetch_pipeline=prefetch_pipeline, warp=warp,
+                            table_groups=table_groups)
     labels = str(records[0].get("labels", "")) if records else ""
     if labels.startswith("planted"):
-        click.echo(f"note: {trace.source} has no labels: they come from a {labels}", err=True)
+        click.echo(f"cachesim: note: {trace.source} has no labels: they come from a {labels}",
+                   err=True)
     if out:
         write_results(records, out)
     if as_json:
@@ -930,6 +933,17 @@ def _fbgemm_warnings_shown():
     with warnings.catch_warnings():
         if fbgemm is not None:
             warnings.simplefilter("ignore", fbgemm.TableRowsInferredWarning)
+        yield
+
+
+@contextlib.contextmanager
+def _warnings_as_errors(category):
+    """Warnings of `category` (a CachesimError too) raised, so the user gets their one line:
+    the API warns where the command refuses."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", category)
         yield
 
 

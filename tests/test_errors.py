@@ -195,3 +195,23 @@ def test_one_unreadable_file_of_a_parquet_folder_is_named(tmp_path):
                  ["allocate", folder, "--budget", "1KiB"]):
         line = run(*args)
         assert f"{folder / 'b.parquet'}: not a readable Parquet file" in line, (args, line)
+
+
+def test_a_test_fraction_of_no_batch_is_refused_before_training(shared_data):
+    """5 batches at --test-fraction 0.1 rounds to no test batch: it once trained on all five
+    and printed no accuracy without a word (the README's streamed example did)."""
+    tsv = shared_data / "criteo" / "kaggle_train_head10k.tsv"
+    for extra in ((), ("--stream",)):
+        line = run("train", tsv, "--batch-size", "2048", "-s", "5%", "-q", *extra)
+        assert "--test-fraction 0.1 of 5 batches is no test batch" in line, line
+        assert "--test-fraction 0.2 or more" in line
+    import warnings
+    import cachesim
+    from cachesim.executor.train import NoTestBatchWarning
+    trace = cachesim.read_trace(tsv, batch_size=2048)
+    with warnings.catch_warnings(record=True) as caught:  # the API warns and trains untested
+        warnings.simplefilter("always")
+        records = cachesim.train(trace, size="5%", precision="int8", baselines=False,
+                                 progress=False)
+    assert any(issubclass(w.category, NoTestBatchWarning) for w in caught)
+    assert records[0]["test_samples"] == 0 and records[0]["auc"] is None

@@ -133,10 +133,10 @@ def test_cli_streams_a_url_over_the_threshold_as_the_local_file_in_memory(folder
         made.append(str(a[0]))
         init(self, *a, **kw)
     monkeypatch.setattr(StreamedData, "__init__", spy)
-    mem = _cli_records(folder / "head120.tsv", "--no-stream")
+    mem = _cli_records(folder / "head120.tsv", "--no-stream", "--batch-size", "16")
     monkeypatch.setattr(cachesim.sizes, "STREAM_THRESHOLD", 1000)  # the file is "large"
     with serve(folder) as base:
-        assert _cli_records(f"{base}/head120.tsv") == mem
+        assert _cli_records(f"{base}/head120.tsv", "--batch-size", "16") == mem
     assert made == [f"{base}/head120.tsv"]  # streamed from the URL, no --stream needed
 
 

@@ -115,9 +115,26 @@ def check_batch_order(batch: np.ndarray) -> None:
                             "batches in trace order (sort the trace by batch)")
 
 
+class NoTestBatchWarning(CachesimError, UserWarning):
+    """A --test-fraction that rounds to no test batch: the training measures no accuracy. A
+    warning from the API; `cachesim train` raises it as its one-line error
+    (`warnings.simplefilter("error", NoTestBatchWarning)`)."""
+
+
 def train_split(n_batches: int, test_fraction: float) -> int:
-    """The number of batches trained on (the first ones); the rest are tested on."""
-    n_train = n_batches - int(round(test_fraction * n_batches))
+    """The number of batches trained on (the first ones); the rest are tested on. A
+    `NoTestBatchWarning` when a positive `test_fraction` leaves no test batch."""
+    n_test = int(round(test_fraction * n_batches))
+    n_train = n_batches - n_test
+    if test_fraction > 0 and n_test == 0 and n_batches > 0:
+        # else it trains on every batch and measures no accuracy, without a word
+        need = math.ceil(100 / n_batches) / 100
+        more = f", --test-fraction {need:g} or more" if n_batches > 1 else ""
+        import warnings
+        warnings.warn(NoTestBatchWarning(
+            f"--test-fraction {test_fraction} of {n_batches} batch{'es' * (n_batches != 1)} is "
+            f"no test batch, so no accuracy would be measured; give a smaller --batch-size"
+            f"{more}, or --test-fraction 0 to train on every batch untested"), stacklevel=2)
     if n_train < 1:
         raise CachesimError(f"--test-fraction {test_fraction} leaves no batch to train on "
                             f"({n_batches} batches)")

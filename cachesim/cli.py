@@ -19,6 +19,8 @@ from .options import (POLICIES, POLICY, PRECISIONS, SEEDS, SIZES, RenamedOption,
                       table_groups_option,
                       per_table_option, split, ways_option)
 
+TRACE_OUT_SUFFIXES = (".parquet", ".pq", ".csv")  # what write_trace writes (CSV by the name)
+
 
 class _Group(click.Group):
     """Turns a CachesimError into one clear line on stderr and exit status 2."""
@@ -340,7 +342,7 @@ def convert(src, dst, fmt, batch_size, num_tables):
     import time
     from .io import read_trace, write_trace
     t0 = time.perf_counter()
-    check_output_file(dst, "OUT", inputs=(src,))
+    check_output_file(dst, "OUT", inputs=(src,), suffixes=TRACE_OUT_SUFFIXES)
     opts = {k: v for k, v in (("batch_size", batch_size), ("num_tables", num_tables)) if v}
     trace = read_trace(src, format=fmt, **opts)
     trace.require_nonempty()
@@ -449,7 +451,7 @@ def sweep(trace_path, fmt, batch_size, policies, sizes, ways, precisions, per_ta
     One row per configuration x precision: the replay's counters, bytes moved (h2d, d2h, per
     step, against no cache) and memory (store, scale/bias, cache, metadata, ratio vs fp32).
 
-    Example: cachesim sweep trace.parquet --policy lru,lfu --size 1%,5% --ways 32,none
+    Example: cachesim sweep trace.parquet --policy lru,lfu --size 1%,5% --ways 32,full
     --precision fp32,int8,int4 -o results.parquet
     """
     from .costs import DEFAULT_LINK_GBPS
@@ -606,9 +608,9 @@ def generate(out, samples, tables, rows, alpha, bag_size, batch_size, drift, loc
     if plot_path and not like_path:
         raise CachesimError("--plot compares the curves of --like TRACE and the generated "
                             "trace: add --like TRACE")
-    check_output_file(out, "OUT", inputs=(like_path,))
+    check_output_file(out, "OUT", inputs=(like_path,), suffixes=TRACE_OUT_SUFFIXES)
     if plot_path:
-        check_output_file(plot_path, "--plot", inputs=(like_path,))
+        check_output_file(plot_path, "--plot", inputs=(like_path,), suffixes=(".png",))
     if like_path:
         real = _read(like_path, None)
         trace = fit.generate_like(fit.fit_profile(real), accesses or len(real), seed=seed)
@@ -691,9 +693,11 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj,
     import warnings
 
     from .analysis import mrc as curves
-    for name, path in (("-o", output), ("--plot", plot_path), ("--torchrec", torchrec_path)):
+    from .files import OUTPUT_SUFFIXES, write_table
+    for name, path, kinds in (("-o", output, OUTPUT_SUFFIXES), ("--plot", plot_path, (".png",)),
+                              ("--torchrec", torchrec_path, (".json",))):
         if path:
-            check_output_file(path, name, inputs=(trace_path,))
+            check_output_file(path, name, inputs=(trace_path,), suffixes=kinds)
     streamed = _analysis_streams(
         trace_path, fmt, stream, "mrc", method in ("exact", "shards") and not in_bytes
         and not per_table, torchrec=bool(torchrec_path),
@@ -717,12 +721,12 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj,
             click.echo(f"cachesim: warning: {_one_line(w.message)}", err=True)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    text = (json.dumps(df.to_dicts(), indent=1) + "\n") if as_json else df.write_csv()
-    if output:
-        atomic_write(output, text)
+    if output:  # (as the name says: .csv, .json or .parquet)
+        write_table(df, output)
         click.echo(f"wrote {output}: {df.height:,} sizes", err=True)
-    else:
-        click.echo(text, nl=False)
+    if as_json or not output:
+        click.echo((json.dumps(df.to_dicts(), indent=1) + "\n") if as_json else df.write_csv(),
+                   nl=False)
     if plot_path:
         what = "LRU" if method != "mini" else policy
         how = ("" if method == "exact" else f", at most {s_max:,} keys" if method == "shards"
@@ -949,8 +953,9 @@ def _warnings_as_errors(category):
 
 @contextlib.contextmanager
 def _table_rows_warning_once():
-    """The API's TableRowsInferredWarning as one line on stderr, once (the report warns before
-    its replays, which warn again); other warnings pass through."""
+    """The API's TableRowsInferredWarning (and a --train with no test batch's
+    NoTestBatchWarning) as one line on stderr, once (the report warns before its replays, which
+    warn again); other warnings pass through."""
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:
@@ -960,7 +965,7 @@ def _table_rows_warning_once():
         finally:
             shown = set()
             for w in caught:
-                if w.category.__name__ == "TableRowsInferredWarning":
+                if w.category.__name__ in ("TableRowsInferredWarning", "NoTestBatchWarning"):
                     if str(w.message) not in shown:
                         shown.add(str(w.message))
                         click.echo(f"cachesim: warning: {_one_line(w.message)}", err=True)
@@ -1039,8 +1044,9 @@ def _analysis_streams(path, fmt, stream, command: str, batched: bool = False,
         also = (" (and for the exact and SHARDS curves in rows over all tables, Parquet, "
                 "fbgemm-npz and dlrm-pt)" if command == "mrc" else
                 ", and Parquet (with a batch column), fbgemm-npz and dlrm-pt traces")
+        from .io.stream import gzip_refusal
         raise CachesimError(f"{path}: {command} --stream reads oracle-general and txt files"
-                            f"{also}; drop --stream to read it in memory")
+                            f"{also}{gzip_refusal(p)}; drop --stream to read it in memory")
     if given:
         name, fix = given[0]
         fix = fix if isinstance(fix, str) else f"drop --{name} or --stream"

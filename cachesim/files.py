@@ -22,6 +22,15 @@ never overwritten or deleted: a name clash is refused. A report folder written b
 existed (its results.json carries cachesim's `meta`) counts as marked for its four report files
 (never its PNGs: a user's plot may sit there). `check_output_file(..., inputs=)` refuses an
 output at a command's input trace or inside an input folder.
+
+The file rule: a single-file output (`sweep -o`, `mrc -o`, `convert IN OUT`, a --plot) may
+replace an existing file only if cachesim wrote it and it is unchanged since. `atomic_path`
+records each file it writes (path, device, inode, size, mtime) in the user's registry
+(`registry_path`: $CACHESIM_STATE_DIR, else $XDG_STATE_HOME/cachesim, else
+~/.local/state/cachesim); `check_output_file` refuses any other existing file, in one line
+before the work. A file copied in, edited since, or written before the registry existed counts
+as the user's: remove it or choose another name. A registry that cannot be written only makes
+the rule stricter (nothing is recorded, so nothing is replaced).
 """
 from __future__ import annotations
 
@@ -83,9 +92,11 @@ def _probe(folder: Path, shown: str, option: str) -> None:
                             "some space or choose another path")
 
 
-def check_output_file(path, option: str = "-o", inputs=()) -> Path:
+def check_output_file(path, option: str = "-o", inputs=(), suffixes=None) -> Path:
     """Check that a file can be written at `path` (its folder exists and is writable, no folder
-    is in the way, it is none of the command's `inputs` nor inside an input folder);
+    is in the way, it is none of the command's `inputs` nor inside an input folder, nor an
+    existing file cachesim did not write: the file rule above); with `suffixes`, that its name
+    ends in one of them (the format the command writes follows the name);
     CachesimError naming `option` and the fix otherwise."""
     shown = str(path)
     if not shown.strip():
@@ -95,6 +106,10 @@ def check_output_file(path, option: str = "-o", inputs=()) -> Path:
         _not_an_input(path, given, option, shown)
     if path.is_dir():
         raise CachesimError(f"{option} {shown}: is a folder; give a file name to write")
+    if suffixes and path.suffix.lower() not in suffixes:
+        kinds = ", ".join(suffixes[:-1]) + " or " * (len(suffixes) > 1) + suffixes[-1]
+        raise CachesimError(f"{option} {shown}: the format follows the name; give one ending in "
+                            f"{kinds}")
     folder = path.parent
     if not folder.exists():
         if any(p.exists() and not p.is_dir() for p in folder.parents):
@@ -106,7 +121,82 @@ def check_output_file(path, option: str = "-o", inputs=()) -> Path:
         raise CachesimError(f"{option} {shown}: {folder} is a file, not a folder; choose "
                             "another path")
     _probe(folder, shown, option)
+    if (path.exists() or path.is_symlink()) and not written_by_cachesim(path):
+        raise CachesimError(f"{option} {shown}: exists and cachesim did not write it (or it "
+                            "changed since), so it is never replaced; remove it or choose "
+                            "another name")
     return path
+
+
+# -- the registry of files cachesim wrote --------------------------------------------------------
+REGISTRY_MAX = 4000  # entries kept (the newest); an older output then counts as the user's
+
+
+def registry_path() -> Path:
+    """Where the files cachesim wrote are recorded (see the module's file rule)."""
+    root = os.environ.get("CACHESIM_STATE_DIR")
+    if not root:
+        xdg = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                              ".local", "state")
+        root = os.path.join(xdg, "cachesim")
+    return Path(root) / "written.json"
+
+
+def _identity(path: Path) -> list[int] | None:
+    """(device, inode, size, mtime in ns) of a regular file, not following a link; None else."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    import stat
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _key(path: Path) -> str:
+    return os.path.join(os.path.realpath(path.parent), path.name)
+
+
+def _load_registry(reg: Path) -> dict:
+    try:
+        data = json.loads(reg.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data.get("files", {}) if isinstance(data, dict) else {}
+
+
+def written_by_cachesim(path) -> bool:
+    """Whether `path` is a file cachesim wrote, unchanged since (`record_written`)."""
+    path = Path(path)
+    ident = _identity(path)
+    return ident is not None and _load_registry(registry_path()).get(_key(path)) == ident
+
+
+def record_written(path) -> None:
+    """Record `path`, just written, as cachesim's (under a lock: pool workers write at once).
+    Any failure to record is silent: the file then counts as the user's."""
+    path = Path(path)
+    ident = _identity(path)
+    reg = registry_path()
+    if ident is None:
+        return
+    try:
+        import fcntl
+        reg.parent.mkdir(parents=True, exist_ok=True)
+        with open(reg.with_name(reg.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            files = _load_registry(reg)
+            files.pop(_key(path), None)
+            files[_key(path)] = ident  # (last: the newest)
+            if len(files) > REGISTRY_MAX:
+                files = dict(list(files.items())[-REGISTRY_MAX:])
+            fd, tmp = tempfile.mkstemp(prefix=".written.", suffix=".tmp", dir=reg.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"written_by": "cachesim", "files": files}, f)
+            os.replace(tmp, reg)
+    except (OSError, ImportError):
+        pass
 
 
 _TRACE_SUFFIXES = (".parquet", ".pq", ".npz", ".pt")  # what a folder trace's readers take
@@ -206,10 +296,11 @@ def check_output_dir(path, option: str = "-o", force: bool = False) -> Path:
 
 
 @contextmanager
-def atomic_path(path, option: str | None = None):
+def atomic_path(path, option: str | None = None, record: bool = True):
     """Yield a temp path in the folder of `path`; when the block succeeds, give it the usual file
-    mode and move it over `path` (os.replace). An OSError (a full disk) is a CachesimError
-    naming the path; the temp file never stays behind."""
+    mode and move it over `path` (os.replace), and record it as cachesim's (`record_written`;
+    not with `record=False`, for the files of cachesim's own folders). An OSError (a full disk)
+    is a CachesimError naming the path; the temp file never stays behind."""
     shown = str(path)
     where = f"{option} {shown}" if option else shown
     path = Path(path)
@@ -227,6 +318,8 @@ def atomic_path(path, option: str | None = None):
         yield Path(tmp)
         os.chmod(tmp, file_mode())  # mkstemp makes 0600
         os.replace(tmp, path)
+        if record:
+            record_written(path)
     except OSError as err:
         raise CachesimError(f"{where}: cannot write it ({_why(err)})") from None
     finally:
@@ -320,7 +413,7 @@ def _move_into(staging: Path, target: Path, names, shown: str, option: str,
         if stale.is_file() and not stale.is_symlink():
             stale.unlink()
     others = {c: f - set(names) for c, f in by.items() if c != command}
-    with atomic_path(target / MARKER, option) as tmp:
+    with atomic_path(target / MARKER, option, record=False) as tmp:
         tmp.write_text(_marker_text(command, names, others), encoding="utf-8")
 
 

@@ -343,7 +343,7 @@ def parts_dir(out) -> Path:
 
 
 def _write_atomic_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, record=False) as tmp:  # (in OUT.parts/, cachesim's folder)
         tmp.write_text(text)
 
 

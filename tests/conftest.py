@@ -8,6 +8,12 @@ settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True
 settings.register_profile("dev", max_examples=200, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# The registry of files cachesim wrote (`cachesim.files.registry_path`): the suite's own, not the
+# user's (subprocesses inherit it)
+if "CACHESIM_STATE_DIR" not in os.environ:
+    import tempfile
+    os.environ["CACHESIM_STATE_DIR"] = tempfile.mkdtemp(prefix="cachesim-state-")
+
 ROOT = Path(__file__).resolve().parent.parent
 # The suite's data ships with the repository (tests/data/README.md names each file's source,
 # size and sha256); nothing outside the checkout is read.

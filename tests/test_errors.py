@@ -215,3 +215,35 @@ def test_a_test_fraction_of_no_batch_is_refused_before_training(shared_data):
                                  progress=False)
     assert any(issubclass(w.category, NoTestBatchWarning) for w in caught)
     assert records[0]["test_samples"] == 0 and records[0]["auc"] is None
+
+
+def test_text_or_parquet_given_as_oracle_general_is_refused(tmp_path, shared_data):
+    """A txt trace cut to a multiple of 24 bytes was read as binary records: garbage keys."""
+    text = (shared_data / "cloudphysics" / "cloudPhysicsIO.txt").read_bytes()
+    keys = tmp_path / "keys24.txt"
+    keys.write_bytes(text[:24 * 4000])
+    for extra in ((), ("--stream",)):
+        line = run("replay", keys, "-s", "5%", "--format", "oracle-general", "--mode", "access",
+                   *extra)
+        assert "is text, not 24-byte binary oracleGeneral records" in line
+        assert "--format txt" in line
+    from cachesim.io import write_trace
+    from cachesim.trace import Trace
+    import numpy as np
+    write_trace(Trace.from_keys(np.arange(10)), tmp_path / "t.parquet")
+    line = run("replay", tmp_path / "t.parquet", "-s", "2", "--format", "oracle-general")
+    assert "byte offset 0: is Parquet, not oracleGeneral records" in line
+    import cachesim
+    real = cachesim.read_trace(shared_data / "cloudphysics" / "cloudPhysicsIO.oracleGeneral.bin")
+    assert len(real) > 0  # real binary records still read
+
+
+def test_streaming_gzip_text_names_the_compression(tmp_path, shared_data):
+    import gzip
+    gz = tmp_path / "cp.txt.gz"
+    gz.write_bytes(gzip.compress((shared_data / "cloudphysics" / "cloudPhysicsIO.txt")
+                                 .read_bytes()[:5000].rsplit(b"\n", 1)[0] + b"\n"))
+    for args in (["replay", gz, "-s", "1%", "--stream", "--mode", "access"],
+                 ["mrc", gz, "--stream"], ["analyze", gz, "--stream"]):
+        line = run(*args)
+        assert "it is gzip-compressed, and compressed text does not stream" in line, line

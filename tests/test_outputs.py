@@ -297,3 +297,78 @@ def test_a_damaged_sweep_manifest_is_one_line_and_fresh_recovers(trace_file, tmp
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
     assert f"{manifest}: " in res.output and "--fresh" in res.output
     assert invoke(*args, "--fresh").exit_code == 0
+
+
+# -- single files: only cachesim's own are replaced ----------------------------------------------
+@pytest.mark.parametrize("command", [
+    ["sweep", "{t}", "-s", "5%", "-p", "lru", "--jobs", "1", "-q", "-o", "{out}.parquet"],
+    ["mrc", "{t}", "-s", "10,100", "-o", "{out}.csv"],
+    ["convert", "{t}", "{out}.parquet"],
+    ["generate", "{out}.parquet", "--samples", "50", "--tables", "2", "--rows", "100"],
+    ["train", "{t}", "-s", "5%", "--precision", "int8", "--no-baselines", "-q",
+     "-o", "{out}.json"],
+], ids=lambda c: c[0])
+def test_a_users_file_is_never_replaced_and_cachesims_own_is(trace_file, tmp_path, command):
+    """A file the user made under the output's name is refused in one line, before any work,
+    and kept; a rerun replaces what cachesim wrote; once the user edits it, it is theirs."""
+    args = lambda: [a.format(t=trace_file, out=tmp_path / "o") for a in command]
+    out = Path(next(a for a in args() if a.startswith(str(tmp_path / "o"))))
+    out.write_text("mine\n")
+    res = invoke(*args())
+    assert res.exit_code == 2, res.output
+    assert "exists and cachesim did not write it" in res.output and "remove it" in res.output
+    assert len(res.stderr.strip().splitlines()) == 1 and out.read_text() == "mine\n"
+    out.unlink()
+    assert invoke(*args()).exit_code == 0
+    first = out.read_bytes()
+    assert first != b"mine\n"
+    res = invoke(*args())  # cachesim's own output: replaced
+    assert res.exit_code == 0, res.output
+    with out.open("ab") as f:  # the user's edit makes it theirs
+        f.write(b"\n")
+    assert invoke(*args()).exit_code == 2 and out.read_bytes().endswith(b"\n")
+
+
+def test_the_registry_records_what_atomic_writes_wrote(tmp_path, monkeypatch):
+    from cachesim import files
+    monkeypatch.setenv("CACHESIM_STATE_DIR", str(tmp_path / "state"))
+    p = tmp_path / "x.json"
+    assert not files.written_by_cachesim(p)
+    files.atomic_write(p, "{}")
+    assert files.written_by_cachesim(p)
+    (tmp_path / "y.json").write_text("{}")
+    os.replace(tmp_path / "y.json", p)  # the same name, another file (a new inode)
+    assert not files.written_by_cachesim(p)
+    with files.atomic_path(tmp_path / "z.json", record=False) as tmp:
+        tmp.write_text("{}")
+    assert not files.written_by_cachesim(tmp_path / "z.json")
+    monkeypatch.setattr(files, "REGISTRY_MAX", 3)
+    for i in range(5):
+        files.atomic_write(tmp_path / f"f{i}", "a")
+    kept = [files.written_by_cachesim(tmp_path / f"f{i}") for i in range(5)]
+    assert kept == [False, False, True, True, True]  # the newest REGISTRY_MAX
+
+
+@pytest.mark.parametrize("command, needle", [
+    (["mrc", "{t}", "-s", "10", "-o", "{d}/m.txt"], "ending in .parquet, .csv or .json"),
+    (["mrc", "{t}", "-s", "10", "--plot", "{d}/m.pdf"], "ending in .png"),
+    (["convert", "{t}", "{d}/x.bogus"], "ending in .parquet, .pq or .csv"),
+    (["generate", "{d}/g.txt", "--samples", "10"], "ending in .parquet, .pq or .csv"),
+    (["generate", "{d}/g.parquet", "--bag-size", "0"], "every table's is 0"),
+])
+def test_an_output_name_of_another_format_is_refused(trace_file, tmp_path, command, needle):
+    res = invoke(*[a.format(t=trace_file, d=tmp_path) for a in command])
+    assert res.exit_code == 2 and needle in res.output, res.output
+    assert os.listdir(tmp_path) == []
+
+
+def test_mrc_writes_the_format_its_name_says(trace_file, tmp_path):
+    import polars as pl
+    frames = {}
+    for suffix in (".csv", ".json", ".parquet"):
+        out = tmp_path / f"m{suffix}"
+        assert invoke("mrc", trace_file, "-s", "10,100", "-o", out).exit_code == 0
+        frames[suffix] = (pl.read_csv(out) if suffix == ".csv" else pl.read_parquet(out)
+                          if suffix == ".parquet" else pl.DataFrame(json.loads(out.read_text())))
+    assert frames[".csv"]["size"].to_list() == [10, 100]
+    assert frames[".csv"].equals(frames[".json"]) and frames[".csv"].equals(frames[".parquet"])

@@ -354,9 +354,10 @@ def keyed_stream(path, fmt: str | None, what: str) -> bool:
         return True
     kind = batch_streamable(path, fmt)
     if kind is None or kind == "parquet" and not has_batch_column(path):
+        from ..io.stream import gzip_refusal
         raise CachesimError(f"{path}: a streamed {what} reads oracle-general and txt files, and "
-                            "Parquet (with a batch column), fbgemm-npz and dlrm-pt traces; read "
-                            "it in memory (--no-stream)")
+                            "Parquet (with a batch column), fbgemm-npz and dlrm-pt traces"
+                            f"{gzip_refusal(path)}; read it in memory (--no-stream)")
     return False
 
 

@@ -437,9 +437,10 @@ def analyze_stream(path, window: int | None = None, top_k: int | None = None, *,
     kind = streamable(path, fmt) if path.is_file() else None  # oracle-general, txt, or None
     keyed = kind is not None
     if not keyed and batch_streamable(path, fmt) is None:
+        from ..io.stream import gzip_refusal
         raise CachesimError(f"{path}: a streamed analysis reads oracle-general and txt files, "
-                            "and Parquet, fbgemm-npz and dlrm-pt traces; read it in memory "
-                            "(--no-stream)")
+                            f"and Parquet, fbgemm-npz and dlrm-pt traces{gzip_refusal(path)}; "
+                            "read it in memory (--no-stream)")
     with contextlib.ExitStack() as stack:  # pass 1: the key map (and each key's table)
         if keyed:
             src = stack.enter_context(StreamSource(path, fmt, int(chunk_accesses)))

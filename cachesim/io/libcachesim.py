@@ -35,6 +35,7 @@ def oracle_count(path) -> int:
     """The records of an oracleGeneral file (a local Path or a `urls.RemotePath`) from its size
     (a TraceFormatError when the file is not whole 24-byte records)."""
     nbytes = path.stat().st_size
+    _check_binary(path)
     if nbytes % ORACLE_DTYPE.itemsize:
         whole = nbytes // ORACLE_DTYPE.itemsize
         raise TraceFormatError(
@@ -42,6 +43,25 @@ def oracle_count(path) -> int:
             f" the last record is cut short", offset=whole * ORACLE_DTYPE.itemsize,
             fix="the file is truncated: copy it again, or cut it to a multiple of 24 bytes")
     return nbytes // ORACLE_DTYPE.itemsize
+
+
+def _check_binary(path) -> None:
+    """TraceFormatError for a file that is not oracleGeneral records: one that starts with
+    another format's magic (Parquet, gzip, ...), or whose first 4 KiB are text (a txt or csv
+    trace read as binary would give keys made of its characters, without a word). Binary
+    records are never text: their small timestamps and sizes hold zero bytes."""
+    from .formats import TEXT_CHECK_BYTES, not_text
+    with path.open("rb") as fh:
+        head = fh.read(TEXT_CHECK_BYTES)
+    found = not_text(head) if head else None
+    if found is not None and found[0] == 0 and ":" in found[1] and len(head) >= 4:
+        what = found[1].split(": ", 1)[1]
+        raise TraceFormatError(path, f"is {what}, not oracleGeneral records", offset=0,
+                               fix="drop --format to read it by its content, or pass its format")
+    if found is None and len(head) >= ORACLE_DTYPE.itemsize:
+        raise TraceFormatError(path, "is text, not 24-byte binary oracleGeneral records",
+                               fix="pass --format txt (one key per line) or --format csv, or "
+                                   "drop --format")
 
 
 def oracle_records(path) -> np.ndarray:

@@ -57,6 +57,18 @@ def streamable(path, fmt: str | None = None) -> str | None:
     return None
 
 
+def gzip_refusal(path) -> str:
+    """'; it is gzip-compressed, and ...' for a --stream refusal of a gzip file (its format may
+    stream uncompressed), else ''."""
+    from .formats import is_gzip
+    try:
+        gz = as_path(path).is_file() and is_gzip(path)
+    except OSError:
+        return ""
+    return ("; it is gzip-compressed, and compressed text does not stream (gunzip it to stream "
+            "it)") if gz else ""
+
+
 VIEW_BUFFERS = 3  # `views` chunks rotate over this many buffers (`read_ahead` holds 2 at once)
 
 
@@ -182,7 +194,8 @@ def access_chunks(path, chunk_accesses: int, fmt: str | None = None, views: bool
         return None, _txt_chunks(path, int(chunk_accesses))
     raise CachesimError(f"{path}: a streamed access replay reads oracle-general and txt "
                         f"files only (format {fmt or 'from the suffix'}; Parquet, fbgemm-npz and "
-                        "dlrm-pt traces stream in batch mode); replay it in memory (--no-stream)")
+                        f"dlrm-pt traces stream in batch mode){gzip_refusal(path)}; replay it in "
+                        "memory (--no-stream)")
 
 
 BATCH_STREAM_FORMATS = ("parquet", "fbgemm-npz", "dlrm-pt")

@@ -85,6 +85,9 @@ class BagSize:
         if np.any(mean < 0) or (not poisson and np.any(mean != np.round(mean))):
             raise CachesimError(f"bag size {spec}: fixed bag sizes must be whole numbers >= 0 "
                                 "(write poisson:MEAN for a Poisson bag size)")
+        if not np.any(mean > 0):  # (some tables may be empty, not all: a trace of no access)
+            raise CachesimError(f"bag size {spec}: every table's is 0, so the trace would hold "
+                                "no access; give at least one table a bag size above 0")
         return cls(mean=mean, poisson=poisson)
 
     def draw(self, rng, n_samples: int) -> np.ndarray:

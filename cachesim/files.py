@@ -263,13 +263,19 @@ def _legacy_report(folder: Path) -> set[str] | None:
         return None
     if not isinstance(meta, dict) or "cachesim_version" not in meta:
         return None
-    return {"report.html", "report.md", "results.json", "results.parquet"}
+    return set(REPORT_FILES)
 
 
-def check_output_dir(path, option: str = "-o", force: bool = False) -> Path:
+REPORT_FILES = ("report.html", "report.md", "results.json", "results.parquet")  # a report's own
+
+
+def check_output_dir(path, option: str = "-o", force: bool = False, *, names=(),
+                     command: str = "") -> Path:
     """Check that a folder of outputs may be written at `path` (see the module's rule): a file
-    in the way, an unwritable place, or a user's non-empty folder without `force` raise
-    CachesimError. Missing parent folders are fine (they are created)."""
+    in the way, an unwritable place, a user's non-empty folder without `force`, or one of the
+    `names` the `command` is sure to write clashing with a file of the user's or of another
+    command's raise CachesimError, before the work. Missing parent folders are fine (they are
+    created)."""
     shown = str(path)
     if not shown.strip():
         raise CachesimError(f"{option}: empty path; give a folder")
@@ -284,6 +290,8 @@ def check_output_dir(path, option: str = "-o", force: bool = False) -> Path:
             raise CachesimError(f"{option} {shown}: folder is not empty and was not written by "
                                 "cachesim; pass --force to write into it anyway (your files "
                                 "are kept), or choose another path")
+        if entries:
+            _check_names(path, names, shown, option, command)
         return path
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
@@ -389,8 +397,9 @@ def output_dir(path, option: str = "-o", *, force: bool = False, command: str = 
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _move_into(staging: Path, target: Path, names, shown: str, option: str,
-               command: str) -> None:
+def _check_names(target: Path, names, shown: str, option: str, command: str) -> dict:
+    """CachesimError when writing `names` into the folder would replace a file of the user's
+    or of another command's output; else the marker's {command: names}."""
     by = _marker_files(target) or {}
     ours = set().union(*by.values())
     clashes = [n for n in names if (target / n).exists() and n not in ours]
@@ -398,12 +407,19 @@ def _move_into(staging: Path, target: Path, names, shown: str, option: str,
         raise CachesimError(f"{option} {shown}: {', '.join(clashes)} in it was not written by "
                             "cachesim and is never overwritten; move it away or choose another "
                             "path")
-    theirs = {n: c for c, f in by.items() if c != command for n in f}
+    # (a marker that names no command, the oldest kind, is any command's)
+    theirs = {n: c for c, f in by.items() if c not in (command, "") for n in f}
     clashes = [n for n in names if n in theirs and (target / n).exists()]
     if clashes:
         raise CachesimError(f"{option} {shown}: {', '.join(clashes)} in it belongs to `cachesim "
                             f"{theirs[clashes[0]] or 'another command'}`'s output, which this "
                             "would change; choose another path")
+    return by
+
+
+def _move_into(staging: Path, target: Path, names, shown: str, option: str,
+               command: str) -> None:
+    by = _check_names(target, names, shown, option, command)
     for n in names:
         os.replace(staging / n, target / n)
     # this command's files from an earlier run, not written now (another command's stay: a

@@ -372,3 +372,19 @@ def test_mrc_writes_the_format_its_name_says(trace_file, tmp_path):
                           if suffix == ".parquet" else pl.DataFrame(json.loads(out.read_text())))
     assert frames[".csv"]["size"].to_list() == [10, 100]
     assert frames[".csv"].equals(frames[".json"]) and frames[".csv"].equals(frames[".parquet"])
+
+
+def test_a_name_clash_under_force_is_refused_before_any_work(trace_file, tmp_path, monkeypatch):
+    """`report -o mine --force` with the user's mine/report.md was refused only after the
+    whole report was computed; now before the sweep starts."""
+    import cachesim.sweep
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("mine")
+
+    def no_work(*a, **k):
+        raise AssertionError("the sweep ran")
+    monkeypatch.setattr(cachesim.sweep, "run_sweep", no_work)
+    res = invoke("report", trace_file, "-o", mine, "--force", *SMALL_ARGS)
+    assert res.exit_code == 2 and "report.md in it was not written by cachesim" in res.output
+    assert (mine / "report.md").read_text() == "mine" and os.listdir(mine) == ["report.md"]

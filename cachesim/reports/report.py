@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CachesimError
-from ..files import check_output_dir, jsonable, output_dir
+from ..files import REPORT_FILES, check_output_dir, jsonable, output_dir
 from ..policies import batch_policy_names
 from ..sizes import format_bytes, parse_size
 from .render import Figure, Section, Table, to_html, to_markdown
@@ -91,7 +91,7 @@ def build_report(trace_or_path, out_dir, options: ReportOptions | None = None, *
     if not 0 < float(opt.target_hit_ratio) < 1:
         raise CachesimError(f"--target-hit-ratio {opt.target_hit_ratio}: give a ratio between 0 "
                             "and 1, such as 0.9")
-    check_output_dir(out_dir, "-o", force)
+    check_output_dir(out_dir, "-o", force, names=REPORT_FILES, command="report")
     from ..io import Trace
     if opt.stream and not isinstance(trace_or_path, Trace):
         from .stream import StreamedReportTrace

@@ -6,13 +6,13 @@ DataFrame) has one row per configuration x precision: the replay's counters, the
 the memory figures of `cachesim.costs`. Precision changes only the cost arithmetic, so it never
 causes a replay.
 
-Parallelism: a `concurrent.futures.ProcessPoolExecutor` (fork where available, so the workers
-inherit the trace and the compiled kernels; spawn otherwise or when numba's own thread pool has
-started), or a Dask cluster (`dask="local"` or a scheduler address; the `dist` extra). On Dask
-the workers read the trace themselves from `source` (a `TraceSource`: a path all of them see),
-once per worker process, checked by fingerprint; without a source the in-memory trace is
-scattered to every worker once. Per-table configurations run as one task per table, merged
-exactly (`simulate.tables`).
+Parallelism: worker processes of our own, one configuration at a time each (fork where
+available, so the workers inherit the trace and the compiled kernels; spawn otherwise or when
+numba's own thread pool has started), or a Dask cluster (`dask="local"` or a scheduler
+address; the `dist` extra). On Dask the workers read the trace themselves from `source` (a
+`TraceSource`: a path all of them see), once per worker process, checked by fingerprint;
+without a source the in-memory trace is scattered to every worker once. Per-table
+configurations run as one task per table, merged exactly (`simulate.tables`).
 
 Resuming: each finished configuration is written at once, atomically, to the sidecar folder
 `OUT.parts/` next to the output (one JSON file per configuration, plus `manifest.json`, which
@@ -37,7 +37,7 @@ import re
 import signal
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -184,15 +184,6 @@ def make_configs(policies, sizes, ways=(DEFAULT_WAYS,), per_table=(False,), mode
 
 
 # -- running one configuration -------------------------------------------------------------------
-_TRACE = None
-
-
-def _init_worker(trace) -> None:
-    global _TRACE
-    _TRACE = trace
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-
-
 def replay_config(trace, cfg: SweepConfig) -> dict:
     """Replay one configuration; its result as a JSON-safe record with per-table counters."""
     streamed = getattr(trace, "replay_sweep_config", None)
@@ -208,10 +199,6 @@ def replay_config(trace, cfg: SweepConfig) -> dict:
         from .simulate.access import replay
         res = replay(trace, cfg.policy, cfg.size, ways=cfg.ways, mode="access")
     return jsonable(res.to_record(per_table=True))
-
-
-def _run_in_worker(cfg: SweepConfig):
-    return cfg, replay_config(_TRACE, cfg)
 
 
 def _run_with_trace(trace, cfg: SweepConfig):
@@ -479,20 +466,6 @@ def _sigint_held():
         raise KeyboardInterrupt
 
 
-def _stop_pool(pool) -> None:
-    """Cancel what has not started and end the workers now, without waiting for their work."""
-    procs = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for p in procs:
-        if p.is_alive():
-            p.terminate()
-    for p in procs:
-        p.join(timeout=5)  # (a loaded machine: a SIGTERM can take a moment to land)
-        if p.is_alive():  # pragma: no cover - a worker that ignores SIGTERM
-            p.kill()
-            p.join(timeout=30)  # (a SIGKILL always lands; on a loaded machine not at once)
-
-
 def _execute(trace, pending: list[SweepConfig], jobs: int, dask, on_done, progress: bool,
              source=None):
     """Replay `pending`, calling on_done(cfg, record) as each finishes (in the parent)."""
@@ -566,31 +539,128 @@ class _LongestFirst:
         seen[1] += 1
 
 
+class _WorkerFailed(Exception):
+    """The traceback of an exception raised in a sweep worker (the cause of the one re-raised
+    in the parent)."""
+
+
+def _worker_main(conn, trace) -> None:
+    """A sweep worker: replay each configuration the parent sends, answer (True, record) or
+    (False, exception, traceback), until it sends None or goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if hasattr(signal, "pthread_sigmask"):  # (started with SIGINT blocked: see _Worker)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    while True:
+        try:
+            cfg = conn.recv()
+        except EOFError:
+            return
+        if cfg is None:
+            return
+        try:
+            answer = (True, replay_config(trace, cfg), None)
+        except BaseException as err:  # sent to the parent, which raises it
+            answer = (False, err, traceback.format_exc())
+        try:
+            conn.send(answer)
+        except Exception:  # an exception that does not pickle: its text instead
+            conn.send((False, RuntimeError(f"{type(answer[1]).__name__}: {answer[1]}"),
+                       answer[2]))
+
+
+class _Worker:
+    """One worker process and its pipe. It is started with SIGINT blocked (fork and spawn both
+    inherit the mask), so a Ctrl-C that reaches the whole process group cannot kill it before
+    it ignores SIGINT; and the parent closes the child's end of the pipe at once, so no later
+    worker inherits it."""
+
+    def __init__(self, ctx, trace, started: list):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, trace), daemon=True)
+        self.cfg: SweepConfig | None = None
+        blocked = hasattr(signal, "pthread_sigmask")
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if blocked else None
+        try:
+            self.proc.start()
+            started.append(self)  # (before a held Ctrl-C lands: the caller ends it then)
+        finally:
+            if blocked:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            child.close()
+
+    def give(self, cfg: SweepConfig) -> None:
+        self.cfg = cfg
+        self.conn.send(cfg)
+
+    def answer(self):
+        """(cfg, record) of the configuration it was given; its exception raised here; a
+        CachesimError if it died without answering."""
+        cfg, self.cfg = self.cfg, None
+        try:
+            ok, payload, text = self.conn.recv()
+        except (EOFError, OSError):
+            self.proc.join(timeout=5)
+            code = self.proc.exitcode
+            how = (f"was killed by signal {-code}" if code is not None and code < 0
+                   else f"exited with status {code}")
+            raise CachesimError(
+                f"a sweep worker {how} while replaying {cfg.policy} {cfg.size} ways "
+                f"{cfg.ways or 'none'}" + (" (signal 9 is most often the kernel's out-of-memory "
+                                           "killer)" if code == -9 else "")
+                + "; finished configurations are kept (with -o); rerun with fewer jobs (-j)"
+            ) from None
+        if not ok:
+            raise payload from _WorkerFailed(text)
+        return cfg, payload
+
+
+def _end_workers(workers: list[_Worker], now: bool) -> None:
+    """End the workers: at once (SIGTERM, then SIGKILL) when `now`, else once they have read
+    the None that tells them to stop. Every one is reaped here, so nothing waits at exit."""
+    for w in workers:
+        if now:
+            w.proc.terminate()
+        else:
+            try:
+                w.conn.send(None)
+            except OSError:
+                w.proc.terminate()
+    for w in workers:
+        w.proc.join(timeout=5 if now else 60)  # (a loaded machine: a signal can take a moment)
+        if w.proc.is_alive():
+            w.proc.kill()
+            w.proc.join(timeout=30)  # (a SIGKILL always lands; on a loaded machine not at once)
+        w.conn.close()
+
+
 def _execute_pool(trace, pending, jobs, finished):
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=_mp_context(trace),
-                               initializer=_init_worker, initargs=(trace,))
-    order, running = _LongestFirst(pending), set()
-    depth = 2 * min(jobs, len(pending))  # in flight: one running and one waiting a worker
-
-    def fill():
-        with _sigint_held():  # forked workers start here: none must die of a Ctrl-C unprepared
-            while order and len(running) < depth:
-                running.add(pool.submit(_run_in_worker, order.pop()))
-
+    """`jobs` worker processes of our own, each given one configuration at a time, the longest
+    first. Not concurrent.futures' ProcessPoolExecutor: after a Ctrl-C ended its workers, its
+    manager thread could still hold the interpreter's exit for good (Python 3.11: a clean CI
+    run printed the interrupt's line, then never exited), where these workers have no thread
+    in the parent to wait for."""
+    from multiprocessing.connection import wait as ready
+    ctx = _mp_context(trace)
+    order, workers = _LongestFirst(pending), []
     try:
-        fill()
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in done:
-                running.discard(fut)
-                cfg, rec = fut.result()
-                finished(cfg, rec)  # (saved first: a Ctrl-C in `fill` keeps it)
-                order.done(cfg, rec)
-                fill()
+        for _ in range(min(jobs, len(pending))):
+            _Worker(ctx, trace, workers)
+        for w in workers:
+            w.give(order.pop())
+        while any(w.cfg is not None for w in workers):
+            busy = [w for w in workers if w.cfg is not None]
+            got = set(ready([w.conn for w in busy] + [w.proc.sentinel for w in busy]))
+            for w in busy:
+                if w.conn in got or w.proc.sentinel in got:
+                    cfg, rec = w.answer()
+                    finished(cfg, rec)  # (saved first: a Ctrl-C below keeps it)
+                    order.done(cfg, rec)
+                    if order:
+                        w.give(order.pop())
     except BaseException:
-        _stop_pool(pool)
+        _end_workers(workers, now=True)
         raise
-    pool.shutdown(wait=True)
+    _end_workers(workers, now=False)
 
 
 def _execute_dask(trace, pending, jobs, address, finished, source=None):
@@ -710,7 +780,8 @@ def run_sweep(trace, policies, sizes, *, ways=(DEFAULT_WAYS,), precisions=("fp32
     `policies`, `sizes`, `ways`, `precisions`: lists or comma-separated text (ways: ints or
     'none', default 32); `per_table`: 'no', 'yes' or 'both'. `out`: write the table there
     (.parquet, .csv, .json) atomically, and keep finished configurations in the sidecar
-    OUT.parts/ so a rerun replays only the missing ones. `jobs`: worker processes (default: every core).
+    OUT.parts/ so a rerun replays only the missing ones. `jobs`: worker processes (default:
+    every core).
     `dask`: 'local' (a local cluster of `jobs` worker processes), a scheduler address, or a
     `dask.distributed.Client`, instead of the process pool. `cache_model` ('fbgemm', 'ideal',
     None: the default), `prefetch_pipeline` and `warp`: the batch replay's cache

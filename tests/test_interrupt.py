@@ -180,3 +180,44 @@ def test_cli_interrupt_is_one_line_and_status_130(tmp_path, monkeypatch):
     assert res.exit_code == 130
     assert res.stderr == (f"cachesim: interrupted; 0 of 1 configurations kept in "
                           f"{out}.parts/, rerun the same command to resume\n")
+
+
+def test_a_workers_error_is_raised_in_the_parent_and_no_worker_is_left(monkeypatch):
+    real = sweep_mod.replay_config
+
+    def fails_on_lfu(trace, cfg):  # (fork: the workers inherit the patched module)
+        if cfg.policy == "lfu":
+            raise cachesim.CachesimError("lfu refused here")
+        return real(trace, cfg)
+    monkeypatch.setattr(sweep_mod, "replay_config", fails_on_lfu)
+    monkeypatch.setattr(sweep_mod, "_mp_context", lambda trace=None: multiprocessing.get_context(
+        "fork"))
+    before = set(multiprocessing.active_children())
+    with pytest.raises(cachesim.CachesimError, match="^lfu refused here$") as err:
+        run_sweep(_small(), jobs=2, **SMALL)
+    assert "fails_on_lfu" in str(err.value.__cause__)   # the worker's traceback, as the cause
+    assert set(multiprocessing.active_children()) <= before
+
+
+def test_a_worker_killed_mid_replay_is_one_clear_error(tmp_path, monkeypatch):
+    real = sweep_mod.replay_config
+
+    def killed_on_lfu(trace, cfg):  # what the kernel's out-of-memory killer does
+        if cfg.policy == "lfu" and cfg.size == "10%":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(trace, cfg)
+    monkeypatch.setattr(sweep_mod, "replay_config", killed_on_lfu)
+    monkeypatch.setattr(sweep_mod, "_mp_context", lambda trace=None: multiprocessing.get_context(
+        "fork"))
+    before = set(multiprocessing.active_children())
+    out = tmp_path / "r.parquet"
+    with pytest.raises(cachesim.CachesimError) as err:
+        run_sweep(_small(), out=out, jobs=2, **SMALL)
+    assert str(err.value) == (
+        "a sweep worker was killed by signal 9 while replaying lfu 10% ways none (signal 9 is "
+        "most often the kernel's out-of-memory killer); finished configurations are kept "
+        "(with -o); rerun with fewer jobs (-j)")
+    assert set(multiprocessing.active_children()) <= before
+    kept = [json.loads(p.read_text())["config"] for p in sweep_mod.parts_dir(out).glob("*.json")
+            if p.name != "manifest.json"]
+    assert len(kept) <= 3 and all((c["policy"], c["size"]) != ("lfu", "10%") for c in kept)

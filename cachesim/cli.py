@@ -14,7 +14,7 @@ import click
 from .version import __version__
 from .errors import CachesimError
 from .files import atomic_write, check_output_dir, check_output_file
-from .options import (POLICIES, POLICY, PRECISIONS, SEEDS, SIZES, RenamedOption,
+from .options import (POLICIES, POLICY, PRECISIONS, SEEDS, SIZE_HELP, SIZES, RenamedOption,
                       cache_model_option, cache_precision_option, fbgemm_options, force_option,
                       table_groups_option,
                       per_table_option, split, ways_option)
@@ -185,9 +185,7 @@ def _print_table(records: list[dict], columns: list[str]) -> None:
 @_trace_options
 @click.option("--policy", "-p", type=POLICIES, default="lru", show_default=True,
               help="Comma-separated policies, e.g. lru,lfu,opt.")
-@click.option("--size", "-s", "sizes", type=SIZES, required=True,
-              help="Comma-separated cache sizes: rows (1000), share of distinct keys (5%), "
-                   "or bytes (128MiB).")
+@click.option("--size", "-s", "sizes", type=SIZES, required=True, help=SIZE_HELP)
 @ways_option()
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random policies.")
 @click.option("--mode", type=click.Choice(["access", "batch"]), default=None,
@@ -407,8 +405,7 @@ def memory(trace_path, fmt, batch_size, rows_text, dim, precisions, sizes, cache
 @_trace_options
 @click.option("--policy", "-p", "policies", type=POLICIES, default="lru,lfu", show_default=True,
               help="Comma-separated policies (batch mode: those with a batch rule, e.g. lru,lfu).")
-@click.option("--size", "-s", "sizes", type=SIZES, required=True,
-              help="Comma-separated sizes: rows (1000) or a share of the distinct keys (5%).")
+@click.option("--size", "-s", "sizes", type=SIZES, required=True, help=SIZE_HELP)
 @ways_option(many=True)
 @click.option("--precision", "precisions", type=PRECISIONS, default="fp32,int8,int4",
               show_default=True,
@@ -1109,16 +1106,21 @@ def _replay_note(res, as_json, ways, cap, trace) -> str | None:
 
 
 def _geometry_note(ways, cap, res, trace) -> str | None:
-    """With --ways given, the line saying the lines used when whole sets differ from --size
-    ('--ways 3 --size 10: 4 sets of 3 ways = 12 lines'; `hashing.geometry_note`)."""
+    """The line saying the lines used when whole sets differ from --size: with --ways given,
+    one for each size ('--ways 3 --size 10: 4 sets of 3 ways = 12 lines';
+    `hashing.geometry_note`); at the default --ways, one line for the whole run."""
     from click.core import ParameterSource
     from .hashing import geometry_note
     if (ways is None or res.ways is None or res.per_table_caches or res.capacity_unit != "rows"
-            or res.cache_model in ("fbgemm", "fbgemm-inference")  # sets from num_embeddings
-            or click.get_current_context().get_parameter_source("ways")
-            is ParameterSource.DEFAULT):
+            or res.cache_model in ("fbgemm", "fbgemm-inference")):  # sets from num_embeddings
         return None
-    return geometry_note(cap.text, cap.resolve(trace.n_distinct), ways)
+    note = geometry_note(cap.text, cap.resolve(trace.n_distinct), ways)
+    if note is None or click.get_current_context().get_parameter_source("ways") \
+            is not ParameterSource.DEFAULT:
+        return note
+    return (f"a size that is not whole sets of {ways} ways (the default --ways) is rounded up "
+            "to them, as the capacity column shows; give -w full for a fully associative cache "
+            "of exactly that size")
 
 
 def _replay_on_dask(trace, policies, caps, ways, parts, address, *, cache_model, source, **kw):

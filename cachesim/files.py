@@ -255,15 +255,33 @@ def _marker_files(folder: Path) -> dict[str, set[str]] | None:
 
 
 def _legacy_report(folder: Path) -> set[str] | None:
-    """A report folder from before the marker: its results.json carries cachesim's `meta`;
-    the report's own four files are ours (never a PNG: a user's plot may sit beside them)."""
+    """A report folder from before the marker: its results.json carries cachesim's `meta`.
+    Of the report's other files, each is ours only if it shows it was written with that
+    results.json (report.md and report.html carry its 'cachesim VERSION, CREATED' subtitle;
+    results.parquet is Parquet): a user's file of the same name, or a PNG beside them, is not."""
     try:
         meta = json.loads((folder / "results.json").read_text(encoding="utf-8")).get("meta")
     except (OSError, ValueError, AttributeError):
         return None
     if not isinstance(meta, dict) or "cachesim_version" not in meta:
         return None
-    return set(REPORT_FILES)
+    stamp = f"cachesim {meta['cachesim_version']}, {meta.get('created', '')}"
+    signs = {"report.md": f"_{stamp}".encode(), "report.html": f">{stamp}".encode()}
+    ours = {"results.json"}
+    for name, sign in signs.items():
+        if sign in _head(folder / name, 1 << 18):
+            ours.add(name)
+    if _head(folder / "results.parquet", 4) == b"PAR1":
+        ours.add("results.parquet")
+    return ours
+
+
+def _head(path: Path, n: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
 
 
 REPORT_FILES = ("report.html", "report.md", "results.json", "results.parquet")  # a report's own

@@ -200,6 +200,12 @@ def ways_option(many: bool = False):
     return click.option("--ways", "-w", type=WAYS, default=str(DEFAULT_WAYS), help=WAYS_HELP)
 
 
+SIZE_HELP = (
+    "Comma-separated cache sizes: rows (1000), a share (5%) or bytes (128MiB). Batch mode's "
+    "fbgemm models take a share of the tables' total rows (FBGEMM's cache_load_factor on their "
+    "num_embeddings); access mode and --cache-model ideal, of the distinct keys the trace "
+    "touched.")
+
 CACHE_MODEL_HELP = (
     "Batch replay's cache: fbgemm = FBGEMM's training cache exactly (32 ways, or 64 with --warp "
     "64; a share such as 5% is the load factor on the tables' num_embeddings); ideal = "

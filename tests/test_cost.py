@@ -120,6 +120,17 @@ def test_memory_ways_round_up_to_whole_sets_and_bytes_sizes():
     assert rec["cache_rows"] == 1024 // 32
 
 
+def test_memory_says_when_the_cache_is_larger_than_the_tables():
+    over, whole = _memory_json("--rows", "1000,2000", "--precision", "int8",
+                               "--size", "5000,100%", "--ways", "32")
+    assert over["cache_rows"] == 5024 and whole["cache_rows"] == 3008  # (whole sets, as asked)
+    assert over["note"] == ("the cache's 5,000 rows are more than the tables' 3,000: 2,000 of "
+                            "them can never be filled; at most 100% (3,000 rows) holds every row")
+    assert whole["note"] is None  # 100% is every row; its last set's padding is no mistake
+    res = CliRunner().invoke(cli, ["memory", "--rows", "1000,2000", "--size", "5000"])
+    assert res.exit_code == 0 and "  note: the cache's 5,000 rows are more than" in res.output
+
+
 def test_memory_readable_output():
     res = CliRunner().invoke(cli, ["memory", "--rows", "criteo-kaggle", "--precision", "int8",
                                    "--size", "5%"])

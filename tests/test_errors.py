@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import polars as pl
 import pytest
 from click.testing import CliRunner
 
@@ -68,6 +69,20 @@ def test_csv_malformed_line(tmp_path):
     p.write_text("table,row\n0,1\n0,x7\n")
     msg = run("convert", p, tmp_path / "o.parquet")
     assert f"{p}, line 3: expected an integer in column `row`, found 'x7'" in msg
+
+
+def test_csv_empty_field_is_named_as_such(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("table,row,batch\n0,1,0\n0,,0\n1,2,1\n")
+    msg = run("convert", p, tmp_path / "o.parquet")
+    assert f"{p}, line 3: expected an integer in column `row`, found an empty field" in msg
+
+
+def test_parquet_null_is_named_as_such(tmp_path):
+    p = tmp_path / "t.parquet"
+    pl.DataFrame({"table": [0, 0, 1], "row": [1, None, 2]}).write_parquet(p)
+    msg = run("analyze", p)
+    assert f"{p}: expected an integer in column `row`, found a null (access 1)" in msg
 
 
 def test_csv_extra_field(tmp_path):

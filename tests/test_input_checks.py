@@ -173,6 +173,17 @@ def test_cli_says_the_lines_used(tmp_path):
     assert dict(zip(head.split(), row.split()))["capacity"] == "12"
     r = CliRunner().invoke(cli, ["replay", str(p), "-s", "12", "--ways", "3", "-q"])
     assert r.exit_code == 0 and r.stderr == ""  # whole sets: nothing to say
+    # at the default --ways, one line for the run however many sizes are rounded up
+    r = CliRunner().invoke(cli, ["replay", str(p), "-s", "40,50,64", "-p", "lru,fifo", "-q"])
+    assert r.exit_code == 0, r.output
+    assert r.stderr == ("cachesim: note: a size that is not whole sets of 32 ways (the default "
+                        "--ways) is rounded up to them, as the capacity column shows; give -w "
+                        "full for a fully associative cache of exactly that size\n")
+    caps = [dict(zip(r.stdout.splitlines()[0].split(), line.split()))["capacity"]
+            for line in r.stdout.splitlines()[1:]]
+    assert caps == ["64", "64", "64"] * 2
+    r = CliRunner().invoke(cli, ["replay", str(p), "-s", "64", "-q"])
+    assert r.exit_code == 0 and r.stderr == ""
     assert geometry_note("10", 10, 32) == ("--ways 32 --size 10: 1 set of 10 ways = 10 lines "
                                            "(ways lowered to the 10 rows)")
 

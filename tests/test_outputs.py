@@ -126,8 +126,10 @@ def test_a_report_folder_from_before_the_marker_is_ours(tmp_path):
     from cachesim.files import output_dir
     out = tmp_path / "old-report"
     out.mkdir()
-    (out / "results.json").write_text(json.dumps({"meta": {"cachesim_version": "0.1"}}))
-    (out / "report.html").write_text("old")
+    (out / "results.json").write_text(json.dumps(
+        {"meta": {"cachesim_version": "0.1", "created": "2026-06-01T10:00:00"}}))
+    (out / "report.html").write_text("<h1>cachesim report</h1><p class='meta'>cachesim 0.1, "
+                                     "2026-06-01T10:00:00, 3.2 s</p>")
     (out / "notes.txt").write_text("mine")
     (out / "my_plot.png").write_text("mine")  # a PNG beside an old report is not ours
     with output_dir(out, command="report") as staging:
@@ -136,6 +138,20 @@ def test_a_report_folder_from_before_the_marker_is_ours(tmp_path):
     assert (out / "report.html").read_text() == "new"
     assert (out / "notes.txt").read_text() == "mine"
     assert (out / "my_plot.png").read_text() == "mine"
+
+
+def test_a_users_report_md_beside_an_old_report_is_not_taken_for_ours(tmp_path):
+    """B2: an old report's results.json copied into a folder of the user's, which holds their
+    own report.md: the report is refused before any work, and nothing of theirs changes."""
+    out = tmp_path / "analysis"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps(
+        {"meta": {"cachesim_version": "0.1", "created": "2026-06-01T10:00:00"}}))
+    (out / "report.md").write_text("# my own notes on the cache\n")
+    from cachesim.files import check_output_dir, REPORT_FILES
+    with pytest.raises(CachesimError, match="report.md"):
+        check_output_dir(out, names=REPORT_FILES, command="report")
+    assert (out / "report.md").read_text() == "# my own notes on the cache\n"
 
 
 def test_another_commands_files_in_the_folder_are_kept(tmp_path):

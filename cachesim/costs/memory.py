@@ -215,20 +215,31 @@ def parse_rows(text) -> np.ndarray:
 def memory_records(table_rows, dims, precisions, sizes, *, cache_precision: str = "fp32",
                    policy: str = "lru", align: int = 1, ways: int | None = None) -> list[dict]:
     """One memory record per precision x cache size; a size is rows, a share of ALL table rows,
-    or bytes of cache rows. Each record also carries `size` and the per-row layout."""
+    or bytes of cache rows. Each record also carries `size`, the per-row layout, and `note`: None,
+    or why the figures mislead (a cache asked for more rows than the tables hold: FBGEMM
+    allocates it so, but the rows past the tables' can never fill)."""
     rows = np.atleast_1d(np.asarray(table_rows, dtype=np.int64))
     dims = parse_dims(dims, rows.shape[0])
+    total = exact_sum(rows)
     out = []
     for prec in precisions:
         lay = row_layout(prec, int(dims.max()), align)
         for size in sizes:
-            lines = cache_rows_for(size, exact_sum(rows), cache_precision=cache_precision,
+            asked = cache_rows_for(size, total, cache_precision=cache_precision,
+                                   max_dim=int(dims.max()))
+            lines = cache_rows_for(size, total, cache_precision=cache_precision,
                                    max_dim=int(dims.max()), ways=ways)
             mem = memory_cost(rows, dims, prec, lines, cache_precision=cache_precision,
                               policy=policy, align=align)
+            note = None
+            if asked > total:
+                note = (f"the cache's {asked:,} rows are more than the tables' {total:,}: "
+                        f"{asked - total:,} of them can never be filled; at most 100% ("
+                        f"{total:,} rows) holds every row")
             rec = {"size": str(parse_size(size).text), **mem.to_record(),
                    "row_data_bytes": lay.data_bytes, "row_scale_bias_bytes": lay.scale_bias_bytes,
-                   "row_padding_bytes": lay.padding_bytes, "row_overhead": lay.overhead}
+                   "row_padding_bytes": lay.padding_bytes, "row_overhead": lay.overhead,
+                   "note": note}
             out.append(rec)
     return out
 
@@ -254,6 +265,7 @@ def format_memory(records: list[dict], table_rows, dims) -> str:
             "",
             f"{r['precision']} store, cache {r['size']} = {r['cache_rows']:,} lines in "
             f"{r['cache_precision']}, {r['policy']}",
+            *([f"  note: {r['note']}"] if r.get("note") else []),
             f"  row          {r['row_data_bytes']} B data{sb}{pad} = "
             f"{r['row_data_bytes'] + r['row_scale_bias_bytes'] + r['row_padding_bytes']} B",
             f"  store     {_b(r['store_bytes'])}",

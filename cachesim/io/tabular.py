@@ -318,7 +318,9 @@ def _int_column(col: pl.Series, path, header_lines: int) -> np.ndarray:
     if bad >= 0:
         value = col[bad]
         where = {"line": _line(bad, header_lines)} if header_lines else {}
-        what = f"expected an integer in column `{col.name}`, found {value!r}"
+        found = (repr(value) if value is not None and str(value).strip()
+                 else "an empty field" if header_lines else "a null")
+        what = f"expected an integer in column `{col.name}`, found {found}"
         if not header_lines:
             what += f" (access {bad})"
         raise TraceFormatError(path, what, fix="fix or drop that access", **where)

@@ -1,8 +1,8 @@
 """Sweep scaling: the same sweep with --jobs 1 and --jobs N, wall time and ratio.
 
-The sweep: batch replay, policies lru and lfu x ways 32 and fully associative (4 cache
-variants; batch mode has two policies) x 8 sizes = 32 configurations, costed at fp32, int8 and
-int4 (costing is arithmetic, no extra replay), on a synthetic DLRM-like trace: 26 tables of
+The sweep: batch replay (the ideal cache model, which takes any ways), policies lru and lfu x
+ways 32 and fully associative (4 cache variants; batch mode has two policies) x 8 sizes = 32
+configurations, costed at fp32, int8 and int4 (costing is arithmetic, no extra replay), on a synthetic DLRM-like trace: 26 tables of
 Zipf(1.1)-distributed rows, one lookup per table per sample, batches of 1,024 samples.
 
     .venv/bin/python bench/sweep_scaling.py            # jobs 1 vs jobs 2, best of 3 each
@@ -75,7 +75,7 @@ def main() -> None:
     trace = make_trace(args.samples, args.tables, args.batch)
     trace.dense_ids, trace.key_table  # noqa: B018  (derived columns once, before timing)
     sweep = dict(policies="lru,lfu", sizes=SIZES, ways="32,none",
-                 precisions="fp32,int8,int4", mode="batch")
+                 precisions="fp32,int8,int4", mode="batch", cache_model="ideal")
     # compile (or load) the kernels once, outside the timings
     run_sweep(trace.slice(0, 10 * args.tables * args.batch), jobs=1,
               **{**sweep, "sizes": "1%"})

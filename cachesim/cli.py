@@ -1110,14 +1110,18 @@ def _geometry_note(ways, cap, res, trace) -> str | None:
     one for each size ('--ways 3 --size 10: 4 sets of 3 ways = 12 lines';
     `hashing.geometry_note`); at the default --ways, one line for the whole run."""
     from click.core import ParameterSource
-    from .hashing import geometry_note
+    from .hashing import geometry_note, set_geometry
     if (ways is None or res.ways is None or res.per_table_caches or res.capacity_unit != "rows"
             or res.cache_model in ("fbgemm", "fbgemm-inference")):  # sets from num_embeddings
         return None
-    note = geometry_note(cap.text, cap.resolve(trace.n_distinct), ways)
+    rows = cap.resolve(trace.n_distinct)
+    note = geometry_note(cap.text, rows, ways)
     if note is None or click.get_current_context().get_parameter_source("ways") \
             is not ParameterSource.DEFAULT:
         return note
+    n_sets, w = set_geometry(rows, ways)
+    if n_sets * w == int(rows):  # the default ways only lowered to a small size's rows
+        return None
     return (f"a size that is not whole sets of {ways} ways (the default --ways) is rounded up "
             "to them, as the capacity column shows; give -w full for a fully associative cache "
             "of exactly that size")

@@ -184,6 +184,9 @@ def test_cli_says_the_lines_used(tmp_path):
     assert caps == ["64", "64", "64"] * 2
     r = CliRunner().invoke(cli, ["replay", str(p), "-s", "64", "-q"])
     assert r.exit_code == 0 and r.stderr == ""
+    # a size under 32 rows is one set of that many ways: nothing is rounded, nothing to say
+    r = CliRunner().invoke(cli, ["replay", str(p), "-s", "10", "-q"])
+    assert r.exit_code == 0 and r.stderr == ""
     assert geometry_note("10", 10, 32) == ("--ways 32 --size 10: 1 set of 10 ways = 10 lines "
                                            "(ways lowered to the 10 rows)")
 

@@ -27,6 +27,7 @@ Files live in bench/out/billion/ (about 24 GB at 1e9) and are deleted at the end
     flock /tmp/bench.lock .venv/bin/python bench/billion.py --parquet --curves  # 1e8, 3e8, 1e9
     ... --reuse --keep                  # the files of an earlier --keep run, kept again
     flock /tmp/bench.lock .venv/bin/python bench/billion.py --lengths 2e6,5e6   # a quick check
+    .venv/bin/python bench/billion.py --parquet-only   # the 1e9 Parquet folder alone (dask_sweep)
 """
 from __future__ import annotations
 
@@ -46,17 +47,23 @@ from stream_memory import CLI, DTYPE, measure  # noqa: E402
 FOLDER = OUT / "billion"
 
 
-def generate(path: Path, n: int, n_keys: int, marks: list[int], seed: int = 0,
-             chunk: int = 1 << 22) -> dict[int, int]:
-    """Write n records; return the distinct keys of each prefix length in `marks`."""
+def accesses(n: int, n_keys: int, seed: int = 0, chunk: int = 1 << 22):
+    """The generator's accesses, a chunk at a time: (start, ranks, row ids)."""
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n_keys).astype(np.uint64)
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        rank = np.minimum((n_keys ** rng.random(m)).astype(np.int64), n_keys) - 1
+        yield start, rank, perm[rank]
+
+
+def generate(path: Path, n: int, n_keys: int, marks: list[int], seed: int = 0) -> dict[int, int]:
+    """Write n records; return the distinct keys of each prefix length in `marks`."""
     seen = np.zeros(n_keys, dtype=bool)
     distinct, marks = {}, sorted(marks)
     with open(path, "wb") as f:
-        for start in range(0, n, chunk):
-            m = min(chunk, n - start)
-            rank = np.minimum((n_keys ** rng.random(m)).astype(np.int64), n_keys) - 1
+        for start, rank, ids in accesses(n, n_keys, seed):
+            m = len(rank)
             for mark in marks:  # a prefix that ends inside this chunk
                 if start < mark <= start + m:
                     head = seen.copy()
@@ -65,11 +72,25 @@ def generate(path: Path, n: int, n_keys: int, marks: list[int], seed: int = 0,
             seen[rank] = True
             rec = np.zeros(m, dtype=DTYPE)
             rec["t"] = (start + np.arange(m)) // 1000
-            rec["id"] = perm[rank]
+            rec["id"] = ids
             rec["size"] = 1
             rec["next"] = -1
             f.write(rec.tobytes())
     return distinct
+
+
+def generate_parquet(folder: Path, n: int, n_keys: int, seed: int = 0,
+                     part: int = 1 << 24) -> None:
+    """The same n accesses straight to a Parquet folder (`write_parquet`'s layout), without
+    the oracleGeneral file: for bench/dask_sweep.py, which needs only the folder."""
+    import polars as pl
+    folder.mkdir(parents=True, exist_ok=True)
+    buf, i = [], 0
+    for start, _, ids in accesses(n, n_keys, seed):
+        buf.append(ids.astype(np.int64))
+        if sum(len(b) for b in buf) == part or start + len(ids) == n:
+            pl.DataFrame({"row": np.concatenate(buf)}).write_parquet(folder / f"part-{i}.parquet")
+            buf, i = [], i + 1
 
 
 def prefix(src: Path, dst: Path, records: int) -> None:
@@ -109,12 +130,21 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--parquet", action="store_true",
                     help="also replay the same accesses from Parquet folders (`row` column)")
+    ap.add_argument("--parquet-only", action="store_true",
+                    help="only write the longest length's Parquet folder (kept), then stop")
     ap.add_argument("--reuse", action="store_true",
                     help="use the files (and distinct.json) a --keep run left, if all are there")
     a = ap.parse_args()
     lengths = sorted(int(float(x)) for x in a.lengths.split(","))
     curves_at = ({int(float(x)) for x in a.curves_at.split(",")} if a.curves_at
                  else {lengths[-1]})
+    if a.parquet_only:
+        t0, folder = time.perf_counter(), FOLDER / f"zipf_{lengths[-1]}.parquet.d"
+        generate_parquet(folder, lengths[-1], a.keys)
+        size = sum(f.stat().st_size for f in folder.iterdir()) / 2**30
+        print(f"wrote {folder} ({lengths[-1]:,} accesses, {size:.2f} GiB) in "
+              f"{time.perf_counter() - t0:.0f} s")
+        return
     binary, label = build_libcachesim(libcachesim_source(None))
     if binary is None:
         raise SystemExit(f"the C simulator is not built: {label}")

@@ -759,6 +759,8 @@ def allocate(trace_path, fmt, batch_size, budget, cache_precision, dim, as_json,
     Example: cachesim allocate kaggle_train_head10k.tsv --budget 64KiB --cache-precision fp16
     """
     from .analysis.allocate import allocate as run_allocate
+    from .sizes import parse_bytes
+    budget = parse_bytes(budget, "--budget")  # before the trace is read
     if _analysis_streams(trace_path, fmt, stream, "allocate", True):
         from .analysis.allocate import allocate_stream
         res = allocate_stream(trace_path, budget, cache_precision=cache_precision, dim=dim,

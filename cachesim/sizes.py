@@ -78,6 +78,25 @@ def parse_size(text) -> Capacity:
     return Capacity("bytes", int(value), s)
 
 
+def parse_bytes(text, what: str = "budget") -> int:
+    """A number of bytes: an int, or text with its unit ('2GiB', '500MB', '4096B'); `what`
+    names the value in the error ('--budget'). A bare number or a share is refused: a budget is
+    memory, where a cache size may be rows."""
+    if isinstance(text, (int,)) and not isinstance(text, bool):
+        if text <= 0:
+            raise CachesimError(f"{what} {text} must be a positive number of bytes")
+        return int(text)
+    s = str(text).strip()
+    m = _SIZE_RE.match(s)
+    unit = m.group(2).lower() if m else None
+    if unit in (None, "", "%") or unit not in _UNITS:
+        raise CachesimError(f"{what} {s!r}: give bytes with a unit (4096B, 500MB, 2GiB)")
+    value = float(m.group(1)) * _UNITS[unit]
+    if not value >= 1:
+        raise CachesimError(f"{what} {s!r} must be at least 1 byte (4096B, 500MB, 2GiB)")
+    return int(value)
+
+
 def parse_sizes(text: str) -> list[Capacity]:
     """A comma-separated list of sizes."""
     parts = [p for p in str(text).split(",") if p.strip()]

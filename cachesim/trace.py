@@ -163,6 +163,15 @@ class Trace:
     def has_sizes(self) -> bool:
         return self.size is not None
 
+    @property
+    def n_batches(self) -> int:
+        """How many distinct batches the trace's accesses fall in (0 without batches); counted
+        once (a sweep costs every configuration x precision with it)."""
+        if self.batch is None:
+            return 0
+        return self._derive("n_batches", (self.batch,),
+                            lambda: int(np.unique(self.batch).shape[0]))
+
     @classmethod
     def from_keys(cls, keys, sizes=None, *, batch=None, source="array") -> "Trace":
         """A single-table trace from a sequence of keys (and optional sizes in bytes)."""

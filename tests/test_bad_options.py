@@ -112,6 +112,11 @@ BAD_VALUES = [
     (["allocate", TRACE, "--budget", "1GiB", "--precision", "int8"], "--cache-precision"),
     (["analyze", TRACE, "--window", "0"], "--window"),
     (["allocate", TRACE, "--budget", "1GiB", "--dim", "0"], "--dim"),
+    # a budget is bytes with a unit: not rows, not a share, not a bare number
+    *[([cmd, TRACE, *out, "--budget", b], f"--budget {b!r}: give bytes with a unit")
+      for cmd, out in (("allocate", []), ("report", ["-o", "{tmp}/r"]))
+      for b in ("abc", "0", "5%", "1000")],
+    (["report", TRACE, "-o", "{tmp}/r", "--budget", "0.5B"], "--budget '0.5B' must be at least 1"),
     (["convert", TRACE, "{tmp}/o.parquet", "--batch-size", "0"], "--batch-size"),
 ]
 

@@ -32,8 +32,14 @@ def test_rebatching_after_a_replay_uses_the_new_batches():
 def test_reassigned_columns_are_derived_again():
     tr = _batched()
     assert tr.batch_starts.shape[0] == 38 + 1
+    assert tr.n_batches == 38  # ceil(300 / 8)
     tr.batch = tr.sample // 100
     assert tr.batch_starts.tolist() == [0, 400, 800, 1200]
+    assert tr.n_batches == 3
+    tr.batch = np.where(tr.sample < 150, 7, 2)  # distinct values, not the largest + 1
+    assert tr.n_batches == 2
+    tr.batch = None
+    assert tr.n_batches == 0
     keys = tr.keys
     tr.row = (tr.row + 1) % 50
     assert not np.array_equal(tr.keys, keys)

@@ -102,17 +102,10 @@ def _row_cost(cache_precision: str, dims) -> np.ndarray:
 
 
 def _parse_budget(budget) -> int:
-    from ..sizes import parse_size
-    if isinstance(budget, (int, np.integer)) and not isinstance(budget, bool):
-        value = int(budget)
-    else:
-        cap = parse_size(budget)
-        if cap.kind == "fraction":
-            raise CachesimError(f"budget {cap.text!r}: give bytes (2GiB, 500MB), not a share")
-        value = int(cap.value)
-    if value <= 0:
-        raise CachesimError(f"budget {budget!r} must be a positive number of bytes")
-    return value
+    from ..sizes import parse_bytes
+    if isinstance(budget, np.integer):
+        budget = int(budget)
+    return parse_bytes(budget, "budget")
 
 
 def _torchrec_rows(weights, cap_rows, cost, budget) -> np.ndarray:

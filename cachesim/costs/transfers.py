@@ -148,7 +148,7 @@ def costs_for(result, trace=None, precision: str = "fp32", *, cache_precision: s
     if inference is None:
         inference = bool(rec.get("inference", False))
     if calls is None and rec.get("calls") is None and trace is not None and trace.has_batches:
-        calls = int(np.unique(trace.batch).shape[0])
+        calls = getattr(trace, "n_batches", None)  # (a streamed batch record counts its own)
     lines = cache_lines_of(rec, trace)
     mem = memory_cost(rows, dims, precision, lines, cache_precision=cache_precision,
                       policy=rec.get("policy", "lru"), align=align)

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import CachesimError
 from ..files import REPORT_FILES, check_output_dir, jsonable, output_dir
 from ..policies import batch_policy_names
-from ..sizes import format_bytes, parse_size
+from ..sizes import Capacity, format_bytes, parse_bytes, parse_size
 from .render import Figure, Section, Table, to_html, to_markdown
 from .accuracy import AUC_TOLERANCE, auc_comparison
 
@@ -91,6 +91,8 @@ def build_report(trace_or_path, out_dir, options: ReportOptions | None = None, *
     if not 0 < float(opt.target_hit_ratio) < 1:
         raise CachesimError(f"--target-hit-ratio {opt.target_hit_ratio}: give a ratio between 0 "
                             "and 1, such as 0.9")
+    if opt.budget is not None:
+        parse_bytes(opt.budget, "--budget")  # before the trace is read
     check_output_dir(out_dir, "-o", force, names=REPORT_FILES, command="report")
     from ..io import Trace
     if opt.stream and not isinstance(trace_or_path, Trace):
@@ -152,10 +154,8 @@ def _build(trace, out_dir, opt: ReportOptions, t0: float, from_results, force: b
         results["meta"]["sweep_ways"] = sorted({r.get("ways") for r in saved["sweep"]},
                                                key=lambda w: (w is None, w or 0))
 
-    budget = None if opt.budget is None else parse_size(opt.budget)
-    if budget is not None and not budget.is_bytes:
-        raise CachesimError(f"--budget {opt.budget}: give the device memory budget in bytes "
-                            "(512MiB, 2GiB)")
+    budget = (None if opt.budget is None
+              else Capacity("bytes", parse_bytes(opt.budget, "--budget"), str(opt.budget)))
     if "trace" not in results:
         results["trace"] = _trace_summary(trace)
     if "lru_exact" not in results:
@@ -230,7 +230,7 @@ def fingerprint(trace) -> dict:
         return trace.fingerprint_record()
     return {"digest": trace.fingerprint(), "accesses": len(trace), "tables": trace.n_tables,
             "distinct": trace.n_distinct,
-            "batches": int(np.unique(trace.batch).shape[0]) if trace.has_batches else 0}
+            "batches": trace.n_batches}
 
 
 def _load_saved(path, trace) -> dict:

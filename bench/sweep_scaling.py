@@ -2,8 +2,9 @@
 
 The sweep: batch replay (the ideal cache model, which takes any ways), policies lru and lfu x
 ways 32 and fully associative (4 cache variants; batch mode has two policies) x 8 sizes = 32
-configurations, costed at fp32, int8 and int4 (costing is arithmetic, no extra replay), on a synthetic DLRM-like trace: 26 tables of
-Zipf(1.1)-distributed rows, one lookup per table per sample, batches of 1,024 samples.
+configurations, costed at fp32, int8 and int4 (costing is arithmetic, no extra replay), on a
+synthetic DLRM-like trace: 26 tables of Zipf(1.1)-distributed rows, one lookup per table per
+sample, batches of 1,024 samples.
 
     .venv/bin/python bench/sweep_scaling.py            # jobs 1 vs jobs 2, best of 3 each
     .venv/bin/python bench/sweep_scaling.py --jobs 4 --samples 200000

@@ -239,6 +239,9 @@ def replay(trace_path, fmt, batch_size, policy, sizes, ways, seed, mode, per_tab
     from .sizes import parse_sizes
     policies = [get_policy(p) for p in policy]
     caps = parse_sizes(sizes)
+    for pol in policies:  # an explicit --ways that cannot apply, before any work
+        for cap in caps:
+            _ways_for(ways, pol, cap)
     if _streams(trace_path, fmt, stream, mode=mode, per_table=per_table, cache_model=cache_model,
                 table_groups=table_groups, table_rows=table_rows, warp=warp,
                 prefetch_pipeline=prefetch_pipeline,
@@ -1144,10 +1147,19 @@ def _replay_on_dask(trace, policies, caps, ways, parts, address, *, cache_model,
 
 def _ways_for(ways, policy, cap):
     """--ways for one replay: the default 32 applies where it can (a policy with a
-    set-associative form, a size in rows); an explicit --ways always applies."""
+    set-associative form, a size in rows); an explicit --ways always applies, and is refused
+    where it cannot (the API's ways=32 is its default, so the refusal is the command's: `-w 32`
+    with a byte size or OPT was a fully associative cache without a word)."""
     from click.core import ParameterSource
-    if ways is None or click.get_current_context().get_parameter_source("ways") is not \
-            ParameterSource.DEFAULT:
+    if ways is None:
+        return None
+    if click.get_current_context().get_parameter_source("ways") is not ParameterSource.DEFAULT:
+        if cap.is_bytes:
+            raise CachesimError(f"--ways {ways}: a set-associative cache counts rows; give the "
+                                "size as rows or %, not bytes, or --ways full")
+        if policy.set_associative is None:
+            raise CachesimError(f"policy {policy.name!r} has no set-associative form; --ways "
+                                f"{ways} works with lru, lfu and fifo (others: --ways full)")
         return ways
     return ways if policy.set_associative is not None and not cap.is_bytes else None
 

@@ -29,7 +29,7 @@ from .simulate.result import (CACHE_MODELS, DEFAULT_CACHE_MODEL, DEFAULT_WAYS,
                                INFERENCE_CACHE_MODEL)
 WAYS_HELP = ("Ways per set of the set-associative cache: a positive integer, or full for fully "
              f"associative (default {DEFAULT_WAYS}, FBGEMM's; policies without sets and byte "
-             "sizes stay fully associative unless --ways is given).")
+             "sizes are fully associative, and refuse a --ways given).")
 
 
 def split(text) -> list[str]:

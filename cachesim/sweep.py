@@ -177,10 +177,19 @@ def make_configs(policies, sizes, ways=(DEFAULT_WAYS,), per_table=(False,), mode
         if any(per_table):
             raise CachesimError(BOTH_GIVEN)
         table_groups = str(table_groups).strip()
-    return [SweepConfig(p, s, w, pt, mode, bool(inference) if mode == "batch" else False,
-                        model, bool(prefetch_pipeline), None if warp is None else int(warp),
-                        table_groups)
-            for p in names for s in size_texts for w in ways for pt in per_table]
+    configs = {}  # (in order; a policy without sets at the default 32 and at none is one)
+    for p in names:
+        # access mode: the default 32 leaves such a policy fully associative, and its rows say so
+        sets = mode == "batch" or get_policy(p).set_associative is not None
+        for s in size_texts:
+            for w in ways:
+                for pt in per_table:
+                    cfg = SweepConfig(p, s, w if sets else None, pt, mode,
+                                      bool(inference) if mode == "batch" else False, model,
+                                      bool(prefetch_pipeline),
+                                      None if warp is None else int(warp), table_groups)
+                    configs.setdefault(cfg.key, cfg)
+    return list(configs.values())
 
 
 # -- running one configuration -------------------------------------------------------------------

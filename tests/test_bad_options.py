@@ -162,6 +162,29 @@ def test_replay_default_ways_is_32_and_full_is_fully_associative():
     r = CliRunner().invoke(cli, ["replay", TRACE, "-p", "opt", "-s", "1000", "-w", "8", "-q",
                                  "--mode", "access"])
     assert r.exit_code == 2 and "set-associative" in r.stderr  # an explicit --ways applies
+    # even when it is the default's value: -w 32 with OPT or a byte size is refused too (it
+    # was a fully associative cache without a word), before any replay (lru's comes first)
+    cloud = Path(TRACE).parents[2] / "tests/data/cloudphysics/cloudPhysicsIO.oracleGeneral.bin"
+    for args, needle in (
+            (["-p", "lru,opt", "-s", "1000", "-w", "32"],
+             "policy 'opt' has no set-associative form; --ways 32 works with lru, lfu and fifo"),
+            (["-p", "lru", "-s", "1000,128MiB", "-w", "32"],
+             "--ways 32: a set-associative cache counts rows; give the size as rows or %, not "
+             "bytes, or --ways full")):
+        r = CliRunner().invoke(cli, ["replay", str(cloud), *args])
+        assert r.exit_code == 2 and r.stdout == "" and needle in r.stderr, r.output
+    r = CliRunner().invoke(cli, ["replay", str(cloud), "-p", "lru", "-s", "128MiB", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)[0]["ways"] is None  # the default: none
+
+
+def test_sweep_labels_a_policy_without_sets_fully_associative():
+    """In an access-mode sweep the default 32 ways leave OPT fully associative: its rows say
+    `none` (they said 32), and 32 and none are one configuration for it."""
+    from cachesim.sweep import make_configs
+    cfgs = make_configs("lru,opt", "1000", [32, None], mode="access")
+    assert [(c.policy, c.ways) for c in cfgs] == [("lru", 32), ("lru", None), ("opt", None)]
+    both = make_configs("lru,lfu", "1000", [32, None], mode="access")
+    assert [c.ways for c in both] == [32, None] * 2
 
 
 # -- outputs that cannot be written: checked before the trace is read ---------------------------

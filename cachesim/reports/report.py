@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import CachesimError
 from ..files import REPORT_FILES, check_output_dir, jsonable, output_dir
 from ..policies import batch_policy_names
-from ..sizes import Capacity, format_bytes, parse_bytes, parse_size
+from ..sizes import Capacity, format_bytes, parse_bytes
 from .render import Figure, Section, Table, to_html, to_markdown
 from .accuracy import AUC_TOLERANCE, auc_comparison
 

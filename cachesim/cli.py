@@ -1116,8 +1116,10 @@ def _geometry_note(ways, cap, res, trace) -> str | None:
     `hashing.geometry_note`); at the default --ways, one line for the whole run."""
     from click.core import ParameterSource
     from .hashing import geometry_note, set_geometry
-    if (ways is None or res.ways is None or res.per_table_caches or res.capacity_unit != "rows"
-            or res.cache_model in ("fbgemm", "fbgemm-inference")):  # sets from num_embeddings
+    if res.cache_model in ("fbgemm", "fbgemm-inference"):
+        return _fbgemm_geometry_note(cap, res, trace)
+    if (ways is None or res.ways is None or res.per_table_caches
+            or res.capacity_unit != "rows"):
         return None
     rows = cap.resolve(trace.n_distinct)
     note = geometry_note(cap.text, rows, ways)
@@ -1130,6 +1132,23 @@ def _geometry_note(ways, cap, res, trace) -> str | None:
     return (f"a size that is not whole sets of {ways} ways (the default --ways) is rounded up "
             "to them, as the capacity column shows; give -w full for a fully associative cache "
             "of exactly that size")
+
+
+def _fbgemm_geometry_note(cap, res, trace) -> str | None:
+    """Under FBGEMM's models, one line for the run when a cache's lines are not the rows asked
+    for (FBGEMM allocates whole sets of its ways, at least one; `costs.cache_rows_for`)."""
+    import numpy as np
+
+    from .costs import cache_rows_for
+    if res.per_table_caches or not res.n_lines or trace is None:
+        return None
+    rows = np.asarray(trace.table_rows, dtype=np.int64)
+    asked = cache_rows_for(cap.text, int(rows.sum()),
+                           max_dim=int(np.max(trace.table_dims)))
+    if int(res.n_lines) == asked:
+        return None
+    return (f"FBGEMM's cache is whole sets of {res.ways} ways, at least one: a size that is not "
+            "is rounded to them (rows and shares up, bytes down), as the capacity column shows")
 
 
 def _replay_on_dask(trace, policies, caps, ways, parts, address, *, cache_model, source, **kw):

@@ -67,16 +67,23 @@ def set_index(keys: np.ndarray, n_sets: int) -> np.ndarray:
 
 
 def set_geometry(capacity_rows, ways):
-    """(sets S, ways W') of a W-way cache of C rows, as FBGEMM allocates it: W' = min(W, C) (more
-    ways than rows is one set of C), S = ceil(C / W'), so the S x W' lines are C rounded up to
-    whole sets (C = 10, W = 3: 4 sets of 3 ways = 12 lines). Ints, or numpy arrays (one cache per
-    entry). The one rule of access replay, batch replay and the memory model."""
+    """(sets S, ways W') of a W-way cache of C rows: S = ceil(C / W') as FBGEMM rounds a cache
+    up to whole sets (C = 10, W = 3: 4 sets of 3 ways = 12 lines), with W' = min(W, C) (more ways
+    than rows is one set of C, where FBGEMM keeps its W: `fbgemm_cache_sets`). Ints, or numpy
+    arrays (one cache per entry). The rule of access replay and of the ideal batch model."""
     if np.ndim(capacity_rows) or np.ndim(ways):
         caps = np.asarray(capacity_rows, dtype=np.int64)
         w = np.minimum(caps, np.asarray(ways, dtype=np.int64))
         return -(-caps // w), w
     w = min(int(ways), int(capacity_rows))
     return -(-int(capacity_rows) // w), w
+
+
+def fbgemm_cache_sets(total_rows: int, load_factor: float, ways: int = 32) -> int:
+    """FBGEMM's set count (`_apply_cache_state`, split_table_batched_embeddings_ops_training.py):
+    (int(rows * load_factor) + ways - 1) // ways, at least 1; its ways are never lowered."""
+    sets = (int(int(total_rows) * float(load_factor)) + ways - 1) // ways
+    return 1 if sets == 0 else sets
 
 
 def n_sets_for(capacity_rows: int, ways: int) -> int:

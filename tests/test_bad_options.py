@@ -44,6 +44,8 @@ BAD_VALUES = [
     (["memory", "--rows", "100", "--precision", "int9"], "--precision int9"),
     (["memory", "--rows", "100", "-s", "lots"], "--size 'lots'"),
     (["memory", "--rows", "100", "--align", "0"], "--align"),
+    (["memory", "--rows", "0"], "--rows '0': give at least one table, each of at least one row"),
+    (["memory", "--rows", "5,0"], "--rows '5,0': give at least one table, each of at least one"),
     (["memory", "--rows", "100", "-p", "bogus"], "unknown policy 'bogus'"),
     (["memory", "--rows", "100", "-p", "lru,lfu"], "give one policy"),
     # sweep

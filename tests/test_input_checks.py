@@ -59,7 +59,7 @@ def test_row_near_2_63_counts_its_rows_and_bytes_exactly(tmp_path):
     (rec,) = json.loads(r.stdout)
     assert rec["total_rows"] == TOP
     assert rec["store_data_bytes"] == TOP * 64 and rec["fp32_bytes"] == TOP * 64  # past int64
-    assert rec["total_bytes"] == TOP * 64 + 10 * 64 + 10 * 16
+    assert rec["total_bytes"] == TOP * 64 + 32 * 64 + 32 * 16  # 10 rows: one set of 32 lines
     r = CliRunner().invoke(cli, ["analyze", str(p), "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
@@ -158,7 +158,6 @@ def test_access_and_batch_use_the_same_lines(size, ways, sets, used):
         assert (r.capacity, r.ways, r.n_sets, r.n_lines) == (sets * used, used, sets, sets * used)
         assert r.size == str(size)
     assert set_geometry(size, ways) == (sets, used)
-    assert cache_rows_for(str(size), 1000, ways=ways) == sets * used  # `memory` too
     arr = set_geometry(np.array([size, 5]), ways)
     assert arr[0].tolist()[0] == sets and arr[1].tolist()[0] == used
 
@@ -187,8 +186,41 @@ def test_cli_says_the_lines_used(tmp_path):
     # a size under 32 rows is one set of that many ways: nothing is rounded, nothing to say
     r = CliRunner().invoke(cli, ["replay", str(p), "-s", "10", "-q"])
     assert r.exit_code == 0 and r.stderr == ""
+    # FBGEMM's model (batch mode's default) rounds too, to whole sets of its 32 ways, a 10-row
+    # cache included: one line for the run; none where the lines are the rows asked for
+    p = tmp_path / "batched.csv"
+    p.write_text("table,row,batch\n" + "".join(f"0,{k % 90},{k // 7}\n" for k in range(300)))
+    fbgemm = ("cachesim: note: FBGEMM's cache is whole sets of 32 ways, at least one: a size "
+              "that is not is rounded to them (rows and shares up, bytes down), as the capacity "
+              "column shows\n")
+    for size, note in (("10,1000", fbgemm), ("64,2KiB", "")):
+        r = CliRunner().invoke(cli, ["replay", str(p), "--mode", "batch", "-s", size, "-q",
+                                     "--table-rows", "90"])
+        assert r.exit_code == 0, r.output
+        assert r.stderr == note, (size, r.stderr)
     assert geometry_note("10", 10, 32) == ("--ways 32 --size 10: 1 set of 10 ways = 10 lines "
                                            "(ways lowered to the 10 rows)")
+
+
+@pytest.mark.parametrize("size", ["10", "1000", "5%", "0.01%", "1KiB", "100KiB"])
+def test_memory_lines_are_the_default_batch_replays(size):
+    """`cachesim memory` sizes FBGEMM's cache as the default batch replay does: a share of the
+    tables' rows truncated (FBGEMM's int(rows x cache_load_factor)), then whole sets of 32
+    lines, never fewer than one set (it said 1,688,160 lines at 5% of Criteo Kaggle's
+    33,762,577 rows where the replay has FBGEMM's 1,688,128)."""
+    rows = [33_761_577, 1000]
+    rng = np.random.default_rng(3)
+    tr = Trace(table=rng.integers(0, 2, 400), row=rng.integers(0, 1000, 400),
+               batch=np.arange(400) // 40, table_rows=rows)
+    r = cachesim.replay(tr, "lru", size, mode="batch")  # the default model: fbgemm
+    assert cache_rows_for(size, sum(rows), ways=32) == r.n_lines
+    (rec,) = json.loads(CliRunner().invoke(cli, ["memory", "--rows", "33761577,1000", "-s", size,
+                                                 "--precision", "fp32",
+                                                 "--json"]).stdout)
+    assert rec["cache_rows"] == r.n_lines
+    want = {"10": 32, "1000": 1024, "5%": 52_754 * 32, "0.01%": 106 * 32, "1KiB": 32,
+            "100KiB": 50 * 32}[size]  # by hand: 1,688,128.85 -> 1,688,128 = 52,754 x 32 ...
+    assert r.n_lines == want
 
 
 # -- binary input, a CSV without `row`, gzip -------------------------------------------------------

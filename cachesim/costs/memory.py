@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import CachesimError
-from ..hashing import set_geometry
+from ..hashing import fbgemm_cache_sets
 from ..sizes import parse_size
 from ..trace import MAX_ROWS
 from .layouts import cache_row_bytes, check_cache_precision, row_layout
@@ -167,21 +167,24 @@ def memory_cost(table_rows, dims, precision: str, cache_rows, *, cache_precision
 
 def cache_rows_for(size, total_rows: int, *, cache_precision: str = "fp32", max_dim: int = 16,
                    ways: int | None = None) -> int:
-    """Lines of a cache given as rows (1000), a share of ALL rows of the tables (5%), or bytes of
-    cache rows (1GiB, at the cache precision and largest dim). With `ways`, rounded up to whole
-    sets as FBGEMM allocates them (`hashing.set_geometry`, the replay's rule)."""
+    """Lines of a cache given as rows (1000), a share of ALL rows of the tables (5%: FBGEMM's
+    cache_load_factor, int(share x rows)), or bytes of cache rows (1GiB, at the cache precision
+    and largest dim). With `ways`, whole sets as FBGEMM allocates them, as the default batch
+    replay does (`simulate.fbgemm.fbgemm_geometry`): a share is (int(share x rows) + ways - 1)
+    // ways sets (`hashing.fbgemm_cache_sets`), rows ceil(rows / ways) sets, bytes the whole sets
+    that fit; at least one set of `ways` lines, its ways never lowered."""
     cap = parse_size(size)
+    if ways is not None and int(ways) < 1:
+        raise CachesimError(f"--ways {ways}: the number of ways must be at least 1")
     if cap.is_bytes:
-        rows = cap.value // cache_row_bytes(cache_precision, max_dim)
-    else:
-        rows = cap.resolve(int(total_rows))
-    if ways is not None:
-        if int(ways) < 1:
-            raise CachesimError(f"--ways {ways}: the number of ways must be at least 1")
-        if int(rows) > 0:
-            n_sets, w = set_geometry(int(rows), int(ways))
-            rows = n_sets * w
-    return int(rows)
+        rows = int(cap.value) // cache_row_bytes(cache_precision, max_dim)
+        return int(rows) if ways is None else max(1, rows // int(ways)) * int(ways)
+    if cap.kind == "fraction":
+        if ways is None:
+            return max(1, int(int(total_rows) * float(cap.value)))
+        return fbgemm_cache_sets(int(total_rows), cap.value, int(ways)) * int(ways)
+    rows = int(cap.value)
+    return rows if ways is None else max(1, -(-rows // int(ways))) * int(ways)
 
 
 # -- the `memory` command's figures --------------------------------------------------------------
@@ -204,8 +207,9 @@ def parse_rows(text) -> np.ndarray:
     except ValueError:
         raise CachesimError(f"--rows {text!r}: give rows per table as whole numbers "
                             f"(1000,250000,...) or a preset ({', '.join(TABLE_PRESETS)})") from None
-    if not rows or any(r < 0 for r in rows):
-        raise CachesimError(f"--rows {text!r}: give at least one table, none negative")
+    if not rows or any(r < 1 for r in rows):
+        raise CachesimError(f"--rows {text!r}: give at least one table, each of at least one "
+                            "row (1000,250000,...)")
     if sum(rows) > MAX_ROWS:
         raise CachesimError(f"--rows {text!r}: {sum(rows):,} rows in all; keys are int64 row ids, "
                             f"so the tables hold at most 2^63-1 = {MAX_ROWS:,} rows together")

@@ -39,7 +39,7 @@ import numpy as np
 
 from ._bitonic32 import sort32
 from ..errors import CachesimError
-from ..hashing import fmix64
+from ..hashing import fbgemm_cache_sets, fmix64
 from ..sizes import check_state_fits
 from ..numba_util import prefetch
 from ..policies.base import (BATCH_COUNTER_NAMES, BATCH_EVICTIONS, BATCH_MISSES,
@@ -657,13 +657,6 @@ def dedupe_batches(ids, starts, b0, b1, place, part_id, sv_out, occ_out, ustarts
 def _id_dtype(n_ids: int):
     """The dtype of the lines' key ids (-1 for an empty line): int32 while every id fits."""
     return np.int32 if n_ids < 1 << 31 else np.int64
-
-
-def fbgemm_cache_sets(total_rows: int, load_factor: float, ways: int = 32) -> int:
-    """FBGEMM's set count (_apply_cache_state): (int(rows * load_factor) + ways - 1) // ways,
-    at least 1."""
-    sets = (int(int(total_rows) * float(load_factor)) + ways - 1) // ways
-    return 1 if sets == 0 else sets
 
 
 class BatchCounters:

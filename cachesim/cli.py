@@ -14,10 +14,9 @@ import click
 from .version import __version__
 from .errors import CachesimError
 from .files import atomic_write, check_output_dir, check_output_file
-from .options import (POLICIES, POLICY, PRECISIONS, SEEDS, SIZE_HELP, SIZES, RenamedOption,
-                      cache_model_option, cache_precision_option, fbgemm_options, force_option,
-                      table_groups_option,
-                      per_table_option, split, ways_option)
+from .options import (CURVE_SIZES, POLICIES, POLICY, PRECISIONS, SEEDS, SIZE_HELP, SIZES,
+                      RenamedOption, cache_model_option, cache_precision_option, fbgemm_options,
+                      force_option, per_table_option, split, table_groups_option, ways_option)
 
 TRACE_OUT_SUFFIXES = (".parquet", ".pq", ".csv")  # what write_trace writes (CSV by the name)
 
@@ -657,6 +656,7 @@ def _numbers(text: str, name: str, kind):
               help="Fixed-size SHARDS: sample up to KEYS keys, starting at --rate (default 1) "
                    "and lowering the rate as more keys come.")
 @click.option("--size", "-s", "sizes", cls=RenamedOption, old_names=("--sizes",), default=None,
+              type=CURVE_SIZES,
               help="Comma-separated sizes: 0, rows (1000), share of distinct keys (5%), bytes "
                    "(128MiB, with --bytes). Default: every size.")
 @click.option("--no-adj", "no_adj", is_flag=True,

@@ -104,7 +104,12 @@ class WaysList(_Type):
 
 
 class Sizes(_Type):
+    """Comma-separated cache sizes (`sizes.parse_size`); with `zero`, 0 too (a curve's first
+    point)."""
     name = "sizes"
+
+    def __init__(self, zero: bool = False):
+        self.zero = zero
 
     def parse(self, value, name):
         from .sizes import parse_size
@@ -112,10 +117,16 @@ class Sizes(_Type):
         if not parts:
             raise CachesimError(f"{name} is empty: give sizes such as 1000,5%,128MiB")
         for p in parts:
+            if self.zero and p.strip() == "0":
+                continue
             try:
                 parse_size(p)
-            except CachesimError as err:
-                raise CachesimError(f"{name} {p!r}: {err}") from None
+            except CachesimError as err:  # its text names the size: say it once, as the option's
+                why = str(err)
+                for head in (f"cannot read cache size {p!r}: ", f"cache size {p!r}: ",
+                             f"cache size {p!r} "):
+                    why = why.replace(head, "", 1)
+                raise CachesimError(f"{name} {p!r}: {why}") from None
         return ",".join(parts)
 
 
@@ -189,6 +200,7 @@ class Policy(Policies):
 
 
 WAYS, WAYS_LIST, SIZES, SEEDS = Ways(), WaysList(), Sizes(), Seeds()
+CURVE_SIZES = Sizes(zero=True)  # mrc --size: a curve may start at 0
 PRECISIONS, POLICIES, POLICY = Precisions(), Policies(), Policy()
 
 

@@ -44,6 +44,14 @@ BAD_VALUES = [
     (["memory", "--rows", "100", "--precision", "int9"], "--precision int9"),
     (["memory", "--rows", "100", "-s", "lots"], "--size 'lots'"),
     (["memory", "--rows", "100", "--align", "0"], "--align"),
+    # a bad size is named once, as the option's, by every command that takes sizes (mrc too)
+    *[([cmd, TRACE, *extra, "-s", size], f"--size {size!r}: {why}")
+      for cmd, extra in (("replay", []), ("mrc", []), ("sweep", []),
+                         ("report", ["-o", "{tmp}/r"]))
+      for size, why in (("200%", "a share must be above 0% and at most 100%"),
+                        ("abc", "give a row count (1000), a share"),
+                        ("1.5", "a row count must be a whole number"))],
+    (["replay", TRACE, "-s", "0"], "--size '0': must be positive"),
     (["memory", "--rows", "0"], "--rows '0': give at least one table, each of at least one row"),
     (["memory", "--rows", "5,0"], "--rows '5,0': give at least one table, each of at least one"),
     (["memory", "--rows", "100", "-p", "bogus"], "unknown policy 'bogus'"),

@@ -42,6 +42,10 @@ def test_writes_every_file(report_dir):
     md = (report_dir / "report.md").read_text()
     for png in ("hit_ratio.png", "memory.png", "transfers.png"):
         assert f"]({png})" in md
+    # sections numbered as shown: without --train there is no Accuracy, and no gap for it
+    heads = [line[3:] for line in md.splitlines() if line.startswith("## ")]
+    assert heads == ["Recommendation", "1. Trace", "2. Hit ratio vs cache size", "3. Transfers",
+                     "4. Memory", "5. Per-table allocation", "How this report was made"], heads
 
 
 def test_recommendation_traces_to_results(report_dir, small_trace):

@@ -769,7 +769,7 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
 
     tr = results["trace"]
     a = tr["analysis"]
-    s = Section("trace", "1. Trace")
+    s = Section("trace", "Trace")
     ov = a.get("overall", a)
     s.paragraphs.append(
         f"{Path(meta['trace']).name}: {meta['fingerprint']['accesses']:,} accesses over "
@@ -789,7 +789,7 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
                             "Accesses per row against the row's popularity rank (log-log)."))
     out.append(s)
 
-    s = Section("curves", "2. Hit ratio vs cache size")
+    s = Section("curves", "Hit ratio vs cache size")
     ways_txt = ("fully associative" if opt.ways is None else f"{opt.ways}-way")
     s.paragraphs.append(
         f"Top panel: the hit ratio the recommendation is judged on, from the sweep ({ways_txt}"
@@ -809,7 +809,7 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
                           "Hit ratio per access"))
     out.append(s)
 
-    s = Section("transfers", "3. Transfers")
+    s = Section("transfers", "Transfers")
     sw = results["sweep"]
     mode = sw[0].get("mode", "batch") if sw else "batch"
     model = meta.get("cache_model")
@@ -841,7 +841,7 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
                           f"At {prec0.upper()} storage"))
     out.append(s)
 
-    s = Section("memory", "4. Memory")
+    s = Section("memory", "Memory")
     s.paragraphs.append("The recommended configuration, the runner-up and the other precisions "
                         "at the recommended cache, each with its own policy's metadata: host "
                         "store (all rows at the storage precision, scale and bias broken out), "
@@ -866,7 +866,7 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
     out.append(s)
 
     if results.get("training"):
-        s = Section("accuracy", "5. Accuracy")
+        s = Section("accuracy", "Accuracy")
         s.paragraphs += _accuracy_paragraphs(results["training"])
         labels = {str(r.get("labels")) for r in results["training"] if r.get("labels")}
         for lab in sorted(labels):
@@ -884,7 +884,7 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
         out.append(s)
 
     if results.get("allocation"):
-        s = Section("allocation", "6. Per-table allocation")
+        s = Section("allocation", "Per-table allocation")
         al = results["allocation"]
         s.paragraphs.append(f"Budget {format_bytes(al['budget_bytes'])} ({al['budget_source']}), "
                             "split across one cache per table from each table's exact LRU curve "
@@ -905,6 +905,10 @@ def _sections(trace, results: dict, opt: ReportOptions, folder: Path) -> list[Se
                   "Every number above is in results.json (and results.parquet, one row per "
                   "number); the recommendation cites its row of results.json's sweep."]
     out.append(s)
+    # numbered in the order shown: a section left out (no --train: no Accuracy) leaves no gap
+    numbered = [sec for sec in out if sec.key not in ("summary", "provenance")]
+    for i, sec in enumerate(numbered, 1):
+        sec.title = f"{i}. {sec.title}"
     return out
 
 

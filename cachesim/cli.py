@@ -1036,8 +1036,11 @@ def _analysis_streams(path, fmt, stream, command: str, batched: bool = False,
         return False
     kind = None if not batched else batch_streamable(path, fmt)
     if kind == "parquet" and command in ("analyze", "allocate", "report") and \
-            not has_batch_column(path):
-        kind = None  # its windows (TorchRec's lookups, the sweep's batches) follow the batches
+            not has_batch_column(path):  # (an unreadable file: its error, naming it)
+        if stream:  # its windows (TorchRec's lookups, the sweep's batches) follow the batches
+            from .io.stream import no_batch_column
+            raise no_batch_column(path, f"{command} --stream")
+        kind = None
     ok = (p.is_file() and streamable(p, fmt) is not None) or kind is not None
     given = [(k, v) for k, v in in_memory_only.items() if v]
     if stream is None:

@@ -212,6 +212,34 @@ def test_one_unreadable_file_of_a_parquet_folder_is_named(tmp_path):
         assert f"{folder / 'b.parquet'}: not a readable Parquet file" in line, (args, line)
 
 
+def test_streamed_commands_name_a_damaged_parquet_file_and_a_missing_batch_column(tmp_path):
+    """--stream of a truncated Parquet file is its one-line error in every command (train
+    raised a TypeError traceback; analyze and allocate blamed the format); one without a batch
+    column is refused by those that follow its batches, saying so."""
+    import numpy as np
+    from cachesim.io import write_trace
+    from cachesim.trace import Trace
+    whole = tmp_path / "whole.parquet"
+    trace = Trace.from_keys(np.arange(4000) % 97, batch=np.arange(4000) // 100)
+    trace.labels = (np.arange(4000) % 2).astype(np.float32)
+    write_trace(trace, whole)
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    for cmd in (["train", cut, "-q"], ["analyze", cut], ["allocate", cut, "--budget", "1KiB"],
+                ["mrc", cut], ["report", cut, "-o", tmp_path / "r", "-q"]):
+        line = run(*cmd, "--stream")
+        assert f"{cut}: not a readable Parquet file" in line, (cmd, line)
+    flat = tmp_path / "flat.parquet"
+    write_trace(Trace.from_keys(np.arange(400) % 13), flat)  # no batch column
+    for cmd in (["analyze", flat], ["allocate", flat, "--budget", "1KiB"],
+                ["report", flat, "-o", tmp_path / "r", "-q"]):
+        line = run(*cmd, "--stream")
+        assert line == (f"cachesim: error: {flat}: {cmd[0]} --stream follows a Parquet trace's "
+                        "batches, and this one has no batch column; drop --stream to read it "
+                        "in memory"), line
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_test_fraction_of_no_batch_is_refused_before_training(shared_data):
     """5 batches at --test-fraction 0.1 rounds to no test batch: it once trained on all five
     and printed no accuracy without a word (the README's streamed example did)."""

@@ -346,7 +346,10 @@ def keyed_stream(path, fmt: str | None, what: str) -> bool:
     if path.is_file() and streamable(path, fmt) is not None:
         return True
     kind = batch_streamable(path, fmt)
-    if kind is None or kind == "parquet" and not has_batch_column(path):
+    if kind == "parquet" and not has_batch_column(path):  # (unreadable: its own error)
+        from ..io.stream import no_batch_column
+        raise no_batch_column(path, f"a streamed {what}")
+    if kind is None:
         from ..io.stream import gzip_refusal
         raise CachesimError(f"{path}: a streamed {what} reads oracle-general and txt files, and "
                             "Parquet (with a batch column), fbgemm-npz and dlrm-pt traces"

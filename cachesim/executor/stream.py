@@ -53,8 +53,8 @@ import numpy as np
 
 from ..errors import CachesimError
 from ..io import criteo
-from ..io.stream import (batch_streamable, parquet_files, parquet_frames, parquet_schema,
-                         source_bytes)
+from ..io.stream import (batch_streamable, parquet_files, parquet_frames,
+                         readable_parquet_schema, source_bytes)
 from ..io.urls import as_path, open_lines
 from ..progress import Throughput
 from ..simulate.stream import BatchMeta, keys_of
@@ -79,9 +79,7 @@ def _is_criteo(path: Path, fmt: str | None) -> bool:
 def _schema(path: Path):
     """(the Parquet files' schema, cachesim's metadata of the first file or None)."""
     from ..io import tabular
-    schema = parquet_schema(path)
-    if schema is None:
-        return None, None  # the reader names what is wrong
+    schema = readable_parquet_schema(path)  # an unreadable file: the error naming it
     return schema, tabular.read_parquet_metadata(parquet_files(path)[0])
 
 

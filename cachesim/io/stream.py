@@ -372,11 +372,31 @@ def parquet_schema(path):
         return None
 
 
+def readable_parquet_schema(path):
+    """`parquet_schema`, or the TraceFormatError that names the file when polars cannot read it
+    (a truncated file, one that is not Parquet)."""
+    from . import tabular
+    schema = parquet_schema(path)
+    if schema is None:
+        files = parquet_files(path)
+        if files:
+            tabular.read_parquet_metadata(files[0])  # names a bad first file and why
+        raise TraceFormatError(path, "not a readable Parquet trace",
+                                       fix="check its files were written completely")
+    return schema
+
+
 def has_batch_column(path) -> bool:
     """Whether a Parquet trace (file, folder or hive-partitioned dataset) has a `batch` column
-    (read from the files' schema only)."""
-    schema = parquet_schema(path)
-    return schema is not None and "batch" in schema
+    (read from the files' schema only); an unreadable one is its TraceFormatError."""
+    return "batch" in readable_parquet_schema(path)
+
+
+def no_batch_column(path, what: str) -> CachesimError:
+    """The refusal of `what` ('analyze --stream'), which follows a Parquet trace's batches, for
+    one that has none."""
+    return CachesimError(f"{path}: {what} follows a Parquet trace's batches, and this one has no "
+                         "batch column; drop --stream to read it in memory")
 
 
 def access_parquet(path, fmt: str | None = None) -> bool:

@@ -607,6 +607,22 @@ def generate(out, samples, tables, rows, alpha, bag_size, batch_size, drift, loc
     if plot_path and not like_path:
         raise CachesimError("--plot compares the curves of --like TRACE and the generated "
                             "trace: add --like TRACE")
+    from click.core import ParameterSource
+    given = click.get_current_context().get_parameter_source
+    if accesses is not None and not like_path:
+        raise CachesimError("--accesses sets how many accesses --like TRACE generates; the "
+                            "other generators take --samples (and --bag-size): add --like TRACE "
+                            "or give --samples")
+    if like_path:  # its tables, rows and lengths are TRACE's: an option it would ignore is refused
+        unused = [f"--{n.replace('_', '-')}" for n in
+                  ("samples", "tables", "rows", "alpha", "bag_size", "batch_size", "drift",
+                   "locality", "teacher", "criteo")
+                  if given(n) is not ParameterSource.DEFAULT]
+        if unused:
+            raise CachesimError(f"--like TRACE reproduces TRACE's tables and profile, so "
+                                f"{', '.join(unused)} would be ignored; drop "
+                                f"{'it' if len(unused) == 1 else 'them'} (--accesses sets the "
+                                "length)")
     check_output_file(out, "OUT", inputs=(like_path,), suffixes=TRACE_OUT_SUFFIXES)
     if plot_path:
         check_output_file(plot_path, "--plot", inputs=(like_path,), suffixes=(".png",))

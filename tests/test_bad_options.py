@@ -114,6 +114,18 @@ BAD_VALUES = [
     (["generate", "{tmp}/g.parquet", "--alpha", "abc"], "--alpha 'abc'"),
     (["generate", "{tmp}/g.parquet", "--seed", "x"], "--seed"),
     (["generate", "{tmp}/g.parquet", "--samples", "0"], "--samples"),
+    (["generate", "{tmp}/g.parquet", "--rows", str(2**63 - 1)], "at most 2,147,483,648 rows"),
+    (["generate", "{tmp}/g.parquet", "--alpha", "nan"], "alpha nan: Zipf exponents must be "
+     "finite numbers >= 0"),
+    (["generate", "{tmp}/g.parquet", "--alpha", "inf"], "must be finite"),
+    (["generate", "{tmp}/g.parquet", "--samples", "200", "--tables", "2", "--rows", "100",
+      "--bag-size", "poisson:0.001"], "drew no access in 200 samples"),
+    (["generate", "{tmp}/g.parquet", "--accesses", "10"], "--accesses sets how many accesses "
+     "--like TRACE generates"),
+    (["generate", "{tmp}/g.parquet", "--like", TRACE, "--criteo", "--samples", "5"],
+     "so --samples, --criteo would be ignored; drop them"),
+    (["train", TRACE, "--lr", "nan"], "--lr nan: the learning rate must be a finite number"),
+    (["train", TRACE, "--lr", "inf"], "--lr inf: the learning rate must be a finite number"),
     # mrc, analyze, allocate, convert
     (["mrc", TRACE, "--rate", "abc"], "--rate"),
     (["mrc", TRACE, "--method", "guess"], "--method"),

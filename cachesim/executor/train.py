@@ -353,8 +353,9 @@ def train(trace, precision=("int8",), size=("5%",), policy=("lru",), ways: int |
     check_optimizer(optimizer)
     if int(epochs) < 1:
         raise CachesimError(f"--epochs {epochs}: must be at least 1")
-    if not float(lr) >= 0:  # 0 is allowed: a run that only measures (the weights stay put)
-        raise CachesimError(f"--lr {lr}: the learning rate cannot be negative; use e.g. 0.1")
+    if not 0 <= float(lr) < float("inf"):  # 0 is allowed: a run that only measures
+        raise CachesimError(f"--lr {lr}: the learning rate must be a finite number >= 0; use "
+                            "e.g. 0.1")
     dims = np.unique(trace.table_dims)
     if dims.shape[0] != 1:
         raise CachesimError(f"the trace's tables have dims {', '.join(map(str, dims))}: the "

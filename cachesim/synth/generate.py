@@ -148,6 +148,10 @@ def parse_drift(spec) -> tuple[float, int]:
 
 
 # -- the generator --------------------------------------------------------------------------------
+MAX_GENERATED_ROWS = 1 << 31
+"""Rows of one generated table at most: its Zipf CDF is 8 bytes a row (16 GiB here)."""
+
+
 def generate(n_samples: int, *, tables: int = 26, rows=1_000_000, alpha=1.05, bag_size=1,
              batch_size: int | None = None, drift=None, seed: int = 0, teacher: bool = False,
              table_names=None, dim: int = 16, source: str | None = None,
@@ -173,12 +177,17 @@ def generate(n_samples: int, *, tables: int = 26, rows=1_000_000, alpha=1.05, ba
         raise CachesimError(f"tables {tables}: need at least 1 table")
     if batch_size is not None and batch_size < 1:
         raise CachesimError(f"batch size {batch_size}: must be >= 1")
+    asked = np.atleast_1d(np.asarray(rows, dtype=object))  # (as given: no float rounding)
+    if any(int(r) < 1 for r in asked):
+        raise CachesimError(f"rows {rows}: every table needs at least 1 row")
+    if any(int(r) > MAX_GENERATED_ROWS for r in asked):
+        raise CachesimError(f"rows {rows}: at most {MAX_GENERATED_ROWS:,} rows a table (the "
+                            "generator holds each table's Zipf distribution, 8 bytes a row)")
     rows_t = _per_table(rows, tables, "rows", kind=np.int64)
     alpha_t = _per_table(alpha, tables, "alpha")
-    if np.any(rows_t < 1):
-        raise CachesimError(f"rows {rows}: every table needs at least 1 row")
-    if np.any(alpha_t < 0):
-        raise CachesimError(f"alpha {alpha}: Zipf exponents must be >= 0 (0 is uniform)")
+    if not np.all(np.isfinite(alpha_t)) or np.any(alpha_t < 0):
+        raise CachesimError(f"alpha {alpha}: Zipf exponents must be finite numbers >= 0 (0 is "
+                            "uniform)")
     bags = BagSize.parse(bag_size, tables)
     share, every = parse_drift(drift)
     repeat_p, repeat_w = parse_locality(locality)
@@ -187,6 +196,9 @@ def generate(n_samples: int, *, tables: int = 26, rows=1_000_000, alpha=1.05, ba
     lengths = bags.draw(rng, n_samples)                      # (n_samples, tables)
     flat = lengths.ravel()
     n = int(flat.sum())
+    if n == 0:  # (Poisson bags of a small mean over few samples)
+        raise CachesimError(f"bag size {bag_size} drew no access in {n_samples:,} samples, so "
+                            "the trace would be empty; give more samples or a larger bag size")
     if bags.poisson:
         table = np.repeat(np.tile(np.arange(tables, dtype=np.int32), n_samples), flat)
         sample = np.repeat(np.repeat(np.arange(n_samples, dtype=np.int64), tables), flat)

@@ -173,13 +173,22 @@ def written_by_cachesim(path) -> bool:
     return ident is not None and _load_registry(registry_path()).get(_key(path)) == ident
 
 
-def record_written(path) -> None:
-    """Record `path`, just written, as cachesim's (under a lock: pool workers write at once).
-    Any failure to record is silent: the file then counts as the user's."""
+def changed_since_written(path) -> bool:
+    """Whether the registry holds `path` as a file cachesim wrote and it is no longer that
+    file (replaced or edited since): a file of the user's now, in a folder of cachesim's."""
     path = Path(path)
-    ident = _identity(path)
+    was = _load_registry(registry_path()).get(_key(path))
+    return was is not None and _identity(path) != was
+
+
+def record_written(*paths) -> None:
+    """Record `paths`, just written, as cachesim's (under a lock: pool workers write at once;
+    one registry write for them all). Any failure to record is silent: the files then count as
+    the user's (in a folder of cachesim's, as its marker says)."""
+    idents = [(Path(p), _identity(Path(p))) for p in paths]
+    idents = [(p, i) for p, i in idents if i is not None]
     reg = registry_path()
-    if ident is None:
+    if not idents:
         return
     try:
         import fcntl
@@ -187,8 +196,9 @@ def record_written(path) -> None:
         with open(reg.with_name(reg.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             files = _load_registry(reg)
-            files.pop(_key(path), None)
-            files[_key(path)] = ident  # (last: the newest)
+            for path, ident in idents:
+                files.pop(_key(path), None)
+                files[_key(path)] = ident  # (last: the newest)
             if len(files) > REGISTRY_MAX:
                 files = dict(list(files.items())[-REGISTRY_MAX:])
             fd, tmp = tempfile.mkstemp(prefix=".written.", suffix=".tmp", dir=reg.parent)
@@ -408,6 +418,7 @@ def output_dir(path, option: str = "-o", *, force: bool = False, command: str = 
                 raise CachesimError(f"{option} {shown}: cannot move the finished folder into "
                                     f"place ({_why(err)}; did something else create it "
                                     "meanwhile?)") from None
+            record_written(*(target / n for n in names))
     except OSError as err:
         raise CachesimError(f"{option} {shown}: cannot write it ({_why(err)})") from None
     finally:
@@ -425,6 +436,11 @@ def _check_names(target: Path, names, shown: str, option: str, command: str) -> 
         raise CachesimError(f"{option} {shown}: {', '.join(clashes)} in it was not written by "
                             "cachesim and is never overwritten; move it away or choose another "
                             "path")
+    changed = [n for n in names if (target / n).exists() and changed_since_written(target / n)]
+    if changed:
+        raise CachesimError(f"{option} {shown}: {', '.join(changed)} in it changed since "
+                            "cachesim wrote it, so it is yours now and never overwritten; move "
+                            "it away or choose another path")
     # (a marker that names no command, the oldest kind, is any command's)
     theirs = {n: c for c, f in by.items() if c not in (command, "") for n in f}
     clashes = [n for n in names if n in theirs and (target / n).exists()]
@@ -440,11 +456,13 @@ def _move_into(staging: Path, target: Path, names, shown: str, option: str,
     by = _check_names(target, names, shown, option, command)
     for n in names:
         os.replace(staging / n, target / n)
+    record_written(*(target / n for n in names))
     # this command's files from an earlier run, not written now (another command's stay: a
-    # report and analyze's plots may share a folder)
+    # report and analyze's plots may share a folder); one changed since is the user's: kept,
+    # and no longer named in the marker
     for n in sorted(by.get(command, set()) - set(names)):
         stale = target / n
-        if stale.is_file() and not stale.is_symlink():
+        if stale.is_file() and not stale.is_symlink() and not changed_since_written(stale):
             stale.unlink()
     others = {c: f - set(names) for c, f in by.items() if c != command}
     with atomic_path(target / MARKER, option, record=False) as tmp:

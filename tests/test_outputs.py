@@ -122,6 +122,43 @@ def test_own_files_no_longer_written_are_removed_others_kept(tmp_path):
     assert (out / "a.png").read_text() == "2"
 
 
+def test_a_file_changed_since_cachesim_wrote_it_is_the_users(tmp_path):
+    """In a folder of cachesim's, a file the user replaced or edited since cachesim wrote it is
+    theirs: a rerun that would overwrite it is refused, one that no longer writes it keeps it
+    (both once replaced or deleted it, as the marker still named it)."""
+    from cachesim.files import output_dir
+    out = tmp_path / "plots"
+    with output_dir(out, command="analyze") as staging:
+        for name in ("a.png", "b.png", "c.png"):
+            (staging / name).write_text("cachesim's")
+    (out / "a.png").unlink()
+    (out / "a.png").write_text("mine")          # replaced
+    with open(out / "b.png", "a") as f:         # edited
+        f.write(" and mine")
+    for name in ("a.png", "b.png"):
+        with pytest.raises(CachesimError, match=f"{name} in it changed since cachesim wrote it"):
+            with output_dir(out, command="analyze") as staging:
+                (staging / name).write_text("new")
+    with output_dir(out, command="analyze") as staging:  # writes c only: a and b are stale
+        (staging / "c.png").write_text("new")
+    assert (out / "a.png").read_text() == "mine" and (out / "b.png").read_text().endswith("mine")
+    assert (out / "c.png").read_text() == "new"
+    with output_dir(out, command="analyze") as staging:  # now no longer ours: c is replaced
+        (staging / "c.png").write_text("newer")
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "a.png", "b.png", "c.png"]
+
+
+def test_analyze_refuses_to_replace_a_plot_the_user_replaced(trace_file, tmp_path):
+    out = tmp_path / "plots"
+    assert invoke("analyze", trace_file, "--plots", out).exit_code == 0
+    (out / "reuse_time.png").unlink()
+    (out / "reuse_time.png").write_text("mine too")
+    r = invoke("analyze", trace_file, "--plots", out)
+    assert r.exit_code == 2 and "reuse_time.png in it changed since cachesim wrote it" in \
+        r.stderr, r.output
+    assert (out / "reuse_time.png").read_text() == "mine too"
+
+
 def test_a_report_folder_from_before_the_marker_is_ours(tmp_path):
     from cachesim.files import output_dir
     out = tmp_path / "old-report"
@@ -222,10 +259,12 @@ def test_rerun_replaces_its_own_report_and_keeps_files_the_user_added(trace, tmp
     assert mode(out) == 0o755  # the umask's modes, not mkdtemp's 0700 and mkstemp's 0600
     files = list(out.iterdir())
     assert all(mode(p) == 0o644 for p in files), {p.name: oct(mode(p)) for p in files}
-    (out / "report.html").write_text("stale")
+    first = (out / "report.html").stat().st_ino
     (out / "notes.txt").write_text("mine")  # the user adds a file to the report's folder
     build_report(trace, out, SMALL)
+    assert (out / "report.html").stat().st_ino != first  # replaced by the new one
     assert (out / "report.html").read_text().startswith("<!")
+    # (one the user edited since is theirs: test_a_file_changed_since_cachesim_wrote_it_...)
     assert (out / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
 

@@ -102,7 +102,8 @@ def test_cli_allocate_stream_refuses_what_it_cannot_read(tmp_path):
     write_trace(cachesim.Trace(table=np.array([0, 1, 1], np.int32), row=np.array([1, 2, 2])), p)
     code, out = _run("allocate", p, "-b", "1KiB", "--stream")
     assert code == 2
-    assert "allocate --stream reads" in out and "drop --stream" in out
+    assert "allocate --stream follows a Parquet trace's batches, and this one has no batch " \
+        "column; drop --stream" in out
     code, out = _run("allocate", p, "-b", "1KiB")  # in memory by default: it works
     assert code == 0, out
 

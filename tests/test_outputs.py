@@ -159,6 +159,20 @@ def test_analyze_refuses_to_replace_a_plot_the_user_replaced(trace_file, tmp_pat
     assert (out / "reuse_time.png").read_text() == "mine too"
 
 
+def test_write_trace_never_replaces_a_users_file_unless_told(trace, tmp_path):
+    from cachesim.io import read_trace, write_trace
+    mine = tmp_path / "mine.parquet"
+    mine.write_text("mine")
+    with pytest.raises(CachesimError, match="exists and cachesim did not write it.*"
+                                            "overwrite=True"):
+        write_trace(trace, mine)
+    assert mine.read_text() == "mine"
+    write_trace(trace, mine, overwrite=True)  # asked for
+    assert read_trace(mine) == trace
+    write_trace(trace.slice(0, 10), mine)  # now cachesim's, unchanged: replaced as any output
+    assert len(read_trace(mine)) == 10
+
+
 def test_a_report_folder_from_before_the_marker_is_ours(tmp_path):
     from cachesim.files import output_dir
     out = tmp_path / "old-report"

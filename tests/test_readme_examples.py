@@ -85,7 +85,8 @@ def _prepare(code: str, work: Path):
     for name, src in FILES.items():
         if not re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", code):
             continue
-        if re.search(rf"cachesim (convert \S+|generate) {re.escape(name)}(?![\w.])", code):
+        if re.search(rf"cachesim (convert \S+|generate) {re.escape(name)}(?![\w.])", code) or \
+                re.search(rf"write_trace\(\w+, \"{re.escape(name)}\"", code):
             continue  # the block writes it: a copy there would be the user's, never replaced
         if src == "fbgemm-npz":
             _fbgemm_batches(work / name)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import CachesimError, TraceFormatError
 from ..lazy import lazy_module
-from ..files import atomic_path  # noqa: F401  (the one atomic writer, kept importable here)
+from ..files import atomic_path, written_by_cachesim  # (atomic_path: also importable here)
 from .formats import Format, is_gzip, load_text, natural_key, register_format
 from .urls import as_path, polars_options, polars_source
 from ..trace import InvalidAccess, Trace, dense_remap
@@ -198,13 +198,20 @@ def trace_frame(trace: Trace, *, table_as_names: bool = False) -> tuple[pl.DataF
     return pl.DataFrame(list(cols.values())), meta
 
 
-def write_trace(trace: Trace, path, format: str | None = None) -> Path:
+def write_trace(trace: Trace, path, format: str | None = None, *,
+                overwrite: bool = False) -> Path:
     """Write `trace` atomically: Parquet with cachesim metadata (default), or CSV when `format`
-    is 'csv' or the name ends in .csv (CSV keeps the columns, not the per-table metadata)."""
+    is 'csv' or the name ends in .csv (CSV keeps the columns, not the per-table metadata). An
+    existing file is replaced only if cachesim wrote it and it is unchanged since (the file
+    rule of `cachesim.files`), or with `overwrite=True`."""
     path = Path(path)
     fmt = format or ("csv" if path.name.lower().endswith(".csv") else "parquet")
     if fmt not in ("parquet", "csv"):
         raise CachesimError(f"cannot write format {fmt!r}: cachesim writes parquet or csv")
+    if not overwrite and (path.exists() or path.is_symlink()) and not written_by_cachesim(path):
+        raise CachesimError(f"{path}: exists and cachesim did not write it (or it changed "
+                            "since), so write_trace does not replace it; remove it, choose "
+                            "another name, or pass overwrite=True")
     df, meta = trace_frame(trace, table_as_names=fmt == "csv")
     with atomic_path(path) as tmp:
         if fmt == "csv":

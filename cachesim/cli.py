@@ -637,8 +637,9 @@ def generate(out, samples, tables, rows, alpha, bag_size, batch_size, drift, loc
                              batch_size=batch_size, drift=drift, locality=locality, seed=seed,
                              teacher=teacher)
     write_trace(trace, out)
-    click.echo(f"wrote {out}: {len(trace):,} accesses, {trace.n_tables} tables, "
-               f"{trace.n_distinct:,} distinct rows ({trace.source})")
+    click.echo(f"wrote {out}: {len(trace):,} accesses, {trace.n_tables} "
+               f"table{'s' * (trace.n_tables != 1)}, {trace.n_distinct:,} distinct "
+               f"row{'s' * (trace.n_distinct != 1)} ({trace.source})")
     if plot_path:
         cmp = fit.compare_curves(real, trace)
         fit.plot_curves(cmp, plot_path, like_path, out)
@@ -924,6 +925,8 @@ def _train_streams(path, fmt, stream) -> bool:
         from .io.stream import source_bytes
         return why is None and (p.is_dir() or source_bytes(p) > STREAM_THRESHOLD)
     if why:
+        if not p.exists():  # (nothing to train in memory either)
+            raise CachesimError(f"train --stream: {why}")
         raise CachesimError(f"train --stream: {why}; or train it in memory (--no-stream)")
     return True
 

@@ -141,11 +141,16 @@ class Seeds(_Type):
         if not parts:
             raise CachesimError(f"{name} is empty: give whole numbers such as 0,1,2")
         try:
-            return [int(p) for p in parts]
+            seeds = [int(p) for p in parts]
         except ValueError:
             bad = next(p for p in parts if not _is_int(p))
             raise CachesimError(f"{name} {bad!r}: give comma-separated whole numbers such as "
                                 "0,1,2") from None
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        if twice:  # the same run twice: two identical records that count as two seeds' noise
+            raise CachesimError(f"{name} {value!r}: seed {twice[0]} is given twice; give "
+                                "different seeds")
+        return seeds
 
 
 def _is_int(text) -> bool:

@@ -124,6 +124,7 @@ BAD_VALUES = [
      "--like TRACE generates"),
     (["generate", "{tmp}/g.parquet", "--like", TRACE, "--criteo", "--samples", "5"],
      "so --samples, --criteo would be ignored; drop them"),
+    (["train", TRACE, "--seeds", "1,2,1"], "--seeds '1,2,1': seed 1 is given twice"),
     (["train", TRACE, "--lr", "nan"], "--lr nan: the learning rate must be a finite number"),
     (["train", TRACE, "--lr", "inf"], "--lr inf: the learning rate must be a finite number"),
     # mrc, analyze, allocate, convert

@@ -238,6 +238,10 @@ def test_streamed_commands_name_a_damaged_parquet_file_and_a_missing_batch_colum
                         "batches, and this one has no batch column; drop --stream to read it "
                         "in memory"), line
     assert not (tmp_path / "r").exists()
+    # a missing file is only that: no advice to train it in memory
+    assert run("train", tmp_path / "nope.parquet", "--stream", "-q") == (
+        f"cachesim: error: train --stream: {tmp_path / 'nope.parquet'}: no such file or folder "
+        "(check the path)")
 
 
 def test_a_test_fraction_of_no_batch_is_refused_before_training(shared_data):

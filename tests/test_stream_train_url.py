@@ -150,5 +150,4 @@ def test_a_missing_url_is_one_line(folder):
             res = CliRunner().invoke(cli, ["train", url, "--stream", "-q", "--device", "cpu"])
             assert res.exit_code == 2 and "Traceback" not in res.output, res.output
             assert res.output == (f"cachesim: error: train --stream: {url}: no such file or "
-                                  "folder (check the path); or train it in memory "
-                                  "(--no-stream)\n"), res.output
+                                  "folder (check the path)\n"), res.output

@@ -497,8 +497,9 @@ def analyze_stream(path, window: int | None = None, top_k: int | None = None, *,
     res = report(str(path), list(meta.table_names), np.asarray(table_rows, np.int64), key_table,
                  counts, acc_t, reuse.result(), depth.result(), desc, wins.result(),
                  None if batches is None else batches.result())
-    # as the in-memory readers say: txt keys imply their rows, oracleGeneral's are its ids
-    res["rows_inferred"] = (kind == "txt" if keyed
+    # as the in-memory readers say: the rows of txt and oracleGeneral files come from their
+    # largest key (+ 1), no header gives them
+    res["rows_inferred"] = (True if keyed
                             else bool(getattr(meta, "table_rows_inferred", False)))
     res["streamed"] = {"passes": 2, "chunk_accesses": int(chunk_accesses), "estimated": [],
                        "note": "every number is exact: streamed in two passes, in memory "

@@ -96,6 +96,7 @@ def read_oracle_general(path, **_):
     trace = Trace(table=np.zeros(n, np.int32), row=row, ts=ts, size=size,
                   next_access_given=None, source=str(path), table_names=["objects"],
                   table_rows=np.array([rows], np.int64))
+    trace.table_rows_inferred = True  # (from the ids, as a txt file's: no header gives them)
     return trace if remap is None else trace.given_remap(*remap)
 
 

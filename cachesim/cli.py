@@ -740,7 +740,7 @@ def mrc(trace_path, fmt, batch_size, policy, method, rate, s_max, sizes, no_adj,
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if output:  # (as the name says: .csv, .json or .parquet)
         write_table(df, output)
-        click.echo(f"wrote {output}: {df.height:,} sizes", err=True)
+        click.echo(f"wrote {output}: {df.height:,} size{'s' * (df.height != 1)}", err=True)
     if as_json or not output:
         click.echo((json.dumps(df.to_dicts(), indent=1) + "\n") if as_json else df.write_csv(),
                    nl=False)

@@ -979,19 +979,20 @@ def _table_rows_warning_once():
     warn again); other warnings pass through."""
     import warnings
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             yield
-        finally:
-            shown = set()
-            for w in caught:
-                if w.category.__name__ in ("TableRowsInferredWarning", "NoTestBatchWarning"):
-                    if str(w.message) not in shown:
-                        shown.add(str(w.message))
-                        click.echo(f"cachesim: warning: {_one_line(w.message)}", err=True)
-                else:
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    finally:  # (outside the recording: a warning passed on there was recorded again, and the
+        # loop over `caught` never ended, growing without bound: a CI worker reached 23 GB)
+        shown = set()
+        for w in list(caught):
+            if w.category.__name__ in ("TableRowsInferredWarning", "NoTestBatchWarning"):
+                if str(w.message) not in shown:
+                    shown.add(str(w.message))
+                    click.echo(f"cachesim: warning: {_one_line(w.message)}", err=True)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _streams(path, fmt, stream, **batch_only) -> bool:

@@ -210,3 +210,32 @@ def test_quiet_streamed_analysis_prints_the_same(shared_data, args):
         assert strip(quiet.stdout) == strip(loud.stdout)
     else:
         assert quiet.stdout == loud.stdout
+
+
+def test_a_reports_other_warnings_pass_through_once(capsys):
+    """`report` prints the table-rows warning once and passes any other warning on: once, and
+    then returns (passing it on inside the recording recorded it again, so the loop over the
+    recorded warnings never ended and grew without bound: a CI worker reached 23 GB)."""
+    import signal
+    import warnings
+
+    from cachesim.cli import _table_rows_warning_once
+    from cachesim.simulate.fbgemm import TableRowsInferredWarning
+    def hung(signum, frame):
+        raise TimeoutError("the warnings were never passed on: the loop did not end")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)  # (that bug never returned: fail instead of hanging the suite)
+    try:
+        with warnings.catch_warnings(record=True) as outer:
+            warnings.simplefilter("always")
+            with _table_rows_warning_once():
+                warnings.warn("a font was not found", UserWarning)
+                warnings.warn("rows inferred", TableRowsInferredWarning)
+                warnings.warn("rows inferred", TableRowsInferredWarning)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert [(w.category, str(w.message)) for w in outer] == [(UserWarning,
+                                                              "a font was not found")]
+    assert capsys.readouterr().err == "cachesim: warning: rows inferred\n"

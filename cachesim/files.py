@@ -173,12 +173,13 @@ def written_by_cachesim(path) -> bool:
     return ident is not None and _load_registry(registry_path()).get(_key(path)) == ident
 
 
-def changed_since_written(path) -> bool:
-    """Whether the registry holds `path` as a file cachesim wrote and it is no longer that
-    file (replaced or edited since): a file of the user's now, in a folder of cachesim's."""
-    path = Path(path)
-    was = _load_registry(registry_path()).get(_key(path))
-    return was is not None and _identity(path) != was
+def changed_since_written(paths) -> set[Path]:
+    """Those of `paths` that the registry holds as files cachesim wrote and that are no longer
+    those files (replaced or edited since): the user's now, in a folder of cachesim's. One
+    read of the registry for them all."""
+    files = _load_registry(registry_path())
+    return {p for p in map(Path, paths)
+            if files.get(_key(p)) is not None and _identity(p) != files[_key(p)]}
 
 
 def record_written(*paths) -> None:
@@ -436,7 +437,8 @@ def _check_names(target: Path, names, shown: str, option: str, command: str) -> 
         raise CachesimError(f"{option} {shown}: {', '.join(clashes)} in it was not written by "
                             "cachesim and is never overwritten; move it away or choose another "
                             "path")
-    changed = [n for n in names if (target / n).exists() and changed_since_written(target / n)]
+    changed = sorted(p.name for p in changed_since_written(
+        target / n for n in names if (target / n).exists()))
     if changed:
         raise CachesimError(f"{option} {shown}: {', '.join(changed)} in it changed since "
                             "cachesim wrote it, so it is yours now and never overwritten; move "
@@ -460,10 +462,11 @@ def _move_into(staging: Path, target: Path, names, shown: str, option: str,
     # this command's files from an earlier run, not written now (another command's stay: a
     # report and analyze's plots may share a folder); one changed since is the user's: kept,
     # and no longer named in the marker
-    for n in sorted(by.get(command, set()) - set(names)):
-        stale = target / n
-        if stale.is_file() and not stale.is_symlink() and not changed_since_written(stale):
-            stale.unlink()
+    stale = [target / n for n in sorted(by.get(command, set()) - set(names))]
+    users = changed_since_written(stale)
+    for p in stale:
+        if p.is_file() and not p.is_symlink() and p not in users:
+            p.unlink()
     others = {c: f - set(names) for c, f in by.items() if c != command}
     with atomic_path(target / MARKER, option, record=False) as tmp:
         tmp.write_text(_marker_text(command, names, others), encoding="utf-8")

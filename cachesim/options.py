@@ -119,14 +119,7 @@ class Sizes(_Type):
         for p in parts:
             if self.zero and p.strip() == "0":
                 continue
-            try:
-                parse_size(p)
-            except CachesimError as err:  # its text names the size: say it once, as the option's
-                why = str(err)
-                for head in (f"cannot read cache size {p!r}: ", f"cache size {p!r}: ",
-                             f"cache size {p!r} "):
-                    why = why.replace(head, "", 1)
-                raise CachesimError(f"{name} {p!r}: {why}") from None
+            parse_size(p, name)  # (its error names the option and the size, once)
         return ",".join(parts)
 
 

@@ -43,8 +43,9 @@ class Capacity:
         return self.text
 
 
-def parse_size(text) -> Capacity:
-    """Parse one size; raise CachesimError naming the value and the accepted forms."""
+def parse_size(text, name: str | None = None) -> Capacity:
+    """Parse one size; raise CachesimError naming the value and the accepted forms (as the
+    option `name`'s, '--size', when given)."""
     if isinstance(text, Capacity):
         return text
     if isinstance(text, (int,)) and not isinstance(text, bool):
@@ -53,27 +54,29 @@ def parse_size(text) -> Capacity:
                                 "a share such as 5%, or bytes such as 128MiB)")
         return Capacity("rows", int(text), str(text))
     s = str(text).strip()
+
+    def bad(why: str, lead: str = "cache size", sep: str = ": ") -> CachesimError:
+        return CachesimError(f"{name} {s!r}: {why}" if name else f"{lead} {s!r}{sep}{why}")
+
     m = _SIZE_RE.match(s)
     if not m:
-        raise CachesimError(
-            f"cannot read cache size {s!r}: give a row count (1000), a share of the distinct "
-            "keys (5%), or bytes (128MiB, 2GiB)")
+        raise bad("give a row count (1000), a share of the distinct keys (5%), or bytes "
+                  "(128MiB, 2GiB)", lead="cannot read cache size")
     number, unit = float(m.group(1)), m.group(2).lower()
     if unit == "%":
         if not 0 < number <= 100:
-            raise CachesimError(f"cache size {s!r}: a share must be above 0% and at most 100%")
+            raise bad("a share must be above 0% and at most 100%")
         return Capacity("fraction", number / 100.0, s)
     if unit not in _UNITS:
-        raise CachesimError(
-            f"cache size {s!r}: unknown unit {m.group(2)!r}; use one of %, B, KB, MB, GB, "
-            "KiB, MiB, GiB, TiB")
+        raise bad(f"unknown unit {m.group(2)!r}; use one of %, B, KB, MB, GB, KiB, MiB, GiB, "
+                  "TiB")
     value = number * _UNITS[unit]
     if value <= 0 or math.isnan(value):
-        raise CachesimError(f"cache size {s!r} must be positive (a row count such as 1000, "
-                            "a share such as 5%, or bytes such as 128MiB)")
+        raise bad("must be positive (a row count such as 1000, a share such as 5%, or bytes "
+                  "such as 128MiB)", sep=" ")
     if unit == "":
         if number != int(number):
-            raise CachesimError(f"cache size {s!r}: a row count must be a whole number")
+            raise bad("a row count must be a whole number")
         return Capacity("rows", int(number), s)
     return Capacity("bytes", int(value), s)
 

@@ -382,7 +382,7 @@ def readable_parquet_schema(path):
         if files:
             tabular.read_parquet_metadata(files[0])  # names a bad first file and why
         raise TraceFormatError(path, "not a readable Parquet trace",
-                                       fix="check its files were written completely")
+                               fix="check its files were written completely")
     return schema
 
 
